@@ -1,0 +1,253 @@
+//! A cache of compiled components on local disk.
+//!
+//! Compiling a component with Cranelift takes from tens of milliseconds to
+//! seconds; loading a compiled artifact takes about a millisecond. The cache
+//! keeps one artifact per component and engine:
+//!
+//! - the key is the component's sha256 plus a hash of everything that makes
+//!   compiled code compatible with an engine
+//!   ([`Engine::precompile_compatibility_hash`]: wasmtime version, target,
+//!   compiler settings), so an artifact is never loaded into an engine that did
+//!   not produce it;
+//! - every artifact is sealed with an HMAC-SHA256 under a random key created
+//!   with the cache and readable only by its owner, and nothing whose seal does
+//!   not verify is deserialised. Deserialising compiled code is `unsafe`
+//!   precisely because it is trusted to be what this host produced; a file
+//!   copied in from elsewhere, truncated, or corrupted is discarded and the
+//!   component compiled again.
+//!
+//! Files are written to a temporary name and renamed into place, so concurrent
+//! workers sharing a cache directory never read half an artifact.
+
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+type Seal = Hmac<Sha256>;
+const SEAL_LEN: usize = 32;
+const KEY_FILE: &str = "seal.key";
+
+/// A component's identity: the sha256 of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ComponentDigest(String);
+
+impl ComponentDigest {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(hex::encode(Sha256::digest(bytes)))
+    }
+
+    /// The hex digest without prefix.
+    pub fn hex(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ComponentDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "sha256:{}", self.0)
+    }
+}
+
+/// Counters of what the cache did, for tests and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Components compiled because no valid artifact was cached.
+    pub compiled: u64,
+    /// Components loaded from a cached artifact.
+    pub loaded: u64,
+    /// Cached artifacts discarded because their seal did not verify.
+    pub rejected: u64,
+}
+
+/// The on-disk artifact cache; see the module docs.
+pub struct ArtifactCache {
+    dir: PathBuf,
+    key: [u8; 32],
+    engine_hash: String,
+    compiled: AtomicU64,
+    loaded: AtomicU64,
+    rejected: AtomicU64,
+}
+
+/// Why a component could not be compiled or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The cache directory or a file in it could not be used.
+    #[error("artifact cache at {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid component for this engine.
+    #[error("not a valid WebAssembly component: {0:#}")]
+    Compile(wasmtime::Error),
+}
+
+impl ArtifactCache {
+    /// Opens (creating if needed) the cache in `dir` for artifacts of `engine`.
+    pub fn open(dir: &Path, engine: &Engine) -> Result<Self, CacheError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| CacheError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let key_path = dir.join(KEY_FILE);
+        let key = read_or_create_key(&key_path).map_err(io(&key_path))?;
+        let mut hasher = Sha256Hasher(Sha256::new());
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_hash = hex::encode(&hasher.0.finalize()[..8]);
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            key,
+            engine_hash,
+            compiled: AtomicU64::new(0),
+            loaded: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+        })
+    }
+
+    /// What the cache has done so far.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            compiled: self.compiled.load(Ordering::Relaxed),
+            loaded: self.loaded.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Where the artifact of `digest` lives (whether or not it exists).
+    pub fn artifact_path(&self, digest: &ComponentDigest) -> PathBuf {
+        self.dir
+            .join(format!("{}-{}.cwasm", digest.hex(), self.engine_hash))
+    }
+
+    /// The component `bytes` (whose digest is `digest`), from its cached
+    /// artifact when one verifies, otherwise compiled and cached.
+    pub fn load(
+        &self,
+        engine: &Engine,
+        digest: &ComponentDigest,
+        bytes: &[u8],
+    ) -> Result<Component, CacheError> {
+        let path = self.artifact_path(digest);
+        if let Some(component) = self.load_sealed(engine, &path) {
+            self.loaded.fetch_add(1, Ordering::Relaxed);
+            return Ok(component);
+        }
+        let artifact = engine
+            .precompile_component(bytes)
+            .map_err(CacheError::Compile)?;
+        self.compiled.fetch_add(1, Ordering::Relaxed);
+        if let Err(error) = self.store_sealed(&path, &artifact) {
+            tracing::warn!(path = %path.display(), %error, "could not cache a compiled component");
+        }
+        self.deserialize(engine, &artifact)
+            .map_err(CacheError::Compile)
+    }
+
+    /// Reads and verifies the artifact at `path`; `None` if absent or invalid.
+    fn load_sealed(&self, engine: &Engine, path: &Path) -> Option<Component> {
+        let sealed = std::fs::read(path).ok()?;
+        let verified = sealed.len() > SEAL_LEN && {
+            let (artifact, seal) = sealed.split_at(sealed.len() - SEAL_LEN);
+            self.seal(artifact).verify_slice(seal).is_ok()
+        };
+        if !verified {
+            self.reject(path, "its seal does not verify");
+            return None;
+        }
+        match self.deserialize(engine, &sealed[..sealed.len() - SEAL_LEN]) {
+            Ok(component) => Some(component),
+            Err(error) => {
+                self.reject(path, &format!("{error:#}"));
+                None
+            }
+        }
+    }
+
+    fn reject(&self, path: &Path, why: &str) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(path = %path.display(), why, "discarding a cached artifact");
+        let _ = std::fs::remove_file(path);
+    }
+
+    fn store_sealed(&self, path: &Path, artifact: &[u8]) -> std::io::Result<()> {
+        let seal = self.seal(artifact).finalize().into_bytes();
+        let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
+        file.write_all(artifact)?;
+        file.write_all(&seal)?;
+        file.persist(path).map_err(|error| error.error)?;
+        Ok(())
+    }
+
+    fn seal(&self, artifact: &[u8]) -> Seal {
+        let mut mac =
+            <Seal as Mac>::new_from_slice(&self.key).expect("HMAC takes keys of any length");
+        mac.update(artifact);
+        mac
+    }
+
+    #[allow(unsafe_code)]
+    fn deserialize(&self, engine: &Engine, artifact: &[u8]) -> wasmtime::Result<Component> {
+        // SAFETY: `artifact` was produced by `Engine::precompile_component` of an
+        // engine with the same compatibility hash: either just now, or read back
+        // from a file whose HMAC under this cache's private key verified, which
+        // only this cache can have written.
+        unsafe { Component::deserialize(engine, artifact) }
+    }
+}
+
+fn read_or_create_key(path: &Path) -> std::io::Result<[u8; 32]> {
+    if let Ok(bytes) = std::fs::read(path)
+        && let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice())
+    {
+        return Ok(key);
+    }
+    let key: [u8; 32] = rand::random();
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    file.write_all(&key)?;
+    // If another process created the key first, use theirs.
+    match file.persist_noclobber(path) {
+        Ok(_) => Ok(key),
+        Err(_) => {
+            let bytes = std::fs::read(path)?;
+            <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} is not a 32-byte key: remove it", path.display()),
+                )
+            })
+        }
+    }
+}
+
+/// Feeds a [`Hash`] implementation into SHA-256, for a hash that is stable
+/// across processes (unlike `DefaultHasher`).
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn finish(&self) -> u64 {
+        let digest = self.0.clone().finalize();
+        u64::from_le_bytes(digest[..8].try_into().unwrap_or_default())
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}

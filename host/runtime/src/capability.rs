@@ -1,0 +1,170 @@
+//! Host capabilities: what a worker really has, as linked WIT interfaces.
+//!
+//! A capability is one `flowmesh:host` interface backed by a real resource of
+//! the host — a Docker daemon, NVIDIA GPUs, a model endpoint. It goes through
+//! three stages, in the spirit of Spin's factors:
+//!
+//! 1. **probe**: at worker start (and again periodically) the capability checks
+//!    that its resource answers. Success yields a [`Capability`]; failure yields
+//!    a reason, kept verbatim.
+//! 2. **link**: [`Capability::add_to_linker`] defines its interface in the
+//!    worker's linker. Interfaces of capabilities that did not probe are never
+//!    defined, so a plugin importing one fails `instantiate_pre`, and the
+//!    worker reports it unavailable with the probe's reason.
+//! 3. **prepare**: per task, [`Capability::prepare`] creates the state its host
+//!    functions use for that task (the GPUs assigned to it, its container
+//!    labels), stored in the task's [`TaskState`](crate::TaskState).
+//!
+//! `log` and `progress` are not capabilities: every worker links them.
+//! [`HostCapabilities`] is the set a worker runs with: one entry per
+//! [`CapabilityKind`], present or absent.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use flowmesh_types::{CapabilityKind, CapabilityReport, CapabilityStatus};
+use wasmtime::component::Linker;
+
+use crate::TaskState;
+
+/// A probed, working host capability. See the module docs.
+pub trait Capability: Send + Sync + 'static {
+    /// Which capability this is; decides the interface it must define.
+    fn kind(&self) -> CapabilityKind;
+
+    /// What was found, for reports: e.g. `Docker 28.2.2 at unix:///var/run/docker.sock`.
+    fn detail(&self) -> String;
+
+    /// Defines the capability's interface ([`CapabilityKind::interface`]) in
+    /// `linker`.
+    fn add_to_linker(&self, linker: &mut Linker<TaskState>) -> wasmtime::Result<()>;
+
+    /// Creates the per-task state the host functions use, for a task of a
+    /// plugin that imports this capability. Retrieved with
+    /// [`TaskState::capability_state`].
+    fn prepare(&self, task: &TaskInfo) -> wasmtime::Result<Box<dyn Any + Send>>;
+}
+
+/// What a capability may know about the task it prepares for.
+#[derive(Debug, Clone)]
+pub struct TaskInfo {
+    /// The task id.
+    pub id: String,
+    /// Its type.
+    pub task_type: String,
+    /// Its attempt number, from 1.
+    pub attempt: u32,
+}
+
+enum Entry {
+    Present(Arc<dyn Capability>),
+    Absent {
+        kind: CapabilityKind,
+        reason: String,
+    },
+}
+
+impl Entry {
+    fn kind(&self) -> CapabilityKind {
+        match self {
+            Self::Present(capability) => capability.kind(),
+            Self::Absent { kind, .. } => *kind,
+        }
+    }
+}
+
+/// The capabilities a worker runs with: for each [`CapabilityKind`], either a
+/// working [`Capability`] or the reason it is absent.
+pub struct HostCapabilities {
+    entries: Vec<Entry>,
+}
+
+impl HostCapabilities {
+    /// No optional capability: every kind absent because it was not configured.
+    pub fn none() -> Self {
+        Self {
+            entries: CapabilityKind::ALL
+                .into_iter()
+                .map(|kind| Entry::Absent {
+                    kind,
+                    reason: format!(
+                        "no {} capability: this worker was not configured with one",
+                        kind.requirement()
+                    ),
+                })
+                .collect(),
+        }
+    }
+
+    /// Records the outcome of probing one capability: the capability, or the
+    /// probe's error as the reason it is absent. Replaces an earlier entry of
+    /// the same kind.
+    pub fn with_probe(
+        mut self,
+        kind: CapabilityKind,
+        outcome: Result<Arc<dyn Capability>, String>,
+    ) -> Self {
+        let entry = match outcome {
+            Ok(capability) => {
+                debug_assert_eq!(capability.kind(), kind);
+                Entry::Present(capability)
+            }
+            Err(error) => Entry::Absent {
+                kind,
+                reason: format!("no {} capability: {error}", kind.requirement()),
+            },
+        };
+        self.entries.retain(|existing| existing.kind() != kind);
+        self.entries.push(entry);
+        self.entries.sort_by_key(Entry::kind);
+        self
+    }
+
+    /// The working capabilities.
+    pub fn present(&self) -> impl Iterator<Item = &Arc<dyn Capability>> {
+        self.entries.iter().filter_map(|entry| match entry {
+            Entry::Present(capability) => Some(capability),
+            Entry::Absent { .. } => None,
+        })
+    }
+
+    /// The working capability of `kind`, if any.
+    pub fn get(&self, kind: CapabilityKind) -> Option<&Arc<dyn Capability>> {
+        self.present().find(|capability| capability.kind() == kind)
+    }
+
+    /// Why `kind` is absent, or `None` if it is present.
+    pub fn absence_reason(&self, kind: CapabilityKind) -> Option<&str> {
+        self.entries.iter().find_map(|entry| match entry {
+            Entry::Absent { kind: k, reason } if *k == kind => Some(reason.as_str()),
+            _ => None,
+        })
+    }
+
+    /// One report per capability kind, for [`WorkerCapabilities`](flowmesh_types::WorkerCapabilities).
+    pub fn reports(&self) -> Vec<CapabilityReport> {
+        self.entries
+            .iter()
+            .map(|entry| match entry {
+                Entry::Present(capability) => CapabilityReport {
+                    kind: capability.kind(),
+                    interface: capability.kind().interface().to_string(),
+                    status: CapabilityStatus::Available,
+                    detail: capability.detail(),
+                },
+                Entry::Absent { kind, reason } => CapabilityReport {
+                    kind: *kind,
+                    interface: kind.interface().to_string(),
+                    status: CapabilityStatus::Absent,
+                    detail: reason.clone(),
+                },
+            })
+            .collect()
+    }
+}
+
+impl Default for HostCapabilities {
+    fn default() -> Self {
+        Self::none()
+    }
+}

@@ -1,0 +1,111 @@
+//! Runtime configuration: the engine, the instance pool, the default task limits.
+//!
+//! Every default is stated on its field. Nothing is granted to a task beyond
+//! its scratch directory, whatever the configuration says.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a [`Runtime`](crate::Runtime) is set up.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where compiled components are cached. Created if missing.
+    pub cache_dir: PathBuf,
+    /// Where per-task scratch directories are created (one fresh directory per
+    /// task, removed after it). Created if missing.
+    pub scratch_root: PathBuf,
+    /// The pre-allocated instance pool.
+    pub pool: PoolConfig,
+    /// How often the epoch ticker fires. Timeouts and cancellation interrupt
+    /// running guest code within about one tick. Default 10 ms.
+    pub epoch_tick: Duration,
+    /// Whether fuel metering is compiled in, so that [`TaskLimits::fuel`] can
+    /// bound the number of instructions a task runs. Costs some speed on every
+    /// task. Default off.
+    pub fuel_metering: bool,
+    /// Maximum guest call-stack size in bytes; deeper recursion traps with a
+    /// stack overflow. Default 512 KiB.
+    pub max_wasm_stack: usize,
+    /// Limits of tasks that set none of their own.
+    pub default_limits: TaskLimits,
+    /// Time allowed for a plugin's `describe()` when it is loaded. Default 10 s.
+    pub describe_timeout: Duration,
+}
+
+impl RuntimeConfig {
+    /// A configuration with every default, caching compiled components in
+    /// `cache_dir` and creating task scratch directories under `scratch_root`.
+    pub fn new(cache_dir: impl Into<PathBuf>, scratch_root: impl Into<PathBuf>) -> Self {
+        Self {
+            cache_dir: cache_dir.into(),
+            scratch_root: scratch_root.into(),
+            pool: PoolConfig::default(),
+            epoch_tick: Duration::from_millis(10),
+            fuel_metering: false,
+            max_wasm_stack: 512 * 1024,
+            default_limits: TaskLimits::default(),
+            describe_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Sizes of wasmtime's pooling allocator: every instance slot, memory and stack
+/// is reserved up front, so instantiating a task costs no `mmap`.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// How many plugin instances may be alive at once (running tasks plus
+    /// `describe`/`validate` calls). Default 128.
+    pub max_instances: u32,
+    /// The largest linear memory any task may grow to, in bytes; a task's own
+    /// memory limit is capped by it. Default 4 GiB.
+    pub max_memory_bytes: usize,
+    /// Core module instances one component may create. Default 32.
+    pub max_core_instances_per_component: u32,
+    /// Linear memories one component may define. Default 2.
+    pub max_memories_per_component: u32,
+    /// Tables one component may define. Default 8.
+    pub max_tables_per_component: u32,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_instances: 128,
+            max_memory_bytes: 4 << 30,
+            max_core_instances_per_component: 32,
+            max_memories_per_component: 2,
+            max_tables_per_component: 8,
+        }
+    }
+}
+
+/// What one task may use. Exceeding any limit fails that task alone, with an
+/// error naming the limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskLimits {
+    /// Wall-clock time from instantiation to result. Default 5 min.
+    pub timeout: Duration,
+    /// Linear memory of the plugin instance, in bytes. Default 256 MiB.
+    pub memory_bytes: usize,
+    /// Instruction budget, when the runtime was built with
+    /// [`RuntimeConfig::fuel_metering`]; unlimited when `None`. Default `None`.
+    pub fuel: Option<u64>,
+    /// Size of the JSON output, in bytes. Default 1 MiB.
+    pub max_output_bytes: usize,
+    /// Total size of log records (plugin logs, stdout and stderr together), in
+    /// bytes; past it records are dropped and one truncation notice is logged.
+    /// Default 1 MiB.
+    pub max_log_bytes: usize,
+}
+
+impl Default for TaskLimits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(300),
+            memory_bytes: 256 << 20,
+            fuel: None,
+            max_output_bytes: 1 << 20,
+            max_log_bytes: 1 << 20,
+        }
+    }
+}

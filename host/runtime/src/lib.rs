@@ -1,0 +1,80 @@
+//! The FlowMesh executor runtime.
+//!
+//! Executors are WebAssembly components written by anyone: they export
+//! `flowmesh:executor` and may import the host capabilities of
+//! `flowmesh:host`. This crate is what a worker uses to run them.
+//!
+//! # The idea
+//!
+//! **What a worker can run is decided by linking, not by configuration.** A
+//! worker probes the capabilities it really has (a Docker daemon, GPUs, a model
+//! endpoint; see [`capability`]) and its [`Linker`](wasmtime::component::Linker)
+//! defines exactly those interfaces, plus WASI with nothing granted, `log` and
+//! `progress`. Each installed plugin is checked with `instantiate_pre` against
+//! that linker: if it imports an interface the worker lacks, it is
+//! *unavailable*, with a reason naming the interface and the probe's error.
+//! The task types of the available plugins are what the worker advertises
+//! ([`WorkerCapabilities`](flowmesh_types::WorkerCapabilities)).
+//!
+//! **Every task runs in a fresh sandbox.** [`Runtime::execute`] instantiates
+//! the plugin into a new [`Store`](wasmtime::Store) from a pre-allocated pool,
+//! with a memory limit, a deadline enforced by epoch interruption, optional
+//! fuel, a private scratch directory at `/scratch` that is removed afterwards,
+//! stdout and stderr captured into the task log under a size cap, and no
+//! environment, arguments, sockets or other files. Whatever the plugin does —
+//! loop forever, exhaust memory or stack, panic, return garbage — only its task
+//! fails, with a [`TaskError`](flowmesh_types::TaskError) that says what
+//! happened, and the runtime keeps serving.
+//!
+//! **Compiled code is cached, and only trusted from ourselves.** Components are
+//! compiled once per engine configuration and cached on disk, sealed with a key
+//! private to the cache ([`artifact_cache`]).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use flowmesh_runtime::{HostCapabilities, Runtime, RuntimeConfig, TaskLimits, TaskRequest};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = RuntimeConfig::new("/var/lib/flowmesh/cache", "/var/lib/flowmesh/scratch");
+//! let runtime = Runtime::new(config, HostCapabilities::none())?;
+//! let report = runtime.load_plugin_file("echo", "echo.wasm".as_ref()).await?;
+//! println!("{:?}: {:?}", report.status, runtime.capabilities().supported_task_types);
+//!
+//! let run = runtime
+//!     .execute(
+//!         TaskRequest {
+//!             id: "t-1".into(),
+//!             task_type: "echo".into(),
+//!             spec: r#"{"message": "hi"}"#.into(),
+//!             attempt: 1,
+//!             limits: TaskLimits::default(),
+//!         },
+//!         Arc::new(|event| println!("{event:?}")),
+//!         CancellationToken::new(),
+//!     )
+//!     .await;
+//! println!("{:?}", run.outcome);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod artifact_cache;
+pub mod bindings;
+pub mod capability;
+mod config;
+mod engine;
+mod failure;
+mod plugin;
+mod runtime;
+mod task_log;
+mod task_state;
+
+pub use artifact_cache::{ArtifactCache, CacheStats, ComponentDigest};
+pub use capability::{Capability, HostCapabilities};
+pub use config::{PoolConfig, RuntimeConfig, TaskLimits};
+pub use runtime::{LoadError, PluginIdentity, Runtime, RuntimeError, TaskRequest, TaskRun};
+pub use task_log::{EventSink, discard_events};
+pub use task_state::{SCRATCH_GUEST_PATH, TaskState};

@@ -1,0 +1,557 @@
+//! The [`Runtime`]: loads plugins against the worker's capabilities and runs
+//! each task in a fresh sandbox.
+
+use std::path::Path;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use flowmesh_types::{
+    CapabilityKind, FieldError, PluginReport, TaskError, TaskErrorCode, WorkerCapabilities,
+};
+use serde_json::value::RawValue;
+use tokio_util::sync::CancellationToken;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store, UpdateDeadline};
+
+use crate::artifact_cache::{ArtifactCache, CacheError, CacheStats, ComponentDigest};
+use crate::bindings::PluginFullPre;
+use crate::bindings::exports::flowmesh::executor::executor as wit;
+use crate::capability::{HostCapabilities, TaskInfo};
+use crate::engine::{EpochTicker, build_engine};
+use crate::failure::{self, Interrupted};
+use crate::plugin::{Installed, PluginSet, ReadyPlugin, is_name, manifest_from_wit};
+use crate::task_log::{EventSink, TaskLog, discard_events};
+use crate::task_state::{TaskState, add_always_linked};
+use crate::{RuntimeConfig, TaskLimits};
+
+/// Why a runtime could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The wasmtime engine or linker could not be set up.
+    #[error("could not set up the WebAssembly engine: {0:#}")]
+    Engine(wasmtime::Error),
+    /// A capability could not define its interface.
+    #[error("capability {kind} could not be linked: {error:#}")]
+    Link {
+        /// Which capability.
+        kind: CapabilityKind,
+        /// What went wrong.
+        error: wasmtime::Error,
+    },
+    /// The artifact cache could not be opened.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// A directory could not be created, or the ticker thread started.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Why a plugin could not be loaded at all (as opposed to loaded but
+/// unavailable on this worker, which is a [`PluginReport`]).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The install name is not a valid plugin name.
+    #[error("invalid plugin name {0:?}: use lowercase letters, digits and '-'")]
+    InvalidName(String),
+    /// The bytes are not a WebAssembly component this engine can compile.
+    #[error(transparent)]
+    Compile(#[from] CacheError),
+}
+
+/// One task to execute.
+#[derive(Debug, Clone)]
+pub struct TaskRequest {
+    /// Task id, unique in the cluster.
+    pub id: String,
+    /// Routed to the plugin that declares it.
+    pub task_type: String,
+    /// The plugin-owned spec fields, a JSON object.
+    pub spec: String,
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// What the task may use.
+    pub limits: TaskLimits,
+}
+
+/// The plugin that ran a task, for the result envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginIdentity {
+    /// Plugin name.
+    pub name: String,
+    /// Plugin version.
+    pub version: String,
+    /// `sha256:<hex>` of the component.
+    pub digest: String,
+}
+
+/// How a task ended.
+#[derive(Debug)]
+pub struct TaskRun {
+    /// The plugin that ran it; `None` when no plugin serves its type.
+    pub plugin: Option<PluginIdentity>,
+    /// Wall-clock time from the start of instantiation to the result.
+    pub elapsed: Duration,
+    /// The JSON output, or why there is none.
+    pub outcome: Result<Box<RawValue>, TaskError>,
+}
+
+/// The executor runtime of one worker.
+///
+/// One wasmtime [`Engine`] (pooling allocator, epoch interruption), one
+/// [`Linker`] that defines WASI with nothing granted, `log`, `progress`, and
+/// the interfaces of the capabilities this worker really has, and the set of
+/// installed plugins.
+///
+/// Loading a plugin compiles it (or loads it from the artifact cache), checks
+/// its imports against the linker with `instantiate_pre`, and calls
+/// `describe()`. Executing a task instantiates the plugin in a fresh store —
+/// its own memory limit, deadline, scratch directory and log — and calls
+/// `execute()`. Whatever a task does, only that task fails: the runtime keeps
+/// serving.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<TaskState>,
+    cache: Arc<ArtifactCache>,
+    capabilities: HostCapabilities,
+    config: RuntimeConfig,
+    plugins: RwLock<PluginSet>,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// Creates a runtime with `capabilities` linked.
+    pub fn new(
+        config: RuntimeConfig,
+        capabilities: HostCapabilities,
+    ) -> Result<Self, RuntimeError> {
+        let engine = build_engine(&config).map_err(RuntimeError::Engine)?;
+        let mut linker = Linker::new(&engine);
+        add_always_linked(&mut linker).map_err(RuntimeError::Engine)?;
+        for capability in capabilities.present() {
+            capability
+                .add_to_linker(&mut linker)
+                .map_err(|error| RuntimeError::Link {
+                    kind: capability.kind(),
+                    error,
+                })?;
+        }
+        std::fs::create_dir_all(&config.scratch_root).map_err(|source| RuntimeError::Io {
+            what: format!("creating scratch root {}", config.scratch_root.display()),
+            source,
+        })?;
+        let cache = Arc::new(ArtifactCache::open(&config.cache_dir, &engine)?);
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick).map_err(|source| {
+            RuntimeError::Io {
+                what: "starting the epoch ticker".into(),
+                source,
+            }
+        })?;
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            capabilities,
+            config,
+            plugins: RwLock::new(PluginSet::default()),
+            _ticker: ticker,
+        })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// What the artifact cache has done so far.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    /// The artifact cache.
+    pub fn artifact_cache(&self) -> &ArtifactCache {
+        &self.cache
+    }
+
+    /// Everything this worker can run, as it advertises it.
+    pub fn capabilities(&self) -> WorkerCapabilities {
+        let plugins = self.plugins.read().unwrap_or_else(PoisonError::into_inner);
+        WorkerCapabilities {
+            supported_task_types: plugins.supported_task_types(),
+            plugins: plugins.reports(),
+            capabilities: self.capabilities.reports(),
+        }
+    }
+
+    /// Loads the component at `path` under `name`; see [`Runtime::load_plugin`].
+    pub async fn load_plugin_file(
+        &self,
+        name: &str,
+        path: &Path,
+    ) -> Result<PluginReport, LoadError> {
+        let bytes = tokio::fs::read(path).await.map_err(|source| {
+            LoadError::Compile(CacheError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        })?;
+        self.load_plugin(name, bytes).await
+    }
+
+    /// Loads (or replaces) the plugin installed as `name` from its component
+    /// `bytes`.
+    ///
+    /// Returns an error only when the bytes are not a component at all. A
+    /// component that this worker cannot run — it imports an interface this
+    /// worker does not provide, does not export `flowmesh:executor`, or fails
+    /// `describe()` — is recorded as unavailable, and the returned report says
+    /// why.
+    pub async fn load_plugin(&self, name: &str, bytes: Vec<u8>) -> Result<PluginReport, LoadError> {
+        if !is_name(name) {
+            return Err(LoadError::InvalidName(name.to_string()));
+        }
+        let digest = ComponentDigest::of(&bytes);
+        let component = {
+            let (cache, engine, digest) = (self.cache.clone(), self.engine.clone(), digest.clone());
+            tokio::task::spawn_blocking(move || cache.load(&engine, &digest, &bytes))
+                .await
+                .map_err(|error| {
+                    CacheError::Compile(wasmtime::Error::msg(format!(
+                        "compilation panicked: {error}"
+                    )))
+                })??
+        };
+        let imports: Vec<String> = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let outcome = self
+            .instantiate_pre(name, &digest, &component, &imports)
+            .await;
+        if let Err(reason) = &outcome {
+            tracing::warn!(plugin = name, %reason, "plugin unavailable on this worker");
+        }
+        let mut plugins = self.plugins.write().unwrap_or_else(PoisonError::into_inner);
+        let outcome = match outcome {
+            Ok(ready) => match plugins.conflict(name, &ready.manifest) {
+                Some((task_type, other)) => Err(format!(
+                    "task type {task_type:?} is already provided by plugin {other:?}; remove one of them"
+                )),
+                None => Ok(Arc::new(ready)),
+            },
+            Err(reason) => Err(reason),
+        };
+        plugins.insert(
+            name.to_string(),
+            Installed {
+                digest,
+                imports,
+                outcome,
+            },
+        );
+        Ok(plugins
+            .report(name)
+            .expect("the plugin was inserted just above"))
+    }
+
+    /// Removes the plugin installed as `name`, withdrawing its task types.
+    /// Tasks already running keep their instance. Whether it was installed.
+    pub fn remove_plugin(&self, name: &str) -> bool {
+        self.plugins
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name)
+    }
+
+    async fn instantiate_pre(
+        &self,
+        name: &str,
+        digest: &ComponentDigest,
+        component: &Component,
+        imports: &[String],
+    ) -> Result<ReadyPlugin, String> {
+        let mut capabilities = Vec::new();
+        for import in imports {
+            if let Some(kind) = CapabilityKind::from_interface(import) {
+                match self.capabilities.absence_reason(kind) {
+                    Some(reason) => {
+                        return Err(format!(
+                            "imports {import}, which this worker does not provide: {reason}"
+                        ));
+                    }
+                    None => capabilities.push(kind),
+                }
+            }
+        }
+        let instance_pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|error| format!("cannot be linked on this worker: {error:#}"))?;
+        let pre = PluginFullPre::new(instance_pre).map_err(|error| {
+            format!("is not a FlowMesh plugin: it does not export flowmesh:executor/executor@0.1.0 ({error:#})")
+        })?;
+        let limits = self.config.default_limits.clone();
+        let log = Arc::new(TaskLog::new(discard_events(), limits.max_log_bytes));
+        let mut store = self
+            .new_store(
+                &log,
+                &limits,
+                None,
+                Instant::now() + self.config.describe_timeout,
+                None,
+            )
+            .map_err(|error| format!("could not set up a sandbox for describe(): {error:#}"))?;
+        let call = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance
+                .flowmesh_executor_executor()
+                .call_describe(&mut store)
+                .await
+        };
+        let manifest = guarded(call, Instant::now() + self.config.describe_timeout, None)
+            .await
+            .map_err(|error| {
+                let error = failure::from_wasmtime(&error, &log, self.config.describe_timeout);
+                format!("describe() failed: {}", error.message)
+            })?;
+        let manifest = manifest_from_wit(manifest)?;
+        tracing::info!(
+            plugin = name,
+            version = %manifest.version,
+            task_types = ?manifest.task_types.iter().map(|t| &t.name).collect::<Vec<_>>(),
+            "plugin available"
+        );
+        Ok(ReadyPlugin {
+            digest: digest.clone(),
+            manifest,
+            pre,
+            capabilities,
+        })
+    }
+
+    fn route(&self, task_type: &str) -> Option<Arc<ReadyPlugin>> {
+        self.plugins
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .route(task_type)
+            .cloned()
+    }
+
+    /// Checks `spec` (plugin-owned fields, a JSON object) for `task_type` with
+    /// the serving plugin's `validate()`. Paths in the errors are relative to
+    /// the spec.
+    pub async fn validate(&self, task_type: &str, spec: &str) -> Result<(), Vec<FieldError>> {
+        let Some(plugin) = self.route(task_type) else {
+            return Err(vec![FieldError::new(
+                "taskType",
+                format!("no plugin on this worker executes task type {task_type:?}"),
+            )]);
+        };
+        let limits = self.config.default_limits.clone();
+        let deadline = Instant::now() + self.config.describe_timeout;
+        let log = Arc::new(TaskLog::new(discard_events(), limits.max_log_bytes));
+        let host_error = |error: TaskError| {
+            vec![FieldError::new(
+                "",
+                format!("validate() failed: {}", error.message),
+            )]
+        };
+        let mut store = self
+            .new_store(&log, &limits, None, deadline, None)
+            .map_err(|error| {
+                host_error(TaskError::new(TaskErrorCode::Host, format!("{error:#}")))
+            })?;
+        let call = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance
+                .flowmesh_executor_executor()
+                .call_validate(&mut store, task_type, spec)
+                .await
+        };
+        match guarded(call, deadline, None).await {
+            Ok(result) => {
+                result.map_err(|errors| errors.into_iter().map(failure::field_error).collect())
+            }
+            Err(error) => Err(host_error(failure::from_wasmtime(
+                &error,
+                &log,
+                self.config.describe_timeout,
+            ))),
+        }
+    }
+
+    /// Executes one task in a fresh sandbox, sending its logs and progress to
+    /// `events`. Cancelling `cancel` interrupts it promptly.
+    pub async fn execute(
+        &self,
+        task: TaskRequest,
+        events: Arc<dyn EventSink>,
+        cancel: CancellationToken,
+    ) -> TaskRun {
+        let started = Instant::now();
+        let Some(plugin) = self.route(&task.task_type) else {
+            return TaskRun {
+                plugin: None,
+                elapsed: started.elapsed(),
+                outcome: Err(TaskError::new(
+                    TaskErrorCode::UnknownTaskType,
+                    format!(
+                        "no plugin on this worker executes task type {:?}",
+                        task.task_type
+                    ),
+                )),
+            };
+        };
+        let log = Arc::new(TaskLog::new(events, task.limits.max_log_bytes));
+        let outcome = self
+            .execute_in_sandbox(&plugin, &task, &log, &cancel, started)
+            .await;
+        log.finish();
+        TaskRun {
+            plugin: Some(PluginIdentity {
+                name: plugin.manifest.name.clone(),
+                version: plugin.manifest.version.clone(),
+                digest: plugin.digest.to_string(),
+            }),
+            elapsed: started.elapsed(),
+            outcome,
+        }
+    }
+
+    async fn execute_in_sandbox(
+        &self,
+        plugin: &ReadyPlugin,
+        task: &TaskRequest,
+        log: &Arc<TaskLog>,
+        cancel: &CancellationToken,
+        started: Instant,
+    ) -> Result<Box<RawValue>, TaskError> {
+        let limits = &task.limits;
+        let deadline = started + limits.timeout;
+        let host_error = |what: &str, error: &dyn std::fmt::Display| {
+            TaskError::new(TaskErrorCode::Host, format!("{what}: {error}"))
+        };
+        let scratch = tempfile::Builder::new()
+            .prefix("task-")
+            .tempdir_in(&self.config.scratch_root)
+            .map_err(|error| host_error("could not create the task's scratch directory", &error))?;
+        let mut store = self
+            .new_store(
+                log,
+                limits,
+                Some(scratch.path()),
+                deadline,
+                Some(cancel.clone()),
+            )
+            .map_err(|error| host_error("could not set up the sandbox", &error))?;
+        let info = TaskInfo {
+            id: task.id.clone(),
+            task_type: task.task_type.clone(),
+            attempt: task.attempt,
+        };
+        for kind in &plugin.capabilities {
+            let capability = self
+                .capabilities
+                .get(*kind)
+                .ok_or_else(|| host_error("capability vanished", kind))?;
+            let state = capability.prepare(&info).map_err(|error| {
+                host_error(&format!("could not prepare the {kind} capability"), &error)
+            })?;
+            store.data_mut().add_capability_state(*kind, state);
+        }
+        let wit_task = wit::Task {
+            id: task.id.clone(),
+            task_type: task.task_type.clone(),
+            spec: task.spec.clone(),
+            attempt: task.attempt,
+        };
+        let call = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance
+                .flowmesh_executor_executor()
+                .call_execute(&mut store, &wit_task)
+                .await
+        };
+        let result = guarded(call, deadline, Some(cancel)).await;
+        drop(store);
+        drop(scratch);
+        let output = result
+            .map_err(|error| failure::from_wasmtime(&error, log, limits.timeout))?
+            .map_err(failure::from_plugin)?;
+        if output.len() > limits.max_output_bytes {
+            return Err(TaskError::new(
+                TaskErrorCode::InvalidOutput,
+                format!(
+                    "the plugin returned {} bytes of output, over the limit of {} bytes; write large results elsewhere and return a reference",
+                    output.len(),
+                    limits.max_output_bytes
+                ),
+            ));
+        }
+        RawValue::from_string(output).map_err(|error| {
+            TaskError::new(
+                TaskErrorCode::InvalidOutput,
+                format!("the plugin returned output that is not a JSON document: {error}"),
+            )
+        })
+    }
+
+    /// A fresh store: limits, epoch deadline checks, optional fuel.
+    fn new_store(
+        &self,
+        log: &Arc<TaskLog>,
+        limits: &TaskLimits,
+        scratch: Option<&Path>,
+        deadline: Instant,
+        cancel: Option<CancellationToken>,
+    ) -> wasmtime::Result<Store<TaskState>> {
+        let memory_limit = limits.memory_bytes.min(self.config.pool.max_memory_bytes);
+        let state = TaskState::new(log.clone(), memory_limit, scratch)?;
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        if self.config.fuel_metering {
+            store.set_fuel(limits.fuel.unwrap_or(u64::MAX))?;
+        }
+        // On every epoch tick: stop if cancelled or past the deadline,
+        // otherwise let other tasks run and check again at the next tick.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if cancel.as_ref().is_some_and(CancellationToken::is_cancelled) {
+                return Err(Interrupted::Cancelled.into());
+            }
+            if Instant::now() >= deadline {
+                return Err(Interrupted::Timeout.into());
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+        Ok(store)
+    }
+}
+
+/// Runs a plugin call until it finishes, `deadline` passes or `cancel` fires.
+///
+/// Guest code is interrupted by the store's epoch callback; this covers the
+/// time the guest spends blocked in host calls (a sleep, a container), where
+/// no epoch check runs: dropping the call's future abandons it there.
+async fn guarded<R>(
+    call: impl Future<Output = wasmtime::Result<R>>,
+    deadline: Instant,
+    cancel: Option<&CancellationToken>,
+) -> wasmtime::Result<R> {
+    let cancelled = async {
+        match cancel {
+            Some(cancel) => cancel.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        result = call => result,
+        () = cancelled => Err(Interrupted::Cancelled.into()),
+        () = tokio::time::sleep_until(deadline.into()) => Err(Interrupted::Timeout.into()),
+    }
+}

@@ -1,0 +1,169 @@
+//! What a task's [`Store`](wasmtime::Store) holds: its WASI context, its
+//! resource table, its memory limiter, its log, and the per-task state of the
+//! capabilities its plugin imports.
+
+use std::any::Any;
+use std::path::Path;
+use std::sync::Arc;
+
+use flowmesh_types::{CapabilityKind, LogLevel, LogStream};
+use wasmtime::ResourceLimiter;
+use wasmtime::component::{HasData, Linker, ResourceTable};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::bindings::flowmesh::host::{log, progress};
+use crate::task_log::{CapturedStdio, TaskLog};
+
+/// Where the task's scratch directory appears inside the sandbox.
+pub const SCRATCH_GUEST_PATH: &str = "/scratch";
+
+/// The data of one task's store. Host functions of capabilities reach their
+/// per-task state through [`TaskState::capability_state`].
+pub struct TaskState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) log: Arc<TaskLog>,
+    capabilities: Vec<(CapabilityKind, Box<dyn Any + Send>)>,
+}
+
+impl TaskState {
+    /// A sandbox with nothing granted: no environment, no arguments, no
+    /// network, no stdin, stdout and stderr captured into `log`, and — when
+    /// `scratch` is given — that directory preopened read-write at
+    /// [`SCRATCH_GUEST_PATH`] as the only file system access.
+    pub(crate) fn new(
+        log: Arc<TaskLog>,
+        memory_limit: usize,
+        scratch: Option<&Path>,
+    ) -> wasmtime::Result<Self> {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(CapturedStdio::new(log.clone(), LogStream::Stdout))
+            .stderr(CapturedStdio::new(log.clone(), LogStream::Stderr))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        if let Some(scratch) = scratch {
+            wasi.preopened_dir(scratch, SCRATCH_GUEST_PATH, FsPerms::ReadWrite)?;
+        }
+        Ok(Self {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                limit: memory_limit,
+            },
+            log,
+            capabilities: Vec::new(),
+        })
+    }
+
+    pub(crate) fn add_capability_state(
+        &mut self,
+        kind: CapabilityKind,
+        state: Box<dyn Any + Send>,
+    ) {
+        self.capabilities.push((kind, state));
+    }
+
+    /// The per-task state that the capability of `kind` prepared for this task,
+    /// if it is of type `S`.
+    pub fn capability_state<S: Any>(&mut self, kind: CapabilityKind) -> Option<&mut S> {
+        self.capabilities
+            .iter_mut()
+            .find(|(k, _)| *k == kind)
+            .and_then(|(_, state)| state.downcast_mut())
+    }
+
+    /// The task's resource table, for capabilities that hand out resources.
+    pub fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+}
+
+impl WasiView for TaskState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Raised when a plugin tries to grow its memory past the task's limit; traps
+/// the plugin at once.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the plugin tried to grow its memory to {desired} bytes, over the task's limit of {limit} bytes"
+)]
+pub(crate) struct MemoryLimitExceeded {
+    pub(crate) desired: usize,
+    pub(crate) limit: usize,
+}
+
+pub(crate) struct MemoryLimiter {
+    limit: usize,
+}
+
+/// Upper bound on table elements; tables are small in practice.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            return Err(MemoryLimitExceeded {
+                desired,
+                limit: self.limit,
+            }
+            .into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// `log` and `progress`, which every worker provides.
+struct AlwaysLinked;
+
+impl HasData for AlwaysLinked {
+    type Data<'a> = &'a mut TaskState;
+}
+
+impl log::Host for TaskState {
+    fn log(&mut self, level: log::Level, message: String) {
+        let level = match level {
+            log::Level::Trace => LogLevel::Trace,
+            log::Level::Debug => LogLevel::Debug,
+            log::Level::Info => LogLevel::Info,
+            log::Level::Warn => LogLevel::Warn,
+            log::Level::Error => LogLevel::Error,
+        };
+        self.log.record(level, message);
+    }
+}
+
+impl progress::Host for TaskState {
+    fn report(&mut self, fraction: f32, message: Option<String>) {
+        self.log.progress(fraction, message);
+    }
+}
+
+/// Defines WASI (with nothing granted) plus `log` and `progress` in `linker`.
+pub(crate) fn add_always_linked(linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    log::add_to_linker::<TaskState, AlwaysLinked>(linker, |state| state)?;
+    progress::add_to_linker::<TaskState, AlwaysLinked>(linker, |state| state)?;
+    Ok(())
+}

@@ -1,0 +1,25 @@
+//! Wire types shared by every FlowMesh host component.
+//!
+//! The runtime produces these, the worker sends them to the server, the server
+//! stores and serves them, and the CLI prints them. They carry no behaviour
+//! beyond (de)serialisation and a few helpers, and depend on nothing heavier
+//! than serde, so any crate can use them.
+//!
+//! - [`manifest`]: what a plugin says about itself (`describe()`).
+//! - [`capability`]: which host interfaces a worker provides, which plugins it
+//!   could instantiate and why the others not ([`WorkerCapabilities`]).
+//! - [`event`]: what a running task reports: logs and progress ([`TaskEvent`]).
+//! - [`task_error`]: why a task did not succeed ([`TaskError`]).
+
+pub mod capability;
+pub mod event;
+pub mod manifest;
+pub mod task_error;
+
+pub use capability::{
+    CapabilityKind, CapabilityReport, CapabilityStatus, PluginReport, PluginStatus,
+    WorkerCapabilities,
+};
+pub use event::{LogLevel, LogStream, TaskEvent};
+pub use manifest::{FieldError, Manifest, TaskTypeInfo};
+pub use task_error::{TaskError, TaskErrorCode};

@@ -1,0 +1,137 @@
+//! Builds plugin crates of this workspace into WebAssembly components.
+//!
+//! Build scripts that need real components — the end-to-end tests and their
+//! hostile guest fixtures, benchmarks, binaries that embed the first-party
+//! plugins — call [`build_components`] with the package names they need. It runs
+//! one nested `cargo build --target wasm32-wasip2 --release` for all of them
+//! in a target directory of its own (a nested cargo cannot share the outer
+//! build's directory lock), and returns where each component landed.
+//!
+//! The outer build is told to rerun when the WIT contract, the SDK or any of
+//! the built crates change.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The Rust target plugins are built for.
+pub const TARGET: &str = "wasm32-wasip2";
+
+/// Why components could not be built.
+#[derive(Debug)]
+pub enum BuildError {
+    /// The `wasm32-wasip2` standard library is not installed.
+    MissingTarget,
+    /// `cargo` could not be started.
+    Spawn(std::io::Error),
+    /// `cargo build` failed; its output was forwarded.
+    Cargo(std::process::ExitStatus),
+    /// The build succeeded but a component file is missing.
+    MissingOutput(PathBuf),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingTarget => write!(
+                f,
+                "the {TARGET} target is not installed: run `rustup target add {TARGET}`"
+            ),
+            Self::Spawn(error) => write!(f, "could not run cargo: {error}"),
+            Self::Cargo(status) => write!(
+                f,
+                "`cargo build --target {TARGET}` failed ({status}); its errors are above"
+            ),
+            Self::MissingOutput(path) => {
+                write!(f, "cargo succeeded but {} is missing", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// Builds `packages` of the workspace at `workspace_root` for [`TARGET`] in
+/// release mode and returns each package's component path, keyed by package
+/// name.
+///
+/// Meant for build scripts: it prints `cargo:rerun-if-changed` lines for the
+/// WIT contract, the SDK and `watch` (the folders holding the packages).
+pub fn build_components(
+    workspace_root: &Path,
+    packages: &[&str],
+    watch: &[&str],
+) -> Result<BTreeMap<String, PathBuf>, BuildError> {
+    for dir in ["wit", "sdk"].iter().chain(watch) {
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace_root.join(dir).display()
+        );
+    }
+    let target_dir = target_dir(workspace_root);
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(workspace_root)
+        .args(["build", "--release", "--target", TARGET, "--target-dir"])
+        .arg(&target_dir);
+    for package in packages {
+        command.args(["-p", package]);
+    }
+    // The outer build's compiler settings are for the host, not for the guests;
+    // a clippy run must not lint (or fail on) the nested build either.
+    for variable in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "CARGO_PRIMARY_PACKAGE",
+    ] {
+        command.env_remove(variable);
+    }
+    let status = command.status().map_err(BuildError::Spawn)?;
+    if !status.success() {
+        if !target_installed() {
+            return Err(BuildError::MissingTarget);
+        }
+        return Err(BuildError::Cargo(status));
+    }
+    packages
+        .iter()
+        .map(|package| {
+            let file = format!("{}.wasm", package.replace('-', "_"));
+            let path = target_dir.join(TARGET).join("release").join(file);
+            if path.is_file() {
+                Ok((package.to_string(), path))
+            } else {
+                Err(BuildError::MissingOutput(path))
+            }
+        })
+        .collect()
+}
+
+/// `<target>/wasm32-components`, next to the outer build's own output.
+fn target_dir(workspace_root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root.join("target"))
+        .join("wasm32-components")
+}
+
+fn target_installed() -> bool {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .map(|output| {
+            let sysroot = String::from_utf8_lossy(&output.stdout).trim().to_string();
+            Path::new(&sysroot)
+                .join("lib/rustlib")
+                .join(TARGET)
+                .is_dir()
+        })
+        .unwrap_or(false)
+}

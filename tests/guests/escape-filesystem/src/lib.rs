@@ -1,0 +1,63 @@
+//! Test fixture `escape-filesystem`: Tries to read files outside its scratch directory.
+
+use flowmesh_sdk::{Plugin, TaskError, TaskInfo, TaskType, TaskTypes};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// The fixture's only task type.
+pub struct Fixture;
+
+/// Spec of the fixture's task.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {}
+
+impl TaskType for Fixture {
+    const NAME: &'static str = "escape-filesystem";
+    const DESCRIPTION: &'static str = "Tries to read files outside its scratch directory.";
+    type Spec = Spec;
+    type Output = String;
+
+    fn execute(_spec: Spec, _task: &TaskInfo) -> Result<String, TaskError> {
+        std::fs::write("/scratch/probe.txt", b"scratch works")
+            .map_err(|error| TaskError::failed(format!("cannot write its own scratch: {error}")))?;
+        let own = std::fs::read_to_string("/scratch/probe.txt")
+            .map_err(|error| TaskError::failed(format!("cannot read its own scratch: {error}")))?;
+        let mut denied = Vec::new();
+        for path in [
+            "/etc/passwd",
+            "/scratch/../etc/passwd",
+            "../etc/passwd",
+            "/proc/self/environ",
+            "/",
+        ] {
+            match std::fs::read_to_string(path) {
+                Ok(contents) => return Ok(format!("read {path}: {contents}")),
+                Err(error) => denied.push(format!("{path}: {error}")),
+            }
+        }
+        match std::fs::read_dir("/scratch/..") {
+            Ok(entries) => return Ok(format!("listed /scratch/..: {} entries", entries.count())),
+            Err(error) => denied.push(format!("/scratch/.. (list): {error}")),
+        }
+        Err(TaskError::failed(format!(
+            "{own}; denied: {}",
+            denied.join("; ")
+        )))
+    }
+}
+
+/// The fixture plugin.
+pub struct FixturePlugin;
+
+impl Plugin for FixturePlugin {
+    const NAME: &'static str = "escape-filesystem";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DESCRIPTION: &'static str = "Tries to read files outside its scratch directory.";
+
+    fn task_types(types: &mut TaskTypes) {
+        types.add::<Fixture>();
+    }
+}
+
+flowmesh_sdk::export!(FixturePlugin);

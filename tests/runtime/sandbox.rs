@@ -1,0 +1,287 @@
+//! Hostile guests: each fixture in `tests/guests/` attacks or abuses the
+//! sandbox in one way. Each must fail only its own task, with an error that
+//! says what happened, and the next task on the same runtime must succeed.
+
+use std::time::{Duration, Instant};
+
+use flowmesh_runtime::{TaskLimits, TaskRun};
+use flowmesh_tests::{TestRuntime, components, output};
+use flowmesh_types::{TaskError, TaskErrorCode, TaskEvent};
+use tokio_util::sync::CancellationToken;
+
+/// Every guest fixture has a test of the same name in this file.
+macro_rules! assert_guest_has_test {
+    ($name:ident) => {
+        const _: fn() = $name;
+    };
+}
+flowmesh_tests::foreach_guest!(assert_guest_has_test);
+
+/// A runtime with echo and the fixture `name` loaded.
+async fn runtime_with(name: &str, path: &str) -> TestRuntime {
+    let test = TestRuntime::new();
+    test.load("echo", components::ECHO).await;
+    test.load(name, path).await;
+    test
+}
+
+/// The fixture's task failed with `code`; echo still works afterwards.
+async fn fails_alone(test: &TestRuntime, run: TaskRun, code: TaskErrorCode) -> TaskError {
+    let error = run.outcome.expect_err("the hostile task must fail");
+    assert_eq!(error.code, code, "{error}");
+    let echo = test.run("echo", r#"{"message": "still serving"}"#).await;
+    assert_eq!(output(&echo)["message"], "still serving");
+    error
+}
+
+fn limits(configure: impl FnOnce(&mut TaskLimits)) -> TaskLimits {
+    let mut limits = TaskLimits::default();
+    configure(&mut limits);
+    limits
+}
+
+#[tokio::test]
+async fn uses_containers() {
+    // Covered in depth by runtime_capabilities; here: it cannot even start.
+    let test = runtime_with("uses-containers", components::guests::USES_CONTAINERS).await;
+    let run = test.run("uses-containers", "{}").await;
+    fails_alone(&test, run, TaskErrorCode::UnknownTaskType).await;
+}
+
+#[tokio::test]
+async fn infinite_loop() {
+    let test = runtime_with("infinite-loop", components::guests::INFINITE_LOOP).await;
+    let deadline = Duration::from_secs(1);
+    let started = Instant::now();
+    let (run, _) = test
+        .run_with(
+            "infinite-loop",
+            "{}",
+            limits(|l| l.timeout = deadline),
+            CancellationToken::new(),
+        )
+        .await;
+    let took = started.elapsed();
+    let error = fails_alone(&test, run, TaskErrorCode::Timeout).await;
+    assert!(error.message.contains("timeout of 1s"), "{error}");
+    assert!(took < 2 * deadline, "interrupted only after {took:?}");
+}
+
+#[tokio::test]
+async fn memory_bomb() {
+    let test = runtime_with("memory-bomb", components::guests::MEMORY_BOMB).await;
+    let (run, _) = test
+        .run_with(
+            "memory-bomb",
+            "{}",
+            limits(|l| l.memory_bytes = 64 << 20),
+            CancellationToken::new(),
+        )
+        .await;
+    let error = fails_alone(&test, run, TaskErrorCode::MemoryLimit).await;
+    assert!(error.message.contains("limit of 64.0 MiB"), "{error}");
+}
+
+#[tokio::test]
+async fn stack_overflow() {
+    let test = runtime_with("stack-overflow", components::guests::STACK_OVERFLOW).await;
+    let run = test.run("stack-overflow", "{}").await;
+    let error = fails_alone(&test, run, TaskErrorCode::StackOverflow).await;
+    assert!(error.message.contains("call stack"), "{error}");
+}
+
+#[tokio::test]
+async fn panic() {
+    let test = runtime_with("panic", components::guests::PANIC).await;
+    let (run, events) = test
+        .run_with(
+            "panic",
+            "{}",
+            TaskLimits::default(),
+            CancellationToken::new(),
+        )
+        .await;
+    let error = fails_alone(&test, run, TaskErrorCode::Trap).await;
+    assert!(
+        error.message.contains("panicked at")
+            && error
+                .message
+                .contains("the panic fixture panics on purpose"),
+        "{error}"
+    );
+    assert!(
+        events.iter().any(
+            |e| matches!(e, TaskEvent::Log { message, .. } if message.contains("panics on purpose"))
+        ),
+        "the panic message is in the task log: {events:?}"
+    );
+}
+
+#[tokio::test]
+async fn trap() {
+    let test = runtime_with("trap", components::guests::TRAP).await;
+    let run = test.run("trap", "{}").await;
+    let error = fails_alone(&test, run, TaskErrorCode::Trap).await;
+    assert!(error.message.contains("out of bounds"), "{error}");
+}
+
+#[tokio::test]
+async fn oversized_output() {
+    let test = runtime_with("oversized-output", components::guests::OVERSIZED_OUTPUT).await;
+    let run = test.run("oversized-output", "{}").await;
+    let error = fails_alone(&test, run, TaskErrorCode::InvalidOutput).await;
+    assert!(
+        error.message.contains("over the limit of 1048576 bytes"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn escape_filesystem() {
+    let test = runtime_with("escape-filesystem", components::guests::ESCAPE_FILESYSTEM).await;
+    let run = test.run("escape-filesystem", "{}").await;
+    let error = fails_alone(&test, run, TaskErrorCode::Failed).await;
+    // It could use its own scratch directory, and nothing else.
+    assert!(
+        error.message.starts_with("scratch works; denied: "),
+        "{error}"
+    );
+    for path in [
+        "/etc/passwd",
+        "/scratch/../etc/passwd",
+        "../etc/passwd",
+        "/proc/self/environ",
+        "/scratch/.. (list)",
+    ] {
+        assert!(
+            error.message.contains(&format!("{path}: ")),
+            "{path} not attempted: {error}"
+        );
+    }
+    assert!(
+        !error.message.contains("root:"),
+        "leaked /etc/passwd: {error}"
+    );
+    let leftovers = std::fs::read_dir(test.dir.path().join("scratch"))
+        .expect("scratch root exists")
+        .count();
+    assert_eq!(
+        leftovers, 0,
+        "scratch directories are removed after each task"
+    );
+}
+
+#[tokio::test]
+async fn open_socket() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("address").port();
+    let test = runtime_with("open-socket", components::guests::OPEN_SOCKET).await;
+    let run = test
+        .run("open-socket", &format!(r#"{{"port": {port}}}"#))
+        .await;
+    let error = fails_alone(&test, run, TaskErrorCode::Failed).await;
+    assert!(
+        error
+            .message
+            .starts_with(&format!("connect 127.0.0.1:{port}: ")),
+        "{error}"
+    );
+    assert!(
+        listener.accept().is_err(),
+        "the guest reached the host's listener"
+    );
+}
+
+#[tokio::test]
+async fn read_env() {
+    // SAFETY: set before any other thread of this test process reads the environment.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var("FLOWMESH_TEST_SECRET", "hunter2");
+    }
+    let test = runtime_with("read-env", components::guests::READ_ENV).await;
+    let run = test.run("read-env", "{}").await;
+    let error = fails_alone(&test, run, TaskErrorCode::Failed).await;
+    assert_eq!(
+        error.message,
+        "no environment variables and no arguments are visible"
+    );
+}
+
+#[tokio::test]
+async fn cancelling_a_running_loop_interrupts_it_promptly() {
+    let test = runtime_with("infinite-loop", components::guests::INFINITE_LOOP).await;
+    let cancel = CancellationToken::new();
+    let canceller = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            cancel.cancel();
+        })
+    };
+    let (run, _) = test
+        .run_with("infinite-loop", "{}", TaskLimits::default(), cancel)
+        .await;
+    canceller.await.expect("canceller");
+    fails_alone(&test, run, TaskErrorCode::Cancelled).await;
+}
+
+#[tokio::test]
+async fn cancelling_a_task_blocked_in_a_host_call_interrupts_it() {
+    let test = TestRuntime::new();
+    test.load("echo", components::ECHO).await;
+    let cancel = CancellationToken::new();
+    let canceller = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            cancel.cancel();
+        })
+    };
+    let (run, _) = test
+        .run_with(
+            "sleep",
+            r#"{"duration": "1h"}"#,
+            TaskLimits::default(),
+            cancel,
+        )
+        .await;
+    canceller.await.expect("canceller");
+    fails_alone(&test, run, TaskErrorCode::Cancelled).await;
+}
+
+#[tokio::test]
+async fn a_timeout_interrupts_a_task_blocked_in_a_host_call() {
+    let test = TestRuntime::new();
+    test.load("echo", components::ECHO).await;
+    let (run, _) = test
+        .run_with(
+            "sleep",
+            r#"{"duration": "1h"}"#,
+            limits(|l| l.timeout = Duration::from_millis(300)),
+            CancellationToken::new(),
+        )
+        .await;
+    let error = fails_alone(&test, run, TaskErrorCode::Timeout).await;
+    assert!(error.message.contains("timeout of 300ms"), "{error}");
+}
+
+#[tokio::test]
+async fn fuel_bounds_the_instructions_a_task_runs() {
+    let test = TestRuntime::with(flowmesh_runtime::HostCapabilities::none(), |config| {
+        config.fuel_metering = true;
+    });
+    test.load("echo", components::ECHO).await;
+    test.load("infinite-loop", components::guests::INFINITE_LOOP)
+        .await;
+    let (run, _) = test
+        .run_with(
+            "infinite-loop",
+            "{}",
+            limits(|l| l.fuel = Some(10_000_000)),
+            CancellationToken::new(),
+        )
+        .await;
+    fails_alone(&test, run, TaskErrorCode::FuelExhausted).await;
+}
