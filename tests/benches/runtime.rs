@@ -1,1 +1,114 @@
-fn main() {}
+//! Runtime benchmarks: per-task cost with a warm plugin, and loading a
+//! component from the artifact cache.
+//!
+//! `cargo bench -p flowmesh-tests --bench runtime` prints one line per figure.
+//! Figures are percentiles over many iterations, not single timings; compare
+//! them only between runs on the same machine.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flowmesh_runtime::{
+    ArtifactCache, ComponentDigest, HostCapabilities, Runtime, TaskLimits, TaskRequest,
+    discard_events,
+};
+use flowmesh_tests::{TestRuntime, components};
+use tokio_util::sync::CancellationToken;
+
+const WARMUP_TASKS: usize = 2_000;
+const TASKS: usize = 20_000;
+const LOADS: usize = 30;
+
+fn main() {
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    tokio.block_on(async {
+        per_task().await;
+        cold_load().await;
+    });
+}
+
+fn report(name: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    let micros = |d: Duration| d.as_secs_f64() * 1e6;
+    let total: Duration = samples.iter().sum();
+    println!(
+        "{name:<44} n={:<6} p50={:>9.1} µs  p90={:>9.1} µs  p99={:>9.1} µs  mean={:>9.1} µs",
+        samples.len(),
+        micros(at(0.50)),
+        micros(at(0.90)),
+        micros(at(0.99)),
+        micros(total / samples.len() as u32),
+    );
+}
+
+/// Fresh store + instantiate + `execute` of echo, plugin already loaded.
+async fn per_task() {
+    let test = TestRuntime::new();
+    test.load("echo", components::ECHO).await;
+    let request = TaskRequest {
+        id: "bench".into(),
+        task_type: "echo".into(),
+        spec: r#"{"message": "hello"}"#.into(),
+        attempt: 1,
+        limits: TaskLimits::default(),
+    };
+    let events = discard_events();
+    let mut samples = Vec::with_capacity(TASKS);
+    for i in 0..WARMUP_TASKS + TASKS {
+        let started = Instant::now();
+        let run = test
+            .runtime
+            .execute(request.clone(), Arc::clone(&events), CancellationToken::new())
+            .await;
+        let took = started.elapsed();
+        assert!(run.outcome.is_ok(), "{:?}", run.outcome);
+        if i >= WARMUP_TASKS {
+            samples.push(took);
+        }
+    }
+    report("task: store + instantiate + execute (echo)", samples);
+}
+
+/// Loading a component whose compiled artifact is cached, as a restarted
+/// worker does: read, verify, deserialise, `instantiate_pre`, `describe()`.
+async fn cold_load() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let bytes = std::fs::read(components::ECHO).expect("component");
+    let digest = ComponentDigest::of(&bytes);
+
+    let mut compiles = Vec::new();
+    let mut loads = Vec::new();
+    let mut plugin_loads = Vec::new();
+    for i in 0..LOADS {
+        let runtime = Runtime::new(TestRuntime::config(dir.path()), HostCapabilities::none())
+            .expect("runtime");
+        if i < 3 {
+            // Compile from scratch for comparison (a fresh cache each time).
+            let cache_dir = dir.path().join(format!("compile-{i}"));
+            let cache = ArtifactCache::open(&cache_dir, runtime.engine()).expect("cache");
+            let started = Instant::now();
+            cache.load(runtime.engine(), &digest, &bytes).expect("compiles");
+            compiles.push(started.elapsed());
+        }
+        let cache = ArtifactCache::open(&dir.path().join("cache"), runtime.engine()).expect("cache");
+        let started = Instant::now();
+        cache.load(runtime.engine(), &digest, &bytes).expect("loads");
+        if i > 0 {
+            loads.push(started.elapsed());
+        }
+        let started = Instant::now();
+        runtime
+            .load_plugin_file("echo", Path::new(components::ECHO))
+            .await
+            .expect("plugin loads");
+        plugin_loads.push(started.elapsed());
+    }
+    report("compile: component, no cache (reference)", compiles);
+    report("cold load: artifact from cache", loads);
+    report("cold load: plugin (+ instantiate_pre, describe)", plugin_loads);
+}

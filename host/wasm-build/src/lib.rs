@@ -69,6 +69,7 @@ pub fn build_components(
             workspace_root.join(dir).display()
         );
     }
+    ensure_target_installed()?;
     let target_dir = target_dir(workspace_root);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
@@ -93,9 +94,6 @@ pub fn build_components(
     }
     let status = command.status().map_err(BuildError::Spawn)?;
     if !status.success() {
-        if !target_installed() {
-            return Err(BuildError::MissingTarget);
-        }
         return Err(BuildError::Cargo(status));
     }
     packages
@@ -118,6 +116,24 @@ fn target_dir(workspace_root: &Path) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root.join("target"))
         .join("wasm32-components")
+}
+
+/// Installs the [`TARGET`] standard library with rustup when it is missing, so
+/// that a fresh clone builds with plain `cargo` commands.
+fn ensure_target_installed() -> Result<(), BuildError> {
+    if target_installed() {
+        return Ok(());
+    }
+    println!("cargo:warning=installing the {TARGET} target with `rustup target add {TARGET}`");
+    let installed = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status()
+        .is_ok_and(|status| status.success());
+    if installed && target_installed() {
+        Ok(())
+    } else {
+        Err(BuildError::MissingTarget)
+    }
 }
 
 fn target_installed() -> bool {
