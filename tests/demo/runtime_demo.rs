@@ -67,13 +67,48 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let cancel_soon = CancellationToken::new();
     let tasks = [
-        ("echo", r#"{"message": "hello from a sandbox"}"#, TaskLimits::default(), CancellationToken::new()),
-        ("echo", r#"{"message": "again", "repeat": 3}"#, TaskLimits::default(), CancellationToken::new()),
-        ("sleep", r#"{"duration": "500ms"}"#, TaskLimits::default(), CancellationToken::new()),
-        ("echo", r#"{"message": "hi", "repeat": 0}"#, TaskLimits::default(), CancellationToken::new()),
-        ("sleep", r#"{"duration": "1h"}"#, short, CancellationToken::new()),
-        ("sleep", r#"{"duration": "1h"}"#, TaskLimits::default(), cancel_soon.clone()),
-        ("container-runner", "{}", TaskLimits::default(), CancellationToken::new()),
+        (
+            "echo",
+            r#"{"message": "hello from a sandbox"}"#,
+            TaskLimits::default(),
+            CancellationToken::new(),
+        ),
+        (
+            "echo",
+            r#"{"message": "again", "repeat": 3}"#,
+            TaskLimits::default(),
+            CancellationToken::new(),
+        ),
+        (
+            "sleep",
+            r#"{"duration": "500ms"}"#,
+            TaskLimits::default(),
+            CancellationToken::new(),
+        ),
+        (
+            "echo",
+            r#"{"message": "hi", "repeat": 0}"#,
+            TaskLimits::default(),
+            CancellationToken::new(),
+        ),
+        (
+            "sleep",
+            r#"{"duration": "1h"}"#,
+            short,
+            CancellationToken::new(),
+        ),
+        (
+            "sleep",
+            r#"{"duration": "1h"}"#,
+            TaskLimits::default(),
+            cancel_soon.clone(),
+        ),
+        (
+            "container-runner",
+            "{}",
+            TaskLimits::default(),
+            CancellationToken::new(),
+        ),
     ];
     {
         let cancel = cancel_soon.clone();
@@ -82,41 +117,46 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             cancel.cancel();
         });
     }
-    let runs = tasks.into_iter().enumerate().map(|(i, (task_type, spec, limits, cancel))| {
-        let runtime = runtime.clone();
-        async move {
-            let id = format!("demo-{i}");
-            let events = {
-                let id = id.clone();
-                Arc::new(move |event: TaskEvent| match event {
-                    TaskEvent::Progress { fraction, .. } if (fraction * 100.0) as u32 % 25 == 0 => {
-                        println!("  {id} progress {:>3.0}%", fraction * 100.0)
-                    }
-                    TaskEvent::Log { message, .. } => println!("  {id} log: {message}"),
-                    TaskEvent::Progress { .. } => {}
-                })
-            };
-            let request = TaskRequest {
-                id: id.clone(),
-                task_type: task_type.to_string(),
-                spec: spec.to_string(),
-                attempt: 1,
-                limits,
-            };
-            let run = runtime.execute(request, events, cancel).await;
-            match &run.outcome {
-                Ok(output) => println!(
-                    "  {id} {task_type} {spec}\n      succeeded in {:?}: {}",
-                    run.elapsed,
-                    output.get()
-                ),
-                Err(error) => println!(
-                    "  {id} {task_type} {spec}\n      failed in {:?}: {error}",
-                    run.elapsed
-                ),
+    let runs = tasks
+        .into_iter()
+        .enumerate()
+        .map(|(i, (task_type, spec, limits, cancel))| {
+            let runtime = runtime.clone();
+            async move {
+                let id = format!("demo-{i}");
+                let events = {
+                    let id = id.clone();
+                    Arc::new(move |event: TaskEvent| match event {
+                        TaskEvent::Progress { fraction, .. }
+                            if (fraction * 100.0) as u32 % 25 == 0 =>
+                        {
+                            println!("  {id} progress {:>3.0}%", fraction * 100.0)
+                        }
+                        TaskEvent::Log { message, .. } => println!("  {id} log: {message}"),
+                        TaskEvent::Progress { .. } => {}
+                    })
+                };
+                let request = TaskRequest {
+                    id: id.clone(),
+                    task_type: task_type.to_string(),
+                    spec: spec.to_string(),
+                    attempt: 1,
+                    limits,
+                };
+                let run = runtime.execute(request, events, cancel).await;
+                match &run.outcome {
+                    Ok(output) => println!(
+                        "  {id} {task_type} {spec}\n      succeeded in {:?}: {}",
+                        run.elapsed,
+                        output.get()
+                    ),
+                    Err(error) => println!(
+                        "  {id} {task_type} {spec}\n      failed in {:?}: {error}",
+                        run.elapsed
+                    ),
+                }
             }
-        }
-    });
+        });
     futures_join_all(runs).await;
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::RuntimeConfig;
 
@@ -22,7 +22,11 @@ pub(crate) fn build_engine(config: &RuntimeConfig) -> wasmtime::Result<Engine> {
         .max_core_instances_per_component(pool.max_core_instances_per_component)
         .max_memories_per_component(pool.max_memories_per_component)
         .max_tables_per_component(pool.max_tables_per_component)
-        .max_memory_size(pool.max_memory_bytes);
+        .max_memory_size(pool.max_memory_bytes)
+        .linear_memory_keep_resident(pool.keep_resident_bytes)
+        .table_keep_resident(pool.keep_resident_bytes / 16)
+        .async_stack_keep_resident(pool.keep_resident_bytes / 16)
+        .pagemap_scan(Enabled::Auto);
 
     let mut wasm = Config::new();
     wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling))

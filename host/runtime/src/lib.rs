@@ -69,6 +69,7 @@ mod engine;
 mod failure;
 mod plugin;
 mod runtime;
+mod scratch;
 mod task_log;
 mod task_state;
 

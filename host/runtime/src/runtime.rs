@@ -20,6 +20,7 @@ use crate::capability::{HostCapabilities, TaskInfo};
 use crate::engine::{EpochTicker, build_engine};
 use crate::failure::{self, Interrupted};
 use crate::plugin::{Installed, PluginSet, ReadyPlugin, is_name, manifest_from_wit};
+use crate::scratch::ScratchPool;
 use crate::task_log::{EventSink, TaskLog, discard_events};
 use crate::task_state::{TaskState, add_always_linked};
 use crate::{RuntimeConfig, TaskLimits};
@@ -119,6 +120,7 @@ pub struct Runtime {
     cache: Arc<ArtifactCache>,
     capabilities: HostCapabilities,
     config: RuntimeConfig,
+    scratch: Arc<ScratchPool>,
     plugins: RwLock<PluginSet>,
     _ticker: EpochTicker,
 }
@@ -140,10 +142,11 @@ impl Runtime {
                     error,
                 })?;
         }
-        std::fs::create_dir_all(&config.scratch_root).map_err(|source| RuntimeError::Io {
-            what: format!("creating scratch root {}", config.scratch_root.display()),
-            source,
-        })?;
+        let scratch =
+            ScratchPool::new(&config.scratch_root).map_err(|source| RuntimeError::Io {
+                what: format!("preparing scratch root {}", config.scratch_root.display()),
+                source,
+            })?;
         let cache = Arc::new(ArtifactCache::open(&config.cache_dir, &engine)?);
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick).map_err(|source| {
             RuntimeError::Io {
@@ -157,6 +160,7 @@ impl Runtime {
             cache,
             capabilities,
             config,
+            scratch,
             plugins: RwLock::new(PluginSet::default()),
             _ticker: ticker,
         })
@@ -436,9 +440,9 @@ impl Runtime {
         let host_error = |what: &str, error: &dyn std::fmt::Display| {
             TaskError::new(TaskErrorCode::Host, format!("{what}: {error}"))
         };
-        let scratch = tempfile::Builder::new()
-            .prefix("task-")
-            .tempdir_in(&self.config.scratch_root)
+        let scratch = self
+            .scratch
+            .acquire()
             .map_err(|error| host_error("could not create the task's scratch directory", &error))?;
         let mut store = self
             .new_store(

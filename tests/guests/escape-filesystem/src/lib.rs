@@ -19,6 +19,14 @@ impl TaskType for Fixture {
     type Output = String;
 
     fn execute(_spec: Spec, _task: &TaskInfo) -> Result<String, TaskError> {
+        let inherited = std::fs::read_dir("/scratch")
+            .map_err(|error| TaskError::failed(format!("cannot list its own scratch: {error}")))?
+            .count();
+        if inherited != 0 {
+            return Err(TaskError::failed(format!(
+                "scratch holds {inherited} files from elsewhere"
+            )));
+        }
         std::fs::write("/scratch/probe.txt", b"scratch works")
             .map_err(|error| TaskError::failed(format!("cannot write its own scratch: {error}")))?;
         let own = std::fs::read_to_string("/scratch/probe.txt")
