@@ -72,7 +72,7 @@ async fn per_task() {
         limits: TaskLimits::default(),
     };
     let events = discard_events();
-    let mut run = async |count: usize| {
+    let run = async |count: usize| {
         let mut samples = Vec::with_capacity(count);
         for _ in 0..count {
             let started = Instant::now();

@@ -104,7 +104,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             cancel_soon.clone(),
         ),
         (
-            "container-runner",
+            "uses-containers",
             "{}",
             TaskLimits::default(),
             CancellationToken::new(),
@@ -128,7 +128,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let id = id.clone();
                     Arc::new(move |event: TaskEvent| match event {
                         TaskEvent::Progress { fraction, .. }
-                            if (fraction * 100.0) as u32 % 25 == 0 =>
+                            if ((fraction * 100.0) as u32).is_multiple_of(25) =>
                         {
                             println!("  {id} progress {:>3.0}%", fraction * 100.0)
                         }
@@ -162,7 +162,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Runs the futures concurrently on this task and waits for all of them.
-async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
+async fn futures_join_all<F: Future<Output = ()> + Send + 'static>(
     futures: impl Iterator<Item = F>,
 ) {
     let handles: Vec<_> = futures.map(tokio::spawn).collect();

@@ -169,7 +169,7 @@ mod tests {
 
     fn wait_until(condition: impl Fn() -> bool) {
         while !condition() {
-            std::thread::sleep(std::time::Duration::from_millis(2));
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 

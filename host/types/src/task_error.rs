@@ -79,7 +79,8 @@ pub struct TaskError {
     pub code: TaskErrorCode,
     /// What happened, for a person.
     pub message: String,
-    /// Field-level problems, for [`TaskErrorCode::InvalidInput`].
+    /// Field-level problems, for [`TaskErrorCode::InvalidInput`]; the message
+    /// names the first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<FieldError>,
 }
@@ -102,11 +103,7 @@ impl TaskError {
 
 impl std::fmt::Display for TaskError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)?;
-        for detail in &self.details {
-            write!(f, "; {detail}")?;
-        }
-        Ok(())
+        write!(f, "{}: {}", self.code, self.message)
     }
 }
 
