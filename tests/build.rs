@@ -29,7 +29,7 @@ fn main() {
     let built = match flowmesh_wasm_build::build_components(
         workspace,
         &package_refs,
-        &["plugins", "tests/guests"],
+        &["plugins", "tests/guests", "tests/guest-support"],
     ) {
         Ok(built) => built,
         Err(error) => panic!("building the test components failed: {error}"),

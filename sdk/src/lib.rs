@@ -98,6 +98,9 @@ pub mod progress;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// A problem with one field of a spec: its path inside the spec (e.g.
+/// `messages[0].role`, empty for the spec as a whole) and what to do about it.
+pub use flowmesh_types::FieldError;
 pub use schemars::{self, JsonSchema};
 pub use serde_json;
 
@@ -203,25 +206,6 @@ impl TaskInfo {
     /// The task's private scratch directory, see [`SCRATCH_DIR`].
     pub fn scratch_dir(&self) -> &'static std::path::Path {
         std::path::Path::new(SCRATCH_DIR)
-    }
-}
-
-/// A problem with one field of a spec.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    /// Path inside the spec, e.g. `messages[0].role`; empty for the spec as a whole.
-    pub path: String,
-    /// What is wrong and what to do about it.
-    pub message: String,
-}
-
-impl FieldError {
-    /// A problem with the field at `path`.
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            message: message.into(),
-        }
     }
 }
 

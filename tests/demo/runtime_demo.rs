@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flowmesh_runtime::{HostCapabilities, Runtime, RuntimeConfig, TaskLimits, TaskRequest};
-use flowmesh_tests::components;
+use flowmesh_tests::{cancel_after, components};
 use flowmesh_types::{PluginStatus, TaskEvent};
 use tokio_util::sync::CancellationToken;
 
@@ -65,7 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         timeout: Duration::from_millis(300),
         ..TaskLimits::default()
     };
-    let cancel_soon = CancellationToken::new();
+    let cancel_soon = cancel_after(Duration::from_millis(200));
     let tasks = [
         (
             "echo",
@@ -101,7 +101,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "sleep",
             r#"{"duration": "1h"}"#,
             TaskLimits::default(),
-            cancel_soon.clone(),
+            cancel_soon,
         ),
         (
             "uses-containers",
@@ -110,13 +110,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             CancellationToken::new(),
         ),
     ];
-    {
-        let cancel = cancel_soon.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            cancel.cancel();
-        });
-    }
     let runs = tasks
         .into_iter()
         .enumerate()

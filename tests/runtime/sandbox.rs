@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use flowmesh_runtime::{TaskLimits, TaskRun};
-use flowmesh_tests::{TestRuntime, components, output};
+use flowmesh_tests::{TestRuntime, cancel_after, components, output};
 use flowmesh_types::{TaskError, TaskErrorCode, TaskEvent};
 use tokio_util::sync::CancellationToken;
 
@@ -212,18 +212,10 @@ async fn read_env() {
 #[tokio::test]
 async fn cancelling_a_running_loop_interrupts_it_promptly() {
     let test = runtime_with("infinite-loop", components::guests::INFINITE_LOOP).await;
-    let cancel = CancellationToken::new();
-    let canceller = {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            cancel.cancel();
-        })
-    };
+    let cancel = cancel_after(Duration::from_millis(200));
     let (run, _) = test
         .run_with("infinite-loop", "{}", TaskLimits::default(), cancel)
         .await;
-    canceller.await.expect("canceller");
     fails_alone(&test, run, TaskErrorCode::Cancelled).await;
 }
 
@@ -231,14 +223,7 @@ async fn cancelling_a_running_loop_interrupts_it_promptly() {
 async fn cancelling_a_task_blocked_in_a_host_call_interrupts_it() {
     let test = TestRuntime::new();
     test.load("echo", components::ECHO).await;
-    let cancel = CancellationToken::new();
-    let canceller = {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            cancel.cancel();
-        })
-    };
+    let cancel = cancel_after(Duration::from_millis(200));
     let (run, _) = test
         .run_with(
             "sleep",
@@ -247,7 +232,6 @@ async fn cancelling_a_task_blocked_in_a_host_call_interrupts_it() {
             cancel,
         )
         .await;
-    canceller.await.expect("canceller");
     fails_alone(&test, run, TaskErrorCode::Cancelled).await;
 }
 

@@ -127,6 +127,17 @@ impl Default for TestRuntime {
     }
 }
 
+/// A token that cancels itself after `delay` (on the current tokio runtime).
+pub fn cancel_after(delay: std::time::Duration) -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        trigger.cancel();
+    });
+    cancel
+}
+
 /// The output of a run that must have succeeded, as JSON.
 pub fn output(run: &TaskRun) -> serde_json::Value {
     match &run.outcome {

@@ -1,24 +1,11 @@
 //! Test fixture `escape-filesystem`: Tries to read files outside its scratch directory.
 
-use flowmesh_sdk::{Plugin, TaskError, TaskInfo, TaskType, TaskTypes};
-use schemars::JsonSchema;
-use serde::Deserialize;
-
-/// The fixture's only task type.
-pub struct Fixture;
-
-/// Spec of the fixture's task.
-#[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Spec {}
-
-impl TaskType for Fixture {
-    const NAME: &'static str = "escape-filesystem";
-    const DESCRIPTION: &'static str = "Tries to read files outside its scratch directory.";
-    type Spec = Spec;
-    type Output = String;
-
-    fn execute(_spec: Spec, _task: &TaskInfo) -> Result<String, TaskError> {
+flowmesh_guest_support::fixture! {
+    name: "escape-filesystem",
+    description: "Tries to read files outside its scratch directory.",
+    spec: {},
+    output: String,
+    execute: |_spec| {
         let inherited = std::fs::read_dir("/scratch")
             .map_err(|error| TaskError::failed(format!("cannot list its own scratch: {error}")))?
             .count();
@@ -54,18 +41,3 @@ impl TaskType for Fixture {
         )))
     }
 }
-
-/// The fixture plugin.
-pub struct FixturePlugin;
-
-impl Plugin for FixturePlugin {
-    const NAME: &'static str = "escape-filesystem";
-    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const DESCRIPTION: &'static str = "Tries to read files outside its scratch directory.";
-
-    fn task_types(types: &mut TaskTypes) {
-        types.add::<Fixture>();
-    }
-}
-
-flowmesh_sdk::export!(FixturePlugin);

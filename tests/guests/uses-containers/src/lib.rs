@@ -1,26 +1,13 @@
 //! Test fixture `uses-containers`: Runs a container through flowmesh:host/containers; only workers with Docker may load it.
 
-use flowmesh_sdk::{Plugin, TaskError, TaskInfo, TaskType, TaskTypes};
-use schemars::JsonSchema;
-use serde::Deserialize;
-
-/// The fixture's only task type.
-pub struct Fixture;
-
-/// Spec of the fixture's task.
-#[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Spec {}
-
-impl TaskType for Fixture {
-    const NAME: &'static str = "uses-containers";
-    const DESCRIPTION: &'static str =
-        "Runs a container through flowmesh:host/containers; only workers with Docker may load it.";
-    type Spec = Spec;
-    type Output = String;
-
-    fn execute(_spec: Spec, _task: &TaskInfo) -> Result<String, TaskError> {
-        let request = flowmesh_sdk::host::containers::RunRequest {
+flowmesh_guest_support::fixture! {
+    name: "uses-containers",
+    description: "Runs a container through flowmesh:host/containers; only workers with Docker may load it.",
+    spec: {},
+    output: String,
+    execute: |_spec| {
+        use flowmesh_guest_support::flowmesh_sdk::host::containers;
+        let request = containers::RunRequest {
             image: "busybox:latest".into(),
             entrypoint: Vec::new(),
             command: vec!["true".into()],
@@ -32,25 +19,9 @@ impl TaskType for Fixture {
             timeout_ms: None,
             network: false,
         };
-        match flowmesh_sdk::host::containers::run(&request) {
+        match containers::run(&request) {
             Ok(result) => Ok(format!("exit code {}", result.exit_code)),
             Err(error) => Err(TaskError::failed(format!("{error:?}"))),
         }
     }
 }
-
-/// The fixture plugin.
-pub struct FixturePlugin;
-
-impl Plugin for FixturePlugin {
-    const NAME: &'static str = "uses-containers";
-    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const DESCRIPTION: &'static str =
-        "Runs a container through flowmesh:host/containers; only workers with Docker may load it.";
-
-    fn task_types(types: &mut TaskTypes) {
-        types.add::<Fixture>();
-    }
-}
-
-flowmesh_sdk::export!(FixturePlugin);
