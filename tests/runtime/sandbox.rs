@@ -269,3 +269,11 @@ async fn fuel_bounds_the_instructions_a_task_runs() {
         .await;
     fails_alone(&test, run, TaskErrorCode::FuelExhausted).await;
 }
+
+#[tokio::test]
+async fn invalid_output() {
+    let test = runtime_with("invalid-output", components::guests::INVALID_OUTPUT).await;
+    let run = test.run("invalid-output", "{}").await;
+    let error = fails_alone(&test, run, TaskErrorCode::InvalidOutput).await;
+    assert!(error.message.contains("not a JSON document"), "{error}");
+}

@@ -34,6 +34,8 @@ pub fn discard_events() -> Arc<dyn EventSink> {
 const MAX_LINE: usize = 16 * 1024;
 /// How much of the end of stderr is kept to explain a trap (panic messages).
 const STDERR_TAIL: usize = 4 * 1024;
+/// Progress reports per task; past it they are dropped with one notice.
+const MAX_PROGRESS_EVENTS: u32 = 10_000;
 
 pub(crate) struct TaskLog {
     sink: Arc<dyn EventSink>,
@@ -44,6 +46,7 @@ struct LogState {
     remaining: usize,
     limit: usize,
     truncated: bool,
+    progress_left: u32,
     stdout_line: Vec<u8>,
     stderr_line: Vec<u8>,
     stderr_tail: String,
@@ -57,6 +60,7 @@ impl TaskLog {
                 remaining: max_bytes,
                 limit: max_bytes,
                 truncated: false,
+                progress_left: MAX_PROGRESS_EVENTS,
                 stdout_line: Vec::new(),
                 stderr_line: Vec::new(),
                 stderr_tail: String::new(),
@@ -74,14 +78,34 @@ impl TaskLog {
         self.emit_capped(&mut state, LogStream::Plugin, level, message);
     }
 
-    /// A progress report; not counted against the log cap.
+    /// A progress report; not counted against the log cap, but limited to
+    /// [`MAX_PROGRESS_EVENTS`] per task.
     pub(crate) fn progress(&self, fraction: f32, message: Option<String>) {
         let fraction = if fraction.is_nan() {
             0.0
         } else {
             fraction.clamp(0.0, 1.0)
         };
-        self.sink.emit(TaskEvent::Progress { fraction, message });
+        let mut state = self.lock();
+        match state.progress_left {
+            0 => {}
+            1 => {
+                state.progress_left = 0;
+                self.emit_capped(
+                    &mut state,
+                    LogStream::Host,
+                    LogLevel::Warn,
+                    format!(
+                        "progress reports dropped: the task sent more than {MAX_PROGRESS_EVENTS}"
+                    ),
+                );
+            }
+            _ => {
+                state.progress_left -= 1;
+                drop(state);
+                self.sink.emit(TaskEvent::Progress { fraction, message });
+            }
+        }
     }
 
     /// Bytes the plugin wrote to stdout or stderr; complete lines are emitted.
@@ -313,6 +337,28 @@ mod tests {
         assert_eq!(messages.len(), 2);
         assert_eq!(messages[0], "12345");
         assert!(messages[1].starts_with("log truncated"), "{messages:?}");
+    }
+
+    #[test]
+    fn progress_reports_are_clamped_and_bounded() {
+        let (log, events) = collecting(1024);
+        for _ in 0..MAX_PROGRESS_EVENTS + 5 {
+            log.progress(f32::NAN, None);
+        }
+        log.progress(7.0, None);
+        let events = events.lock().expect("lock");
+        let progress = events
+            .iter()
+            .filter(|e| matches!(e, TaskEvent::Progress { fraction, .. } if *fraction == 0.0))
+            .count();
+        assert_eq!(progress as u32, MAX_PROGRESS_EVENTS - 1);
+        assert!(matches!(
+            events.last(),
+            Some(TaskEvent::Log {
+                stream: LogStream::Host,
+                ..
+            })
+        ));
     }
 
     #[test]
