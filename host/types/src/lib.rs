@@ -8,10 +8,13 @@
 //! - [`manifest`]: what a plugin says about itself (`describe()`).
 //! - [`capability`]: which host interfaces a worker provides, which plugins it
 //!   could instantiate and why the others not ([`WorkerCapabilities`]).
+//! - [`document`]: task documents, parsed and envelope-checked ([`TaskDocument`]).
 //! - [`event`]: what a running task reports: logs and progress ([`TaskEvent`]).
 //! - [`task_error`]: why a task did not succeed ([`TaskError`]).
 
 pub mod capability;
+#[cfg(feature = "document")]
+pub mod document;
 pub mod event;
 pub mod manifest;
 pub mod task_error;
@@ -20,6 +23,8 @@ pub use capability::{
     CapabilityKind, CapabilityReport, CapabilityStatus, PluginReport, PluginStatus,
     WorkerCapabilities,
 };
+#[cfg(feature = "document")]
+pub use document::{TaskDocument, TaskSpec, parse_document};
 pub use event::{LogLevel, LogStream, TaskEvent};
 pub use manifest::{FieldError, Manifest, TaskTypeInfo};
 pub use task_error::{TaskError, TaskErrorCode};
