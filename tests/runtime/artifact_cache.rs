@@ -84,3 +84,23 @@ async fn an_artifact_planted_without_the_key_is_never_loaded() {
     let run = test.run("echo", r#"{"message": "ok"}"#).await;
     assert_eq!(output(&run)["message"], "ok");
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_seal_key_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let test = TestRuntime::with_private_cache();
+    let cache = test.dir.path().join("cache");
+    std::fs::set_permissions(
+        cache.join("seal.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    let error = Runtime::new(
+        TestRuntime::config(test.dir.path()),
+        HostCapabilities::none(),
+    )
+    .err()
+    .expect("refused");
+    assert!(error.to_string().contains("chmod 600"), "{error}");
+}

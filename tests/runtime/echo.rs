@@ -39,6 +39,7 @@ async fn validate_names_the_offending_field() {
         .runtime
         .validate("echo", r#"{"message": "hi", "repeat": 0}"#)
         .await
+        .expect("the check runs")
         .expect_err("repeat 0 is invalid");
     assert_eq!(errors[0].path, "repeat");
     assert!(
@@ -48,13 +49,21 @@ async fn validate_names_the_offending_field() {
     test.runtime
         .validate("echo", r#"{"message": "hi"}"#)
         .await
+        .expect("the check runs")
         .expect("valid");
     let errors = test
         .runtime
         .validate("sleep", r#"{"duration": "soon"}"#)
         .await
+        .expect("the check runs")
         .expect_err("not a duration");
     assert_eq!(errors[0].path, "duration");
+    let error = test
+        .runtime
+        .validate("transcode", "{}")
+        .await
+        .expect_err("no plugin serves it");
+    assert_eq!(error.code, TaskErrorCode::UnknownTaskType);
 }
 
 #[tokio::test]

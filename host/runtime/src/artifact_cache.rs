@@ -99,7 +99,8 @@ impl ArtifactCache {
             let path = path.to_path_buf();
             move |source| CacheError::Io { path, source }
         };
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        create_private_dir(dir).map_err(io(dir))?;
+        check_private(dir, false).map_err(io(dir))?;
         let key_path = dir.join(KEY_FILE);
         let key = read_or_create_key(&key_path).map_err(io(&key_path))?;
         let mut hasher = Sha256Hasher(Sha256::new());
@@ -206,7 +207,62 @@ impl ArtifactCache {
     }
 }
 
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Refuses a cache directory or key that another user could have written (or,
+/// for the key, read): whoever can write them can make this host run their
+/// native code.
+#[cfg(unix)]
+fn check_private(path: &Path, secret: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(path)?;
+    let forbidden = if secret { 0o077 } else { 0o022 };
+    let owner = current_uid(if secret {
+        path.parent().unwrap_or(path)
+    } else {
+        path
+    })?;
+    if metadata.mode() & forbidden != 0 || metadata.uid() != owner {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} must be owned by this user and not {} by others (mode {:o}); fix it with chmod {} or remove it",
+                path.display(),
+                if secret {
+                    "readable or writable"
+                } else {
+                    "writable"
+                },
+                metadata.mode() & 0o777,
+                if secret { "600" } else { "go-w" },
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_path: &Path, _secret: bool) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// The uid this process creates files as, read off a file it creates in `dir`.
+#[cfg(unix)]
+fn current_uid(dir: &Path) -> std::io::Result<u32> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(tempfile::tempfile_in(dir)?.metadata()?.uid())
+}
+
 fn read_or_create_key(path: &Path) -> std::io::Result<[u8; 32]> {
+    if path.exists() {
+        check_private(path, true)?;
+    }
     if let Ok(bytes) = std::fs::read(path)
         && let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice())
     {
@@ -226,6 +282,7 @@ fn read_or_create_key(path: &Path) -> std::io::Result<[u8; 32]> {
     match file.persist_noclobber(path) {
         Ok(_) => Ok(key),
         Err(_) => {
+            check_private(path, true)?;
             let bytes = std::fs::read(path)?;
             <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
                 std::io::Error::new(

@@ -46,6 +46,12 @@ pub trait Capability: Send + Sync + 'static {
 }
 
 /// What a capability may know about the task it prepares for.
+///
+/// Host functions of a capability run while the task's call is in progress,
+/// and the runtime abandons that call — dropping the host function's future at
+/// whatever `.await` it is in — when the deadline passes or `cancel` fires.
+/// Anything that must be cleaned up (a container, a connection) therefore
+/// needs a drop guard, and long waits should also watch `cancel` themselves.
 #[derive(Debug, Clone)]
 pub struct TaskInfo {
     /// The task id.
@@ -54,6 +60,13 @@ pub struct TaskInfo {
     pub task_type: String,
     /// Its attempt number, from 1.
     pub attempt: u32,
+    /// The task's scratch directory on the host (what the guest sees at
+    /// `/scratch`), e.g. to mount into a container.
+    pub scratch_dir: std::path::PathBuf,
+    /// When the task times out.
+    pub deadline: std::time::Instant,
+    /// Fires when the task is cancelled.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 enum Entry {
@@ -97,22 +110,23 @@ impl HostCapabilities {
     }
 
     /// Records the outcome of probing one capability: the capability, or the
-    /// probe's error as the reason it is absent. Replaces an earlier entry of
-    /// the same kind.
+    /// probe's error as the reason `kind` is absent. Replaces an earlier entry
+    /// of the same kind (for a capability, of [`Capability::kind`]).
     pub fn with_probe(
         mut self,
         kind: CapabilityKind,
         outcome: Result<Arc<dyn Capability>, String>,
     ) -> Self {
-        let entry = match outcome {
-            Ok(capability) => {
-                debug_assert_eq!(capability.kind(), kind);
-                Entry::Present(capability)
-            }
-            Err(error) => Entry::Absent {
+        let (kind, entry) = match outcome {
+            // The capability's own kind decides which entry it is.
+            Ok(capability) => (capability.kind(), Entry::Present(capability)),
+            Err(error) => (
                 kind,
-                reason: format!("no {} capability: {error}", kind.requirement()),
-            },
+                Entry::Absent {
+                    kind,
+                    reason: format!("no {} capability: {error}", kind.requirement()),
+                },
+            ),
         };
         self.entries.retain(|existing| existing.kind() != kind);
         self.entries.push(entry);

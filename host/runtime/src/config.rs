@@ -26,9 +26,12 @@ pub struct RuntimeConfig {
     /// Maximum guest call-stack size in bytes; deeper recursion traps with a
     /// stack overflow. Default 512 KiB.
     pub max_wasm_stack: usize,
-    /// Limits of tasks that set none of their own.
+    /// Limits of the runtime's own calls into plugins — `describe()` when a
+    /// plugin is loaded and `validate()` — and a sensible base for
+    /// [`TaskRequest::limits`](crate::TaskRequest::limits).
     pub default_limits: TaskLimits,
-    /// Time allowed for a plugin's `describe()` when it is loaded. Default 10 s.
+    /// Time allowed for a plugin's `describe()` when it is loaded and for each
+    /// `validate()` call. Default 10 s.
     pub describe_timeout: Duration,
 }
 
@@ -54,7 +57,8 @@ impl RuntimeConfig {
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
     /// How many plugin instances may be alive at once (running tasks plus
-    /// `describe`/`validate` calls). Default 128.
+    /// `describe`/`validate` calls); further calls wait for a free slot.
+    /// Default 128.
     pub max_instances: u32,
     /// The largest linear memory any task may grow to, in bytes; a task's own
     /// memory limit is capped by it. Default 4 GiB.

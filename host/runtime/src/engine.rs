@@ -15,9 +15,18 @@ pub(crate) fn build_engine(config: &RuntimeConfig) -> wasmtime::Result<Engine> {
     let mut pooling = PoolingAllocationConfig::new();
     pooling
         .total_component_instances(pool.max_instances)
-        .total_core_instances(pool.max_instances * pool.max_core_instances_per_component)
-        .total_memories(pool.max_instances * pool.max_memories_per_component)
-        .total_tables(pool.max_instances * pool.max_tables_per_component)
+        .total_core_instances(
+            pool.max_instances
+                .saturating_mul(pool.max_core_instances_per_component),
+        )
+        .total_memories(
+            pool.max_instances
+                .saturating_mul(pool.max_memories_per_component),
+        )
+        .total_tables(
+            pool.max_instances
+                .saturating_mul(pool.max_tables_per_component),
+        )
         .total_stacks(pool.max_instances)
         .max_core_instances_per_component(pool.max_core_instances_per_component)
         .max_memories_per_component(pool.max_memories_per_component)

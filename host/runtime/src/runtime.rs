@@ -25,6 +25,9 @@ use crate::task_log::{EventSink, TaskLog, discard_events};
 use crate::task_state::{TaskState, add_always_linked};
 use crate::{RuntimeConfig, TaskLimits};
 
+/// The deadline used when a task's timeout is too large to represent.
+const MAX_DEADLINE: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// Why a runtime could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -59,6 +62,14 @@ pub enum LoadError {
     /// The install name is not a valid plugin name.
     #[error("invalid plugin name {0:?}: use lowercase letters, digits and '-'")]
     InvalidName(String),
+    /// The component file could not be read.
+    #[error("could not read the component {path}: {source}")]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The bytes are not a WebAssembly component this engine can compile.
     #[error(transparent)]
     Compile(#[from] CacheError),
@@ -121,6 +132,7 @@ pub struct Runtime {
     capabilities: HostCapabilities,
     config: RuntimeConfig,
     scratch: Arc<ScratchPool>,
+    instances: tokio::sync::Semaphore,
     plugins: RwLock<PluginSet>,
     _ticker: EpochTicker,
 }
@@ -154,6 +166,7 @@ impl Runtime {
                 source,
             }
         })?;
+        let instances = tokio::sync::Semaphore::new(config.pool.max_instances as usize);
         Ok(Self {
             engine,
             linker,
@@ -161,6 +174,7 @@ impl Runtime {
             capabilities,
             config,
             scratch,
+            instances,
             plugins: RwLock::new(PluginSet::default()),
             _ticker: ticker,
         })
@@ -197,12 +211,12 @@ impl Runtime {
         name: &str,
         path: &Path,
     ) -> Result<PluginReport, LoadError> {
-        let bytes = tokio::fs::read(path).await.map_err(|source| {
-            LoadError::Compile(CacheError::Io {
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|source| LoadError::Read {
                 path: path.to_path_buf(),
                 source,
-            })
-        })?;
+            })?;
         self.load_plugin(name, bytes).await
     }
 
@@ -310,19 +324,22 @@ impl Runtime {
                 None,
             )
             .map_err(|error| format!("could not set up a sandbox for describe(): {error:#}"))?;
+        let mut permit = None;
         let call = async {
+            permit = Some(self.admit().await);
             let instance = pre.instantiate_async(&mut store).await?;
             instance
                 .flowmesh_executor_executor()
                 .call_describe(&mut store)
                 .await
         };
-        let manifest = guarded(call, Instant::now() + self.config.describe_timeout, None)
-            .await
-            .map_err(|error| {
-                let error = failure::from_wasmtime(&error, &log, self.config.describe_timeout);
-                format!("describe() failed: {}", error.message)
-            })?;
+        let manifest = guarded(call, Instant::now() + self.config.describe_timeout, None).await;
+        drop(store);
+        drop(permit);
+        let manifest = manifest.map_err(|error| {
+            let error = failure::from_wasmtime(&error, &log, self.config.describe_timeout);
+            format!("describe() failed: {}", error.message)
+        })?;
         let manifest = manifest_from_wit(manifest)?;
         tracing::info!(
             plugin = name,
@@ -347,45 +364,57 @@ impl Runtime {
     }
 
     /// Checks `spec` (plugin-owned fields, a JSON object) for `task_type` with
-    /// the serving plugin's `validate()`. Paths in the errors are relative to
-    /// the spec.
-    pub async fn validate(&self, task_type: &str, spec: &str) -> Result<(), Vec<FieldError>> {
+    /// the serving plugin's `validate()`.
+    ///
+    /// The outer error says the check itself could not run (no plugin serves
+    /// the type here, or the plugin trapped or timed out): the spec is then
+    /// neither valid nor invalid. The inner error lists the spec's problems,
+    /// with paths relative to the spec. Runs under
+    /// [`RuntimeConfig::default_limits`] and
+    /// [`describe_timeout`](RuntimeConfig::describe_timeout).
+    pub async fn validate(
+        &self,
+        task_type: &str,
+        spec: &str,
+    ) -> Result<Result<(), Vec<FieldError>>, TaskError> {
         let Some(plugin) = self.route(task_type) else {
-            return Err(vec![FieldError::new(
-                "taskType",
+            return Err(TaskError::new(
+                TaskErrorCode::UnknownTaskType,
                 format!("no plugin on this worker executes task type {task_type:?}"),
-            )]);
+            ));
         };
         let limits = self.config.default_limits.clone();
         let deadline = Instant::now() + self.config.describe_timeout;
         let log = Arc::new(TaskLog::new(discard_events(), limits.max_log_bytes));
-        let host_error = |error: TaskError| {
-            vec![FieldError::new(
-                "",
-                format!("validate() failed: {}", error.message),
-            )]
-        };
         let mut store = self
             .new_store(&log, &limits, None, deadline, None)
             .map_err(|error| {
-                host_error(TaskError::new(TaskErrorCode::Host, format!("{error:#}")))
+                TaskError::new(
+                    TaskErrorCode::Host,
+                    format!("could not set up the sandbox: {error:#}"),
+                )
             })?;
+        let mut permit = None;
         let call = async {
+            permit = Some(self.admit().await);
             let instance = plugin.pre.instantiate_async(&mut store).await?;
             instance
                 .flowmesh_executor_executor()
                 .call_validate(&mut store, task_type, spec)
                 .await
         };
-        match guarded(call, deadline, None).await {
+        let result = guarded(call, deadline, None).await;
+        drop(store);
+        drop(permit);
+        match result {
             Ok(result) => {
-                result.map_err(|errors| errors.into_iter().map(failure::field_error).collect())
+                Ok(result.map_err(|errors| errors.into_iter().map(failure::field_error).collect()))
             }
-            Err(error) => Err(host_error(failure::from_wasmtime(
+            Err(error) => Err(failure::from_wasmtime(
                 &error,
                 &log,
                 self.config.describe_timeout,
-            ))),
+            )),
         }
     }
 
@@ -436,11 +465,13 @@ impl Runtime {
         started: Instant,
     ) -> Result<Box<RawValue>, TaskError> {
         let limits = &task.limits;
-        let deadline = started + limits.timeout;
+        let deadline = started
+            .checked_add(limits.timeout)
+            .unwrap_or_else(|| started + MAX_DEADLINE);
         let host_error = |what: &str, error: &dyn std::fmt::Display| {
             TaskError::new(TaskErrorCode::Host, format!("{what}: {error}"))
         };
-        let scratch = self
+        let mut scratch = self
             .scratch
             .acquire()
             .map_err(|error| host_error("could not create the task's scratch directory", &error))?;
@@ -457,6 +488,9 @@ impl Runtime {
             id: task.id.clone(),
             task_type: task.task_type.clone(),
             attempt: task.attempt,
+            scratch_dir: scratch.path().to_path_buf(),
+            deadline,
+            cancel: cancel.clone(),
         };
         for kind in &plugin.capabilities {
             let capability = self
@@ -474,7 +508,9 @@ impl Runtime {
             spec: task.spec.clone(),
             attempt: task.attempt,
         };
+        let mut permit = None;
         let call = async {
+            permit = Some(self.admit().await);
             let instance = plugin.pre.instantiate_async(&mut store).await?;
             instance
                 .flowmesh_executor_executor()
@@ -483,6 +519,13 @@ impl Runtime {
         };
         let result = guarded(call, deadline, Some(cancel)).await;
         drop(store);
+        drop(permit);
+        if result.is_err() {
+            // The call may have been abandoned inside a host call whose
+            // blocking file operation still runs: never hand this directory
+            // to another task.
+            scratch.discard();
+        }
         drop(scratch);
         let output = result
             .map_err(|error| failure::from_wasmtime(&error, log, limits.timeout))?
@@ -503,6 +546,15 @@ impl Runtime {
                 format!("the plugin returned output that is not a JSON document: {error}"),
             )
         })
+    }
+
+    /// Waits for a free instance slot, so that more concurrent calls than the
+    /// pool holds queue up instead of failing.
+    async fn admit(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.instances
+            .acquire()
+            .await
+            .expect("the instance semaphore is never closed")
     }
 
     /// A fresh store: limits, epoch deadline checks, optional fuel.

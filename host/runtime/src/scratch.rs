@@ -9,8 +9,10 @@
 //! reused. A task therefore never sees anything another task wrote, and
 //! neither the check nor the removal is on a task's path.
 //!
-//! Whatever is in the scratch root at startup is left over from a crash and is
-//! removed.
+//! Each runtime works in a directory of its own under the scratch root, held
+//! with an exclusive lock on its `.lock` file, so several workers can share a
+//! root. At startup, directories whose lock is free belong to runtimes that
+//! are gone (a crash) and are removed.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +20,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::Thread;
 use std::time::Duration;
 
+/// Marks a runtime's directory as in use while locked.
+const LOCK_FILE: &str = ".lock";
 /// Idle directories kept for reuse.
 const MAX_IDLE: usize = 1024;
 /// The janitor works in batches at most this often, so that releasing a
@@ -25,16 +29,24 @@ const MAX_IDLE: usize = 1024;
 const SWEEP_INTERVAL: Duration = Duration::from_millis(1);
 
 pub(crate) struct ScratchPool {
+    /// Held for the runtime's lifetime: marks `root` as in use.
+    _lock: std::fs::File,
     root: PathBuf,
     next: AtomicU64,
     shared: Arc<Shared>,
     janitor: Thread,
 }
 
+struct Released {
+    path: PathBuf,
+    /// Remove it whatever it holds.
+    discard: bool,
+}
+
 #[derive(Default)]
 struct Shared {
     idle: Mutex<Vec<PathBuf>>,
-    released: Mutex<Vec<PathBuf>>,
+    released: Mutex<Vec<Released>>,
     stopping: std::sync::atomic::AtomicBool,
 }
 
@@ -43,23 +55,37 @@ impl Shared {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn released(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
+    fn released(&self) -> std::sync::MutexGuard<'_, Vec<Released>> {
         self.released.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl ScratchPool {
-    /// Creates `root` if needed, empties it, and starts the janitor.
+    /// Creates this runtime's directory under `root`, removes those of
+    /// runtimes that are gone, and starts the janitor.
     pub(crate) fn new(root: &Path) -> std::io::Result<Arc<Self>> {
         std::fs::create_dir_all(root)?;
         for entry in std::fs::read_dir(root)? {
             let path = entry?.path();
-            if path.is_dir() {
+            if !path.is_dir() {
+                continue;
+            }
+            let abandoned = std::fs::File::open(path.join(LOCK_FILE))
+                .map(|lock| lock.try_lock().is_ok())
+                .unwrap_or(true);
+            if abandoned {
                 std::fs::remove_dir_all(&path)?;
-            } else {
-                std::fs::remove_file(&path)?;
             }
         }
+        let own = root.join(format!(
+            "runtime-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir(&own)?;
+        let lock = std::fs::File::create(own.join(LOCK_FILE))?;
+        lock.lock()?;
+        let root = own;
         let shared = Arc::new(Shared::default());
         let janitor = {
             let shared = shared.clone();
@@ -70,7 +96,8 @@ impl ScratchPool {
                 .clone()
         };
         Ok(Arc::new(Self {
-            root: root.to_path_buf(),
+            _lock: lock,
+            root,
             next: AtomicU64::new(0),
             shared,
             janitor,
@@ -92,12 +119,13 @@ impl ScratchPool {
         Ok(ScratchDir {
             path,
             pool: self.clone(),
+            discard: false,
         })
     }
 
-    fn release(&self, path: PathBuf) {
+    fn release(&self, path: PathBuf, discard: bool) {
         let mut released = self.shared.released();
-        released.push(path);
+        released.push(Released { path, discard });
         if released.len() == 1 {
             drop(released);
             self.janitor.unpark();
@@ -123,16 +151,17 @@ fn janitor_loop(shared: &Shared) {
             std::thread::park();
             continue;
         }
-        for path in batch {
-            recycle(shared, path);
+        for released in batch {
+            recycle(shared, released);
         }
         std::thread::sleep(SWEEP_INTERVAL);
     }
 }
 
 /// Returns `path` to the idle pool if the task left it empty, else removes it.
-fn recycle(shared: &Shared, path: PathBuf) {
-    let empty = std::fs::read_dir(&path).is_ok_and(|mut entries| entries.next().is_none());
+fn recycle(shared: &Shared, Released { path, discard }: Released) {
+    let empty =
+        !discard && std::fs::read_dir(&path).is_ok_and(|mut entries| entries.next().is_none());
     if empty {
         let mut idle = shared.idle();
         if idle.len() < MAX_IDLE {
@@ -140,8 +169,16 @@ fn recycle(shared: &Shared, path: PathBuf) {
             return;
         }
     }
-    if let Err(error) = std::fs::remove_dir_all(&path) {
-        tracing::warn!(path = %path.display(), %error, "could not remove a scratch directory");
+    // A blocking write of an abandoned call may still be landing: retry.
+    for attempt in 1..=3 {
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => return,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return,
+            Err(error) if attempt == 3 => {
+                tracing::warn!(path = %path.display(), %error, "could not remove a scratch directory");
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
     }
 }
 
@@ -149,17 +186,24 @@ fn recycle(shared: &Shared, path: PathBuf) {
 pub(crate) struct ScratchDir {
     path: PathBuf,
     pool: Arc<ScratchPool>,
+    discard: bool,
 }
 
 impl ScratchDir {
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Removes the directory on release even if it looks empty.
+    pub(crate) fn discard(&mut self) {
+        self.discard = true;
+    }
 }
 
 impl Drop for ScratchDir {
     fn drop(&mut self) {
-        self.pool.release(std::mem::take(&mut self.path));
+        self.pool
+            .release(std::mem::take(&mut self.path), self.discard);
     }
 }
 
@@ -168,7 +212,12 @@ mod tests {
     use super::*;
 
     fn wait_until(condition: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !condition() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the janitor never got there"
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
     }
@@ -193,11 +242,15 @@ mod tests {
     }
 
     #[test]
-    fn leftovers_of_a_crash_are_removed_at_start() {
+    fn leftovers_of_a_crash_are_removed_and_live_runtimes_left_alone() {
         let root = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir(root.path().join("task-7")).expect("mkdir");
-        std::fs::write(root.path().join("task-7/secret"), b"x").expect("write");
-        let _pool = ScratchPool::new(root.path()).expect("pool");
-        assert_eq!(std::fs::read_dir(root.path()).expect("dir").count(), 0);
+        std::fs::create_dir_all(root.path().join("runtime-1-dead/task-7")).expect("mkdir");
+        std::fs::write(root.path().join("runtime-1-dead/task-7/secret"), b"x").expect("write");
+        let live = ScratchPool::new(root.path()).expect("pool");
+        let task = live.acquire().expect("dir");
+        let _second = ScratchPool::new(root.path()).expect("pool");
+        assert!(!root.path().join("runtime-1-dead").exists());
+        assert!(task.path().is_dir(), "a live runtime's directories survive");
+        assert_eq!(std::fs::read_dir(root.path()).expect("dir").count(), 2);
     }
 }

@@ -36,6 +36,11 @@ const MAX_LINE: usize = 16 * 1024;
 const STDERR_TAIL: usize = 4 * 1024;
 /// Progress reports per task; past it they are dropped with one notice.
 const MAX_PROGRESS_EVENTS: u32 = 10_000;
+/// Longest progress message; longer ones are cut.
+const MAX_PROGRESS_MESSAGE: usize = 1024;
+/// What each log record costs against the cap besides its text, so that a
+/// flood of empty records is bounded too.
+const RECORD_OVERHEAD: usize = 32;
 
 pub(crate) struct TaskLog {
     sink: Arc<dyn EventSink>,
@@ -74,8 +79,13 @@ impl TaskLog {
 
     /// One record from the plugin's `log` interface.
     pub(crate) fn record(&self, level: LogLevel, message: String) {
+        self.record_from(LogStream::Plugin, level, message);
+    }
+
+    /// One record from `stream`.
+    pub(crate) fn record_from(&self, stream: LogStream, level: LogLevel, message: String) {
         let mut state = self.lock();
-        self.emit_capped(&mut state, LogStream::Plugin, level, message);
+        self.emit_capped(&mut state, stream, level, message);
     }
 
     /// A progress report; not counted against the log cap, but limited to
@@ -103,6 +113,10 @@ impl TaskLog {
             _ => {
                 state.progress_left -= 1;
                 drop(state);
+                let message = message.map(|mut message| {
+                    truncate_at_char(&mut message, MAX_PROGRESS_MESSAGE);
+                    message
+                });
                 self.sink.emit(TaskEvent::Progress { fraction, message });
             }
         }
@@ -178,8 +192,9 @@ impl TaskLog {
         level: LogLevel,
         message: String,
     ) {
-        if message.len() <= state.remaining {
-            state.remaining -= message.len();
+        let cost = message.len() + RECORD_OVERHEAD;
+        if !state.truncated && cost <= state.remaining {
+            state.remaining -= cost;
             self.sink.emit(TaskEvent::Log {
                 stream,
                 level,
@@ -197,6 +212,17 @@ impl TaskLog {
                 ),
             });
         }
+    }
+}
+
+/// Cuts `text` to at most `max` bytes, at a character boundary.
+fn truncate_at_char(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
     }
 }
 
@@ -329,7 +355,7 @@ mod tests {
 
     #[test]
     fn logs_past_the_cap_are_dropped_with_one_notice() {
-        let (log, events) = collecting(10);
+        let (log, events) = collecting(10 + 2 * RECORD_OVERHEAD);
         log.record(LogLevel::Info, "12345".into());
         log.record(LogLevel::Info, "1234567".into());
         log.record(LogLevel::Info, "1".into());
@@ -340,18 +366,35 @@ mod tests {
     }
 
     #[test]
-    fn progress_reports_are_clamped_and_bounded() {
+    fn empty_records_are_bounded_too() {
+        let (log, events) = collecting(100 * RECORD_OVERHEAD);
+        for _ in 0..10_000 {
+            log.write(LogStream::Stdout, b"\n");
+        }
+        assert_eq!(messages(&events).len(), 100 + 1);
+    }
+
+    #[test]
+    fn progress_reports_are_clamped_cut_and_bounded() {
         let (log, events) = collecting(1024);
+        log.progress(7.0, Some("é".repeat(1000)));
+        if let Some(TaskEvent::Progress { fraction, message }) = events.lock().expect("lock").pop()
+        {
+            assert_eq!(fraction, 1.0);
+            assert!(message.expect("message").len() <= MAX_PROGRESS_MESSAGE);
+        } else {
+            panic!("a progress event");
+        }
         for _ in 0..MAX_PROGRESS_EVENTS + 5 {
             log.progress(f32::NAN, None);
         }
-        log.progress(7.0, None);
         let events = events.lock().expect("lock");
         let progress = events
             .iter()
             .filter(|e| matches!(e, TaskEvent::Progress { fraction, .. } if *fraction == 0.0))
             .count();
-        assert_eq!(progress as u32, MAX_PROGRESS_EVENTS - 1);
+        // One slot went to the first report, the last one to the notice.
+        assert_eq!(progress as u32, MAX_PROGRESS_EVENTS - 2);
         assert!(matches!(
             events.last(),
             Some(TaskEvent::Log {

@@ -51,6 +51,7 @@ impl TaskState {
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
                 limit: memory_limit,
+                total: 0,
             },
             log,
             capabilities: Vec::new(),
@@ -72,6 +73,12 @@ impl TaskState {
             .iter_mut()
             .find(|(k, _)| *k == kind)
             .and_then(|(_, state)| state.downcast_mut())
+    }
+
+    /// Appends a record to the task log, under the task's log cap: how
+    /// capabilities stream what they run (container output, model tokens).
+    pub fn log(&self, stream: LogStream, level: LogLevel, message: String) {
+        self.log.record_from(stream, level, message);
     }
 
     /// The task's resource table, for capabilities that hand out resources.
@@ -100,8 +107,10 @@ pub(crate) struct MemoryLimitExceeded {
     pub(crate) limit: usize,
 }
 
+/// Caps the total linear memory of a task's instance, over all its memories.
 pub(crate) struct MemoryLimiter {
     limit: usize,
+    total: usize,
 }
 
 /// Upper bound on table elements; tables are small in practice.
@@ -110,17 +119,19 @@ const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
+        let total = self.total - current.min(self.total) + desired;
+        if total > self.limit {
             return Err(MemoryLimitExceeded {
-                desired,
+                desired: total,
                 limit: self.limit,
             }
             .into());
         }
+        self.total = total;
         Ok(true)
     }
 

@@ -57,13 +57,17 @@ impl std::error::Error for BuildError {}
 /// name.
 ///
 /// Meant for build scripts: it prints `cargo:rerun-if-changed` lines for the
-/// WIT contract, the SDK and `watch` (the folders holding the packages).
+/// WIT contract, the SDK and what it depends on, the workspace manifest and
+/// lock file, and `watch` (the folders holding the packages).
 pub fn build_components(
     workspace_root: &Path,
     packages: &[&str],
     watch: &[&str],
 ) -> Result<BTreeMap<String, PathBuf>, BuildError> {
-    for dir in ["wit", "sdk"].iter().chain(watch) {
+    for dir in ["wit", "sdk", "host/types", "Cargo.toml", "Cargo.lock"]
+        .iter()
+        .chain(watch)
+    {
         println!(
             "cargo:rerun-if-changed={}",
             workspace_root.join(dir).display()
