@@ -26,6 +26,33 @@ async fn echo_returns_its_message() {
 }
 
 #[tokio::test]
+async fn the_manifest_carries_a_json_schema_per_task_type() {
+    let test = TestRuntime::new();
+    let report = test.load("echo", components::ECHO).await;
+    let manifest = report.manifest.expect("available");
+    assert_eq!(manifest.name, "echo");
+    let echo = &manifest.task_types[0];
+    assert_eq!(echo.name, "echo");
+    assert_eq!(
+        echo.description,
+        "Returns its message, optionally repeated."
+    );
+    assert_eq!(echo.spec_schema["type"], "object");
+    assert_eq!(echo.spec_schema["required"], serde_json::json!(["message"]));
+    assert_eq!(echo.spec_schema["additionalProperties"], false);
+    assert_eq!(
+        echo.spec_schema["properties"]["message"]["description"],
+        "The text to return."
+    );
+    let sleep = &manifest.task_types[1];
+    assert_eq!(sleep.name, "sleep");
+    assert_eq!(
+        sleep.spec_schema["required"],
+        serde_json::json!(["duration"])
+    );
+}
+
+#[tokio::test]
 async fn echo_repeats_its_message() {
     let test = echo_runtime().await;
     let run = test.run("echo", r#"{"message": "hi", "repeat": 3}"#).await;

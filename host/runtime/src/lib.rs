@@ -33,7 +33,7 @@
 //! # Performance
 //!
 //! With a warm plugin, a whole task — fresh store, instantiate from the pool,
-//! `execute` of the echo plugin — takes about 14 µs at the median on a 2-core
+//! `execute` of the echo plugin — takes about 14.4 µs at the median on a 2-core
 //! machine; loading a plugin whose compiled artifact is cached takes about
 //! 5.5 ms, against about 170 ms to compile it. `cargo bench -p flowmesh-tests
 //! --bench runtime` measures these; the README has the table.

@@ -258,7 +258,7 @@ impl Runtime {
         let outcome = match outcome {
             Ok(ready) => match plugins.conflict(name, &ready.manifest) {
                 Some((task_type, other)) => Err(format!(
-                    "task type {task_type:?} is already provided by plugin {other:?}; remove one of them"
+                    "task type {task_type:?} is already provided by plugin {other:?}; remove one of them, then install this one again"
                 )),
                 None => Ok(Arc::new(ready)),
             },
