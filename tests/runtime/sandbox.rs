@@ -285,3 +285,26 @@ async fn invalid_output() {
     let error = fails_alone(&test, run, TaskErrorCode::InvalidOutput).await;
     assert!(error.message.contains("not a JSON document"), "{error}");
 }
+
+#[tokio::test]
+async fn fill_scratch() {
+    let test = TestRuntime::with(flowmesh_runtime::HostCapabilities::none(), |config| {
+        config.scratch_check_interval = Duration::from_millis(20);
+    });
+    test.load("echo", components::ECHO).await;
+    test.load("fill-scratch", components::guests::FILL_SCRATCH)
+        .await;
+    let (run, _) = test
+        .run_with(
+            "fill-scratch",
+            "{}",
+            limits(|l| l.scratch_bytes = 16 << 20),
+            CancellationToken::new(),
+        )
+        .await;
+    let error = fails_alone(&test, run, TaskErrorCode::DiskLimit).await;
+    assert!(
+        error.message.contains("over its limit of 16.0 MiB"),
+        "{error}"
+    );
+}

@@ -33,6 +33,10 @@ pub struct RuntimeConfig {
     /// Time allowed for a plugin's `describe()` when it is loaded and for each
     /// `validate()` call. Default 10 s.
     pub describe_timeout: Duration,
+    /// How often a running task's scratch directory is measured against
+    /// [`TaskLimits::scratch_bytes`]. A task can overshoot its limit by what
+    /// it writes in one interval. Default 250 ms.
+    pub scratch_check_interval: Duration,
 }
 
 impl RuntimeConfig {
@@ -48,6 +52,7 @@ impl RuntimeConfig {
             max_wasm_stack: 512 * 1024,
             default_limits: TaskLimits::default(),
             describe_timeout: Duration::from_secs(10),
+            scratch_check_interval: Duration::from_millis(250),
         }
     }
 }
@@ -102,6 +107,9 @@ pub struct TaskLimits {
     pub fuel: Option<u64>,
     /// Size of the JSON output, in bytes. Default 1 MiB.
     pub max_output_bytes: usize,
+    /// Bytes the task may keep in its scratch directory; checked every
+    /// [`RuntimeConfig::scratch_check_interval`]. Default 1 GiB.
+    pub scratch_bytes: u64,
     /// Total size of log records (plugin logs, stdout and stderr together), in
     /// bytes; past it records are dropped and one truncation notice is logged.
     /// Default 1 MiB.
@@ -115,6 +123,7 @@ impl Default for TaskLimits {
             memory_bytes: 256 << 20,
             fuel: None,
             max_output_bytes: 1 << 20,
+            scratch_bytes: 1 << 30,
             max_log_bytes: 1 << 20,
         }
     }

@@ -15,6 +15,8 @@ pub(crate) enum Interrupted {
     Timeout,
     #[error("the task was cancelled")]
     Cancelled,
+    #[error("the task filled its scratch directory")]
+    ScratchFull { used: u64, limit: u64 },
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -37,6 +39,14 @@ pub(crate) fn from_wasmtime(
             Interrupted::Cancelled => TaskError::new(
                 TaskErrorCode::Cancelled,
                 "the task was cancelled while it ran",
+            ),
+            Interrupted::ScratchFull { used, limit } => TaskError::new(
+                TaskErrorCode::DiskLimit,
+                format!(
+                    "the task wrote {:.1} MiB to /scratch, over its limit of {:.1} MiB, and was stopped",
+                    *used as f64 / MIB,
+                    *limit as f64 / MIB
+                ),
             ),
         };
     }

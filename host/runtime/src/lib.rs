@@ -19,7 +19,8 @@
 //! **Every task runs in a fresh sandbox.** [`Runtime::execute`] instantiates
 //! the plugin into a new [`Store`](wasmtime::Store) from a pre-allocated pool,
 //! with a memory limit, a deadline enforced by epoch interruption, optional
-//! fuel, a private scratch directory at `/scratch` that is removed afterwards,
+//! fuel, a private scratch directory at `/scratch` under a size limit that no
+//! other task ever sees,
 //! stdout and stderr captured into the task log under a size cap, and no
 //! environment, arguments, sockets or other files. Whatever the plugin does —
 //! loop forever, exhaust memory or stack, panic, return garbage — only its task
@@ -33,7 +34,7 @@
 //! # Performance
 //!
 //! With a warm plugin, a whole task — fresh store, instantiate from the pool,
-//! `execute` of the echo plugin — takes about 14.4 µs at the median on a 2-core
+//! `execute` of the echo plugin — takes about 14.5 µs at the median on a 2-core
 //! machine; loading a plugin whose compiled artifact is cached takes about
 //! 5.5 ms, against about 170 ms to compile it. `cargo bench -p flowmesh-tests
 //! --bench runtime` measures these; the README has the table.

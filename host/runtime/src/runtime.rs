@@ -20,7 +20,7 @@ use crate::capability::{HostCapabilities, TaskInfo};
 use crate::engine::{EpochTicker, build_engine};
 use crate::failure::{self, Interrupted};
 use crate::plugin::{Installed, PluginSet, ReadyPlugin, is_name, manifest_from_wit};
-use crate::scratch::ScratchPool;
+use crate::scratch::{ScratchPool, disk_usage};
 use crate::task_log::{EventSink, TaskLog, discard_events};
 use crate::task_state::{TaskState, add_always_linked};
 use crate::{RuntimeConfig, TaskLimits};
@@ -333,7 +333,13 @@ impl Runtime {
                 .call_describe(&mut store)
                 .await
         };
-        let manifest = guarded(call, Instant::now() + self.config.describe_timeout, None).await;
+        let manifest = guarded(
+            call,
+            Instant::now() + self.config.describe_timeout,
+            None,
+            None,
+        )
+        .await;
         drop(store);
         drop(permit);
         let manifest = manifest.map_err(|error| {
@@ -403,7 +409,7 @@ impl Runtime {
                 .call_validate(&mut store, task_type, spec)
                 .await
         };
-        let result = guarded(call, deadline, None).await;
+        let result = guarded(call, deadline, None, None).await;
         drop(store);
         drop(permit);
         match result {
@@ -517,7 +523,12 @@ impl Runtime {
                 .call_execute(&mut store, &wit_task)
                 .await
         };
-        let result = guarded(call, deadline, Some(cancel)).await;
+        let watch = ScratchWatch {
+            path: scratch.path(),
+            limit: limits.scratch_bytes,
+            interval: self.config.scratch_check_interval,
+        };
+        let result = guarded(call, deadline, Some(cancel), Some(watch)).await;
         drop(store);
         drop(permit);
         if result.is_err() {
@@ -589,15 +600,19 @@ impl Runtime {
     }
 }
 
-/// Runs a plugin call until it finishes, `deadline` passes or `cancel` fires.
+/// Runs a plugin call until it finishes, `deadline` passes, `cancel` fires or
+/// the task's scratch directory (when given) grows past its limit.
 ///
 /// Guest code is interrupted by the store's epoch callback; this covers the
 /// time the guest spends blocked in host calls (a sleep, a container), where
-/// no epoch check runs: dropping the call's future abandons it there.
+/// no epoch check runs: dropping the call's future abandons it there. Since
+/// guest code yields at every epoch tick, every stop takes effect within about
+/// a tick, even in a busy loop.
 async fn guarded<R>(
     call: impl Future<Output = wasmtime::Result<R>>,
     deadline: Instant,
     cancel: Option<&CancellationToken>,
+    scratch: Option<ScratchWatch<'_>>,
 ) -> wasmtime::Result<R> {
     let cancelled = async {
         match cancel {
@@ -608,6 +623,40 @@ async fn guarded<R>(
     tokio::select! {
         result = call => result,
         () = cancelled => Err(Interrupted::Cancelled.into()),
-        () = tokio::time::sleep_until(deadline.into()) => Err(Interrupted::Timeout.into()),
+        interrupted = watchdog(deadline, scratch) => Err(interrupted.into()),
+    }
+}
+
+/// A scratch directory to measure while its task runs.
+struct ScratchWatch<'a> {
+    path: &'a Path,
+    limit: u64,
+    interval: Duration,
+}
+
+/// Resolves at `deadline`, or earlier once the watched scratch directory holds
+/// more than its limit (measured every interval, off the async threads). One
+/// timer serves both, so watching costs a task nothing until it runs long.
+async fn watchdog(deadline: Instant, scratch: Option<ScratchWatch<'_>>) -> Interrupted {
+    let Some(scratch) = scratch else {
+        tokio::time::sleep_until(deadline.into()).await;
+        return Interrupted::Timeout;
+    };
+    loop {
+        let next = (Instant::now() + scratch.interval).min(deadline);
+        tokio::time::sleep_until(next.into()).await;
+        if next >= deadline {
+            return Interrupted::Timeout;
+        }
+        let dir = scratch.path.to_path_buf();
+        let used = tokio::task::spawn_blocking(move || disk_usage(&dir))
+            .await
+            .unwrap_or(0);
+        if used > scratch.limit {
+            return Interrupted::ScratchFull {
+                used,
+                limit: scratch.limit,
+            };
+        }
     }
 }

@@ -182,6 +182,25 @@ fn recycle(shared: &Shared, Released { path, discard }: Released) {
     }
 }
 
+/// Bytes of regular files under `path`, not following symbolic links.
+pub(crate) fn disk_usage(path: &Path) -> u64 {
+    let mut total = 0;
+    let mut pending = vec![path.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.metadata() {
+                Ok(metadata) if metadata.is_dir() => pending.push(entry.path()),
+                Ok(metadata) => total += metadata.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
 /// One task's scratch directory.
 pub(crate) struct ScratchDir {
     path: PathBuf,

@@ -25,6 +25,8 @@ pub enum TaskErrorCode {
     Cancelled,
     /// The plugin tried to use more memory than the task allows.
     MemoryLimit,
+    /// The task wrote more to its scratch directory than it may.
+    DiskLimit,
     /// The plugin ran out of fuel (its instruction budget).
     FuelExhausted,
     /// The plugin overflowed its call stack (for example unbounded recursion).
@@ -49,6 +51,7 @@ impl TaskErrorCode {
             Self::Timeout => "timeout",
             Self::Cancelled => "cancelled",
             Self::MemoryLimit => "memory_limit",
+            Self::DiskLimit => "disk_limit",
             Self::FuelExhausted => "fuel_exhausted",
             Self::StackOverflow => "stack_overflow",
             Self::Trap => "trap",
