@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use flowmesh_types::{CapabilityKind, Manifest, PluginReport, PluginStatus, TaskTypeInfo};
+use flowmesh_types::{
+    CapabilityKind, Manifest, PluginReport, PluginStatus, TaskTypeInfo, is_valid_name,
+};
 
 use crate::ComponentDigest;
 use crate::TaskState;
@@ -123,7 +125,7 @@ fn report(name: &str, installed: &Installed) -> PluginReport {
 
 /// Checks a manifest from `describe()` and converts it.
 pub(crate) fn manifest_from_wit(manifest: wit::Manifest) -> Result<Manifest, String> {
-    if !is_name(&manifest.name) {
+    if !is_valid_name(&manifest.name) {
         return Err(format!(
             "describe() returned the plugin name {:?}: use lowercase letters, digits and '-'",
             manifest.name
@@ -135,7 +137,7 @@ pub(crate) fn manifest_from_wit(manifest: wit::Manifest) -> Result<Manifest, Str
     let mut seen = BTreeSet::new();
     let mut task_types = Vec::with_capacity(manifest.task_types.len());
     for task_type in manifest.task_types {
-        if !is_name(&task_type.name) {
+        if !is_valid_name(&task_type.name) {
             return Err(format!(
                 "describe() returned the task type {:?}: use lowercase letters, digits and '-'",
                 task_type.name
@@ -172,16 +174,6 @@ pub(crate) fn manifest_from_wit(manifest: wit::Manifest) -> Result<Manifest, Str
         description: manifest.description,
         task_types,
     })
-}
-
-/// Whether `name` is a valid plugin or task type name.
-pub(crate) fn is_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::bindings::exports::flowmesh::executor::executor as wit;
 use crate::capability::{HostCapabilities, TaskInfo};
 use crate::engine::{EpochTicker, build_engine};
 use crate::failure::{self, Interrupted};
-use crate::plugin::{Installed, PluginSet, ReadyPlugin, is_name, manifest_from_wit};
+use crate::plugin::{Installed, PluginSet, ReadyPlugin, manifest_from_wit};
 use crate::scratch::{ScratchPool, disk_usage};
 use crate::task_log::{EventSink, TaskLog, discard_events};
 use crate::task_state::{TaskState, add_always_linked};
@@ -229,7 +229,7 @@ impl Runtime {
     /// `describe()` — is recorded as unavailable, and the returned report says
     /// why.
     pub async fn load_plugin(&self, name: &str, bytes: Vec<u8>) -> Result<PluginReport, LoadError> {
-        if !is_name(name) {
+        if !flowmesh_types::is_valid_name(name) {
             return Err(LoadError::InvalidName(name.to_string()));
         }
         let digest = ComponentDigest::of(&bytes);

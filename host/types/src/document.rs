@@ -31,7 +31,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::FieldError;
+use crate::{FieldError, is_valid_name};
 
 /// The only `apiVersion` this version understands.
 pub const API_VERSION: &str = "flowmesh/v1";
@@ -274,7 +274,7 @@ fn check_metadata(value: &Value, errors: &mut Errors) -> Metadata {
 fn check_spec(value: &Value, errors: &mut Errors) -> Option<TaskSpec> {
     let object = errors.object("spec", value)?;
     let task_type = match object.get("taskType") {
-        Some(Value::String(task_type)) if is_task_type(task_type) => Some(task_type.clone()),
+        Some(Value::String(task_type)) if is_valid_name(task_type) => Some(task_type.clone()),
         Some(Value::String(task_type)) => {
             errors.add(
                 "spec.taskType",
@@ -481,15 +481,6 @@ pub fn parse_quantity(value: &Value) -> Result<u64, String> {
         return Err(format!("{text:?} is out of range; {hint}"));
     }
     Ok(bytes.round() as u64)
-}
-
-fn is_task_type(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// Serialises an optional duration as milliseconds.

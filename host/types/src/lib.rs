@@ -26,5 +26,5 @@ pub use capability::{
 #[cfg(feature = "document")]
 pub use document::{TaskDocument, TaskSpec, parse_document};
 pub use event::{LogLevel, LogStream, TaskEvent};
-pub use manifest::{FieldError, Manifest, TaskTypeInfo};
+pub use manifest::{FieldError, Manifest, TaskTypeInfo, is_valid_name};
 pub use task_error::{TaskError, TaskErrorCode};

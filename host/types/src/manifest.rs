@@ -28,6 +28,17 @@ pub struct TaskTypeInfo {
     pub spec_schema: serde_json::Value,
 }
 
+/// Whether `name` is a valid plugin or task type name: 1 to 64 lowercase
+/// letters, digits and `-`, starting with a letter.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
 /// A problem with one field of a document or spec.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
