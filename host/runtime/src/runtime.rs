@@ -490,23 +490,26 @@ impl Runtime {
                 Some(cancel.clone()),
             )
             .map_err(|error| host_error("could not set up the sandbox", &error))?;
-        let info = TaskInfo {
-            id: task.id.clone(),
-            task_type: task.task_type.clone(),
-            attempt: task.attempt,
-            scratch_dir: scratch.path().to_path_buf(),
-            deadline,
-            cancel: cancel.clone(),
-        };
-        for kind in &plugin.capabilities {
-            let capability = self
-                .capabilities
-                .get(*kind)
-                .ok_or_else(|| host_error("capability vanished", kind))?;
-            let state = capability.prepare(&info).map_err(|error| {
-                host_error(&format!("could not prepare the {kind} capability"), &error)
-            })?;
-            store.data_mut().add_capability_state(*kind, state);
+        // Only plugins that import capabilities pay for their preparation.
+        if !plugin.capabilities.is_empty() {
+            let info = TaskInfo {
+                id: task.id.clone(),
+                task_type: task.task_type.clone(),
+                attempt: task.attempt,
+                scratch_dir: scratch.path().to_path_buf(),
+                deadline,
+                cancel: cancel.clone(),
+            };
+            for kind in &plugin.capabilities {
+                let capability = self
+                    .capabilities
+                    .get(*kind)
+                    .ok_or_else(|| host_error("capability vanished", kind))?;
+                let state = capability.prepare(&info).map_err(|error| {
+                    host_error(&format!("could not prepare the {kind} capability"), &error)
+                })?;
+                store.data_mut().add_capability_state(*kind, state);
+            }
         }
         let wit_task = wit::Task {
             id: task.id.clone(),
