@@ -52,7 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             capability.detail
         );
     }
-    let cache = runtime.cache_stats();
+    let cache = runtime.artifact_cache().stats();
     println!(
         "== artifact cache: {} compiled, {} loaded from {}",
         cache.compiled,
@@ -67,53 +67,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let cancel_soon = cancel_after(Duration::from_millis(200));
     let tasks = [
-        (
-            "echo",
-            r#"{"message": "hello from a sandbox"}"#,
-            TaskLimits::default(),
-            CancellationToken::new(),
-        ),
-        (
-            "echo",
-            r#"{"message": "again", "repeat": 3}"#,
-            TaskLimits::default(),
-            CancellationToken::new(),
-        ),
-        (
-            "sleep",
-            r#"{"duration": "500ms"}"#,
-            TaskLimits::default(),
-            CancellationToken::new(),
-        ),
-        (
-            "echo",
-            r#"{"message": "hi", "repeat": 0}"#,
-            TaskLimits::default(),
-            CancellationToken::new(),
-        ),
-        (
-            "sleep",
-            r#"{"duration": "1h"}"#,
-            short,
-            CancellationToken::new(),
-        ),
-        (
-            "sleep",
-            r#"{"duration": "1h"}"#,
-            TaskLimits::default(),
-            cancel_soon,
-        ),
-        (
-            "uses-containers",
-            "{}",
-            TaskLimits::default(),
-            CancellationToken::new(),
-        ),
+        task("echo", r#"{"message": "hello from a sandbox"}"#),
+        task("echo", r#"{"message": "again", "repeat": 3}"#),
+        task("sleep", r#"{"duration": "500ms"}"#),
+        task("echo", r#"{"message": "hi", "repeat": 0}"#),
+        DemoTask {
+            limits: short,
+            ..task("sleep", r#"{"duration": "1h"}"#)
+        },
+        DemoTask {
+            cancel: cancel_soon,
+            ..task("sleep", r#"{"duration": "1h"}"#)
+        },
+        task("uses-containers", "{}"),
     ];
-    let runs = tasks
-        .into_iter()
-        .enumerate()
-        .map(|(i, (task_type, spec, limits, cancel))| {
+    let runs = tasks.into_iter().enumerate().map(
+        |(
+            i,
+            DemoTask {
+                task_type,
+                spec,
+                limits,
+                cancel,
+            },
+        )| {
             let runtime = runtime.clone();
             async move {
                 let id = format!("demo-{i}");
@@ -149,9 +126,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     ),
                 }
             }
-        });
+        },
+    );
     futures_join_all(runs).await;
     Ok(())
+}
+
+/// One example task of the demo.
+struct DemoTask {
+    task_type: &'static str,
+    spec: &'static str,
+    limits: TaskLimits,
+    cancel: CancellationToken,
+}
+
+/// A task with default limits that nothing cancels.
+fn task(task_type: &'static str, spec: &'static str) -> DemoTask {
+    DemoTask {
+        task_type,
+        spec,
+        limits: TaskLimits::default(),
+        cancel: CancellationToken::new(),
+    }
 }
 
 /// Runs the futures concurrently on this task and waits for all of them.

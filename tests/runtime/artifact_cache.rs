@@ -16,9 +16,9 @@ fn stats(compiled: u64, loaded: u64, rejected: u64) -> CacheStats {
 async fn a_second_load_of_the_same_component_does_not_recompile() {
     let first = TestRuntime::with_private_cache();
     first.load("echo", components::ECHO).await;
-    assert_eq!(first.runtime.cache_stats(), stats(1, 0, 0));
+    assert_eq!(first.runtime.artifact_cache().stats(), stats(1, 0, 0));
     first.load("echo", components::ECHO).await;
-    assert_eq!(first.runtime.cache_stats(), stats(1, 1, 0));
+    assert_eq!(first.runtime.artifact_cache().stats(), stats(1, 1, 0));
 
     // A new runtime (a restarted worker) on the same cache directory.
     let config = TestRuntime::config(first.dir.path());
@@ -27,7 +27,7 @@ async fn a_second_load_of_the_same_component_does_not_recompile() {
         .load_plugin_file("echo", components::ECHO.as_ref())
         .await
         .expect("loads");
-    assert_eq!(second.cache_stats(), stats(0, 1, 0));
+    assert_eq!(second.artifact_cache().stats(), stats(0, 1, 0));
     let artifacts = std::fs::read_dir(first.dir.path().join("cache"))
         .expect("cache dir")
         .filter(|e| {
@@ -58,7 +58,7 @@ async fn a_tampered_artifact_is_discarded_and_recompiled() {
         .load_plugin_file("echo", components::ECHO.as_ref())
         .await
         .expect("loads");
-    assert_eq!(second.cache_stats(), stats(1, 0, 1));
+    assert_eq!(second.artifact_cache().stats(), stats(1, 0, 1));
 }
 
 #[tokio::test]
@@ -80,7 +80,7 @@ async fn an_artifact_planted_without_the_key_is_never_loaded() {
     std::fs::write(&path, planted).expect("plant");
 
     test.load("echo", components::ECHO).await;
-    assert_eq!(test.runtime.cache_stats(), stats(1, 0, 1));
+    assert_eq!(test.runtime.artifact_cache().stats(), stats(1, 0, 1));
     let run = test.run("echo", r#"{"message": "ok"}"#).await;
     assert_eq!(output(&run)["message"], "ok");
 }

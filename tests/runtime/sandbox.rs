@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use flowmesh_runtime::{TaskLimits, TaskRun};
+use flowmesh_runtime::{HostCapabilities, RuntimeConfig, TaskLimits, TaskRun};
 use flowmesh_tests::{TestRuntime, cancel_after, components, output};
 use flowmesh_types::{TaskError, TaskErrorCode, TaskEvent};
 use tokio_util::sync::CancellationToken;
@@ -19,7 +19,16 @@ flowmesh_tests::foreach_guest!(assert_guest_has_test);
 
 /// A runtime with echo and the fixture `name` loaded.
 async fn runtime_with(name: &str, path: &str) -> TestRuntime {
-    let test = TestRuntime::new();
+    configured_runtime_with(name, path, |_| {}).await
+}
+
+/// [`runtime_with`], its configuration adjusted by `configure`.
+async fn configured_runtime_with(
+    name: &str,
+    path: &str,
+    configure: impl FnOnce(&mut RuntimeConfig),
+) -> TestRuntime {
+    let test = TestRuntime::with(HostCapabilities::none(), configure);
     test.load("echo", components::ECHO).await;
     test.load(name, path).await;
     test
@@ -261,12 +270,14 @@ async fn a_timeout_interrupts_a_task_blocked_in_a_host_call() {
 
 #[tokio::test]
 async fn fuel_bounds_the_instructions_a_task_runs() {
-    let test = TestRuntime::with(flowmesh_runtime::HostCapabilities::none(), |config| {
-        config.fuel_metering = true;
-    });
-    test.load("echo", components::ECHO).await;
-    test.load("infinite-loop", components::guests::INFINITE_LOOP)
-        .await;
+    let test = configured_runtime_with(
+        "infinite-loop",
+        components::guests::INFINITE_LOOP,
+        |config| {
+            config.fuel_metering = true;
+        },
+    )
+    .await;
     let (run, _) = test
         .run_with(
             "infinite-loop",
@@ -288,11 +299,10 @@ async fn invalid_output() {
 
 #[tokio::test]
 async fn fill_scratch() {
-    let test = TestRuntime::with(flowmesh_runtime::HostCapabilities::none(), |config| {
-        config.scratch_check_interval = Duration::from_millis(20);
-    });
-    test.load("echo", components::ECHO).await;
-    test.load("fill-scratch", components::guests::FILL_SCRATCH)
+    let test =
+        configured_runtime_with("fill-scratch", components::guests::FILL_SCRATCH, |config| {
+            config.scratch_check_interval = Duration::from_millis(20);
+        })
         .await;
     let (run, _) = test
         .run_with(

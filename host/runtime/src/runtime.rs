@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
-use crate::artifact_cache::{ArtifactCache, CacheError, CacheStats, ComponentDigest};
+use crate::artifact_cache::{ArtifactCache, CacheError, ComponentDigest};
 use crate::bindings::PluginFullPre;
 use crate::bindings::exports::flowmesh::executor::executor as wit;
 use crate::capability::{HostCapabilities, TaskInfo};
@@ -185,12 +185,8 @@ impl Runtime {
         &self.engine
     }
 
-    /// What the artifact cache has done so far.
-    pub fn cache_stats(&self) -> CacheStats {
-        self.cache.stats()
-    }
-
-    /// The artifact cache.
+    /// The artifact cache, and through it what it has done
+    /// ([`ArtifactCache::stats`]).
     pub fn artifact_cache(&self) -> &ArtifactCache {
         &self.cache
     }

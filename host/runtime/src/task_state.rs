@@ -80,11 +80,6 @@ impl TaskState {
     pub fn log(&self, stream: LogStream, level: LogLevel, message: String) {
         self.log.record_from(stream, level, message);
     }
-
-    /// The task's resource table, for capabilities that hand out resources.
-    pub fn table(&mut self) -> &mut ResourceTable {
-        &mut self.table
-    }
 }
 
 impl WasiView for TaskState {
