@@ -90,6 +90,7 @@ impl Entry {
 /// working [`Capability`] or the reason it is absent.
 pub struct HostCapabilities {
     entries: Vec<Entry>,
+    validation_only: bool,
 }
 
 impl HostCapabilities {
@@ -106,7 +107,25 @@ impl HostCapabilities {
                     ),
                 })
                 .collect(),
+            validation_only: false,
         }
+    }
+
+    /// For a runtime that only calls `describe()` and `validate()`, such as
+    /// the server checking submitted specs: every plugin loads, and a
+    /// capability import that is absent here is linked to a function that
+    /// traps, so a plugin that calls one from `validate()` fails that call
+    /// instead of being refused. Such a runtime must not execute tasks.
+    pub fn validation_only() -> Self {
+        Self {
+            validation_only: true,
+            ..Self::none()
+        }
+    }
+
+    /// Whether this is [`HostCapabilities::validation_only`].
+    pub fn is_validation_only(&self) -> bool {
+        self.validation_only
     }
 
     /// Records the outcome of probing one capability: the capability, or the

@@ -6,7 +6,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use flowmesh_types::{
-    CapabilityKind, FieldError, PluginReport, TaskError, TaskErrorCode, WorkerCapabilities,
+    CapabilityKind, FieldError, Manifest, PluginReport, TaskError, TaskErrorCode,
+    WorkerCapabilities,
 };
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
@@ -180,6 +181,11 @@ impl Runtime {
         })
     }
 
+    /// The settings it runs with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
     /// The wasmtime engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
@@ -228,25 +234,11 @@ impl Runtime {
         if !flowmesh_types::is_valid_name(name) {
             return Err(LoadError::InvalidName(name.to_string()));
         }
-        let digest = ComponentDigest::of(&bytes);
-        let component = {
-            let (cache, engine, digest) = (self.cache.clone(), self.engine.clone(), digest.clone());
-            tokio::task::spawn_blocking(move || cache.load(&engine, &digest, &bytes))
-                .await
-                .map_err(|error| {
-                    CacheError::Compile(wasmtime::Error::msg(format!(
-                        "compilation panicked: {error}"
-                    )))
-                })??
-        };
-        let imports: Vec<String> = component
-            .component_type()
-            .imports(&self.engine)
-            .map(|(name, _)| name.to_string())
-            .collect();
+        let (digest, component, imports) = self.compile(bytes).await?;
         let outcome = self
             .instantiate_pre(name, &digest, &component, &imports)
             .await;
+
         if let Err(reason) = &outcome {
             tracing::warn!(plugin = name, %reason, "plugin unavailable on this worker");
         }
@@ -273,6 +265,45 @@ impl Runtime {
             .expect("the plugin was inserted just above"))
     }
 
+    /// Reads what a component declares without installing it: its manifest
+    /// (from `describe()`) and the interfaces it imports. The outer error
+    /// says the bytes are not a component; the inner one, why this runtime
+    /// cannot use it.
+    pub async fn inspect(
+        &self,
+        bytes: Vec<u8>,
+    ) -> Result<Result<(Manifest, Vec<String>), String>, LoadError> {
+        let (digest, component, imports) = self.compile(bytes).await?;
+        Ok(self
+            .instantiate_pre("inspected", &digest, &component, &imports)
+            .await
+            .map(|ready| (ready.manifest, imports)))
+    }
+
+    /// Compiles (or loads from the cache) a component and lists its imports.
+    async fn compile(
+        &self,
+        bytes: Vec<u8>,
+    ) -> Result<(ComponentDigest, Component, Vec<String>), LoadError> {
+        let digest = ComponentDigest::of(&bytes);
+        let component = {
+            let (cache, engine, digest) = (self.cache.clone(), self.engine.clone(), digest.clone());
+            tokio::task::spawn_blocking(move || cache.load(&engine, &digest, &bytes))
+                .await
+                .map_err(|error| {
+                    CacheError::Compile(wasmtime::Error::msg(format!(
+                        "compilation panicked: {error}"
+                    )))
+                })??
+        };
+        let imports: Vec<String> = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        Ok((digest, component, imports))
+    }
+
     /// Removes the plugin installed as `name`, withdrawing its task types.
     /// Tasks already running keep their instance. Whether it was installed.
     pub fn remove_plugin(&self, name: &str) -> bool {
@@ -290,7 +321,15 @@ impl Runtime {
         imports: &[String],
     ) -> Result<ReadyPlugin, String> {
         let mut capabilities = Vec::new();
-        for import in imports {
+        let mut stubbed = None;
+        if self.capabilities.is_validation_only() {
+            let mut linker = self.linker.clone();
+            linker
+                .define_unknown_imports_as_traps(component)
+                .map_err(|error| format!("cannot be linked for validation: {error:#}"))?;
+            stubbed = Some(linker);
+        }
+        for import in imports.iter().filter(|_| stubbed.is_none()) {
             if let Some(kind) = CapabilityKind::from_interface(import) {
                 match self.capabilities.absence_reason(kind) {
                     Some(reason) => {
@@ -302,8 +341,9 @@ impl Runtime {
                 }
             }
         }
-        let instance_pre = self
-            .linker
+        let instance_pre = stubbed
+            .as_ref()
+            .unwrap_or(&self.linker)
             .instantiate_pre(component)
             .map_err(|error| format!("cannot be linked on this worker: {error:#}"))?;
         let pre = PluginFullPre::new(instance_pre).map_err(|error| {
@@ -429,6 +469,16 @@ impl Runtime {
         cancel: CancellationToken,
     ) -> TaskRun {
         let started = Instant::now();
+        if self.capabilities.is_validation_only() {
+            return TaskRun {
+                plugin: None,
+                elapsed: started.elapsed(),
+                outcome: Err(TaskError::new(
+                    TaskErrorCode::Host,
+                    "this runtime was built to validate specs only; run tasks on a worker",
+                )),
+            };
+        }
         let Some(plugin) = self.route(&task.task_type) else {
             return TaskRun {
                 plugin: None,

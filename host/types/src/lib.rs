@@ -12,6 +12,8 @@
 //! - [`event`]: what a running task reports: logs and progress ([`TaskEvent`]).
 //! - [`task_error`]: why a task did not succeed ([`TaskError`]).
 
+#[cfg(feature = "document")]
+pub mod api;
 pub mod capability;
 #[cfg(feature = "document")]
 pub mod document;

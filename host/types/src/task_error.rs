@@ -39,6 +39,12 @@ pub enum TaskErrorCode {
     UnknownTaskType,
     /// The host could not set up or run the sandbox (an internal error).
     Host,
+    /// The worker running the attempt stopped heartbeating and its lease
+    /// expired (retried like [`TaskErrorCode::Retryable`]).
+    LeaseExpired,
+    /// No live worker could run the task (none advertises its type, or none
+    /// has the hardware) for the whole grace period.
+    NoEligibleWorker,
 }
 
 impl TaskErrorCode {
@@ -58,6 +64,8 @@ impl TaskErrorCode {
             Self::InvalidOutput => "invalid_output",
             Self::UnknownTaskType => "unknown_task_type",
             Self::Host => "host",
+            Self::LeaseExpired => "lease_expired",
+            Self::NoEligibleWorker => "no_eligible_worker",
         }
     }
 
@@ -65,7 +73,7 @@ impl TaskErrorCode {
     /// say so themselves; host errors are worth a retry on another worker;
     /// limits, traps and bad input will fail the same way again.
     pub fn is_retryable(self) -> bool {
-        matches!(self, Self::Retryable | Self::Host)
+        matches!(self, Self::Retryable | Self::Host | Self::LeaseExpired)
     }
 }
 

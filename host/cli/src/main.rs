@@ -1,0 +1,5 @@
+//! The `flowmesh` command.
+
+fn main() -> std::process::ExitCode {
+    flowmesh_cli::main()
+}

@@ -1,0 +1,85 @@
+//! `flowmesh worker`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use flowmesh_runtime::{HostCapabilities, Runtime, RuntimeConfig};
+use flowmesh_worker::{Worker, WorkerConfig};
+
+/// `flowmesh worker` options.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// The server's URL.
+    #[arg(long, env = "FLOWMESH_SERVER", default_value = "http://127.0.0.1:7380")]
+    server: String,
+    /// A worker token.
+    #[arg(long, env = "FLOWMESH_TOKEN", conflicts_with = "token_file")]
+    token: Option<String>,
+    /// A file holding the worker token.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// The worker's name (default: the host name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Tasks run at once (default: one per CPU).
+    #[arg(long)]
+    slots: Option<u32>,
+    /// A label, key=value (repeatable).
+    #[arg(long = "label", value_parser = crate::parse_label)]
+    labels: Vec<(String, String)>,
+    /// A plugin component to load (repeatable); its file name is its name.
+    #[arg(long = "plugin", value_name = "FILE")]
+    plugins: Vec<PathBuf>,
+    /// Data directory (compiled plugins, task scratch space).
+    #[arg(long, env = "FLOWMESH_WORKER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
+    let token = match (args.token, args.token_file) {
+        (Some(token), _) => token,
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .with_context(|| format!("reading the token file {}", path.display()))?
+            .trim()
+            .to_string(),
+        (None, None) => anyhow::bail!(
+            "a worker token is needed: pass --token, --token-file or set FLOWMESH_TOKEN"
+        ),
+    };
+    let data_dir = args
+        .data_dir
+        .unwrap_or_else(|| crate::default_data_dir().join("worker"));
+    let runtime = Arc::new(Runtime::new(
+        RuntimeConfig::new(data_dir.join("cache"), data_dir.join("scratch")),
+        HostCapabilities::none(),
+    )?);
+    for path in &args.plugins {
+        let name = path
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .map(|stem| stem.to_lowercase().replace(['.', '_'], "-"))
+            .with_context(|| format!("{} has no usable file name", path.display()))?;
+        let report = runtime.load_plugin_file(&name, path).await?;
+        eprintln!(
+            "plugin {name}: {:?}{}",
+            report.status,
+            report.reason.map(|r| format!(" ({r})")).unwrap_or_default()
+        );
+    }
+    let mut config = WorkerConfig::new(args.server, token);
+    if let Some(name) = args.name {
+        config.name = name;
+    }
+    if let Some(slots) = args.slots {
+        config.slots = slots.max(1);
+    }
+    config.labels = args.labels.into_iter().collect();
+    let worker = Worker::start(config, runtime).await?;
+    eprintln!("worker {} running", worker.name());
+    crate::shutdown_signal().await;
+    eprintln!("shutting down: interrupting running tasks, they go back to pending");
+    worker.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! Errors as JSON, authentication, and body parsing with field paths.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use flowmesh_types::FieldError;
+use flowmesh_types::api::{ApiError, ErrorBody, Role};
+use serde::de::DeserializeOwned;
+
+use crate::state::AppState;
+use crate::store::{Principal, StoreError};
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiFailure {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// The body.
+    pub error: ApiError,
+}
+
+impl ApiFailure {
+    /// An error with no field details.
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            error: ApiError {
+                code: code.to_string(),
+                message: message.into(),
+                details: Vec::new(),
+            },
+        }
+    }
+
+    /// Adds field details.
+    pub fn with_details(mut self, details: Vec<FieldError>) -> Self {
+        self.error.details = details;
+        self
+    }
+
+    /// 404 for a task, worker or plugin that does not exist for the caller.
+    pub fn not_found(what: &str, id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no {what} {id:?}"),
+        )
+    }
+
+    /// 400 naming a bad query parameter.
+    pub fn bad_param(name: &str, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            format!("query parameter {name:?} is invalid"),
+        )
+        .with_details(vec![FieldError::new(name, message)])
+    }
+}
+
+impl IntoResponse for ApiFailure {
+    fn into_response(self) -> Response {
+        (self.status, Json(ErrorBody { error: self.error })).into_response()
+    }
+}
+
+impl From<StoreError> for ApiFailure {
+    fn from(error: StoreError) -> Self {
+        tracing::error!(%error, "store error");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            format!("the task store failed; retry shortly ({error})"),
+        )
+    }
+}
+
+pub(crate) async fn not_found() -> ApiFailure {
+    ApiFailure::new(
+        StatusCode::NOT_FOUND,
+        "no_route",
+        "no such route; the API lives under /api/v1 (see /openapi.json)",
+    )
+}
+
+/// The authenticated caller.
+pub(crate) struct Auth(pub Principal);
+
+impl Auth {
+    /// Refuses callers without one of `roles`.
+    pub fn require(&self, roles: &[Role], what: &str) -> Result<(), ApiFailure> {
+        if roles.contains(&self.0.role) {
+            Ok(())
+        } else {
+            Err(ApiFailure::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "{what} needs a token with role {}; this one is {}",
+                    roles
+                        .iter()
+                        .map(|role| role.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" or "),
+                    self.0.role.as_str()
+                ),
+            ))
+        }
+    }
+
+    /// Refuses worker tokens: the client routes are for users and admins.
+    pub fn client(&self, what: &str) -> Result<&Principal, ApiFailure> {
+        self.require(&[Role::User, Role::Admin], what)?;
+        Ok(&self.0)
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for Auth {
+    type Rejection = ApiFailure;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let unauthorized = |message: &str| {
+            ApiFailure::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                message.to_string(),
+            )
+        };
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| {
+                unauthorized("missing Authorization header; send `Authorization: Bearer <token>`")
+            })?;
+        let secret = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|secret| !secret.is_empty())
+            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
+        match state.authenticate(secret).await? {
+            Some(principal) => Ok(Self(principal)),
+            None => Err(unauthorized("unknown token; ask an admin for a valid one")),
+        }
+    }
+}
+
+/// Parses a JSON body, naming the field at fault.
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiFailure> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        ApiFailure::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("the request body is not valid: {}", error.inner()),
+        )
+        .with_details(vec![FieldError::new(
+            if path == "." { String::new() } else { path },
+            error.inner().to_string(),
+        )])
+    })
+}

@@ -1,0 +1,216 @@
+//! Workers, plugins and tokens.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use flowmesh_types::api::{Role, TokenCreated, TokenRequest, WorkerState, WorkerView};
+use flowmesh_types::{FieldError, PluginReport, is_valid_name};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiFailure, Auth, parse_json};
+use crate::state::{AppState, now_ms};
+use crate::store::{PluginRecord, WorkerRecord, rfc3339};
+
+fn worker_view(worker: WorkerRecord, running: u32) -> WorkerView {
+    WorkerView {
+        id: worker.id,
+        name: worker.name,
+        state: worker.state,
+        capabilities: worker.capabilities,
+        hardware: worker.hardware,
+        labels: worker.labels,
+        slots: worker.slots,
+        running,
+        version: worker.version,
+        registered_at: rfc3339(worker.registered_at),
+        last_heartbeat_at: rfc3339(worker.heartbeat_at),
+    }
+}
+
+/// `GET /workers`: live registrations first, then gone ones.
+pub(super) async fn list_workers(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+) -> Result<Json<Vec<WorkerView>>, ApiFailure> {
+    auth.client("listing workers")?;
+    let usage = state.store.usage().await?;
+    let mut workers: Vec<WorkerView> = state
+        .store
+        .workers()
+        .await?
+        .into_iter()
+        .map(|worker| {
+            let running = usage.get(&worker.id).map_or(0, |usage| usage.tasks);
+            worker_view(worker, running)
+        })
+        .collect();
+    workers.sort_by_key(|worker| worker.state != WorkerState::Live);
+    Ok(Json(workers))
+}
+
+/// `GET /workers/{id}`: by registration id, or by name (its newest
+/// registration).
+pub(super) async fn get_worker(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<WorkerView>, ApiFailure> {
+    auth.client("reading workers")?;
+    let worker = match state.store.worker(&id).await? {
+        Some(worker) => worker,
+        None => state
+            .store
+            .workers()
+            .await?
+            .into_iter()
+            .find(|worker| worker.name == id)
+            .ok_or_else(|| ApiFailure::not_found("worker", &id))?,
+    };
+    let running = state
+        .store
+        .usage()
+        .await?
+        .get(&worker.id)
+        .map_or(0, |usage| usage.tasks);
+    Ok(Json(worker_view(worker, running)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct InstallParams {
+    name: Option<String>,
+}
+
+fn plugin_json(report: &PluginReport, record: Option<&PluginRecord>) -> Value {
+    json!({
+        "name": report.name,
+        "version": report.version,
+        "digest": report.digest,
+        "status": report.status,
+        "reason": report.reason,
+        "imports": report.imports,
+        "manifest": report.manifest,
+        "installedAt": record.map(|record| rfc3339(record.installed_at)),
+    })
+}
+
+/// `POST /plugins?name=`: installs a component (the body). Admin only.
+pub(super) async fn install_plugin(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    Query(params): Query<InstallParams>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiFailure> {
+    auth.require(&[Role::Admin], "installing plugins")?;
+    if body.is_empty() {
+        return Err(ApiFailure::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_plugin",
+            "the body is empty; send the component's bytes",
+        ));
+    }
+    let (report, record) = state
+        .install_plugin(params.name.as_deref(), body.to_vec())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(plugin_json(&report, Some(&record))),
+    ))
+}
+
+/// `GET /plugins`.
+pub(super) async fn list_plugins(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+) -> Result<Json<Vec<Value>>, ApiFailure> {
+    auth.client("listing plugins")?;
+    let records = state.store.plugins().await?;
+    let reports = state.validator.reports();
+    Ok(Json(
+        reports
+            .iter()
+            .map(|report| {
+                plugin_json(
+                    report,
+                    records.iter().find(|record| record.name == report.name),
+                )
+            })
+            .collect(),
+    ))
+}
+
+/// `GET /plugins/{name}`.
+pub(super) async fn get_plugin(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiFailure> {
+    auth.client("reading plugins")?;
+    let records = state.store.plugins().await?;
+    let report = state
+        .validator
+        .reports()
+        .into_iter()
+        .find(|report| report.name == name)
+        .ok_or_else(|| ApiFailure::not_found("plugin", &name))?;
+    Ok(Json(plugin_json(
+        &report,
+        records.iter().find(|record| record.name == name),
+    )))
+}
+
+/// `DELETE /plugins/{name}`. Admin only.
+pub(super) async fn remove_plugin(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiFailure> {
+    auth.require(&[Role::Admin], "removing plugins")?;
+    let stored = state.store.delete_plugin(&name).await?;
+    let loaded = state.validator.remove(&name);
+    if stored || loaded {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiFailure::not_found("plugin", &name))
+    }
+}
+
+/// `POST /tokens`: a new bearer token. Admin only.
+pub(super) async fn create_token(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    body: Bytes,
+) -> Result<(StatusCode, Json<TokenCreated>), ApiFailure> {
+    auth.require(&[Role::Admin], "creating tokens")?;
+    let request: TokenRequest = parse_json(&body)?;
+    if !is_valid_name(&request.tenant) {
+        return Err(ApiFailure::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "the tenant must be letters, digits, '-' and '_'",
+        )
+        .with_details(vec![FieldError::new("tenant", "invalid tenant name")]));
+    }
+    let record = state
+        .store
+        .create_token(
+            &request.tenant,
+            request.role,
+            request.name.as_deref(),
+            now_ms(),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenCreated {
+            id: record.principal.token_id,
+            token: record.secret,
+            tenant: record.principal.tenant,
+            role: record.principal.role,
+        }),
+    ))
+}

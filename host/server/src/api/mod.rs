@@ -1,0 +1,62 @@
+//! The REST API under `/api/v1`.
+//!
+//! | route | who |
+//! |---|---|
+//! | `POST /tasks`, `GET /tasks`, `GET /tasks/{id}`, `DELETE /tasks/{id}`, `GET /tasks/{id}/events` | users and admins, their own tenant's tasks |
+//! | `GET /workers`, `GET /workers/{id}` | users and admins |
+//! | `GET /plugins`, `GET /plugins/{name}` | users and admins |
+//! | `POST /plugins`, `DELETE /plugins/{name}`, `POST /tokens` | admins |
+//! | `POST /worker/{register,heartbeat,claim,events,complete}` | worker tokens |
+//! | `GET /healthz`, `GET /metrics` | anyone |
+//!
+//! Every error is `{"error": {"code", "message", "details": [{"path",
+//! "message"}]}}` with a 4xx status for bad requests; a task of another
+//! tenant answers 404, exactly as a missing one.
+
+mod error;
+mod fleet;
+mod ops;
+mod tasks;
+mod worker;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+pub use error::ApiFailure;
+pub(crate) use error::{Auth, parse_json};
+
+use crate::state::AppState;
+
+/// The whole router.
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/tasks", post(tasks::submit).get(tasks::list))
+        .route("/tasks/{id}", get(tasks::get).delete(tasks::cancel))
+        .route("/tasks/{id}/events", get(tasks::events))
+        .route("/workers", get(fleet::list_workers))
+        .route("/workers/{id}", get(fleet::get_worker))
+        .route(
+            "/plugins",
+            post(fleet::install_plugin).get(fleet::list_plugins),
+        )
+        .route(
+            "/plugins/{name}",
+            get(fleet::get_plugin).delete(fleet::remove_plugin),
+        )
+        .route("/tokens", post(fleet::create_token))
+        .route("/worker/register", post(worker::register))
+        .route("/worker/heartbeat", post(worker::heartbeat))
+        .route("/worker/claim", post(worker::claim))
+        .route("/worker/events", post(worker::events))
+        .route("/worker/complete", post(worker::complete))
+        .fallback(error::not_found);
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(error::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
+        .with_state(state)
+}

@@ -1,0 +1,466 @@
+//! The task routes: submit, read, list, cancel, and the event stream.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use flowmesh_types::api::{EventBody, Submitted, TaskPage, TaskState, TaskView};
+use flowmesh_types::{FieldError, parse_document};
+use futures::Stream;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{ApiFailure, Auth};
+use crate::state::{AppState, now_ms};
+use crate::store::{CancelOutcome, NewTask, StoredEvent, TaskFilter, TaskRecord, rfc3339};
+use crate::validation::SpecRejection;
+
+/// The longest `?wait=` honoured.
+const MAX_WAIT: Duration = Duration::from_secs(300);
+/// Tasks per page by default, and at most.
+const PAGE: u32 = 50;
+const MAX_PAGE: u32 = 500;
+
+/// Rejects query parameters the route does not know, naming them.
+fn known_params(params: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiFailure> {
+    match params.keys().find(|key| !known.contains(&key.as_str())) {
+        Some(key) => Err(ApiFailure::bad_param(
+            key,
+            format!("unknown parameter; expected one of: {}", known.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn parse_wait(params: &HashMap<String, String>) -> Result<Option<Duration>, ApiFailure> {
+    params
+        .get("wait")
+        .map(|text| {
+            humantime::parse_duration(text)
+                .map_err(|error| {
+                    ApiFailure::bad_param("wait", format!("{error}; write a duration such as 30s"))
+                })
+                .map(|wait| wait.min(MAX_WAIT))
+        })
+        .transpose()
+}
+
+fn parse_bool(params: &HashMap<String, String>, name: &str) -> Result<bool, ApiFailure> {
+    match params.get(name).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") | Some("") => Ok(true),
+        Some(other) => Err(ApiFailure::bad_param(
+            name,
+            format!("{other:?} is not a boolean; write true or false"),
+        )),
+    }
+}
+
+/// `POST /tasks`: checks and stores a task document.
+pub(super) async fn submit(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    Query(params): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiFailure> {
+    let principal = auth.client("submitting tasks")?;
+    known_params(&params, &["wait", "failFast"])?;
+    let wait = parse_wait(&params)?;
+    let fail_fast = parse_bool(&params, "failFast")?;
+    let text = std::str::from_utf8(&body).map_err(|_| {
+        ApiFailure::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_document",
+            "the document is not UTF-8 text; send YAML or JSON",
+        )
+    })?;
+    let document = parse_document(text).map_err(|errors| {
+        ApiFailure::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_document",
+            format!(
+                "the task document has {} problem(s); see details",
+                errors.len()
+            ),
+        )
+        .with_details(errors)
+    })?;
+    let task_type = &document.spec.task_type;
+    state
+        .validator
+        .check(task_type, &document.spec.plugin_fields)
+        .await
+        .map_err(|rejection| match rejection {
+            SpecRejection::UnknownTaskType(task_type) => {
+                let mut known = state.validator.task_types();
+                known.sort();
+                ApiFailure::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unknown_task_type",
+                    format!(
+                        "no installed plugin provides task type {task_type:?}; installed types: {}",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                )
+                .with_details(vec![FieldError::new(
+                    "spec.taskType",
+                    "no installed plugin provides this task type",
+                )])
+            }
+            SpecRejection::Invalid(errors) => ApiFailure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_spec",
+                format!("the spec does not satisfy task type {task_type:?}; see details"),
+            )
+            .with_details(errors),
+            SpecRejection::CheckFailed(error) => ApiFailure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                format!("the plugin could not check the spec: {}", error.message),
+            ),
+        })?;
+    if fail_fast {
+        let workers = state.store.live_workers().await?;
+        if !workers
+            .iter()
+            .any(|worker| worker.capabilities.supports(task_type))
+        {
+            return Err(ApiFailure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "no_eligible_worker",
+                format!(
+                    "no live worker advertises task type {task_type:?} ({} live worker(s)); the task was not stored",
+                    workers.len()
+                ),
+            )
+            .with_details(vec![FieldError::new("spec.taskType", "no live worker serves this type")]));
+        }
+    }
+    let id = uuid::Uuid::now_v7().to_string();
+    let events = state
+        .store
+        .insert_task(&NewTask {
+            id: &id,
+            tenant: &principal.tenant,
+            document: &document,
+            now: now_ms(),
+        })
+        .await?;
+    let mut receiver = state.bus.subscribe();
+    state.publish(events);
+    state
+        .metrics
+        .submitted
+        .get_or_create(&crate::metrics::TypeLabel {
+            task_type: task_type.clone(),
+        })
+        .inc();
+    state.work.notify();
+    if let Some(wait) = wait {
+        let _ = tokio::time::timeout(wait, async {
+            loop {
+                match receiver.recv().await {
+                    Ok(event)
+                        if event.task_id == id
+                            && matches!(event.body, EventBody::Result { .. }) =>
+                    {
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => {
+                        if let Ok(Some(task)) = state.store.task(None, &id).await
+                            && task.state.is_terminal()
+                        {
+                            break;
+                        }
+                    }
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        })
+        .await;
+    }
+    let task = view(&state, load(&state, &principal.tenant, &id).await?).await?;
+    Ok((StatusCode::CREATED, Json(Submitted { id, task })))
+}
+
+async fn load(state: &AppState, tenant: &str, id: &str) -> Result<TaskRecord, ApiFailure> {
+    state
+        .store
+        .task(Some(tenant), id)
+        .await?
+        .ok_or_else(|| ApiFailure::not_found("task", id))
+}
+
+/// A stored task as the API shows it.
+async fn view(state: &AppState, task: TaskRecord) -> Result<TaskView, ApiFailure> {
+    let attempts = if task.attempt > 1 || task.state.is_terminal() {
+        state.store.attempts(&task.id).await?
+    } else {
+        Vec::new()
+    };
+    Ok(view_with(task, attempts))
+}
+
+fn view_with(task: TaskRecord, attempts: Vec<flowmesh_types::api::AttemptRecord>) -> TaskView {
+    TaskView {
+        id: task.id,
+        name: task.name,
+        labels: task.labels,
+        task_type: task.task_type,
+        state: task.state,
+        attempt: task.attempt,
+        max_attempts: task.max_attempts,
+        spec: task.spec,
+        hardware: task.hardware,
+        timeout_ms: task.timeout_ms,
+        waiting: task.waiting.filter(|_| task.state == TaskState::Pending),
+        worker: task.worker_name,
+        result: task.result,
+        error: task
+            .error
+            .filter(|_| task.state.is_terminal() || task.state == TaskState::Pending),
+        attempts,
+        created_at: rfc3339(task.created_at),
+        updated_at: rfc3339(task.updated_at),
+        finished_at: task.finished_at.map(rfc3339),
+    }
+}
+
+/// `GET /tasks/{id}`.
+pub(super) async fn get(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<TaskView>, ApiFailure> {
+    let principal = auth.client("reading tasks")?;
+    let task = load(&state, &principal.tenant, &id).await?;
+    Ok(Json(view(&state, task).await?))
+}
+
+/// `GET /tasks?state=&taskType=&label=k=v&limit=&cursor=`: newest first.
+pub(super) async fn list(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<TaskPage>, ApiFailure> {
+    let principal = auth.client("listing tasks")?;
+    known_params(&params, &["state", "taskType", "label", "limit", "cursor"])?;
+    let state_filter = params
+        .get("state")
+        .map(|name| {
+            TaskState::parse(name).ok_or_else(|| {
+                ApiFailure::bad_param(
+                    "state",
+                    format!(
+                        "unknown state {name:?}; expected one of: {}",
+                        TaskState::ALL.map(TaskState::as_str).join(", ")
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    let label = params
+        .get("label")
+        .map(|label| {
+            label
+                .split_once('=')
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .ok_or_else(|| {
+                    ApiFailure::bad_param("label", "write the label filter as key=value")
+                })
+        })
+        .transpose()?;
+    let limit = params
+        .get("limit")
+        .map(|text| {
+            text.parse::<u32>()
+                .ok()
+                .filter(|limit| (1..=MAX_PAGE).contains(limit))
+                .ok_or_else(|| {
+                    ApiFailure::bad_param(
+                        "limit",
+                        format!("must be a whole number from 1 to {MAX_PAGE}"),
+                    )
+                })
+        })
+        .transpose()?
+        .unwrap_or(PAGE);
+    let before_seq = params
+        .get("cursor")
+        .map(|cursor| {
+            cursor.parse::<i64>().map_err(|_| {
+                ApiFailure::bad_param(
+                    "cursor",
+                    "not a cursor this server returned; pass nextCursor as is",
+                )
+            })
+        })
+        .transpose()?;
+    let records = state
+        .store
+        .list_tasks(
+            &principal.tenant,
+            &TaskFilter {
+                state: state_filter,
+                task_type: params.get("taskType").cloned(),
+                label,
+                before_seq,
+                limit: limit + 1,
+            },
+        )
+        .await?;
+    let more = records.len() > limit as usize;
+    let records: Vec<TaskRecord> = records.into_iter().take(limit as usize).collect();
+    let next_cursor = more
+        .then(|| records.last().map(|task| task.seq.to_string()))
+        .flatten();
+    let tasks = records
+        .into_iter()
+        .map(|task| view_with(task, Vec::new()))
+        .collect();
+    Ok(Json(TaskPage { tasks, next_cursor }))
+}
+
+/// `DELETE /tasks/{id}`: cancels in any state; a finished task is left as is.
+pub(super) async fn cancel(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<TaskView>, ApiFailure> {
+    let principal = auth.client("cancelling tasks")?;
+    let (outcome, events) = state
+        .store
+        .cancel_task(&principal.tenant, &id, now_ms())
+        .await?
+        .ok_or_else(|| ApiFailure::not_found("task", &id))?;
+    if let CancelOutcome::Unchanged(current) = outcome {
+        tracing::debug!(task = id, state = %current, "cancel of a task that cannot change: no-op");
+    }
+    state.publish(events);
+    let task = load(&state, &principal.tenant, &id).await?;
+    Ok(Json(view(&state, task).await?))
+}
+
+/// `GET /tasks/{id}/events`: the task's stored events, then live ones, as
+/// server-sent events; ends after the `result` event. `Last-Event-ID`
+/// resumes after that event.
+pub(super) async fn events(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiFailure> {
+    let principal = auth.client("watching tasks")?;
+    load(&state, &principal.tenant, &id).await?;
+    let after = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<i64>().ok())
+        .unwrap_or(0);
+    let receiver = state.bus.subscribe();
+    let stream = futures::stream::unfold(
+        EventCursor {
+            state,
+            id,
+            last: after,
+            backlog: Vec::new().into_iter(),
+            receiver,
+            replayed: false,
+            done: false,
+        },
+        |mut cursor| async move {
+            let event = cursor.next().await?;
+            let sse = Event::default()
+                .id(event.seq.to_string())
+                .event(event.body.name())
+                .data(serde_json::to_string(&to_record(&event)).unwrap_or_default());
+            Some((Ok(sse), cursor))
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+fn to_record(event: &StoredEvent) -> flowmesh_types::api::EventRecord {
+    flowmesh_types::api::EventRecord {
+        seq: event.seq,
+        task_id: event.task_id.clone(),
+        at: rfc3339(event.at),
+        body: event.body.clone(),
+    }
+}
+
+/// Walks a task's events: the stored ones first, then live ones from the
+/// bus, re-reading the store whenever the bus dropped some.
+struct EventCursor {
+    state: Arc<AppState>,
+    id: String,
+    last: i64,
+    backlog: std::vec::IntoIter<StoredEvent>,
+    receiver: tokio::sync::broadcast::Receiver<Arc<StoredEvent>>,
+    replayed: bool,
+    done: bool,
+}
+
+impl EventCursor {
+    async fn next(&mut self) -> Option<StoredEvent> {
+        loop {
+            if self.done {
+                return None;
+            }
+            if let Some(event) = self.backlog.next() {
+                return Some(self.emit(event));
+            }
+            if !self.replayed {
+                self.refill().await?;
+                self.replayed = true;
+                continue;
+            }
+            match self.receiver.recv().await {
+                Ok(event) if event.task_id == self.id && event.seq > self.last => {
+                    return Some(self.emit((*event).clone()));
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => self.refill().await?,
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    fn emit(&mut self, event: StoredEvent) -> StoredEvent {
+        self.last = event.seq;
+        if matches!(event.body, EventBody::Result { .. }) {
+            self.done = true;
+        }
+        event
+    }
+
+    /// Loads stored events after the last one sent.
+    async fn refill(&mut self) -> Option<()> {
+        match self
+            .state
+            .store
+            .events_after(&self.id, self.last, 10_000)
+            .await
+        {
+            Ok(events) => {
+                self.backlog = events.into_iter();
+                Some(())
+            }
+            Err(error) => {
+                tracing::warn!(%error, task = self.id, "event stream ended: store error");
+                None
+            }
+        }
+    }
+}

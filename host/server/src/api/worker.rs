@@ -1,0 +1,251 @@
+//! The worker protocol: register, heartbeat, claim, events, complete.
+//! Worker tokens only.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use flowmesh_types::api::{
+    ClaimRequest, ClaimResponse, ClaimedTask, CompletionBatch, CompletionResponse, EventBatch,
+    Heartbeat, HeartbeatResponse, Registered, Role, WorkerRegistration,
+};
+use flowmesh_types::{FieldError, is_valid_name};
+
+use super::{ApiFailure, Auth, parse_json};
+use crate::metrics::PluginOutcome;
+use crate::state::{AppState, now_ms};
+use crate::store::NewWorker;
+
+/// How often a waiting claim looks at the store even without a wake-up
+/// (retry delays running out, capacity freed by another server).
+const CLAIM_RECHECK: Duration = Duration::from_millis(500);
+
+fn worker_only(auth: &Auth) -> Result<(), ApiFailure> {
+    auth.require(&[Role::Worker], "the worker protocol")
+}
+
+fn unknown_worker(id: &str) -> ApiFailure {
+    ApiFailure::new(
+        StatusCode::NOT_FOUND,
+        "unknown_worker",
+        format!(
+            "worker registration {id:?} is not live (it expired or was replaced); register again"
+        ),
+    )
+}
+
+/// `POST /worker/register`.
+pub(super) async fn register(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    body: Bytes,
+) -> Result<Json<Registered>, ApiFailure> {
+    worker_only(&auth)?;
+    let registration: WorkerRegistration = parse_json(&body)?;
+    if !is_valid_name(&registration.name) && !registration.name.contains('.') {
+        return Err(ApiFailure::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "the worker name must be letters, digits, '-', '_' or '.'",
+        )
+        .with_details(vec![FieldError::new("name", "invalid worker name")]));
+    }
+    if registration.slots == 0 {
+        return Err(ApiFailure::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "slots must be at least 1",
+        )
+        .with_details(vec![FieldError::new("slots", "must be at least 1")]));
+    }
+    let id = uuid::Uuid::now_v7().to_string();
+    let now = now_ms();
+    let retired = state
+        .store
+        .register_worker(&NewWorker {
+            id: &id,
+            registration: &registration,
+            now,
+        })
+        .await?;
+    for old in retired {
+        let events = state
+            .store
+            .release_worker_tasks(&old, now, &state.retry_policy())
+            .await?;
+        state.publish(events);
+    }
+    tracing::info!(
+        worker = registration.name,
+        id,
+        slots = registration.slots,
+        task_types = ?registration.capabilities.supported_task_types,
+        "worker registered"
+    );
+    state.work.notify();
+    Ok(Json(Registered {
+        worker_id: id,
+        heartbeat_interval_ms: state.config.heartbeat_interval.as_millis() as u64,
+        lease_ttl_ms: state.config.lease_ttl.as_millis() as u64,
+    }))
+}
+
+/// `POST /worker/heartbeat`.
+pub(super) async fn heartbeat(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    body: Bytes,
+) -> Result<Json<HeartbeatResponse>, ApiFailure> {
+    worker_only(&auth)?;
+    let beat: Heartbeat = parse_json(&body)?;
+    let outcome = state
+        .store
+        .heartbeat(
+            &beat.worker_id,
+            &beat.leases,
+            beat.capabilities.as_ref(),
+            now_ms(),
+            state.lease_ttl_ms(),
+        )
+        .await?
+        .ok_or_else(|| unknown_worker(&beat.worker_id))?;
+    if beat.capabilities.is_some() {
+        state.work.notify();
+    }
+    Ok(Json(HeartbeatResponse {
+        cancel: outcome.cancel,
+        lost: outcome.lost,
+    }))
+}
+
+/// `POST /worker/claim`: a long poll. Answers as soon as tasks this worker
+/// can run are claimed for it, or with none when the wait runs out.
+pub(super) async fn claim(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    body: Bytes,
+) -> Result<Json<ClaimResponse>, ApiFailure> {
+    worker_only(&auth)?;
+    let request: ClaimRequest = parse_json(&body)?;
+    let wait = Duration::from_millis(request.wait_ms).min(state.config.max_claim_wait);
+    let deadline = tokio::time::Instant::now() + wait;
+    if state
+        .store
+        .worker(&request.worker_id)
+        .await?
+        .is_none_or(|worker| worker.state != flowmesh_types::api::WorkerState::Live)
+    {
+        return Err(unknown_worker(&request.worker_id));
+    }
+    let mut signal = state.work.subscribe();
+    loop {
+        signal.borrow_and_update();
+        let started = Instant::now();
+        let (rows, events) = state
+            .store
+            .claim(
+                &request.worker_id,
+                now_ms(),
+                state.lease_ttl_ms(),
+                request.max_tasks,
+                state.config.claim_scan,
+            )
+            .await?;
+        state
+            .metrics
+            .claim_seconds
+            .observe(started.elapsed().as_secs_f64());
+        if !rows.is_empty() {
+            state.metrics.claimed.inc_by(rows.len() as u64);
+            state.publish(events);
+            let tasks = rows
+                .into_iter()
+                .map(|row| ClaimedTask {
+                    id: row.id,
+                    task_type: row.task_type,
+                    spec: row.spec,
+                    attempt: row.attempt,
+                    lease_token: row.lease_token,
+                    timeout_ms: row.timeout_ms,
+                    hardware: row.hardware,
+                })
+                .collect();
+            return Ok(Json(ClaimResponse { tasks }));
+        }
+        if request.max_tasks == 0 || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(ClaimResponse::default()));
+        }
+        let recheck = (tokio::time::Instant::now() + CLAIM_RECHECK).min(deadline);
+        tokio::select! {
+            _ = signal.changed() => {}
+            _ = tokio::time::sleep_until(recheck) => {}
+        }
+    }
+}
+
+/// `POST /worker/events`: logs and progress of running tasks.
+pub(super) async fn events(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    body: Bytes,
+) -> Result<StatusCode, ApiFailure> {
+    worker_only(&auth)?;
+    let batch: EventBatch = parse_json(&body)?;
+    let stored = state
+        .store
+        .append_task_events(&batch.worker_id, &batch.tasks, now_ms())
+        .await?;
+    state.publish(stored);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /worker/complete`: outcomes, each fenced by its lease token.
+pub(super) async fn complete(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    body: Bytes,
+) -> Result<Json<CompletionResponse>, ApiFailure> {
+    worker_only(&auth)?;
+    let batch: CompletionBatch = parse_json(&body)?;
+    let (verdicts, events) = state
+        .store
+        .complete(
+            &batch.worker_id,
+            &batch.completions,
+            now_ms(),
+            &state.retry_policy(),
+        )
+        .await?;
+    for (completion, verdict) in batch.completions.iter().zip(&verdicts) {
+        if *verdict == flowmesh_types::api::CompletionVerdict::Accepted {
+            let outcome = if completion.error.is_some() {
+                "failed"
+            } else {
+                "succeeded"
+            };
+            state
+                .metrics
+                .task_seconds
+                .get_or_create(&PluginOutcome {
+                    plugin: completion
+                        .plugin
+                        .as_ref()
+                        .map(|plugin| plugin.name.clone())
+                        .unwrap_or_default(),
+                    outcome: outcome.to_string(),
+                })
+                .observe(completion.elapsed_ms as f64 / 1000.0);
+        } else {
+            tracing::info!(
+                task = completion.task_id,
+                "stale completion rejected: the lease is no longer this worker's"
+            );
+        }
+    }
+    state.publish(events);
+    state.work.notify();
+    Ok(Json(CompletionResponse { verdicts }))
+}

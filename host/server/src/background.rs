@@ -1,0 +1,133 @@
+//! The server's periodic work: expiring leases and silent workers, keeping
+//! pending tasks' reasons current and failing the ones no worker can run
+//! after the grace period, and deleting old finished tasks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flowmesh_types::api::WaitKind;
+use flowmesh_types::{TaskError, TaskErrorCode};
+use tokio_util::sync::CancellationToken;
+
+use crate::placement::explain;
+use crate::state::{AppState, now_ms};
+use crate::store::{PendingShape, StoreError};
+
+/// How often old finished tasks are collected.
+const GC_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Runs until `shutdown`.
+pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
+    let lease_tick = (state.config.heartbeat_interval / 2).max(Duration::from_millis(50));
+    let mut leases = tokio::time::interval(lease_tick);
+    let mut placement = tokio::time::interval(state.config.placement_interval);
+    let mut gc = tokio::time::interval(GC_INTERVAL);
+    for timer in [&mut leases, &mut placement, &mut gc] {
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    // When each unplaceable shape was first seen unplaceable.
+    let mut unplaceable_since: HashMap<String, i64> = HashMap::new();
+    loop {
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = leases.tick() => expire(&state).await,
+            _ = placement.tick() => place(&state, &mut unplaceable_since).await,
+            _ = gc.tick() => collect(&state).await,
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "background pass failed; retrying on the next tick");
+        }
+    }
+}
+
+async fn expire(state: &AppState) -> Result<(), StoreError> {
+    let now = now_ms();
+    let ttl = state.lease_ttl_ms();
+    let gone = state.store.expire_workers(now - ttl).await?;
+    for worker in &gone {
+        tracing::warn!(
+            worker,
+            "worker stopped heartbeating; its registration expired"
+        );
+    }
+    let (expired, events) = state
+        .store
+        .expire_leases(now, &state.retry_policy())
+        .await?;
+    if expired > 0 {
+        tracing::warn!(expired, "leases expired; their tasks are retried or failed");
+        state.metrics.leases_expired.inc_by(expired as u64);
+        state.publish(events);
+        state.work.notify();
+    }
+    Ok(())
+}
+
+fn shape_key(shape: &PendingShape) -> String {
+    format!("{}|{:?}", shape.task_type, shape.hardware)
+}
+
+async fn place(
+    state: &AppState,
+    unplaceable_since: &mut HashMap<String, i64>,
+) -> Result<(), StoreError> {
+    let now = now_ms();
+    let shapes = state.store.pending_shapes().await?;
+    if shapes.is_empty() {
+        unplaceable_since.clear();
+        return Ok(());
+    }
+    let workers = state.store.live_workers().await?;
+    let usage = state.store.usage().await?;
+    let grace = state.config.no_worker_grace.as_millis() as i64;
+    let mut still_unplaceable = HashMap::new();
+    for shape in &shapes {
+        let Some(waiting) = explain(&shape.task_type, &shape.hardware, &workers, &usage) else {
+            continue;
+        };
+        state.store.set_waiting(shape, &waiting, now).await?;
+        if matches!(
+            waiting.kind,
+            WaitKind::NoWorkerForType | WaitKind::InsufficientHardware
+        ) {
+            let key = shape_key(shape);
+            let since = unplaceable_since.get(&key).copied().unwrap_or(now);
+            still_unplaceable.insert(key, since);
+            if since <= now - grace && shape.oldest_update <= now - grace {
+                let error = TaskError::new(
+                    TaskErrorCode::NoEligibleWorker,
+                    format!(
+                        "no worker could run this task for {}: {}",
+                        humantime::format_duration(state.config.no_worker_grace),
+                        waiting.message
+                    ),
+                );
+                let events = state
+                    .store
+                    .fail_unplaceable(shape, now - grace, &error, now)
+                    .await?;
+                if !events.is_empty() {
+                    tracing::warn!(
+                        task_type = shape.task_type,
+                        failed = events.len() / 2,
+                        reason = waiting.message,
+                        "tasks failed: no eligible worker within the grace period"
+                    );
+                }
+                state.publish(events);
+            }
+        }
+    }
+    *unplaceable_since = still_unplaceable;
+    Ok(())
+}
+
+async fn collect(state: &AppState) -> Result<(), StoreError> {
+    let cutoff = now_ms() - state.config.retention.as_millis() as i64;
+    let deleted = state.store.collect_garbage(cutoff).await?;
+    if deleted > 0 {
+        tracing::info!(deleted, "finished tasks past retention deleted");
+    }
+    Ok(())
+}

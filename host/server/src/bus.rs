@@ -1,0 +1,67 @@
+//! In-process signals: task events for live watchers, and wake-ups for
+//! workers waiting in a claim long-poll.
+//!
+//! The store is the truth; these only shorten waits. A watcher that falls
+//! behind the broadcast re-reads the store, and a claim re-checks the store
+//! on a slow timer even when no wake-up comes.
+
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, watch};
+
+use crate::store::StoredEvent;
+
+/// Task events as they are stored, for SSE streams and `?wait=`.
+#[derive(Clone)]
+pub struct EventBus {
+    sender: broadcast::Sender<Arc<StoredEvent>>,
+}
+
+impl EventBus {
+    /// A bus keeping up to `capacity` events for slow receivers.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            sender: broadcast::channel(capacity).0,
+        }
+    }
+
+    /// Sends stored events to current subscribers.
+    pub fn publish(&self, events: Vec<StoredEvent>) {
+        for event in events {
+            // No subscriber is not an error.
+            let _ = self.sender.send(Arc::new(event));
+        }
+    }
+
+    /// Receives every event published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoredEvent>> {
+        self.sender.subscribe()
+    }
+}
+
+/// A counter that moves whenever claimable work may have appeared: a task
+/// was submitted or released, or a worker's capacity changed.
+#[derive(Clone)]
+pub struct WorkSignal {
+    sender: Arc<watch::Sender<u64>>,
+}
+
+impl Default for WorkSignal {
+    fn default() -> Self {
+        Self {
+            sender: Arc::new(watch::channel(0).0),
+        }
+    }
+}
+
+impl WorkSignal {
+    /// Wakes every waiting claim.
+    pub fn notify(&self) {
+        self.sender.send_modify(|generation| *generation += 1);
+    }
+
+    /// A receiver that sees the next [`WorkSignal::notify`].
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.sender.subscribe()
+    }
+}

@@ -1,0 +1,153 @@
+//! Prometheus metrics. Counters and histograms are updated as things happen;
+//! queue depth and workers are read from the store at scrape time.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// `task_type`, `state`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TypeState {
+    /// Task type.
+    pub task_type: String,
+    /// State.
+    pub state: String,
+}
+
+/// `task_type`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TypeLabel {
+    /// Task type.
+    pub task_type: String,
+}
+
+/// `plugin`, `outcome`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginOutcome {
+    /// Plugin name.
+    pub plugin: String,
+    /// `succeeded` or `failed`.
+    pub outcome: String,
+}
+
+/// `state`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// Terminal state.
+    pub state: String,
+}
+
+/// `capability`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CapabilityLabel {
+    /// Capability name (`containers`, `gpu`, `llm`), or `any`.
+    pub capability: String,
+}
+
+/// Every metric the server exports.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    /// Tasks by type and state (set at scrape).
+    pub queue_depth: Family<TypeState, Gauge>,
+    /// Live workers by capability (set at scrape).
+    pub workers: Family<CapabilityLabel, Gauge>,
+    /// Live workers advertising each task type (set at scrape).
+    pub workers_by_task_type: Family<TypeLabel, Gauge>,
+    /// Tasks submitted.
+    pub submitted: Family<TypeLabel, Counter>,
+    /// Tasks that reached a terminal state, by state.
+    pub finished: Family<StateLabel, Counter>,
+    /// Seconds one claim statement took.
+    pub claim_seconds: Histogram,
+    /// Tasks handed out by claims.
+    pub claimed: Counter,
+    /// Attempt durations reported by workers, by plugin and outcome.
+    pub task_seconds: Family<PluginOutcome, Histogram>,
+    /// Leases that expired.
+    pub leases_expired: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let metrics = Self {
+            registry: Mutex::new(Registry::with_prefix("flowmesh")),
+            queue_depth: Family::default(),
+            workers: Family::default(),
+            workers_by_task_type: Family::default(),
+            submitted: Family::default(),
+            finished: Family::default(),
+            claim_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            claimed: Counter::default(),
+            task_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 4.0, 12))
+            }),
+            leases_expired: Counter::default(),
+        };
+        {
+            let mut registry = metrics.registry.lock().unwrap_or_else(|e| e.into_inner());
+            registry.register(
+                "queue_depth",
+                "Tasks by type and state",
+                metrics.queue_depth.clone(),
+            );
+            registry.register(
+                "workers",
+                "Live workers by capability",
+                metrics.workers.clone(),
+            );
+            registry.register(
+                "workers_by_task_type",
+                "Live workers advertising each task type",
+                metrics.workers_by_task_type.clone(),
+            );
+            registry.register(
+                "tasks_submitted",
+                "Tasks submitted",
+                metrics.submitted.clone(),
+            );
+            registry.register(
+                "tasks_finished",
+                "Tasks finished, by state",
+                metrics.finished.clone(),
+            );
+            registry.register(
+                "claim_duration_seconds",
+                "Time one claim statement took",
+                metrics.claim_seconds.clone(),
+            );
+            registry.register(
+                "tasks_claimed",
+                "Tasks handed to workers",
+                metrics.claimed.clone(),
+            );
+            registry.register(
+                "task_duration_seconds",
+                "Attempt wall time reported by workers",
+                metrics.task_seconds.clone(),
+            );
+            registry.register(
+                "leases_expired",
+                "Leases that expired",
+                metrics.leases_expired.clone(),
+            );
+        }
+        metrics
+    }
+}
+
+impl Metrics {
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
+            text.clear();
+        }
+        text
+    }
+}

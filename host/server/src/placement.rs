@@ -1,0 +1,163 @@
+//! Why a pending task is not running.
+//!
+//! Like Nomad's feasibility checkers, placement is a chain of small checks,
+//! each narrowing the live workers and each with its own reason: does the
+//! worker advertise the task type; could its hardware hold the request at
+//! all; does it have a slot and the hardware free now. The first check that
+//! leaves no worker names the case, and the counts show how far each got.
+//! The claim applies the same checks in SQL; this module explains them.
+
+use std::collections::HashMap;
+
+use flowmesh_types::api::{PlacementCounts, WaitKind, Waiting};
+use flowmesh_types::document::HardwareRequest;
+
+use crate::store::{Usage, WorkerRecord};
+
+/// Why a task with this type and request waits, given the live workers and
+/// what they run; `None` when some worker has room for it now (it is about to
+/// be claimed).
+pub fn explain(
+    task_type: &str,
+    request: &HardwareRequest,
+    workers: &[WorkerRecord],
+    usage: &HashMap<String, Usage>,
+) -> Option<Waiting> {
+    let mut counts = PlacementCounts {
+        live_workers: workers.len() as u32,
+        ..PlacementCounts::default()
+    };
+    let advertising: Vec<&WorkerRecord> = workers
+        .iter()
+        .filter(|worker| worker.capabilities.supports(task_type))
+        .collect();
+    counts.advertising_type = advertising.len() as u32;
+    if advertising.is_empty() {
+        let message = if workers.is_empty() {
+            format!("no live worker advertises task type {task_type:?}: no worker is connected")
+        } else {
+            format!(
+                "no live worker advertises task type {task_type:?} ({} live worker(s); install the plugin that provides it, or start a worker with the capability it needs)",
+                workers.len()
+            )
+        };
+        return Some(Waiting {
+            kind: WaitKind::NoWorkerForType,
+            message,
+            counts,
+        });
+    }
+    let mut shortfalls = Vec::new();
+    let fitting: Vec<&&WorkerRecord> = advertising
+        .iter()
+        .filter(|worker| match hardware_shortfall(request, worker) {
+            None => true,
+            Some(shortfall) => {
+                shortfalls.push(shortfall);
+                false
+            }
+        })
+        .collect();
+    counts.fitting_hardware = fitting.len() as u32;
+    if fitting.is_empty() {
+        shortfalls.sort();
+        shortfalls.dedup();
+        return Some(Waiting {
+            kind: WaitKind::InsufficientHardware,
+            message: format!(
+                "{} worker(s) advertise task type {task_type:?}, but none has the hardware: {}",
+                advertising.len(),
+                shortfalls.join("; ")
+            ),
+            counts,
+        });
+    }
+    counts.with_free_capacity = fitting
+        .iter()
+        .filter(|worker| has_room(request, worker, usage.get(&worker.id)))
+        .count() as u32;
+    if counts.with_free_capacity > 0 {
+        return None;
+    }
+    Some(Waiting {
+        kind: WaitKind::WorkersBusy,
+        message: format!(
+            "all {} worker(s) that can run task type {task_type:?} are busy: their slots or hardware are in use",
+            fitting.len()
+        ),
+        counts,
+    })
+}
+
+/// What the worker's hardware lacks for the request even when idle, in words.
+fn hardware_shortfall(request: &HardwareRequest, worker: &WorkerRecord) -> Option<String> {
+    let hardware = &worker.hardware;
+    if request.cpu > hardware.cpus {
+        return Some(format!(
+            "needs cpu {} but the largest has {}",
+            request.cpu, hardware.cpus
+        ));
+    }
+    if request.memory_bytes > hardware.memory_bytes {
+        return Some(format!(
+            "needs memory {} but {} has {}",
+            bytes(request.memory_bytes),
+            worker.name,
+            bytes(hardware.memory_bytes)
+        ));
+    }
+    let gpu = &request.gpu;
+    if gpu.count > 0 {
+        let matching = hardware
+            .gpus
+            .iter()
+            .filter(|device| device.memory_bytes >= gpu.memory_bytes)
+            .filter(|device| {
+                gpu.model
+                    .as_ref()
+                    .is_none_or(|model| device.model.to_lowercase().contains(&model.to_lowercase()))
+            })
+            .count();
+        if (matching as u32) < gpu.count {
+            let mut wanted = format!("{} GPU(s)", gpu.count);
+            if let Some(model) = &gpu.model {
+                wanted.push_str(&format!(" of type {model}"));
+            }
+            if gpu.memory_bytes > 0 {
+                wanted.push_str(&format!(" with {} each", bytes(gpu.memory_bytes)));
+            }
+            return Some(format!(
+                "needs {wanted} but {} has {matching} such GPU(s)",
+                worker.name
+            ));
+        }
+    }
+    None
+}
+
+/// Whether the worker has a slot and the hardware free for the request now.
+fn has_room(request: &HardwareRequest, worker: &WorkerRecord, usage: Option<&Usage>) -> bool {
+    let usage = usage.copied().unwrap_or_default();
+    let hardware = &worker.hardware;
+    usage.tasks < worker.slots
+        && (request.cpu * 1000.0).ceil() as i64
+            <= (hardware.cpus * 1000.0).floor() as i64 - usage.cpu_millis
+        && request.memory_bytes as i64 <= hardware.memory_bytes as i64 - usage.memory_bytes
+        && i64::from(request.gpu.count) <= hardware.gpus.len() as i64 - usage.gpus
+}
+
+/// Bytes in binary units, as people write them in documents.
+pub fn bytes(value: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut scaled = value as f64;
+    let mut unit = 0;
+    while scaled >= 1024.0 && unit < UNITS.len() - 1 {
+        scaled /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value} B")
+    } else {
+        format!("{scaled:.1} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,194 @@
+//! Starting and stopping a server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use flowmesh_runtime::RuntimeConfig;
+use flowmesh_types::api::Role;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServerConfig;
+use crate::state::{AppState, now_ms};
+use crate::store::Store;
+use crate::validation::Validator;
+
+/// Secrets created on the first start of a fresh database.
+#[derive(Debug, Clone)]
+pub struct BootstrapTokens {
+    /// An admin token of tenant `default`.
+    pub admin: String,
+    /// A worker token.
+    pub worker: String,
+}
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    state: Arc<AppState>,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    bootstrap: Option<BootstrapTokens>,
+}
+
+impl Server {
+    /// Opens the store, loads the installed plugins, and starts serving.
+    ///
+    /// On a fresh database it creates an admin and a worker token, writes
+    /// them to `admin.token` and `worker.token` in the data directory (mode
+    /// 0600), and returns them from [`Server::bootstrap_tokens`].
+    pub async fn start(config: ServerConfig) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("creating the data directory {}", config.data_dir.display())
+        })?;
+        let url = config
+            .database_url
+            .clone()
+            .unwrap_or_else(|| Store::sqlite_url(&config.data_dir));
+        let store = Store::open(&url)
+            .await
+            .with_context(|| format!("opening the task store at {}", redact(&url)))?;
+        let mut runtime = RuntimeConfig::new(
+            config.data_dir.join("cache"),
+            config.data_dir.join("validation-scratch"),
+        );
+        runtime.pool.max_instances = 16;
+        let validator = Validator::new(runtime).context("starting the validation runtime")?;
+        for (name, component) in store.plugin_components().await? {
+            match validator.load(&name, component).await {
+                Ok(report) => {
+                    tracing::info!(plugin = name, status = ?report.status, "plugin loaded")
+                }
+                Err(error) => {
+                    tracing::warn!(plugin = name, %error, "installed plugin does not load")
+                }
+            }
+        }
+        let bootstrap = if store.admin_token_count().await? == 0 {
+            let now = now_ms();
+            let admin = store
+                .create_token("default", Role::Admin, Some("bootstrap admin"), now)
+                .await?;
+            let worker = store
+                .create_token("default", Role::Worker, Some("bootstrap worker"), now)
+                .await?;
+            write_secret(&config.data_dir.join("admin.token"), &admin.secret)?;
+            write_secret(&config.data_dir.join("worker.token"), &worker.secret)?;
+            Some(BootstrapTokens {
+                admin: admin.secret,
+                worker: worker.secret,
+            })
+        } else {
+            None
+        };
+        store
+            .grace_after_restart(now_ms(), config.lease_ttl.as_millis() as i64)
+            .await?;
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("listening on {}", config.bind))?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(AppState::new(store, config, validator));
+        let shutdown = CancellationToken::new();
+        let app = crate::api::router(state.clone());
+        let serve = {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let result = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown.cancelled_owned())
+                    .await;
+                if let Err(error) = result {
+                    tracing::error!(%error, "HTTP server stopped");
+                }
+            })
+        };
+        let background = tokio::spawn(crate::background::run(state.clone(), shutdown.clone()));
+        tracing::info!(%addr, store = ?state.store.backend(), "server listening");
+        Ok(Self {
+            addr,
+            state,
+            shutdown,
+            tasks: vec![serve, background],
+            bootstrap,
+        })
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://addr`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The tokens created on first start, if this start created them.
+    pub fn bootstrap_tokens(&self) -> Option<&BootstrapTokens> {
+        self.bootstrap.as_ref()
+    }
+
+    /// Installs a plugin, as `POST /plugins` does; returns its name.
+    pub async fn install_plugin(
+        &self,
+        name: Option<&str>,
+        component: Vec<u8>,
+    ) -> anyhow::Result<String> {
+        let (_, record) = self
+            .state
+            .install_plugin(name, component)
+            .await
+            .map_err(|failure| anyhow::anyhow!("{}", failure.error.message))?;
+        Ok(record.name)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    /// Stops serving (open streams end) and waits for background work.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        // Long polls and event streams end with the server; do not wait on
+        // them for long.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            for task in self.tasks {
+                let _ = task.await;
+            }
+        })
+        .await;
+        self.state.store.close().await;
+    }
+}
+
+fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(secret.as_bytes())?;
+    file.write_all(b"\n")?;
+    Ok(())
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,92 @@
+//! Bearer tokens. Only the SHA-256 of a token is stored: tokens are 256-bit
+//! random secrets, so a fast hash is enough to make a leaked table useless.
+
+use flowmesh_types::api::Role;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use super::rows::get_str;
+use super::{Store, StoreError, sql};
+
+/// Who a token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Token id.
+    pub token_id: String,
+    /// Tenant.
+    pub tenant: String,
+    /// Role.
+    pub role: Role,
+}
+
+/// A token just created, with its secret.
+#[derive(Debug, Clone)]
+pub struct TokenRecord {
+    /// Who it speaks for.
+    pub principal: Principal,
+    /// The secret, `fm_` and 64 hex digits; shown once.
+    pub secret: String,
+}
+
+/// The stored form of a secret.
+pub fn token_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+impl Store {
+    /// Creates a token for `tenant` with `role`.
+    pub async fn create_token(
+        &self,
+        tenant: &str,
+        role: Role,
+        name: Option<&str>,
+        now: i64,
+    ) -> Result<TokenRecord, StoreError> {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        let secret = format!("fm_{}", hex::encode(bytes));
+        let id = uuid::Uuid::now_v7().to_string();
+        sqlx::query(sql::INSERT_TOKEN)
+            .bind(&id)
+            .bind(token_hash(&secret))
+            .bind(tenant)
+            .bind(role.as_str())
+            .bind(name)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(TokenRecord {
+            principal: Principal {
+                token_id: id,
+                tenant: tenant.to_string(),
+                role,
+            },
+            secret,
+        })
+    }
+
+    /// The principal of a bearer secret, if it is a known token.
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<Principal>, StoreError> {
+        let row = sqlx::query(sql::TOKEN_BY_HASH)
+            .bind(token_hash(secret))
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let role = get_str(&row, "role")?;
+        Ok(Some(Principal {
+            token_id: get_str(&row, "id")?,
+            tenant: get_str(&row, "tenant")?,
+            role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt {
+                what: "token role",
+                error: format!("unknown role {role:?}"),
+            })?,
+        }))
+    }
+
+    /// How many admin tokens exist (none on a fresh database).
+    pub async fn admin_token_count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(sql::COUNT_ADMIN_TOKENS)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+}

@@ -1,0 +1,221 @@
+//! The durable store: tasks, workers, leases, events, tokens and plugins.
+//!
+//! One implementation of every operation, written once in Rust over sqlx's
+//! runtime-generic [`Any`](sqlx::Any) driver, runs on two backends:
+//!
+//! - **SQLite** (the default): one file in the data directory, WAL journal,
+//!   `synchronous=NORMAL` (a committed transaction survives the process being
+//!   killed), write transactions begun `IMMEDIATE` so concurrent writers queue
+//!   on the busy timeout instead of failing on lock upgrade.
+//! - **PostgreSQL** (`postgres://…`), to scale out.
+//!
+//! SQL lives in three places: portable statements in [`sql`], and what differs
+//! — the claim above all — in one [`Dialect`] per backend ([`sqlite`],
+//! [`postgres`]). The claim is a single statement on both: `UPDATE … RETURNING`
+//! on SQLite (whose writers are serialised), `FOR UPDATE SKIP LOCKED` on
+//! PostgreSQL (so concurrent claimers never wait on each other's rows).
+//!
+//! Times are milliseconds since the Unix epoch, passed in by the caller; JSON
+//! documents are stored as text.
+
+mod auth;
+mod events;
+mod plugins;
+mod postgres;
+mod rows;
+mod sql;
+mod sqlite;
+mod tasks;
+mod workers;
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, AssertSqlSafe, Executor, SqlSafeStr, Transaction};
+
+pub use auth::{Principal, TokenRecord, token_hash};
+pub use events::StoredEvent;
+pub use plugins::PluginRecord;
+pub use rows::rfc3339;
+pub use tasks::{
+    AttemptEnd, CancelOutcome, ClaimedRow, NewTask, PendingShape, RetryPolicy, TaskFilter,
+    TaskRecord,
+};
+pub use workers::{HeartbeatOutcome, NewWorker, Usage, WorkerRecord};
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database answered with an error, or could not be reached.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrating the schema failed.
+    #[error("migrating the database schema failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored JSON document did not decode.
+    #[error("corrupt stored {what}: {error}")]
+    Corrupt {
+        /// Which column.
+        what: &'static str,
+        /// The decoding error.
+        error: String,
+    },
+    /// The URL names no supported backend.
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://USER@HOST/DB")]
+    UnsupportedUrl(String),
+}
+
+/// Which database the store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+/// SQL that differs between backends. See [`sqlite::DIALECT`] and
+/// [`postgres::DIALECT`].
+pub(crate) struct Dialect {
+    /// Begins a write transaction.
+    begin_write: &'static str,
+    /// The claim: `$1` worker id, `$2` now, `$3` lease expiry, `$4` most
+    /// tasks, `$5` how many pending rows to consider.
+    claim: &'static str,
+    /// A running task, locked, if `$2` is its lease token and `$3` its
+    /// worker: `$1` task id.
+    fenced_task: &'static str,
+    /// Leases of worker `$1` whose token is in the JSON list `$2`: renews them
+    /// to `$3`.
+    renew_leases: &'static str,
+    /// Running tasks whose lease expired before `$1`, locked.
+    expired_leases: &'static str,
+    /// One task by id, locked: `$1` id.
+    task_for_update: &'static str,
+    /// Task list filter on a label: `$1` key, `$2` value, both may be NULL.
+    list_tasks: &'static str,
+}
+
+/// The store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    dialect: &'static Dialect,
+}
+
+impl Store {
+    /// Opens `url` (`sqlite://PATH` or `postgres://…`), creating a SQLite file
+    /// if needed, and migrates the schema.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (backend, dialect, url): (_, &'static Dialect, Cow<'_, str>) =
+            if let Some(path) = url.strip_prefix("sqlite://") {
+                let url = if path.contains('?') {
+                    url.to_string()
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                (Backend::Sqlite, &sqlite::DIALECT, url.into())
+            } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                (Backend::Postgres, &postgres::DIALECT, url.into())
+            } else {
+                return Err(StoreError::UnsupportedUrl(url.to_string()));
+            };
+        let options: AnyConnectOptions = url.parse()?;
+        let pool = match backend {
+            Backend::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .after_connect(|connection, _| {
+                        Box::pin(async move {
+                            connection
+                                .execute(
+                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                                )
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await?
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await?
+            }
+        };
+        let store = Self {
+            pool,
+            backend,
+            dialect,
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The URL of the default SQLite store in `data_dir`.
+    pub fn sqlite_url(data_dir: &Path) -> String {
+        format!("sqlite://{}", data_dir.join("flowmesh.db").display())
+    }
+
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let sql = match self.backend {
+            Backend::Sqlite => include_str!("../../../../migrations/sqlite/0001_initial.sql"),
+            Backend::Postgres => include_str!("../../../../migrations/postgres/0001_initial.sql"),
+        };
+        let migrator = Migrator::with_migrations(vec![Migration::new(
+            1,
+            "initial".into(),
+            MigrationType::Simple,
+            AssertSqlSafe(sql).into_sql_str(),
+            false,
+        )]);
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Begins a write transaction.
+    async fn write(&self) -> Result<Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(self.pool.begin_with(self.dialect.begin_write).await?)
+    }
+}
+
+/// Decodes a stored JSON column.
+fn decode_json<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    text: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|error| StoreError::Corrupt {
+        what,
+        error: error.to_string(),
+    })
+}
+
+/// Encodes a value for a JSON column.
+fn encode_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_string())
+}

@@ -1,0 +1,106 @@
+//! SQL that is PostgreSQL's own. The claim locks the candidate rows with
+//! `FOR UPDATE SKIP LOCKED`, so concurrent claimers (workers, or servers
+//! sharing the database) never wait on, or double-claim, each other's rows;
+//! the worker's own row is locked too, so its free capacity is computed once
+//! per claim. JSON lists are expanded with `jsonb_array_elements_text`.
+
+use super::Dialect;
+
+/// PostgreSQL's statements.
+pub(crate) static DIALECT: Dialect = Dialect {
+    begin_write: "BEGIN",
+    claim: r#"
+WITH w AS (
+    SELECT id, name, slots, cpu_millis, memory_bytes, gpu_count, gpu_models, gpu_memory_bytes, task_types
+    FROM workers WHERE id = $1 AND state = 'live'
+    FOR UPDATE
+),
+used AS (
+    SELECT COUNT(*) AS n, COALESCE(SUM(cpu_millis), 0) AS cpu,
+           COALESCE(SUM(memory_bytes), 0) AS mem, COALESCE(SUM(gpu_count), 0) AS gpu
+    FROM tasks WHERE worker_id = $1 AND state IN ('running', 'cancelling')
+),
+cand AS (
+    SELECT t.seq, t.cpu_millis, t.memory_bytes, t.gpu_count
+    FROM tasks t, w, used
+    WHERE t.state = 'pending'
+      AND t.task_type IN (SELECT jsonb_array_elements_text(w.task_types::jsonb))
+      AND t.run_after <= $2
+      AND (t.avoid_worker IS NULL OR t.avoid_worker <> w.name OR t.avoid_until <= $2)
+      AND t.cpu_millis <= w.cpu_millis - used.cpu
+      AND t.memory_bytes <= w.memory_bytes - used.mem
+      AND (t.gpu_count = 0 OR (
+            t.gpu_count <= w.gpu_count - used.gpu
+        AND t.gpu_memory_bytes <= w.gpu_memory_bytes
+        AND (t.gpu_model IS NULL OR EXISTS (
+              SELECT 1 FROM jsonb_array_elements_text(w.gpu_models::jsonb) g(model)
+              WHERE strpos(lower(g.model), lower(t.gpu_model)) > 0))))
+    ORDER BY t.seq
+    LIMIT $5
+    FOR UPDATE OF t SKIP LOCKED
+),
+fit AS (
+    SELECT seq,
+           ROW_NUMBER() OVER o AS n,
+           SUM(cpu_millis) OVER o AS cpu,
+           SUM(memory_bytes) OVER o AS mem,
+           SUM(gpu_count) OVER o AS gpu
+    FROM cand WINDOW o AS (ORDER BY seq)
+),
+chosen AS (
+    SELECT fit.seq FROM fit, w, used
+    WHERE fit.n <= LEAST($4, w.slots - used.n)
+      AND fit.cpu <= w.cpu_millis - used.cpu
+      AND fit.mem <= w.memory_bytes - used.mem
+      AND fit.gpu <= w.gpu_count - used.gpu
+)
+UPDATE tasks t SET
+    state = 'running',
+    worker_id = $1,
+    worker_name = (SELECT name FROM w),
+    lease_token = replace(gen_random_uuid()::text, '-', ''),
+    lease_expires_at = $3,
+    started_at = $2,
+    updated_at = $2,
+    waiting = NULL,
+    waiting_kind = NULL
+FROM chosen
+WHERE t.seq = chosen.seq
+RETURNING t.id, t.task_type, t.spec, t.attempt, t.lease_token, t.timeout_ms,
+          t.cpu_millis, t.memory_bytes, t.gpu_count, t.gpu_model, t.gpu_memory_bytes
+"#,
+    fenced_task: r#"
+SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
+FROM tasks
+WHERE id = $1 AND lease_token = $2 AND worker_id = $3
+  AND state IN ('running', 'cancelling') AND lease_expires_at >= $4
+FOR UPDATE
+"#,
+    renew_leases: r#"
+UPDATE tasks SET lease_expires_at = $3
+WHERE worker_id = $1 AND state IN ('running', 'cancelling')
+  AND lease_token IN (SELECT jsonb_array_elements_text($2::jsonb))
+"#,
+    expired_leases: r#"
+SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
+FROM tasks
+WHERE state IN ('running', 'cancelling') AND lease_expires_at < $1
+ORDER BY seq LIMIT 500
+FOR UPDATE SKIP LOCKED
+"#,
+    task_for_update: r#"
+SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
+FROM tasks WHERE id = $1
+FOR UPDATE
+"#,
+    list_tasks: r#"
+SELECT * FROM tasks
+WHERE tenant = $1
+  AND ($2::text IS NULL OR state = $2::text)
+  AND ($3::text IS NULL OR task_type = $3::text)
+  AND ($4::text IS NULL OR (labels::jsonb ->> $4::text) = $5::text)
+  AND seq < $6
+ORDER BY seq DESC
+LIMIT $7
+"#,
+};

@@ -1,0 +1,106 @@
+//! Statements that read the same on SQLite and PostgreSQL (`$n` parameters,
+//! `RETURNING`, `ON CONFLICT`). What differs is in the [`Dialect`](super::Dialect)s.
+
+pub(super) const INSERT_TOKEN: &str =
+    "INSERT INTO tokens (id, hash, tenant, role, name, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+pub(super) const TOKEN_BY_HASH: &str = "SELECT id, tenant, role FROM tokens WHERE hash = $1";
+pub(super) const COUNT_ADMIN_TOKENS: &str = "SELECT COUNT(*) FROM tokens WHERE role = 'admin'";
+
+pub(super) const UPSERT_PLUGIN: &str = "\
+INSERT INTO plugins (name, version, digest, manifest, imports, component, installed_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (name) DO UPDATE SET version = excluded.version, digest = excluded.digest,
+    manifest = excluded.manifest, imports = excluded.imports, component = excluded.component,
+    installed_at = excluded.installed_at";
+pub(super) const LIST_PLUGINS: &str =
+    "SELECT name, version, digest, manifest, imports, installed_at FROM plugins ORDER BY name";
+pub(super) const PLUGIN_COMPONENTS: &str = "SELECT name, component FROM plugins ORDER BY name";
+pub(super) const DELETE_PLUGIN: &str = "DELETE FROM plugins WHERE name = $1";
+
+pub(super) const INSERT_WORKER: &str = "\
+INSERT INTO workers (id, name, state, capabilities, task_types, hardware, labels, slots,
+    cpu_millis, memory_bytes, gpu_count, gpu_models, gpu_memory_bytes, version, registered_at, heartbeat_at)
+VALUES ($1, $2, 'live', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)";
+pub(super) const RETIRE_WORKERS_NAMED: &str = "UPDATE workers SET state = 'gone' WHERE name = $1 AND id <> $2 AND state = 'live' RETURNING id";
+pub(super) const TOUCH_WORKER: &str =
+    "UPDATE workers SET heartbeat_at = $2 WHERE id = $1 AND state = 'live'";
+pub(super) const UPDATE_WORKER_CAPABILITIES: &str =
+    "UPDATE workers SET capabilities = $2, task_types = $3 WHERE id = $1";
+pub(super) const EXPIRE_WORKERS: &str =
+    "UPDATE workers SET state = 'gone' WHERE state = 'live' AND heartbeat_at < $1 RETURNING id";
+pub(super) const LIST_WORKERS: &str = "SELECT * FROM workers ORDER BY name, registered_at DESC";
+pub(super) const LIVE_WORKERS: &str = "SELECT * FROM workers WHERE state = 'live' ORDER BY name";
+pub(super) const WORKER_BY_ID: &str = "SELECT * FROM workers WHERE id = $1";
+pub(super) const RUNNING_BY_WORKER: &str = "\
+SELECT worker_id, COUNT(*) AS n, CAST(COALESCE(SUM(cpu_millis), 0) AS BIGINT) AS cpu,
+       CAST(COALESCE(SUM(memory_bytes), 0) AS BIGINT) AS mem,
+       CAST(COALESCE(SUM(gpu_count), 0) AS BIGINT) AS gpu
+FROM tasks WHERE state IN ('running', 'cancelling') AND worker_id IS NOT NULL
+GROUP BY worker_id";
+pub(super) const LEASES_OF_WORKER: &str = "\
+SELECT id, state, lease_token FROM tasks
+WHERE worker_id = $1 AND state IN ('running', 'cancelling')";
+
+pub(super) const INSERT_TASK: &str = "\
+INSERT INTO tasks (id, tenant, name, labels, task_type, spec, cpu_millis, memory_bytes, gpu_count,
+    gpu_model, gpu_memory_bytes, timeout_ms, max_attempts, state, attempt, run_after,
+    created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'pending', 1, $14, $14, $14)";
+pub(super) const TASK_BY_ID: &str = "SELECT * FROM tasks WHERE id = $1";
+pub(super) const ATTEMPTS_OF_TASK: &str = "\
+SELECT attempt, worker_name, started_at, finished_at, outcome, error
+FROM task_attempts WHERE task_id = $1 ORDER BY attempt";
+pub(super) const INSERT_ATTEMPT: &str = "\
+INSERT INTO task_attempts (task_id, attempt, worker_name, started_at, finished_at, outcome, error)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (task_id, attempt) DO NOTHING";
+pub(super) const FINISH_TASK: &str = "\
+UPDATE tasks SET state = $2, result = $3, error = $4, updated_at = $5, finished_at = $5,
+    lease_token = NULL, lease_expires_at = NULL, waiting = NULL, waiting_kind = NULL
+WHERE seq = $1";
+pub(super) const RETRY_TASK: &str = "\
+UPDATE tasks SET state = 'pending', attempt = attempt + 1, run_after = $2, avoid_worker = $3,
+    avoid_until = $4, error = $5, updated_at = $6, lease_token = NULL, lease_expires_at = NULL,
+    worker_id = NULL, waiting = $7, waiting_kind = 'retry_backoff'
+WHERE seq = $1";
+pub(super) const MARK_CANCELLING: &str =
+    "UPDATE tasks SET state = 'cancelling', updated_at = $2 WHERE seq = $1";
+pub(super) const TASKS_OF_WORKERS: &str = "\
+SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
+FROM tasks WHERE state IN ('running', 'cancelling') AND worker_id = $1";
+pub(super) const PENDING_SHAPES: &str = "\
+SELECT task_type, cpu_millis, memory_bytes, gpu_count, gpu_model, gpu_memory_bytes,
+       COUNT(*) AS n, MIN(updated_at) AS oldest
+FROM tasks WHERE state = 'pending'
+GROUP BY task_type, cpu_millis, memory_bytes, gpu_count, gpu_model, gpu_memory_bytes";
+pub(super) const SET_WAITING: &str = "\
+UPDATE tasks SET waiting = $7, waiting_kind = $8
+WHERE state = 'pending' AND task_type = $1 AND cpu_millis = $2 AND memory_bytes = $3
+  AND gpu_count = $4 AND COALESCE(gpu_model, '') = $5 AND gpu_memory_bytes = $6
+  AND (waiting_kind IS NULL OR waiting_kind <> 'retry_backoff' OR run_after <= $9)
+  AND (waiting IS NULL OR waiting <> $7)";
+pub(super) const FAIL_UNPLACEABLE: &str = "\
+UPDATE tasks SET state = 'failed', error = $7, updated_at = $9, finished_at = $9,
+    waiting = NULL, waiting_kind = NULL
+WHERE state = 'pending' AND task_type = $1 AND cpu_millis = $2 AND memory_bytes = $3
+  AND gpu_count = $4 AND COALESCE(gpu_model, '') = $5 AND gpu_memory_bytes = $6
+  AND updated_at <= $8
+RETURNING id, attempt";
+pub(super) const QUEUE_DEPTH: &str =
+    "SELECT task_type, state, COUNT(*) AS n FROM tasks GROUP BY task_type, state";
+pub(super) const GC_EVENTS: &str = "\
+DELETE FROM task_events WHERE task_id IN (SELECT id FROM tasks WHERE finished_at < $1)";
+pub(super) const GC_ATTEMPTS: &str = "\
+DELETE FROM task_attempts WHERE task_id IN (SELECT id FROM tasks WHERE finished_at < $1)";
+pub(super) const GC_TASKS: &str = "DELETE FROM tasks WHERE finished_at < $1";
+
+pub(super) const INSERT_EVENT: &str =
+    "INSERT INTO task_events (task_id, at, body) VALUES ($1, $2, $3) RETURNING seq";
+pub(super) const EVENTS_AFTER: &str = "\
+SELECT seq, task_id, at, body FROM task_events WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+
+pub(super) const EXTEND_LEASES: &str = "\
+UPDATE tasks SET lease_expires_at = $1
+WHERE state IN ('running', 'cancelling') AND lease_expires_at < $1";
+pub(super) const EXTEND_WORKERS: &str =
+    "UPDATE workers SET heartbeat_at = $1 WHERE state = 'live' AND heartbeat_at < $1";

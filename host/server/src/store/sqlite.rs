@@ -1,0 +1,97 @@
+//! SQL that is SQLite's own. Writers are serialised by SQLite, so the claim is
+//! one `UPDATE … RETURNING` whose subqueries see a consistent snapshot; JSON
+//! lists are expanded with `json_each`.
+
+use super::Dialect;
+
+/// SQLite's statements.
+pub(crate) static DIALECT: Dialect = Dialect {
+    begin_write: "BEGIN IMMEDIATE",
+    claim: r#"
+WITH w AS (
+    SELECT id, name, slots, cpu_millis, memory_bytes, gpu_count, gpu_models, gpu_memory_bytes, task_types
+    FROM workers WHERE id = $1 AND state = 'live'
+),
+used AS (
+    SELECT COUNT(*) AS n, COALESCE(SUM(cpu_millis), 0) AS cpu,
+           COALESCE(SUM(memory_bytes), 0) AS mem, COALESCE(SUM(gpu_count), 0) AS gpu
+    FROM tasks WHERE worker_id = $1 AND state IN ('running', 'cancelling')
+),
+cand AS (
+    SELECT t.seq, t.cpu_millis, t.memory_bytes, t.gpu_count
+    FROM tasks t, w, used
+    WHERE t.state = 'pending'
+      AND t.task_type IN (SELECT value FROM json_each(w.task_types))
+      AND t.run_after <= $2
+      AND (t.avoid_worker IS NULL OR t.avoid_worker <> w.name OR t.avoid_until <= $2)
+      AND t.cpu_millis <= w.cpu_millis - used.cpu
+      AND t.memory_bytes <= w.memory_bytes - used.mem
+      AND (t.gpu_count = 0 OR (
+            t.gpu_count <= w.gpu_count - used.gpu
+        AND t.gpu_memory_bytes <= w.gpu_memory_bytes
+        AND (t.gpu_model IS NULL OR EXISTS (
+              SELECT 1 FROM json_each(w.gpu_models) g
+              WHERE instr(lower(g.value), lower(t.gpu_model)) > 0))))
+    ORDER BY t.seq
+    LIMIT $5
+),
+fit AS (
+    SELECT seq,
+           ROW_NUMBER() OVER o AS n,
+           SUM(cpu_millis) OVER o AS cpu,
+           SUM(memory_bytes) OVER o AS mem,
+           SUM(gpu_count) OVER o AS gpu
+    FROM cand WINDOW o AS (ORDER BY seq)
+)
+UPDATE tasks SET
+    state = 'running',
+    worker_id = $1,
+    worker_name = (SELECT name FROM w),
+    lease_token = lower(hex(randomblob(16))),
+    lease_expires_at = $3,
+    started_at = $2,
+    updated_at = $2,
+    waiting = NULL,
+    waiting_kind = NULL
+WHERE seq IN (
+    SELECT fit.seq FROM fit, w, used
+    WHERE fit.n <= MIN($4, w.slots - used.n)
+      AND fit.cpu <= w.cpu_millis - used.cpu
+      AND fit.mem <= w.memory_bytes - used.mem
+      AND fit.gpu <= w.gpu_count - used.gpu
+)
+RETURNING id, task_type, spec, attempt, lease_token, timeout_ms,
+          cpu_millis, memory_bytes, gpu_count, gpu_model, gpu_memory_bytes
+"#,
+    fenced_task: r#"
+SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
+FROM tasks
+WHERE id = $1 AND lease_token = $2 AND worker_id = $3
+  AND state IN ('running', 'cancelling') AND lease_expires_at >= $4
+"#,
+    renew_leases: r#"
+UPDATE tasks SET lease_expires_at = $3
+WHERE worker_id = $1 AND state IN ('running', 'cancelling')
+  AND lease_token IN (SELECT value FROM json_each($2))
+"#,
+    expired_leases: r#"
+SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
+FROM tasks
+WHERE state IN ('running', 'cancelling') AND lease_expires_at < $1
+ORDER BY seq LIMIT 500
+"#,
+    task_for_update: r#"
+SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
+FROM tasks WHERE id = $1
+"#,
+    list_tasks: r#"
+SELECT * FROM tasks
+WHERE tenant = $1
+  AND ($2 IS NULL OR state = $2)
+  AND ($3 IS NULL OR task_type = $3)
+  AND ($4 IS NULL OR json_extract(labels, '$."' || $4 || '"') = $5)
+  AND seq < $6
+ORDER BY seq DESC
+LIMIT $7
+"#,
+};

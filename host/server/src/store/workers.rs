@@ -1,0 +1,266 @@
+//! Worker registrations and their heartbeats.
+//!
+//! Each registration gets its own id. A worker that restarts registers again
+//! under the same name; the earlier registration is retired and the tasks it
+//! held are released at once rather than after their leases expire.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use flowmesh_types::WorkerCapabilities;
+use flowmesh_types::api::{Hardware, Lease, TaskState, WorkerRegistration, WorkerState};
+use sqlx::any::AnyRow;
+
+use super::rows::{get_i64, get_str};
+use super::{Store, StoreError, decode_json, encode_json, sql};
+
+/// A registration to store.
+pub struct NewWorker<'a> {
+    /// Its id.
+    pub id: &'a str,
+    /// What the worker sent.
+    pub registration: &'a WorkerRegistration,
+    /// When.
+    pub now: i64,
+}
+
+/// A stored registration.
+#[derive(Debug, Clone)]
+pub struct WorkerRecord {
+    /// Registration id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Live or gone.
+    pub state: WorkerState,
+    /// What it runs.
+    pub capabilities: WorkerCapabilities,
+    /// What it has.
+    pub hardware: Hardware,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Slots.
+    pub slots: u32,
+    /// Version.
+    pub version: String,
+    /// Registered.
+    pub registered_at: i64,
+    /// Last heartbeat.
+    pub heartbeat_at: i64,
+}
+
+/// What one worker is running now, summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Tasks.
+    pub tasks: u32,
+    /// CPU in thousandths.
+    pub cpu_millis: i64,
+    /// Memory.
+    pub memory_bytes: i64,
+    /// GPUs.
+    pub gpus: i64,
+}
+
+/// What a heartbeat found.
+#[derive(Debug, Clone, Default)]
+pub struct HeartbeatOutcome {
+    /// Tasks to cancel.
+    pub cancel: Vec<String>,
+    /// Leases the worker holds that are not its any more.
+    pub lost: Vec<String>,
+}
+
+impl WorkerRecord {
+    fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: get_str(row, "id")?,
+            name: get_str(row, "name")?,
+            state: if get_str(row, "state")? == "live" {
+                WorkerState::Live
+            } else {
+                WorkerState::Gone
+            },
+            capabilities: decode_json("capabilities", &get_str(row, "capabilities")?)?,
+            hardware: decode_json("hardware", &get_str(row, "hardware")?)?,
+            labels: decode_json("labels", &get_str(row, "labels")?)?,
+            slots: get_i64(row, "slots")? as u32,
+            version: get_str(row, "version")?,
+            registered_at: get_i64(row, "registered_at")?,
+            heartbeat_at: get_i64(row, "heartbeat_at")?,
+        })
+    }
+}
+
+impl Store {
+    /// Stores a registration and retires earlier live registrations of the
+    /// same name, returning their ids.
+    pub async fn register_worker(&self, worker: &NewWorker<'_>) -> Result<Vec<String>, StoreError> {
+        let registration = worker.registration;
+        let hardware = &registration.hardware;
+        let gpu_models: Vec<&str> = hardware.gpus.iter().map(|gpu| gpu.model.as_str()).collect();
+        let gpu_memory = hardware
+            .gpus
+            .iter()
+            .map(|gpu| gpu.memory_bytes)
+            .min()
+            .unwrap_or(0);
+        let mut tx = self.write().await?;
+        sqlx::query(sql::INSERT_WORKER)
+            .bind(worker.id)
+            .bind(&registration.name)
+            .bind(encode_json(&registration.capabilities))
+            .bind(encode_json(&registration.capabilities.supported_task_types))
+            .bind(encode_json(hardware))
+            .bind(encode_json(&registration.labels))
+            .bind(i64::from(registration.slots))
+            .bind((hardware.cpus * 1000.0).floor() as i64)
+            .bind(hardware.memory_bytes as i64)
+            .bind(hardware.gpus.len() as i64)
+            .bind(encode_json(&gpu_models))
+            .bind(gpu_memory as i64)
+            .bind(&registration.version)
+            .bind(worker.now)
+            .execute(&mut *tx)
+            .await?;
+        let retired: Vec<String> = sqlx::query_scalar(sql::RETIRE_WORKERS_NAMED)
+            .bind(&registration.name)
+            .bind(worker.id)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(retired)
+    }
+
+    /// Records a heartbeat: renews the leases the worker lists and says which
+    /// of them to cancel or drop. `None` if the registration is not live (the
+    /// worker must register again).
+    pub async fn heartbeat(
+        &self,
+        worker_id: &str,
+        leases: &[Lease],
+        capabilities: Option<&WorkerCapabilities>,
+        now: i64,
+        lease_ttl_ms: i64,
+    ) -> Result<Option<HeartbeatOutcome>, StoreError> {
+        let mut tx = self.write().await?;
+        let touched = sqlx::query(sql::TOUCH_WORKER)
+            .bind(worker_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if touched == 0 {
+            return Ok(None);
+        }
+        if let Some(capabilities) = capabilities {
+            sqlx::query(sql::UPDATE_WORKER_CAPABILITIES)
+                .bind(worker_id)
+                .bind(encode_json(capabilities))
+                .bind(encode_json(&capabilities.supported_task_types))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let tokens: Vec<&str> = leases
+            .iter()
+            .map(|lease| lease.lease_token.as_str())
+            .collect();
+        sqlx::query(self.dialect.renew_leases)
+            .bind(worker_id)
+            .bind(encode_json(&tokens))
+            .bind(now + lease_ttl_ms)
+            .execute(&mut *tx)
+            .await?;
+        let held = sqlx::query(sql::LEASES_OF_WORKER)
+            .bind(worker_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let mut current: HashMap<String, (String, String)> = HashMap::new();
+        for row in &held {
+            current.insert(
+                get_str(row, "id")?,
+                (get_str(row, "state")?, get_str(row, "lease_token")?),
+            );
+        }
+        let mut outcome = HeartbeatOutcome::default();
+        let mut seen = HashSet::new();
+        for lease in leases {
+            seen.insert(lease.task_id.as_str());
+            match current.get(&lease.task_id) {
+                Some((state, token)) if *token == lease.lease_token => {
+                    if state == TaskState::Cancelling.as_str() {
+                        outcome.cancel.push(lease.task_id.clone());
+                    }
+                }
+                _ => outcome.lost.push(lease.task_id.clone()),
+            }
+        }
+        Ok(Some(outcome))
+    }
+
+    /// Retires registrations silent since before `cutoff`; returns their ids.
+    pub async fn expire_workers(&self, cutoff: i64) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(sql::EXPIRE_WORKERS)
+            .bind(cutoff)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// All registrations (live first within a name: newest first).
+    pub async fn workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
+        let rows = sqlx::query(sql::LIST_WORKERS).fetch_all(&self.pool).await?;
+        rows.iter().map(WorkerRecord::from_row).collect()
+    }
+
+    /// Live registrations.
+    pub async fn live_workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
+        let rows = sqlx::query(sql::LIVE_WORKERS).fetch_all(&self.pool).await?;
+        rows.iter().map(WorkerRecord::from_row).collect()
+    }
+
+    /// One registration.
+    pub async fn worker(&self, id: &str) -> Result<Option<WorkerRecord>, StoreError> {
+        let row = sqlx::query(sql::WORKER_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(WorkerRecord::from_row).transpose()
+    }
+
+    /// What each worker is running, by registration id.
+    pub async fn usage(&self) -> Result<HashMap<String, Usage>, StoreError> {
+        let rows = sqlx::query(sql::RUNNING_BY_WORKER)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    get_str(row, "worker_id")?,
+                    Usage {
+                        tasks: get_i64(row, "n")? as u32,
+                        cpu_millis: get_i64(row, "cpu")?,
+                        memory_bytes: get_i64(row, "mem")?,
+                        gpus: get_i64(row, "gpu")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// After the server starts: gives live workers and running leases one
+    /// more TTL, so that the time the server was down does not count against
+    /// workers that could not reach it.
+    pub async fn grace_after_restart(&self, now: i64, lease_ttl_ms: i64) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(sql::EXTEND_LEASES)
+            .bind(now + lease_ttl_ms)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::EXTEND_WORKERS)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

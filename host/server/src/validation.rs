@@ -1,0 +1,200 @@
+//! Checking a task's plugin fields before it is stored.
+//!
+//! The server keeps every installed plugin loaded in a runtime that only
+//! validates ([`HostCapabilities::validation_only`]): capability imports it
+//! lacks are linked to traps, so a plugin that needs Docker or a GPU to *run*
+//! can still check specs here. A spec is checked twice, in order: against the
+//! JSON Schema the plugin declared for the task type, then by the plugin's
+//! `validate()` export. Paths in the errors start at the document root
+//! (`spec.message`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use flowmesh_runtime::{HostCapabilities, Runtime, RuntimeConfig};
+use flowmesh_types::{FieldError, PluginReport, PluginStatus, TaskError};
+use serde_json::{Map, Value};
+
+/// Why a spec was not accepted.
+#[derive(Debug)]
+pub enum SpecRejection {
+    /// No installed plugin provides the task type.
+    UnknownTaskType(String),
+    /// The spec has problems, with paths.
+    Invalid(Vec<FieldError>),
+    /// The check itself could not run (the plugin trapped or timed out).
+    CheckFailed(TaskError),
+}
+
+/// Installed plugins, loaded for checking specs.
+pub struct Validator {
+    runtime: Runtime,
+    schemas: RwLock<HashMap<String, Arc<jsonschema::Validator>>>,
+}
+
+impl Validator {
+    /// A validator whose compiled plugins are cached under `config`.
+    pub fn new(config: RuntimeConfig) -> Result<Self, flowmesh_runtime::RuntimeError> {
+        Ok(Self {
+            runtime: Runtime::new(config, HostCapabilities::validation_only())?,
+            schemas: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// Loads (or replaces) a plugin. The report says whether it is usable and
+    /// what it declares.
+    pub async fn load(
+        &self,
+        name: &str,
+        component: Vec<u8>,
+    ) -> Result<PluginReport, flowmesh_runtime::LoadError> {
+        let report = self.runtime.load_plugin(name, component).await?;
+        self.refresh_schemas();
+        Ok(report)
+    }
+
+    /// What a component declares, without loading it: see
+    /// [`Runtime::inspect`].
+    pub async fn inspect(
+        &self,
+        component: Vec<u8>,
+    ) -> Result<Result<(flowmesh_types::Manifest, Vec<String>), String>, flowmesh_runtime::LoadError>
+    {
+        self.runtime.inspect(component).await
+    }
+
+    /// Unloads a plugin.
+    pub fn remove(&self, name: &str) -> bool {
+        let removed = self.runtime.remove_plugin(name);
+        self.refresh_schemas();
+        removed
+    }
+
+    /// Reports of the loaded plugins.
+    pub fn reports(&self) -> Vec<PluginReport> {
+        self.runtime.capabilities().plugins
+    }
+
+    /// The task types some loaded plugin provides.
+    pub fn task_types(&self) -> Vec<String> {
+        self.runtime
+            .capabilities()
+            .supported_task_types
+            .into_iter()
+            .collect()
+    }
+
+    fn refresh_schemas(&self) {
+        let mut schemas = HashMap::new();
+        for plugin in self.runtime.capabilities().plugins {
+            let (PluginStatus::Available, Some(manifest)) = (plugin.status, plugin.manifest) else {
+                continue;
+            };
+            for task_type in manifest.task_types {
+                match jsonschema::validator_for(&task_type.spec_schema) {
+                    Ok(validator) => {
+                        schemas.insert(task_type.name, Arc::new(validator));
+                    }
+                    Err(error) => tracing::warn!(
+                        plugin = plugin.name,
+                        task_type = task_type.name,
+                        %error,
+                        "the plugin's JSON Schema does not compile; only its validate() checks specs"
+                    ),
+                }
+            }
+        }
+        *self.schemas.write().unwrap_or_else(PoisonError::into_inner) = schemas;
+    }
+
+    /// Checks the plugin fields of a `task_type` spec.
+    pub async fn check(
+        &self,
+        task_type: &str,
+        spec: &Map<String, Value>,
+    ) -> Result<(), SpecRejection> {
+        if !self.runtime.capabilities().supports(task_type) {
+            return Err(SpecRejection::UnknownTaskType(task_type.to_string()));
+        }
+        let instance = Value::Object(spec.clone());
+        let schema = self
+            .schemas
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(task_type)
+            .cloned();
+        if let Some(schema) = schema {
+            let errors: Vec<FieldError> = schema
+                .iter_errors(&instance)
+                .flat_map(|error| field_errors(&error))
+                .collect();
+            if !errors.is_empty() {
+                return Err(SpecRejection::Invalid(errors));
+            }
+        }
+        match self
+            .runtime
+            .validate(task_type, &instance.to_string())
+            .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(errors)) => Err(SpecRejection::Invalid(
+                errors
+                    .into_iter()
+                    .map(|error| FieldError::new(spec_field(&error.path), error.message))
+                    .collect(),
+            )),
+            Err(error) => Err(SpecRejection::CheckFailed(error)),
+        }
+    }
+}
+
+/// One schema violation as field errors, each at the field it is about: an
+/// unexpected property or a missing one is reported at its own path.
+fn field_errors(error: &jsonschema::ValidationError<'_>) -> Vec<FieldError> {
+    use jsonschema::error::ValidationErrorKind;
+    let at = spec_path(&error.instance_path().to_string());
+    match error.kind() {
+        ValidationErrorKind::AdditionalProperties { unexpected } => unexpected
+            .iter()
+            .map(|name| {
+                FieldError::new(
+                    format!("{at}.{name}"),
+                    "unknown field: the plugin's schema does not allow it; check the spelling",
+                )
+            })
+            .collect(),
+        ValidationErrorKind::Required { property } => {
+            let name = property
+                .as_str()
+                .map_or_else(|| property.to_string(), str::to_string);
+            vec![FieldError::new(
+                format!("{at}.{name}"),
+                "required field is missing",
+            )]
+        }
+        _ => vec![FieldError::new(at, error.to_string())],
+    }
+}
+
+/// `/a/0/b` (a JSON pointer into the spec) as `spec.a.0.b`.
+fn spec_path(pointer: &str) -> String {
+    let mut path = String::from("spec");
+    for segment in pointer.split('/').filter(|segment| !segment.is_empty()) {
+        path.push('.');
+        path.push_str(&segment.replace("~1", "/").replace("~0", "~"));
+    }
+    path
+}
+
+/// A path the plugin reported, relative to the spec, from the document root.
+fn spec_field(path: &str) -> String {
+    let path = path.trim_start_matches('.').trim_start_matches('/');
+    if path.is_empty() {
+        "spec".to_string()
+    } else if path.starts_with("spec.") {
+        path.to_string()
+    } else {
+        format!("spec.{path}")
+    }
+}

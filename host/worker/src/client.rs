@@ -1,0 +1,120 @@
+//! The worker's HTTP client for the server's worker routes.
+
+use std::time::Duration;
+
+use flowmesh_types::api::ErrorBody;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// What a call to the server can end in.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The server could not be reached, or the connection broke.
+    #[error("cannot reach the server: {0}")]
+    Transport(String),
+    /// The server answered with an error.
+    #[error("the server answered {status}: {code}: {message}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// The error code (`unknown_worker`, …).
+        code: String,
+        /// The server's message.
+        message: String,
+    },
+}
+
+impl CallError {
+    /// Whether the server no longer knows this registration.
+    pub fn is_unknown_worker(&self) -> bool {
+        matches!(self, Self::Status { code, .. } if code == "unknown_worker")
+    }
+
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Transport(_) => true,
+            Self::Status { status, .. } => *status >= 500 || *status == 429,
+        }
+    }
+}
+
+/// A client for one server, authenticated with a worker token.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    /// A client for the server at `base` (`http://host:port`).
+    pub fn new(base: &str, token: &str) -> Result<Self, CallError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|error| CallError::Transport(error.to_string()))?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+        })
+    }
+
+    /// POSTs `body` as JSON to `/api/v1/worker/{route}`; `timeout` bounds
+    /// the whole call.
+    pub async fn call<B: Serialize, R: DeserializeOwned>(
+        &self,
+        route: &str,
+        body: &B,
+        timeout: Duration,
+    ) -> Result<R, CallError> {
+        let response = self.send(route, body, timeout).await?;
+        response.json::<R>().await.map_err(|error| {
+            CallError::Transport(format!("reading the answer to {route}: {error}"))
+        })
+    }
+
+    /// Like [`Client::call`], for routes that answer with no body.
+    pub async fn send_only<B: Serialize>(
+        &self,
+        route: &str,
+        body: &B,
+        timeout: Duration,
+    ) -> Result<(), CallError> {
+        self.send(route, body, timeout).await.map(drop)
+    }
+
+    async fn send<B: Serialize>(
+        &self,
+        route: &str,
+        body: &B,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, CallError> {
+        let response = self
+            .http
+            .post(format!("{}/api/v1/worker/{route}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|error| CallError::Transport(format!("{route}: {error}")))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let text = response.text().await.unwrap_or_default();
+        let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(body) => (body.error.code, body.error.message),
+            Err(_) => ("http_error".to_string(), text),
+        };
+        Err(CallError::Status {
+            status: status.as_u16(),
+            code,
+            message,
+        })
+    }
+}

@@ -1,0 +1,15 @@
+//! The FlowMesh worker agent.
+//!
+//! A worker loads the installed plugins into an executor runtime linked with
+//! the capabilities this host really has, registers with the server (what it
+//! can run, what hardware it has, how many slots), and then loops: claim
+//! tasks with a long poll, run each in a fresh sandbox, stream its events,
+//! report its outcome fenced by the claim's lease token, and heartbeat to
+//! keep the leases alive. See [`agent`] for the loops.
+
+pub mod agent;
+pub mod client;
+pub mod hardware;
+
+pub use agent::{Worker, WorkerConfig};
+pub use client::{CallError, Client};
