@@ -100,6 +100,15 @@ async fn stack_overflow() {
 }
 
 #[tokio::test]
+async fn retryable() {
+    let test = runtime_with("retryable", components::guests::RETRYABLE).await;
+    let run = test.run("retryable", "{}").await;
+    let error = fails_alone(&test, run, TaskErrorCode::Retryable).await;
+    assert!(error.is_retryable());
+    assert_eq!(error.message, "the backend is busy; try again");
+}
+
+#[tokio::test]
 async fn panic() {
     let test = runtime_with("panic", components::guests::PANIC).await;
     let (run, events) = test

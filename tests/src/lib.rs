@@ -13,6 +13,9 @@ use flowmesh_runtime::{
 use flowmesh_types::{PluginReport, TaskEvent};
 use tokio_util::sync::CancellationToken;
 
+pub mod cluster;
+pub mod fake_docker;
+
 /// Paths of the components built by the build script.
 pub mod components {
     include!(concat!(env!("OUT_DIR"), "/components.rs"));
@@ -117,7 +120,7 @@ impl TestRuntime {
 }
 
 /// The artifact cache shared by all tests of this build.
-fn shared_cache_dir() -> std::path::PathBuf {
+pub fn shared_cache_dir() -> std::path::PathBuf {
     Path::new(env!("OUT_DIR")).join("artifact-cache")
 }
 

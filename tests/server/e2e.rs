@@ -1,0 +1,664 @@
+//! End to end: a real server (SQLite file or PostgreSQL database) and real
+//! workers running real plugins, over HTTP on loopback. Every test runs on
+//! both backends.
+
+use std::time::Duration;
+
+use flowmesh_runtime::HostCapabilities;
+use flowmesh_tests::cluster::{Api, Db, TestServer, echo_document, sleep_document};
+use flowmesh_tests::components;
+use flowmesh_tests::fake_docker::FakeDocker;
+use flowmesh_types::CapabilityKind;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// Runs each listed test on SQLite and on PostgreSQL.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::Db::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::Db::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    echo_tasks_complete_with_a_result_envelope,
+    tasks_go_only_to_workers_that_advertise_their_type,
+    fail_fast_rejects_a_type_no_live_worker_serves,
+    an_unplaceable_task_says_why_and_fails_after_the_grace_period,
+    a_killed_workers_task_is_retried_on_another_worker,
+    a_completion_under_an_expired_lease_is_rejected,
+    cancel_works_in_every_state,
+    events_stream_in_order_and_a_late_subscriber_gets_the_end,
+    another_tenants_task_is_not_found_on_any_route,
+    roles_guard_their_routes,
+    malformed_documents_are_rejected_with_field_paths,
+    retryable_failures_are_retried_then_fail_with_their_history,
+    a_restarted_worker_registers_again_and_is_served,
+    list_filters_and_pages,
+);
+
+async fn echo_tasks_complete_with_a_result_envelope(db: Db) {
+    let server = TestServer::start(db, |_| {}).await;
+    let _worker = server.echo_worker("w1", 4).await;
+    let api = server.admin();
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(api.echo(&format!("hello {i}")).await);
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let task = api.finished(id, LONG).await;
+        assert_eq!(task["state"], "succeeded", "{task:#}");
+        let result = &task["result"];
+        assert_eq!(result["schemaVersion"], 1);
+        assert_eq!(result["taskType"], "echo");
+        assert_eq!(result["plugin"]["name"], "echo");
+        assert!(
+            result["plugin"]["digest"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("sha256:")
+        );
+        assert_eq!(result["output"]["message"], format!("hello {i}"));
+        assert_eq!(result["attempt"], 1);
+        assert_eq!(result["worker"], "w1");
+        assert!(
+            result["summary"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("w1")
+        );
+        assert_eq!(task["attempts"][0]["outcome"], "succeeded");
+    }
+    // ?wait= answers with the finished task.
+    let (status, body) = api.submit_raw("?wait=20s", &echo_document("waited")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(body["task"]["state"], "succeeded", "{body:#}");
+}
+
+async fn tasks_go_only_to_workers_that_advertise_their_type(db: Db) {
+    let server = TestServer::start(db, |_| {}).await;
+    server
+        .install("uses-containers", components::guests::USES_CONTAINERS)
+        .await;
+    let plugins = [
+        ("echo", components::ECHO),
+        ("uses-containers", components::guests::USES_CONTAINERS),
+    ];
+    let _plain = server
+        .worker("plain", &plugins, HostCapabilities::none(), 4)
+        .await;
+    let docker = HostCapabilities::none().with_probe(
+        CapabilityKind::Containers,
+        Ok(std::sync::Arc::new(FakeDocker)),
+    );
+    let _docker = server.worker("docker", &plugins, docker, 4).await;
+    let api = server.admin();
+    let document = "apiVersion: flowmesh/v1\nkind: Task\nspec:\n  taskType: uses-containers\n";
+    let gated: Vec<String> = futures::future::join_all((0..12).map(|_| api.submit(document))).await;
+    let messages: Vec<String> = (0..12).map(|i| i.to_string()).collect();
+    let echoes: Vec<String> = futures::future::join_all(messages.iter().map(|m| api.echo(m))).await;
+    for id in &gated {
+        let task = api.finished(id, LONG).await;
+        assert_eq!(task["state"], "succeeded", "{task:#}");
+        assert_eq!(
+            task["worker"], "docker",
+            "only the Docker worker advertises the type"
+        );
+    }
+    let mut echo_workers = std::collections::BTreeSet::new();
+    for id in &echoes {
+        let task = api.finished(id, LONG).await;
+        assert_eq!(task["state"], "succeeded", "{task:#}");
+        echo_workers.insert(task["worker"].as_str().unwrap_or_default().to_string());
+    }
+    assert!(!echo_workers.is_empty());
+    // The plain worker says why it cannot run the plugin.
+    let (status, plain) = api.get("/workers/plain").await;
+    assert_eq!(status, StatusCode::OK, "{plain}");
+    let types: Vec<&str> = plain["capabilities"]["supportedTaskTypes"]
+        .as_array()
+        .map(|types| types.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(types, ["echo", "sleep"]);
+    let gated_plugin = plain["capabilities"]["plugins"]
+        .as_array()
+        .and_then(|plugins| {
+            plugins
+                .iter()
+                .find(|plugin| plugin["name"] == "uses-containers")
+        })
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(gated_plugin["status"], "unavailable", "{plain:#}");
+    assert!(
+        gated_plugin["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("flowmesh:host/containers"),
+        "{gated_plugin:#}"
+    );
+}
+
+async fn fail_fast_rejects_a_type_no_live_worker_serves(db: Db) {
+    let server = TestServer::start(db, |_| {}).await;
+    let api = server.admin();
+    let (status, body) = api.submit_raw("?failFast=true", &echo_document("x")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "no_eligible_worker");
+    assert_eq!(body["error"]["details"][0]["path"], "spec.taskType");
+    let (_, page) = api.get("/tasks").await;
+    assert_eq!(
+        page["tasks"].as_array().map(Vec::len),
+        Some(0),
+        "nothing stored"
+    );
+
+    let _worker = server.echo_worker("w1", 1).await;
+    let (status, body) = api
+        .submit_raw("?failFast=true&wait=20s", &echo_document("x"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["task"]["state"], "succeeded");
+}
+
+async fn an_unplaceable_task_says_why_and_fails_after_the_grace_period(db: Db) {
+    let server = TestServer::start(db, |config| {
+        config.no_worker_grace = Duration::from_secs(2);
+    })
+    .await;
+    let api = server.admin();
+    // No worker at all.
+    let orphan = api.echo("nobody").await;
+    let task = api
+        .until(&orphan, LONG, |task| {
+            task["waiting"]["kind"] == "no_worker_for_type"
+        })
+        .await;
+    assert!(
+        task["waiting"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no live worker advertises task type \"echo\""),
+        "{task:#}"
+    );
+    assert_eq!(task["waiting"]["counts"]["liveWorkers"], 0);
+
+    // A worker that advertises the type but lacks the memory.
+    let _worker = server.echo_worker("small", 2).await;
+    let huge = api
+        .submit("apiVersion: flowmesh/v1\nkind: Task\nspec:\n  taskType: echo\n  message: big\n  resources: {hardware: {memory: 512Ti}}\n")
+        .await;
+    let task = api
+        .until(&huge, LONG, |task| {
+            task["waiting"]["kind"] == "insufficient_hardware"
+        })
+        .await;
+    let message = task["waiting"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(message.contains("needs memory 512.0 TiB"), "{message}");
+    assert_eq!(task["waiting"]["counts"]["advertisingType"], 1);
+    assert_eq!(task["waiting"]["counts"]["fittingHardware"], 0);
+
+    // The first one ran once the worker came; the big one fails after the grace.
+    assert_eq!(api.finished(&orphan, LONG).await["state"], "succeeded");
+    let failed = api.finished(&huge, LONG).await;
+    assert_eq!(failed["state"], "failed", "{failed:#}");
+    assert_eq!(failed["error"]["code"], "no_eligible_worker");
+    assert!(
+        failed["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("needs memory 512.0 TiB"),
+        "{failed:#}"
+    );
+}
+
+async fn a_killed_workers_task_is_retried_on_another_worker(db: Db) {
+    let server = TestServer::start(db, |_| {}).await;
+    let api = server.admin();
+    let mut first = server.echo_worker("first", 1).await;
+    let id = api.submit(&sleep_document("3s")).await;
+    api.until(&id, LONG, |task| {
+        task["state"] == "running" && task["worker"] == "first"
+    })
+    .await;
+    let _second = server.echo_worker("second", 1).await;
+    first.kill();
+    let task = api.finished(&id, LONG).await;
+    assert_eq!(task["state"], "succeeded", "{task:#}");
+    assert_eq!(task["worker"], "second");
+    assert_eq!(task["attempt"], 2);
+    let attempts = task["attempts"].as_array().cloned().unwrap_or_default();
+    assert_eq!(attempts.len(), 2, "{task:#}");
+    assert_eq!(attempts[0]["worker"], "first");
+    assert_eq!(attempts[0]["outcome"], "lease_expired");
+    assert_eq!(attempts[0]["error"]["code"], "lease_expired");
+    assert_eq!(attempts[1]["worker"], "second");
+    assert_eq!(attempts[1]["outcome"], "succeeded");
+}
+
+/// Claims for `worker_id` until a task comes (the worker of a failed attempt
+/// is passed over for a while); returns the claimed task.
+async fn claim_one(worker: &Api, worker_id: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let (status, claim) = worker
+            .post(
+                "/worker/claim",
+                json!({"workerId": worker_id, "maxTasks": 1, "waitMs": 5000}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{claim}");
+        if let Some(task) = claim["tasks"].as_array().and_then(|tasks| tasks.first()) {
+            return task.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no task was claimed"
+        );
+    }
+}
+
+/// Speaks the worker protocol by hand, to hold a lease and let it expire.
+async fn a_completion_under_an_expired_lease_is_rejected(db: Db) {
+    let server = TestServer::start(db, |_| {}).await;
+    let api = server.admin();
+    let worker = Api::new(&server.url, &server.worker_token);
+    let registration = json!({
+        "name": "manual",
+        "capabilities": {"supportedTaskTypes": ["echo"], "plugins": [], "capabilities": []},
+        "hardware": {"cpus": 2.0, "memoryBytes": 1_u64 << 30},
+        "slots": 1,
+        "version": "test",
+    });
+    let (status, registered) = worker.post("/worker/register", registration).await;
+    assert_eq!(status, StatusCode::OK, "{registered}");
+    let worker_id = registered["workerId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let id = api.echo("fenced").await;
+    let (_, claim) = worker
+        .post(
+            "/worker/claim",
+            json!({"workerId": worker_id, "maxTasks": 1, "waitMs": 2000}),
+        )
+        .await;
+    let task = &claim["tasks"][0];
+    assert_eq!(task["id"], id, "{claim:#}");
+    let old_lease = task["leaseToken"].as_str().unwrap_or_default().to_string();
+
+    // No heartbeat: the lease expires and the task goes back to pending.
+    api.until(&id, LONG, |task| {
+        task["state"] == "pending" && task["attempt"] == 2
+    })
+    .await;
+    let late = json!({"workerId": worker_id, "completions": [{
+        "taskId": id, "leaseToken": old_lease, "elapsedMs": 1, "output": {"message": "late"}
+    }]});
+    let (status, answer) = worker.post("/worker/complete", late).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["verdicts"], json!(["stale_lease"]));
+    assert_eq!(api.task(&id).await["state"], "pending");
+
+    // Another worker claims the second attempt and completes it.
+    let (_, rescuer) = worker
+        .post(
+            "/worker/register",
+            json!({
+            "name": "rescuer",
+            "capabilities": {"supportedTaskTypes": ["echo"], "plugins": [], "capabilities": []},
+            "hardware": {"cpus": 2.0, "memoryBytes": 1_u64 << 30},
+            "slots": 1, "version": "test"}),
+        )
+        .await;
+    let rescuer_id = rescuer["workerId"].as_str().unwrap_or_default().to_string();
+    let claimed = claim_one(&worker, &rescuer_id).await;
+    let lease = claimed["leaseToken"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_ne!(lease, old_lease);
+    assert_eq!(claimed["attempt"], 2);
+    let (_, answer) = worker
+        .post(
+            "/worker/complete",
+            json!({"workerId": rescuer_id, "completions": [{
+                "taskId": id, "leaseToken": lease, "elapsedMs": 1, "output": {"message": "on time"}
+            }]}),
+        )
+        .await;
+    assert_eq!(answer["verdicts"], json!(["accepted"]));
+    let task = api.task(&id).await;
+    assert_eq!(task["state"], "succeeded");
+    assert_eq!(task["attempt"], 2);
+}
+
+async fn cancel_works_in_every_state(db: Db) {
+    let server = TestServer::start(db, |_| {}).await;
+    let api = server.admin();
+    // Pending: nothing serves it yet.
+    let pending = api.echo("never").await;
+    let (status, task) = api.delete(&format!("/tasks/{pending}")).await;
+    assert_eq!(status, StatusCode::OK, "{task}");
+    assert_eq!(task["state"], "cancelled");
+    assert_eq!(task["error"]["code"], "cancelled");
+
+    // Running: the worker interrupts it and confirms.
+    let _worker = server.echo_worker("w1", 1).await;
+    let running = api.submit(&sleep_document("60s")).await;
+    api.until(&running, LONG, |task| task["state"] == "running")
+        .await;
+    let (status, task) = api.delete(&format!("/tasks/{running}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(task["state"], "cancelling", "{task:#}");
+    let task = api.finished(&running, Duration::from_secs(10)).await;
+    assert_eq!(task["state"], "cancelled", "{task:#}");
+    assert_eq!(task["attempts"][0]["outcome"], "cancelled");
+
+    // Terminal: a no-op.
+    let (status, again) = api.delete(&format!("/tasks/{running}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["state"], "cancelled");
+    let done = api.echo("done").await;
+    api.finished(&done, LONG).await;
+    let (status, task) = api.delete(&format!("/tasks/{done}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(task["state"], "succeeded");
+
+    // The pending one never ran.
+    assert_eq!(api.task(&pending).await["state"], "cancelled");
+}
+
+async fn events_stream_in_order_and_a_late_subscriber_gets_the_end(db: Db) {
+    let server = TestServer::start(db, |_| {}).await;
+    let api = server.admin();
+    let _worker = server.echo_worker("w1", 1).await;
+    let id = api.submit(&sleep_document("400ms")).await;
+    let events = api.events(&id, LONG).await;
+    let names: Vec<&str> = events.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names.first(), Some(&"state"));
+    assert_eq!(events[0].1["data"]["state"], "pending");
+    assert_eq!(names.last(), Some(&"result"), "{names:?}");
+    let states: Vec<&str> = events
+        .iter()
+        .filter(|(name, _)| name == "state")
+        .filter_map(|(_, data)| data["data"]["state"].as_str())
+        .collect();
+    assert_eq!(states, ["pending", "running", "succeeded"]);
+    let first_log = names
+        .iter()
+        .position(|name| *name == "log")
+        .expect("a log event");
+    let first_progress = names
+        .iter()
+        .position(|name| *name == "progress")
+        .expect("progress events");
+    let succeeded_at = events
+        .iter()
+        .position(|(_, data)| data["data"]["state"] == "succeeded")
+        .expect("succeeded");
+    assert!(first_log < succeeded_at && first_progress < succeeded_at);
+    let seqs: Vec<i64> = events
+        .iter()
+        .filter_map(|(_, data)| data["seq"].as_i64())
+        .collect();
+    assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "{seqs:?}");
+    let result = &events
+        .last()
+        .map(|(_, data)| data.clone())
+        .unwrap_or_default();
+    assert_eq!(result["data"]["state"], "succeeded");
+    assert!(
+        result["data"]["result"]["output"]["sleptMs"].as_u64() >= Some(400),
+        "{result:#}"
+    );
+
+    // A late subscriber gets the whole story, ending with the result.
+    let late = api.events(&id, LONG).await;
+    assert_eq!(late.len(), events.len());
+    assert_eq!(late.last().map(|(name, _)| name.as_str()), Some("result"));
+}
+
+async fn another_tenants_task_is_not_found_on_any_route(db: Db) {
+    let server = TestServer::start(db, |_| {}).await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let id = alice.echo("mine").await;
+    for (status, body) in [
+        bob.get(&format!("/tasks/{id}")).await,
+        bob.delete(&format!("/tasks/{id}")).await,
+        bob.get(&format!("/tasks/{id}/events")).await,
+    ] {
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(body["error"]["code"], "not_found");
+    }
+    let (_, page) = bob.get("/tasks").await;
+    assert_eq!(page["tasks"], json!([]));
+    let (_, page) = alice.get("/tasks").await;
+    assert_eq!(page["tasks"][0]["id"], id);
+    // Still pending and untouched for its owner.
+    assert_eq!(alice.task(&id).await["state"], "pending");
+}
+
+async fn roles_guard_their_routes(db: Db) {
+    let server = TestServer::start(db, |_| {}).await;
+    let user = server.user("carol").await;
+    let worker = Api::new(&server.url, &server.worker_token);
+    let (status, body) = worker.submit_raw("", &echo_document("x")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _) = user
+        .post(
+            "/worker/claim",
+            json!({"workerId": "x", "maxTasks": 1, "waitMs": 0}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = user
+        .post("/tokens", json!({"tenant": "carol", "role": "admin"}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _) = user.delete("/plugins/echo").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let nobody = Api::new(&server.url, "fm_not_a_token");
+    let (status, body) = nobody.get("/tasks").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "unauthorized");
+}
+
+async fn malformed_documents_are_rejected_with_field_paths(db: Db) {
+    let server = TestServer::start(db, |_| {}).await;
+    let api = server.admin();
+    let cases: [(&str, StatusCode, &str); 7] = [
+        (
+            "apiVersion: flowmesh/v2\nkind: Task\nspec: {taskType: echo, message: x}\n",
+            StatusCode::BAD_REQUEST,
+            "apiVersion",
+        ),
+        (
+            "apiVersion: flowmesh/v1\nkind: Task\nspec: {taskType: echo, message: x, resources: {hardware: {gpuu: 1}}}\n",
+            StatusCode::BAD_REQUEST,
+            "spec.resources.hardware.gpuu",
+        ),
+        (
+            "apiVersion: flowmesh/v1\nkind: Task\nspec: {taskType: echo, message: x, timeout: soon}\n",
+            StatusCode::BAD_REQUEST,
+            "spec.timeout",
+        ),
+        (
+            "apiVersion: flowmesh/v1\nkind: Task\nspec: {taskType: echo, message: x}\nextra: 1\n",
+            StatusCode::BAD_REQUEST,
+            "extra",
+        ),
+        (
+            "apiVersion: flowmesh/v1\nkind: Task\nspec: {taskType: echo}\n",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "spec.message",
+        ),
+        (
+            "apiVersion: flowmesh/v1\nkind: Task\nspec: {taskType: echo, message: x, repeat: 0}\n",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "spec.repeat",
+        ),
+        (
+            "apiVersion: flowmesh/v1\nkind: Task\nspec: {taskType: nope}\n",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "spec.taskType",
+        ),
+    ];
+    for (document, expected, path) in cases {
+        let (status, body) = api.submit_raw("", document).await;
+        assert_eq!(status, expected, "{document}: {body}");
+        let paths: Vec<&str> = body["error"]["details"]
+            .as_array()
+            .map(|details| details.iter().filter_map(|d| d["path"].as_str()).collect())
+            .unwrap_or_default();
+        assert!(
+            paths.contains(&path),
+            "{document}: expected {path} in {paths:?}"
+        );
+    }
+    let (status, body) = api.submit_raw("", "{ not json").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "invalid_document");
+    let (status, body) = api.submit_raw("?wait=soon", &echo_document("x")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["details"][0]["path"], "wait");
+    let (status, body) = api.get("/tasks?state=done").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["details"][0]["path"], "state");
+    let (status, body) = api
+        .post("/tokens", json!({"tenant": "x", "role": "boss"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["details"][0]["path"], "role");
+    // Nothing was stored.
+    let (_, page) = api.get("/tasks").await;
+    assert_eq!(page["tasks"], json!([]));
+}
+
+async fn retryable_failures_are_retried_then_fail_with_their_history(db: Db) {
+    let server = TestServer::start(db, |_| {}).await;
+    server
+        .install("retryable", components::guests::RETRYABLE)
+        .await;
+    server.install("panic", components::guests::PANIC).await;
+    let plugins = [
+        ("retryable", components::guests::RETRYABLE),
+        ("panic", components::guests::PANIC),
+    ];
+    let _worker = server
+        .worker("w1", &plugins, HostCapabilities::none(), 2)
+        .await;
+    let api = server.admin();
+    let flaky = api
+        .submit(
+            "apiVersion: flowmesh/v1\nkind: Task\nspec: {taskType: retryable, maxAttempts: 3}\n",
+        )
+        .await;
+    let broken = api
+        .submit("apiVersion: flowmesh/v1\nkind: Task\nspec: {taskType: panic, maxAttempts: 3}\n")
+        .await;
+    let task = api.finished(&flaky, LONG).await;
+    assert_eq!(task["state"], "failed", "{task:#}");
+    assert_eq!(task["attempt"], 3);
+    assert_eq!(task["error"]["code"], "retryable");
+    let attempts = task["attempts"].as_array().cloned().unwrap_or_default();
+    assert_eq!(attempts.len(), 3, "{task:#}");
+    assert!(
+        attempts
+            .iter()
+            .all(|attempt| attempt["error"]["code"] == "retryable")
+    );
+    let task = api.finished(&broken, LONG).await;
+    assert_eq!(task["state"], "failed");
+    assert_eq!(task["attempt"], 1, "a trap is not retried: {task:#}");
+    assert_eq!(task["error"]["code"], "trap");
+}
+
+async fn a_restarted_worker_registers_again_and_is_served(db: Db) {
+    let server = TestServer::start(db, |_| {}).await;
+    let api = server.admin();
+    let mut worker = server.echo_worker("phoenix", 1).await;
+    let running = api.submit(&sleep_document("30s")).await;
+    api.until(&running, LONG, |task| task["state"] == "running")
+        .await;
+    worker.kill();
+    // The same worker comes back under the same name: its old attempt is
+    // released at once (not after the lease TTL), and it serves again.
+    let _again = server.echo_worker("phoenix", 1).await;
+    let task = api.until(&running, LONG, |task| task["attempt"] == 2).await;
+    assert_eq!(task["attempts"][0]["outcome"], "lease_expired", "{task:#}");
+    let echo = api.echo("after restart").await;
+    api.delete(&format!("/tasks/{running}")).await;
+    assert_eq!(api.finished(&echo, LONG).await["state"], "succeeded");
+    let (_, workers) = api.get("/workers").await;
+    let states: Vec<(&str, &str)> = workers
+        .as_array()
+        .map(|workers| {
+            workers
+                .iter()
+                .map(|w| {
+                    (
+                        w["name"].as_str().unwrap_or(""),
+                        w["state"].as_str().unwrap_or(""),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(states, [("phoenix", "live"), ("phoenix", "gone")]);
+}
+
+async fn list_filters_and_pages(db: Db) {
+    let server = TestServer::start(db, |_| {}).await;
+    let api = server.admin();
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        ids.push(
+            api.submit(&format!(
+                "apiVersion: flowmesh/v1\nkind: Task\nmetadata: {{labels: {{batch: b{}}}}}\nspec: {{taskType: echo, message: m{i}}}\n",
+                i % 2
+            ))
+            .await,
+        );
+    }
+    let (_, first) = api.get("/tasks?limit=3").await;
+    let page: Vec<&str> = first["tasks"]
+        .as_array()
+        .map(|t| t.iter().filter_map(|t| t["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(page, [ids[6].as_str(), ids[5].as_str(), ids[4].as_str()]);
+    let cursor = first["nextCursor"]
+        .as_str()
+        .expect("more pages")
+        .to_string();
+    let (_, second) = api.get(&format!("/tasks?limit=3&cursor={cursor}")).await;
+    assert_eq!(second["tasks"][0]["id"], ids[3]);
+    let (_, labelled) = api.get("/tasks?label=batch=b0").await;
+    assert_eq!(labelled["tasks"].as_array().map(Vec::len), Some(4));
+    api.delete(&format!("/tasks/{}", ids[0])).await;
+    let (_, cancelled) = api.get("/tasks?state=cancelled").await;
+    assert_eq!(cancelled["tasks"][0]["id"], ids[0]);
+    assert_eq!(cancelled["tasks"].as_array().map(Vec::len), Some(1));
+    let (_, typed) = api.get("/tasks?taskType=sleep").await;
+    assert_eq!(typed["tasks"], json!([]));
+}

@@ -1,0 +1,303 @@
+//! The store on its own, on SQLite and on PostgreSQL: the claim's routing,
+//! capacity and atomicity, lease expiry, and fencing.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use flowmesh_server::store::{NewTask, NewWorker, RetryPolicy, Store};
+use flowmesh_tests::cluster::{Db, TestDb};
+use flowmesh_types::WorkerCapabilities;
+use flowmesh_types::api::{Completion, CompletionVerdict, Hardware, TaskState, WorkerRegistration};
+use flowmesh_types::parse_document;
+
+/// Runs each listed test on SQLite and on PostgreSQL.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::Db::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::Db::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    a_claim_hands_out_only_advertised_types,
+    a_worker_with_no_task_types_never_receives_a_task,
+    a_claim_respects_free_slots_and_hardware,
+    concurrent_claims_never_hand_out_a_task_twice,
+    an_expired_lease_sends_the_task_back_with_the_next_attempt,
+    a_stale_or_forged_lease_cannot_complete,
+);
+
+const RETRY: RetryPolicy = RetryPolicy {
+    backoff_ms: 0,
+    max_backoff_ms: 0,
+    avoid_ms: 0,
+};
+
+async fn open(db: Db) -> (Store, TestDb) {
+    let test_db = TestDb::new(db).await;
+    let store = Store::open(&test_db.url).await.expect("store opens");
+    (store, test_db)
+}
+
+async fn submit(store: &Store, yaml: &str) -> String {
+    let document = parse_document(yaml).expect("valid document");
+    let id = uuid::Uuid::now_v7().to_string();
+    store
+        .insert_task(&NewTask {
+            id: &id,
+            tenant: "t",
+            document: &document,
+            now: 1_000,
+        })
+        .await
+        .expect("stored");
+    id
+}
+
+fn task(task_type: &str) -> String {
+    format!("apiVersion: flowmesh/v1\nkind: Task\nspec: {{taskType: {task_type}}}\n")
+}
+
+async fn register(
+    store: &Store,
+    name: &str,
+    types: &[&str],
+    slots: u32,
+    hardware: Hardware,
+) -> String {
+    let id = uuid::Uuid::now_v7().to_string();
+    let registration = WorkerRegistration {
+        name: name.to_string(),
+        capabilities: WorkerCapabilities {
+            supported_task_types: types.iter().map(|t| t.to_string()).collect::<BTreeSet<_>>(),
+            plugins: Vec::new(),
+            capabilities: Vec::new(),
+        },
+        hardware,
+        labels: BTreeMap::new(),
+        slots,
+        version: "test".into(),
+    };
+    store
+        .register_worker(&NewWorker {
+            id: &id,
+            registration: &registration,
+            now: 1_000,
+        })
+        .await
+        .expect("registered");
+    id
+}
+
+fn big() -> Hardware {
+    Hardware {
+        cpus: 8.0,
+        memory_bytes: 16 << 30,
+        gpus: Vec::new(),
+    }
+}
+
+async fn a_claim_hands_out_only_advertised_types(db: Db) {
+    let (store, _db) = open(db).await;
+    let echo = submit(&store, &task("echo")).await;
+    let gpu = submit(&store, &task("train")).await;
+    let worker = register(&store, "w", &["echo"], 8, big()).await;
+    let (claimed, _) = store
+        .claim(&worker, 2_000, 30_000, 8, 100)
+        .await
+        .expect("claim");
+    let ids: Vec<&str> = claimed.iter().map(|task| task.id.as_str()).collect();
+    assert_eq!(ids, [echo.as_str()]);
+    let left = store.task(None, &gpu).await.expect("read").expect("exists");
+    assert_eq!(left.state, TaskState::Pending);
+}
+
+async fn a_worker_with_no_task_types_never_receives_a_task(db: Db) {
+    let (store, _db) = open(db).await;
+    submit(&store, &task("echo")).await;
+    let worker = register(&store, "idle", &[], 8, big()).await;
+    let (claimed, _) = store
+        .claim(&worker, 2_000, 30_000, 8, 100)
+        .await
+        .expect("claim");
+    assert!(claimed.is_empty());
+}
+
+async fn a_claim_respects_free_slots_and_hardware(db: Db) {
+    let (store, _db) = open(db).await;
+    let heavy = "apiVersion: flowmesh/v1\nkind: Task\nspec: {taskType: echo, resources: {hardware: {cpu: 3, memory: 6Gi}}}\n";
+    for _ in 0..5 {
+        submit(&store, heavy).await;
+    }
+    let worker = register(
+        &store,
+        "w",
+        &["echo"],
+        4,
+        Hardware {
+            cpus: 8.0,
+            memory_bytes: 16 << 30,
+            gpus: Vec::new(),
+        },
+    )
+    .await;
+    // 8 CPUs and 16 GiB hold two tasks of 3 CPUs / 6 GiB, though 4 slots are free.
+    let (first, _) = store
+        .claim(&worker, 2_000, 30_000, 4, 100)
+        .await
+        .expect("claim");
+    assert_eq!(first.len(), 2);
+    let (second, _) = store
+        .claim(&worker, 2_000, 30_000, 4, 100)
+        .await
+        .expect("claim");
+    assert!(second.is_empty(), "the hardware is in use");
+    let gpu = "apiVersion: flowmesh/v1\nkind: Task\nspec: {taskType: echo, resources: {hardware: {gpu: {count: 1}}}}\n";
+    let gpu_task = submit(&store, gpu).await;
+    let light = submit(&store, &task("echo")).await;
+    let (third, _) = store
+        .claim(&worker, 2_000, 30_000, 4, 100)
+        .await
+        .expect("claim");
+    let ids: Vec<&str> = third.iter().map(|task| task.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [light.as_str()],
+        "no GPU here; the light task fits beside the heavy ones"
+    );
+    assert_eq!(
+        store
+            .task(None, &gpu_task)
+            .await
+            .expect("read")
+            .expect("exists")
+            .state,
+        TaskState::Pending
+    );
+}
+
+async fn concurrent_claims_never_hand_out_a_task_twice(db: Db) {
+    let (store, _db) = open(db).await;
+    for _ in 0..200 {
+        submit(&store, &task("echo")).await;
+    }
+    let mut workers = Vec::new();
+    for i in 0..4 {
+        workers.push(register(&store, &format!("w{i}"), &["echo"], 1000, big()).await);
+    }
+    let claims = workers.into_iter().map(|worker| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for _ in 0..20 {
+                let (claimed, _) = store
+                    .claim(&worker, 2_000, 30_000, 7, 64)
+                    .await
+                    .expect("claim");
+                mine.extend(claimed.into_iter().map(|task| task.id));
+            }
+            mine
+        })
+    });
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    for claim in claims {
+        for id in claim.await.expect("claimer") {
+            total += 1;
+            assert!(seen.insert(id.clone()), "task {id} was claimed twice");
+        }
+    }
+    assert_eq!(total, 200, "every task was claimed exactly once");
+}
+
+async fn an_expired_lease_sends_the_task_back_with_the_next_attempt(db: Db) {
+    let (store, _db) = open(db).await;
+    let id = submit(&store, &task("echo")).await;
+    let first = register(&store, "first", &["echo"], 1, big()).await;
+    let second = register(&store, "second", &["echo"], 1, big()).await;
+    let (claimed, _) = store
+        .claim(&first, 2_000, 1_000, 1, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    let policy = RetryPolicy {
+        backoff_ms: 0,
+        max_backoff_ms: 0,
+        avoid_ms: 60_000,
+    };
+    let (expired, _) = store.expire_leases(3_001, &policy).await.expect("expire");
+    assert_eq!(expired, 1);
+    let task = store.task(None, &id).await.expect("read").expect("exists");
+    assert_eq!(task.state, TaskState::Pending);
+    assert_eq!(task.attempt, 2);
+    // The failed worker is passed over while another can take it.
+    let (again, _) = store
+        .claim(&first, 3_002, 30_000, 1, 10)
+        .await
+        .expect("claim");
+    assert!(again.is_empty());
+    let (other, _) = store
+        .claim(&second, 3_002, 30_000, 1, 10)
+        .await
+        .expect("claim");
+    assert_eq!(other.len(), 1);
+    assert_eq!(other[0].attempt, 2);
+    let attempts = store.attempts(&id).await.expect("attempts");
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].outcome, "lease_expired");
+}
+
+async fn a_stale_or_forged_lease_cannot_complete(db: Db) {
+    let (store, _db) = open(db).await;
+    let id = submit(&store, &task("echo")).await;
+    let worker = register(&store, "w", &["echo"], 1, big()).await;
+    let (claimed, _) = store
+        .claim(&worker, 2_000, 1_000, 1, 10)
+        .await
+        .expect("claim");
+    let lease = claimed[0].lease_token.clone();
+    let completion = Completion {
+        task_id: id.clone(),
+        lease_token: lease.clone(),
+        plugin: None,
+        elapsed_ms: 1,
+        output: Some(serde_json::json!({"ok": true})),
+        error: None,
+    };
+    // Past the lease's expiry, even before the reaper runs.
+    let (verdicts, _) = store
+        .complete(&worker, std::slice::from_ref(&completion), 3_500, &RETRY)
+        .await
+        .expect("complete");
+    assert_eq!(verdicts, [CompletionVerdict::StaleLease]);
+    let wrong = Completion {
+        lease_token: "forged".into(),
+        ..completion.clone()
+    };
+    let (verdicts, _) = store
+        .complete(&worker, &[wrong], 2_500, &RETRY)
+        .await
+        .expect("complete");
+    assert_eq!(verdicts, [CompletionVerdict::StaleLease]);
+    let (verdicts, events) = store
+        .complete(&worker, &[completion], 2_500, &RETRY)
+        .await
+        .expect("complete");
+    assert_eq!(verdicts, [CompletionVerdict::Accepted]);
+    assert_eq!(events.len(), 2, "a state event and a result event");
+    let task = store.task(None, &id).await.expect("read").expect("exists");
+    assert_eq!(task.state, TaskState::Succeeded);
+}

@@ -1,0 +1,461 @@
+//! Real servers and workers for end-to-end tests: a [`TestServer`] on a fresh
+//! SQLite file or PostgreSQL database, [`TestWorker`]s with real runtimes and
+//! real plugins, talking over HTTP on loopback, and an [`Api`] client.
+//!
+//! PostgreSQL tests use the server at `FLOWMESH_TEST_POSTGRES` (default
+//! `postgres://flowmesh:flowmesh@127.0.0.1:5432/flowmesh`, which
+//! `scripts/postgres.sh` starts); each test gets its own database, dropped
+//! afterwards.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flowmesh_runtime::{HostCapabilities, Runtime};
+use flowmesh_server::{Server, ServerConfig};
+use flowmesh_worker::{Worker, WorkerConfig};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::Executor;
+
+use crate::TestRuntime;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    /// A SQLite file in a temporary directory.
+    Sqlite,
+    /// A fresh database on the test PostgreSQL server.
+    Postgres,
+}
+
+/// The test PostgreSQL server's URL.
+pub fn postgres_url() -> String {
+    std::env::var("FLOWMESH_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://flowmesh:flowmesh@127.0.0.1:5432/flowmesh".into())
+}
+
+/// A database for one test; a PostgreSQL one is dropped when this is.
+pub struct TestDb {
+    /// Its URL.
+    pub url: String,
+    /// The data directory (holds the SQLite file for [`Db::Sqlite`]).
+    pub dir: tempfile::TempDir,
+    postgres_name: Option<String>,
+}
+
+impl TestDb {
+    /// A fresh, empty database.
+    pub async fn new(db: Db) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        match db {
+            Db::Sqlite => Self {
+                url: flowmesh_server::store::Store::sqlite_url(dir.path()),
+                dir,
+                postgres_name: None,
+            },
+            Db::Postgres => {
+                let admin = postgres_url();
+                let name = format!("flowmesh_test_{}", uuid::Uuid::new_v4().simple());
+                sqlx::any::install_default_drivers();
+                let mut connection = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+                    .await
+                    .unwrap_or_else(|error| {
+                        panic!("PostgreSQL at {admin} is not reachable ({error}); start it with scripts/postgres.sh or set FLOWMESH_TEST_POSTGRES")
+                    });
+                connection
+                    .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .await
+                    .expect("create the test database");
+                let base = admin
+                    .rsplit_once('/')
+                    .map_or(admin.as_str(), |(base, _)| base);
+                Self {
+                    url: format!("{base}/{name}"),
+                    dir,
+                    postgres_name: Some(name),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.postgres_name.take() else {
+            return;
+        };
+        // Drop runs outside async code: use a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                if let Ok(mut connection) =
+                    <sqlx::AnyConnection as sqlx::Connection>::connect(&postgres_url()).await
+                {
+                    let _ = connection
+                        .execute(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Server settings for tests: short heartbeats and leases, quick retries.
+pub fn fast_config(data_dir: &Path) -> ServerConfig {
+    let mut config = ServerConfig::new(data_dir);
+    config.bind = "127.0.0.1:0".parse().expect("address");
+    config.heartbeat_interval = Duration::from_millis(200);
+    config.lease_ttl = Duration::from_millis(1500);
+    config.retry_backoff = Duration::from_millis(50);
+    config.retry_avoid = Duration::from_secs(5);
+    config.placement_interval = Duration::from_millis(100);
+    config.max_claim_wait = Duration::from_secs(5);
+    config
+}
+
+/// A running server with its bootstrap tokens.
+pub struct TestServer {
+    /// The server.
+    pub server: Server,
+    /// Its base URL.
+    pub url: String,
+    /// Admin token of tenant `default`.
+    pub admin: String,
+    /// A worker token.
+    pub worker_token: String,
+    /// The database (kept alive with the server).
+    pub db: TestDb,
+}
+
+impl TestServer {
+    /// A server on a fresh `db` with [`fast_config`], adjusted by
+    /// `configure`, with the echo plugin installed.
+    pub async fn start(db: Db, configure: impl FnOnce(&mut ServerConfig)) -> Self {
+        let db = TestDb::new(db).await;
+        let mut config = fast_config(db.dir.path());
+        config.database_url = Some(db.url.clone());
+        configure(&mut config);
+        let server = Server::start(config).await.expect("server starts");
+        let tokens = server.bootstrap_tokens().expect("fresh database").clone();
+        let url = server.url();
+        let test = Self {
+            server,
+            url,
+            admin: tokens.admin,
+            worker_token: tokens.worker,
+            db,
+        };
+        test.install("echo", crate::components::ECHO).await;
+        test
+    }
+
+    /// Installs a plugin through the API.
+    pub async fn install(&self, name: &str, path: &str) {
+        let bytes = std::fs::read(path).expect("component built");
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/v1/plugins?name={name}", self.url))
+            .bearer_auth(&self.admin)
+            .body(bytes)
+            .send()
+            .await
+            .expect("install request");
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "{}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+
+    /// A client with the admin token.
+    pub fn admin(&self) -> Api {
+        Api::new(&self.url, &self.admin)
+    }
+
+    /// A client for a new user token of `tenant`.
+    pub async fn user(&self, tenant: &str) -> Api {
+        let (status, body) = self
+            .admin()
+            .post("/tokens", json!({"tenant": tenant, "role": "user"}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        Api::new(&self.url, body["token"].as_str().expect("token"))
+    }
+
+    /// A worker named `name` with `plugins` (name, component path),
+    /// `capabilities`, and `slots`.
+    pub async fn worker(
+        &self,
+        name: &str,
+        plugins: &[(&str, &str)],
+        capabilities: HostCapabilities,
+        slots: u32,
+    ) -> TestWorker {
+        TestWorker::start(
+            &self.url,
+            &self.worker_token,
+            name,
+            plugins,
+            capabilities,
+            slots,
+        )
+        .await
+    }
+
+    /// An echo worker with `slots`.
+    pub async fn echo_worker(&self, name: &str, slots: u32) -> TestWorker {
+        self.worker(
+            name,
+            &[("echo", crate::components::ECHO)],
+            HostCapabilities::none(),
+            slots,
+        )
+        .await
+    }
+}
+
+/// A running worker.
+pub struct TestWorker {
+    /// The worker; `None` once stopped.
+    pub worker: Option<Worker>,
+    /// Its runtime.
+    pub runtime: Arc<Runtime>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestWorker {
+    /// Starts a worker against `url`.
+    pub async fn start(
+        url: &str,
+        token: &str,
+        name: &str,
+        plugins: &[(&str, &str)],
+        capabilities: HostCapabilities,
+        slots: u32,
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut config = TestRuntime::config(dir.path());
+        config.cache_dir = crate::shared_cache_dir();
+        let runtime = Arc::new(Runtime::new(config, capabilities).expect("runtime starts"));
+        for (plugin, path) in plugins {
+            runtime
+                .load_plugin_file(plugin, Path::new(path))
+                .await
+                .expect("plugin loads");
+        }
+        let mut config = WorkerConfig::new(url, token);
+        config.name = name.to_string();
+        config.slots = slots;
+        config.claim_wait = Duration::from_secs(2);
+        let worker = Worker::start(config, runtime.clone())
+            .await
+            .expect("worker registers");
+        Self {
+            worker: Some(worker),
+            runtime,
+            _dir: dir,
+        }
+    }
+
+    /// Stops it as a crash would: nothing more is reported.
+    pub fn kill(&mut self) {
+        if let Some(worker) = self.worker.take() {
+            worker.kill();
+        }
+    }
+}
+
+impl Drop for TestWorker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A REST client with one token.
+#[derive(Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    /// A client for `base` with `token`.
+    pub fn new(base: &str, token: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: format!("{base}/api/v1"),
+            token: token.to_string(),
+        }
+    }
+
+    async fn answer(response: reqwest::Response) -> (StatusCode, Value) {
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, body)
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        Self::answer(response).await
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("request");
+        Self::answer(response).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .delete(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("request");
+        Self::answer(response).await
+    }
+
+    /// `POST /tasks{query}` with a document.
+    pub async fn submit_raw(&self, query: &str, document: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}/tasks{query}", self.base))
+            .bearer_auth(&self.token)
+            .body(document.to_string())
+            .send()
+            .await
+            .expect("request");
+        Self::answer(response).await
+    }
+
+    /// Submits a document that must be accepted; returns the task id.
+    pub async fn submit(&self, document: &str) -> String {
+        let (status, body) = self.submit_raw("", document).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().expect("id").to_string()
+    }
+
+    /// Submits an echo task.
+    pub async fn echo(&self, message: &str) -> String {
+        self.submit(&echo_document(message)).await
+    }
+
+    /// `GET /tasks/{id}`, which must exist.
+    pub async fn task(&self, id: &str) -> Value {
+        let (status, body) = self.get(&format!("/tasks/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// Waits until task `id` is in a terminal state; returns it.
+    pub async fn finished(&self, id: &str, within: Duration) -> Value {
+        self.until(id, within, |task| {
+            matches!(
+                task["state"].as_str(),
+                Some("succeeded" | "failed" | "cancelled")
+            )
+        })
+        .await
+    }
+
+    /// Waits until task `id` satisfies `condition`; returns it.
+    pub async fn until(
+        &self,
+        id: &str,
+        within: Duration,
+        condition: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let task = self.task(id).await;
+            if condition(&task) {
+                return task;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "task {id} did not reach the expected state within {within:?}: {task:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The SSE stream of task `id`, read to its end: `(event, data)` pairs.
+    pub async fn events(&self, id: &str, within: Duration) -> Vec<(String, Value)> {
+        use futures::StreamExt;
+        let response = self
+            .http
+            .get(format!("{}/tasks/{id}/events", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut stream = response.bytes_stream();
+        let mut text = String::new();
+        tokio::time::timeout(within, async {
+            while let Some(chunk) = stream.next().await {
+                text.push_str(&String::from_utf8_lossy(&chunk.expect("stream chunk")));
+            }
+        })
+        .await
+        .expect("the event stream ends after the result");
+        parse_sse(&text)
+    }
+}
+
+/// Parses server-sent events into `(event, data)` pairs.
+pub fn parse_sse(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter_map(|block| {
+            let mut event = None;
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(name) = line.strip_prefix("event: ") {
+                    event = Some(name.to_string());
+                } else if let Some(payload) = line.strip_prefix("data: ") {
+                    data.push_str(payload);
+                }
+            }
+            Some((event?, serde_json::from_str(&data).ok()?))
+        })
+        .collect()
+}
+
+/// A task document for the echo plugin.
+pub fn echo_document(message: &str) -> String {
+    format!(
+        "apiVersion: flowmesh/v1\nkind: Task\nspec:\n  taskType: echo\n  message: {message:?}\n"
+    )
+}
+
+/// A task document for the echo plugin's sleep task type.
+pub fn sleep_document(duration: &str) -> String {
+    format!(
+        "apiVersion: flowmesh/v1\nkind: Task\nspec:\n  taskType: sleep\n  duration: {duration}\n"
+    )
+}
