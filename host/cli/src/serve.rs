@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use flowmesh_server::{Server, ServerConfig};
 
 /// `flowmesh server` options.
@@ -48,6 +47,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     config.no_worker_grace = args.no_worker_grace;
     config.retention = args.retention;
     config.retry_backoff = args.retry_backoff;
+    config.install = args.plugins;
     if config.lease_ttl <= config.heartbeat_interval {
         anyhow::bail!(
             "--lease-ttl ({}) must be longer than --heartbeat-interval ({}), or every lease expires between heartbeats",
@@ -57,14 +57,6 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     let data_dir = config.data_dir.clone();
     let server = Server::start(config).await?;
-    for path in &args.plugins {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let name = server
-            .install_plugin(None, bytes)
-            .await
-            .with_context(|| format!("installing {}", path.display()))?;
-        eprintln!("installed plugin {name} from {}", path.display());
-    }
     eprintln!("FlowMesh server listening on {}", server.url());
     if server.bootstrap_tokens().is_some() {
         eprintln!(

@@ -38,6 +38,8 @@ pub struct ServerConfig {
     pub placement_interval: Duration,
     /// Pending rows one claim considers. Default 512.
     pub claim_scan: u32,
+    /// Plugin components to install at start, before the server listens.
+    pub install: Vec<PathBuf>,
 }
 
 impl ServerConfig {
@@ -57,6 +59,7 @@ impl ServerConfig {
             retry_avoid: Duration::from_secs(10),
             placement_interval: Duration::from_secs(1),
             claim_scan: 512,
+            install: Vec::new(),
         }
     }
 }

@@ -85,11 +85,23 @@ impl Server {
         store
             .grace_after_restart(now_ms(), config.lease_ttl.as_millis() as i64)
             .await?;
-        let listener = tokio::net::TcpListener::bind(config.bind)
-            .await
-            .with_context(|| format!("listening on {}", config.bind))?;
-        let addr = listener.local_addr()?;
+        let bind = config.bind;
+        let install = config.install.clone();
         let state = Arc::new(AppState::new(store, config, validator));
+        for path in &install {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("reading plugin {}", path.display()))?;
+            let (_, record) = state
+                .install_plugin(None, bytes)
+                .await
+                .map_err(|failure| anyhow::anyhow!("{}", failure.error.message))
+                .with_context(|| format!("installing plugin {}", path.display()))?;
+            tracing::info!(plugin = record.name, path = %path.display(), "installed at start");
+        }
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("listening on {bind}"))?;
+        let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
         let app = crate::api::router(state.clone());
         let serve = {
