@@ -74,7 +74,9 @@ CREATE TABLE tasks (
     updated_at        BIGINT NOT NULL,
     finished_at       BIGINT
 );
-CREATE INDEX tasks_pending ON tasks (task_type, seq) WHERE state = 'pending';
+-- The claim walks pending tasks oldest first and stops at its limit.
+CREATE INDEX tasks_pending ON tasks (seq) WHERE state = 'pending';
+CREATE INDEX tasks_pending_shape ON tasks (task_type) WHERE state = 'pending';
 CREATE INDEX tasks_by_worker ON tasks (worker_id) WHERE state IN ('running', 'cancelling');
 CREATE INDEX tasks_leases ON tasks (lease_expires_at) WHERE state IN ('running', 'cancelling');
 CREATE INDEX tasks_by_tenant ON tasks (tenant, seq);

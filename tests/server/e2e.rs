@@ -51,6 +51,8 @@ on_both_backends!(
     retryable_failures_are_retried_then_fail_with_their_history,
     a_restarted_worker_registers_again_and_is_served,
     list_filters_and_pages,
+    every_example_document_is_accepted,
+    health_metrics_and_openapi_answer,
 );
 
 async fn echo_tasks_complete_with_a_result_envelope(db: Db) {
@@ -661,4 +663,67 @@ async fn list_filters_and_pages(db: Db) {
     assert_eq!(cancelled["tasks"].as_array().map(Vec::len), Some(1));
     let (_, typed) = api.get("/tasks?taskType=sleep").await;
     assert_eq!(typed["tasks"], json!([]));
+}
+
+async fn every_example_document_is_accepted(db: Db) {
+    let server = TestServer::start(db, |_| {}).await;
+    let api = server.admin();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tasks");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples/tasks") {
+        let path = entry.expect("entry").path();
+        let document = std::fs::read_to_string(&path).expect("readable");
+        let (status, body) = api.submit_raw("", &document).await;
+        assert_eq!(status, StatusCode::CREATED, "{}: {body}", path.display());
+        checked += 1;
+    }
+    assert!(checked >= 3, "the examples are there");
+}
+
+async fn health_metrics_and_openapi_answer(db: Db) {
+    let server = TestServer::start(db, |_| {}).await;
+    let _worker = server.echo_worker("w1", 1).await;
+    let api = server.admin();
+    let id = api.echo("counted").await;
+    api.finished(&id, LONG).await;
+    let http = reqwest::Client::new();
+    let health = http
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), StatusCode::OK);
+    let metrics = http
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for expected in [
+        "flowmesh_queue_depth{task_type=\"echo\",state=\"succeeded\"} 1",
+        "flowmesh_workers_by_task_type{task_type=\"echo\"} 1",
+        "flowmesh_tasks_finished_total{state=\"succeeded\"} 1",
+        "flowmesh_claim_duration_seconds_count",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing from:\n{metrics}"
+        );
+    }
+    let openapi: Value = http
+        .get(format!("{}/openapi.json", server.url))
+        .send()
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        openapi["paths"]["/api/v1/tasks"]["post"].is_object(),
+        "{openapi:#}"
+    );
+    assert!(openapi["paths"]["/api/v1/worker/claim"]["post"].is_object());
+    assert!(openapi["components"]["schemas"]["TaskView"].is_object());
 }

@@ -38,6 +38,7 @@ on_both_backends!(
     concurrent_claims_never_hand_out_a_task_twice,
     an_expired_lease_sends_the_task_back_with_the_next_attempt,
     a_stale_or_forged_lease_cannot_complete,
+    garbage_collection_deletes_only_old_finished_tasks,
 );
 
 const RETRY: RetryPolicy = RetryPolicy {
@@ -300,4 +301,29 @@ async fn a_stale_or_forged_lease_cannot_complete(db: Db) {
     assert_eq!(events.len(), 2, "a state event and a result event");
     let task = store.task(None, &id).await.expect("read").expect("exists");
     assert_eq!(task.state, TaskState::Succeeded);
+}
+
+async fn garbage_collection_deletes_only_old_finished_tasks(db: Db) {
+    let (store, _db) = open(db).await;
+    let old = submit(&store, &task("echo")).await;
+    let waiting = submit(&store, &task("echo")).await;
+    store.cancel_task("t", &old, 5_000).await.expect("cancel");
+    assert_eq!(
+        store.collect_garbage(5_000).await.expect("gc"),
+        0,
+        "finished at the cutoff: kept"
+    );
+    assert_eq!(store.collect_garbage(5_001).await.expect("gc"), 1);
+    assert!(store.task(None, &old).await.expect("read").is_none());
+    assert!(
+        store
+            .events_after(&old, 0, 100)
+            .await
+            .expect("events")
+            .is_empty()
+    );
+    assert!(
+        store.task(None, &waiting).await.expect("read").is_some(),
+        "pending tasks are kept"
+    );
 }

@@ -161,3 +161,130 @@ pub fn bytes(value: u64) -> String {
         format!("{scaled:.1} {}", UNITS[unit])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use flowmesh_types::WorkerCapabilities;
+    use flowmesh_types::api::{GpuDevice, Hardware, WorkerState};
+    use flowmesh_types::document::GpuRequest;
+
+    use super::*;
+
+    fn worker(name: &str, types: &[&str], slots: u32, gpus: Vec<GpuDevice>) -> WorkerRecord {
+        WorkerRecord {
+            id: name.to_string(),
+            name: name.to_string(),
+            state: WorkerState::Live,
+            capabilities: WorkerCapabilities {
+                supported_task_types: types.iter().map(|t| t.to_string()).collect::<BTreeSet<_>>(),
+                plugins: Vec::new(),
+                capabilities: Vec::new(),
+            },
+            hardware: Hardware {
+                cpus: 4.0,
+                memory_bytes: 8 << 30,
+                gpus,
+            },
+            labels: BTreeMap::new(),
+            slots,
+            version: "test".into(),
+            registered_at: 0,
+            heartbeat_at: 0,
+        }
+    }
+
+    fn request(memory_bytes: u64, gpus: u32, model: Option<&str>) -> HardwareRequest {
+        HardwareRequest {
+            cpu: 1.0,
+            memory_bytes,
+            gpu: GpuRequest {
+                count: gpus,
+                model: model.map(str::to_string),
+                memory_bytes: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn no_worker_advertising_the_type_is_the_first_reason() {
+        let workers = [worker("a", &["echo"], 1, Vec::new())];
+        let waiting =
+            explain("train", &request(0, 0, None), &workers, &HashMap::new()).expect("cannot run");
+        assert_eq!(waiting.kind, WaitKind::NoWorkerForType);
+        assert_eq!(waiting.counts.live_workers, 1);
+        assert_eq!(waiting.counts.advertising_type, 0);
+    }
+
+    #[test]
+    fn missing_hardware_names_the_constraint() {
+        let a100 = GpuDevice {
+            index: 0,
+            model: "NVIDIA A100-SXM4-40GB".into(),
+            memory_bytes: 40 << 30,
+        };
+        let workers = [worker("gpu-box", &["train"], 1, vec![a100])];
+        let waiting = explain(
+            "train",
+            &request(0, 1, Some("H100")),
+            &workers,
+            &HashMap::new(),
+        )
+        .expect("cannot run");
+        assert_eq!(waiting.kind, WaitKind::InsufficientHardware);
+        assert!(
+            waiting.message.contains("1 GPU(s) of type H100"),
+            "{}",
+            waiting.message
+        );
+        let waiting = explain(
+            "train",
+            &request(1 << 40, 0, None),
+            &workers,
+            &HashMap::new(),
+        )
+        .expect("cannot run");
+        assert!(
+            waiting
+                .message
+                .contains("needs memory 1.0 TiB but gpu-box has 8.0 GiB"),
+            "{}",
+            waiting.message
+        );
+        assert!(
+            explain(
+                "train",
+                &request(0, 1, Some("a100")),
+                &workers,
+                &HashMap::new()
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn full_slots_mean_busy_and_a_free_slot_means_no_reason() {
+        let workers = [worker("a", &["echo"], 2, Vec::new())];
+        let mut usage = HashMap::new();
+        usage.insert(
+            "a".to_string(),
+            Usage {
+                tasks: 2,
+                ..Usage::default()
+            },
+        );
+        let waiting = explain("echo", &request(0, 0, None), &workers, &usage).expect("busy");
+        assert_eq!(waiting.kind, WaitKind::WorkersBusy);
+        assert_eq!(waiting.counts.fitting_hardware, 1);
+        assert_eq!(waiting.counts.with_free_capacity, 0);
+        usage.insert(
+            "a".to_string(),
+            Usage {
+                tasks: 1,
+                ..Usage::default()
+            },
+        );
+        assert!(explain("echo", &request(0, 0, None), &workers, &usage).is_none());
+    }
+}

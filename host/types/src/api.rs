@@ -32,6 +32,7 @@ pub const RESULT_SCHEMA_VERSION: u32 = 1;
 
 /// Where a task is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
     /// Waiting for a worker; [`TaskView::waiting`] says why it is not running.
@@ -90,6 +91,7 @@ impl std::fmt::Display for TaskState {
 
 /// Why a pending task is not running, from the last placement check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum WaitKind {
     /// No live worker advertises the task type.
@@ -105,6 +107,7 @@ pub enum WaitKind {
 /// The placement check behind a [`Waiting`] reason, as counts of live
 /// workers, each check narrowing the previous one.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PlacementCounts {
     /// Workers heartbeating within the lease TTL.
@@ -119,6 +122,7 @@ pub struct PlacementCounts {
 
 /// Why a pending task waits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Waiting {
     /// Which case it is.
@@ -131,6 +135,7 @@ pub struct Waiting {
 
 /// The plugin that produced a result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PluginRef {
     /// Installed name.
@@ -143,6 +148,7 @@ pub struct PluginRef {
 
 /// A finished task's result, as stored and shown.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ResultEnvelope {
     /// [`RESULT_SCHEMA_VERSION`].
@@ -165,6 +171,7 @@ pub struct ResultEnvelope {
 
 /// One finished attempt of a task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptRecord {
     /// 1-based attempt number.
@@ -184,6 +191,7 @@ pub struct AttemptRecord {
 
 /// A task as `GET /tasks/{id}` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TaskView {
     /// Task id.
@@ -236,6 +244,7 @@ pub struct TaskView {
 
 /// `POST /tasks`'s answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Submitted {
     /// Id of the new task.
@@ -246,6 +255,7 @@ pub struct Submitted {
 
 /// One page of `GET /tasks`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TaskPage {
     /// Newest first.
@@ -257,6 +267,7 @@ pub struct TaskPage {
 
 /// A stored task event, as the SSE stream sends it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EventRecord {
     /// Position in the task's stream; the SSE `id`.
@@ -272,6 +283,7 @@ pub struct EventRecord {
 
 /// What a task event says. The SSE `event` name is the variant's name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", content = "data", rename_all = "snake_case")]
 pub enum EventBody {
     /// The task changed state.
@@ -313,6 +325,7 @@ impl EventBody {
 
 /// A GPU as the worker detected it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct GpuDevice {
     /// Device index on the host.
@@ -325,6 +338,7 @@ pub struct GpuDevice {
 
 /// A worker's hardware, detected on the host, never configured.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Hardware {
     /// Logical CPUs available to the worker process.
@@ -338,6 +352,7 @@ pub struct Hardware {
 
 /// `POST /worker/register`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerRegistration {
     /// Stable name (the host name by default). Registering again under the
@@ -358,6 +373,7 @@ pub struct WorkerRegistration {
 
 /// `POST /worker/register`'s answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Registered {
     /// Id of this registration; every later call carries it.
@@ -370,6 +386,7 @@ pub struct Registered {
 
 /// `POST /worker/claim`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ClaimRequest {
     /// From [`Registered`].
@@ -382,6 +399,7 @@ pub struct ClaimRequest {
 
 /// A task handed to a worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ClaimedTask {
     /// Task id.
@@ -404,6 +422,7 @@ pub struct ClaimedTask {
 
 /// `POST /worker/claim`'s answer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ClaimResponse {
     /// Tasks now leased to the worker; empty when the wait ran out.
@@ -412,6 +431,7 @@ pub struct ClaimResponse {
 
 /// A lease a worker holds.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Lease {
     /// Task id.
@@ -422,6 +442,7 @@ pub struct Lease {
 
 /// `POST /worker/heartbeat`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Heartbeat {
     /// From [`Registered`].
@@ -435,6 +456,7 @@ pub struct Heartbeat {
 
 /// `POST /worker/heartbeat`'s answer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct HeartbeatResponse {
     /// Tasks to interrupt and complete as cancelled.
@@ -445,6 +467,7 @@ pub struct HeartbeatResponse {
 
 /// Events of one running task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TaskEvents {
     /// Task id.
@@ -457,6 +480,7 @@ pub struct TaskEvents {
 
 /// `POST /worker/events`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EventBatch {
     /// From [`Registered`].
@@ -467,6 +491,7 @@ pub struct EventBatch {
 
 /// How an attempt ended, as the worker reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Completion {
     /// Task id.
@@ -488,6 +513,7 @@ pub struct Completion {
 
 /// `POST /worker/complete`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CompletionBatch {
     /// From [`Registered`].
@@ -498,6 +524,7 @@ pub struct CompletionBatch {
 
 /// What the server did with one [`Completion`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CompletionVerdict {
     /// Recorded; the task moved on (terminal, or pending for a retry).
@@ -509,6 +536,7 @@ pub enum CompletionVerdict {
 
 /// `POST /worker/complete`'s answer, one verdict per completion, in order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CompletionResponse {
     /// In the order of [`CompletionBatch::completions`].
@@ -517,6 +545,7 @@ pub struct CompletionResponse {
 
 /// Whether a worker is heartbeating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum WorkerState {
     /// Heartbeating within the lease TTL.
@@ -527,6 +556,7 @@ pub enum WorkerState {
 
 /// A worker as `GET /workers/{id}` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerView {
     /// Registration id.
@@ -555,6 +585,7 @@ pub struct WorkerView {
 
 /// Roles a token can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Manages tokens and plugins; also a user of its tenant.
@@ -585,6 +616,7 @@ impl Role {
 
 /// `POST /tokens` (admin).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TokenRequest {
     /// The tenant whose tasks the token owns.
@@ -598,6 +630,7 @@ pub struct TokenRequest {
 
 /// `POST /tokens`'s answer: the secret, shown once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TokenCreated {
     /// Token id (not secret).
@@ -612,6 +645,7 @@ pub struct TokenCreated {
 
 /// The body of every error answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The error.
     pub error: ApiError,
@@ -619,6 +653,7 @@ pub struct ErrorBody {
 
 /// An error: a stable code, a message saying what to do, and field details.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiError {
     /// Stable, machine-readable (`invalid_document`, `not_found`, …).
     pub code: String,

@@ -16,6 +16,7 @@ use crate::Manifest;
 /// A host capability that a worker may or may not have. Each one is exactly
 /// one WIT interface of `flowmesh:host`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CapabilityKind {
     /// `flowmesh:host/containers`: a Docker daemon.
@@ -74,6 +75,7 @@ impl std::fmt::Display for CapabilityKind {
 
 /// Whether a worker has a capability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CapabilityStatus {
     /// The probe succeeded; the interface is linked.
@@ -85,6 +87,7 @@ pub enum CapabilityStatus {
 
 /// One capability on one worker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CapabilityReport {
     /// Which capability.
     pub kind: CapabilityKind,
@@ -100,6 +103,7 @@ pub struct CapabilityReport {
 
 /// Whether a worker can run a plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PluginStatus {
     /// Instantiated against this worker's linker; its task types are served.
@@ -110,6 +114,7 @@ pub enum PluginStatus {
 
 /// One installed plugin on one worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PluginReport {
     /// The name it was installed under.
     pub name: String,
@@ -132,6 +137,7 @@ pub struct PluginReport {
 
 /// Everything a worker can do, as it advertises it to the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerCapabilities {
     /// Union of the task types of every available plugin. Empty means this

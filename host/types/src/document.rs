@@ -94,6 +94,7 @@ pub struct Resources {
 
 /// `spec.resources.hardware`: what a worker must have free to run the task.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct HardwareRequest {
     /// CPU cores (fractions allowed); 0 when not requested.
@@ -106,6 +107,7 @@ pub struct HardwareRequest {
 
 /// `spec.resources.hardware.gpu`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct GpuRequest {
     /// Whole devices, assigned exclusively.

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Importance of a log record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LogLevel {
     /// Very detailed tracing.
@@ -20,6 +21,7 @@ pub enum LogLevel {
 
 /// Where a log record came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LogStream {
     /// The plugin's `flowmesh:host/log` calls.
@@ -34,6 +36,7 @@ pub enum LogStream {
 
 /// One event of a running task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TaskEvent {
     /// A log record.

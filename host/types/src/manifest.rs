@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a plugin is and which task types it executes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Manifest {
     /// Plugin name, e.g. `echo`.
@@ -18,6 +19,7 @@ pub struct Manifest {
 
 /// One task type of a plugin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TaskTypeInfo {
     /// The name tasks are routed by (`spec.taskType`).
@@ -41,6 +43,7 @@ pub fn is_valid_name(name: &str) -> bool {
 
 /// A problem with one field of a document or spec.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     /// Dotted path of the field, e.g. `spec.messages[0].role`; empty for the
     /// whole document.

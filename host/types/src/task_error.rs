@@ -11,6 +11,7 @@ use crate::FieldError;
 
 /// The class of a task failure. Stable strings on the wire (`snake_case`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TaskErrorCode {
     /// The plugin rejected the spec; `details` names the fields.
@@ -85,6 +86,7 @@ impl std::fmt::Display for TaskErrorCode {
 
 /// Why a task did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskError {
     /// The class of failure.
     pub code: TaskErrorCode,

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::{ApiFailure, Auth, parse_json};
 use crate::state::{AppState, now_ms};
 use crate::store::{PluginRecord, WorkerRecord, rfc3339};
+use flowmesh_types::api::ErrorBody;
 
 fn worker_view(worker: WorkerRecord, running: u32) -> WorkerView {
     WorkerView {
@@ -32,6 +33,7 @@ fn worker_view(worker: WorkerRecord, running: u32) -> WorkerView {
 }
 
 /// `GET /workers`: live registrations first, then gone ones.
+#[utoipa::path(get, path = "/api/v1/workers", tag = "fleet", responses((status = 200, body = Vec<WorkerView>)), security(("bearer" = [])))]
 pub(super) async fn list_workers(
     State(state): State<Arc<AppState>>,
     auth: Auth,
@@ -54,6 +56,8 @@ pub(super) async fn list_workers(
 
 /// `GET /workers/{id}`: by registration id, or by name (its newest
 /// registration).
+#[utoipa::path(get, path = "/api/v1/workers/{id}", tag = "fleet", params(("id" = String, Path, description = "Registration id or name")),
+    responses((status = 200, body = WorkerView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn get_worker(
     State(state): State<Arc<AppState>>,
     auth: Auth,
@@ -99,6 +103,9 @@ fn plugin_json(report: &PluginReport, record: Option<&PluginRecord>) -> Value {
 }
 
 /// `POST /plugins?name=`: installs a component (the body). Admin only.
+#[utoipa::path(post, path = "/api/v1/plugins", tag = "fleet", params(("name" = Option<String>, Query)),
+    request_body(content = Vec<u8>, description = "The component's bytes", content_type = "application/wasm"),
+    responses((status = 201, description = "Installed: name, version, digest, manifest, imports"), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn install_plugin(
     State(state): State<Arc<AppState>>,
     auth: Auth,
@@ -123,6 +130,7 @@ pub(super) async fn install_plugin(
 }
 
 /// `GET /plugins`.
+#[utoipa::path(get, path = "/api/v1/plugins", tag = "fleet", responses((status = 200, description = "Installed plugins")), security(("bearer" = [])))]
 pub(super) async fn list_plugins(
     State(state): State<Arc<AppState>>,
     auth: Auth,
@@ -144,6 +152,8 @@ pub(super) async fn list_plugins(
 }
 
 /// `GET /plugins/{name}`.
+#[utoipa::path(get, path = "/api/v1/plugins/{name}", tag = "fleet", params(("name" = String, Path)),
+    responses((status = 200, description = "One plugin"), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn get_plugin(
     State(state): State<Arc<AppState>>,
     auth: Auth,
@@ -164,6 +174,8 @@ pub(super) async fn get_plugin(
 }
 
 /// `DELETE /plugins/{name}`. Admin only.
+#[utoipa::path(delete, path = "/api/v1/plugins/{name}", tag = "fleet", params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn remove_plugin(
     State(state): State<Arc<AppState>>,
     auth: Auth,
@@ -180,6 +192,8 @@ pub(super) async fn remove_plugin(
 }
 
 /// `POST /tokens`: a new bearer token. Admin only.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "fleet", request_body = TokenRequest,
+    responses((status = 201, body = TokenCreated), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn create_token(
     State(state): State<Arc<AppState>>,
     auth: Auth,

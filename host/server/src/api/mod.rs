@@ -7,7 +7,7 @@
 //! | `GET /plugins`, `GET /plugins/{name}` | users and admins |
 //! | `POST /plugins`, `DELETE /plugins/{name}`, `POST /tokens` | admins |
 //! | `POST /worker/{register,heartbeat,claim,events,complete}` | worker tokens |
-//! | `GET /healthz`, `GET /metrics` | anyone |
+//! | `GET /healthz`, `GET /metrics`, `GET /openapi.json` | anyone |
 //!
 //! Every error is `{"error": {"code", "message", "details": [{"path",
 //! "message"}]}}` with a 4xx status for bad requests; a task of another
@@ -15,6 +15,7 @@
 
 mod error;
 mod fleet;
+pub mod openapi;
 mod ops;
 mod tasks;
 mod worker;
@@ -56,6 +57,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/api/v1", api)
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(openapi::serve))
         .fallback(error::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
         .with_state(state)

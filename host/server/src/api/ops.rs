@@ -13,6 +13,7 @@ use crate::metrics::{CapabilityLabel, TypeLabel, TypeState};
 use crate::state::AppState;
 
 /// `GET /healthz`: 200 when the store answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200), (status = 503)))]
 pub(super) async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))),
@@ -24,6 +25,7 @@ pub(super) async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResp
 }
 
 /// `GET /metrics`: Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let metrics = &state.metrics;
     if let Ok(depth) = state.store.queue_depth().await {

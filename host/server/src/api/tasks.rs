@@ -20,6 +20,7 @@ use super::{ApiFailure, Auth};
 use crate::state::{AppState, now_ms};
 use crate::store::{CancelOutcome, NewTask, StoredEvent, TaskFilter, TaskRecord, rfc3339};
 use crate::validation::SpecRejection;
+use flowmesh_types::api::{ErrorBody, EventRecord};
 
 /// The longest `?wait=` honoured.
 const MAX_WAIT: Duration = Duration::from_secs(300);
@@ -63,6 +64,12 @@ fn parse_bool(params: &HashMap<String, String>, name: &str) -> Result<bool, ApiF
 }
 
 /// `POST /tasks`: checks and stores a task document.
+#[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks",
+    request_body(content = String, description = "A Task document, YAML or JSON", content_type = "application/yaml"),
+    params(("wait" = Option<String>, Query, description = "Wait up to this long (30s) for a terminal state"),
+           ("failFast" = Option<bool>, Query, description = "Answer 422 when no live worker serves the type")),
+    responses((status = 201, body = Submitted), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub(super) async fn submit(
     State(state): State<Arc<AppState>>,
     auth: Auth,
@@ -147,13 +154,14 @@ pub(super) async fn submit(
         }
     }
     let id = uuid::Uuid::now_v7().to_string();
+    let now = now_ms();
     let events = state
         .store
         .insert_task(&NewTask {
             id: &id,
             tenant: &principal.tenant,
             document: &document,
-            now: now_ms(),
+            now,
         })
         .await?;
     let mut receiver = state.bus.subscribe();
@@ -190,7 +198,11 @@ pub(super) async fn submit(
         })
         .await;
     }
-    let task = view(&state, load(&state, &principal.tenant, &id).await?).await?;
+    let task = if wait.is_some() {
+        view(&state, load(&state, &principal.tenant, &id).await?).await?
+    } else {
+        submitted_view(&id, document, now)
+    };
     Ok((StatusCode::CREATED, Json(Submitted { id, task })))
 }
 
@@ -210,6 +222,31 @@ async fn view(state: &AppState, task: TaskRecord) -> Result<TaskView, ApiFailure
         Vec::new()
     };
     Ok(view_with(task, attempts))
+}
+
+/// A task just stored, as the store holds it, without reading it back.
+fn submitted_view(id: &str, document: flowmesh_types::TaskDocument, now: i64) -> TaskView {
+    let spec = document.spec;
+    TaskView {
+        id: id.to_string(),
+        name: document.metadata.name,
+        labels: document.metadata.labels,
+        task_type: spec.task_type,
+        state: TaskState::Pending,
+        attempt: 1,
+        max_attempts: spec.max_attempts,
+        spec: serde_json::Value::Object(spec.plugin_fields),
+        hardware: spec.resources.hardware,
+        timeout_ms: spec.timeout.map(|timeout| timeout.as_millis() as u64),
+        waiting: None,
+        worker: None,
+        result: None,
+        error: None,
+        attempts: Vec::new(),
+        created_at: rfc3339(now),
+        updated_at: rfc3339(now),
+        finished_at: None,
+    }
 }
 
 fn view_with(task: TaskRecord, attempts: Vec<flowmesh_types::api::AttemptRecord>) -> TaskView {
@@ -238,6 +275,8 @@ fn view_with(task: TaskRecord, attempts: Vec<flowmesh_types::api::AttemptRecord>
 }
 
 /// `GET /tasks/{id}`.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path)),
+    responses((status = 200, body = TaskView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn get(
     State(state): State<Arc<AppState>>,
     auth: Auth,
@@ -249,6 +288,11 @@ pub(super) async fn get(
 }
 
 /// `GET /tasks?state=&taskType=&label=k=v&limit=&cursor=`: newest first.
+#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks",
+    params(("state" = Option<String>, Query), ("taskType" = Option<String>, Query),
+           ("label" = Option<String>, Query, description = "key=value"), ("limit" = Option<u32>, Query),
+           ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")),
+    responses((status = 200, body = TaskPage), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn list(
     State(state): State<Arc<AppState>>,
     auth: Auth,
@@ -333,6 +377,8 @@ pub(super) async fn list(
 }
 
 /// `DELETE /tasks/{id}`: cancels in any state; a finished task is left as is.
+#[utoipa::path(delete, path = "/api/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path)),
+    responses((status = 200, body = TaskView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn cancel(
     State(state): State<Arc<AppState>>,
     auth: Auth,
@@ -355,6 +401,9 @@ pub(super) async fn cancel(
 /// `GET /tasks/{id}/events`: the task's stored events, then live ones, as
 /// server-sent events; ends after the `result` event. `Last-Event-ID`
 /// resumes after that event.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/events", tag = "tasks", params(("id" = String, Path)),
+    responses((status = 200, description = "Server-sent events: state, log, progress, result (data: EventRecord)", body = EventRecord, content_type = "text/event-stream"),
+              (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn events(
     State(state): State<Arc<AppState>>,
     auth: Auth,
@@ -391,8 +440,8 @@ pub(super) async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-fn to_record(event: &StoredEvent) -> flowmesh_types::api::EventRecord {
-    flowmesh_types::api::EventRecord {
+fn to_record(event: &StoredEvent) -> EventRecord {
+    EventRecord {
         seq: event.seq,
         task_id: event.task_id.clone(),
         at: rfc3339(event.at),

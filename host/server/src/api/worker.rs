@@ -18,6 +18,7 @@ use super::{ApiFailure, Auth, parse_json};
 use crate::metrics::PluginOutcome;
 use crate::state::{AppState, now_ms};
 use crate::store::NewWorker;
+use flowmesh_types::api::ErrorBody;
 
 /// How often a waiting claim looks at the store even without a wake-up
 /// (retry delays running out, capacity freed by another server).
@@ -38,6 +39,8 @@ fn unknown_worker(id: &str) -> ApiFailure {
 }
 
 /// `POST /worker/register`.
+#[utoipa::path(post, path = "/api/v1/worker/register", tag = "worker protocol", request_body = WorkerRegistration,
+    responses((status = 200, body = Registered)), security(("bearer" = [])))]
 pub(super) async fn register(
     State(state): State<Arc<AppState>>,
     auth: Auth,
@@ -94,6 +97,8 @@ pub(super) async fn register(
 }
 
 /// `POST /worker/heartbeat`.
+#[utoipa::path(post, path = "/api/v1/worker/heartbeat", tag = "worker protocol", request_body = Heartbeat,
+    responses((status = 200, body = HeartbeatResponse), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn heartbeat(
     State(state): State<Arc<AppState>>,
     auth: Auth,
@@ -123,6 +128,8 @@ pub(super) async fn heartbeat(
 
 /// `POST /worker/claim`: a long poll. Answers as soon as tasks this worker
 /// can run are claimed for it, or with none when the wait runs out.
+#[utoipa::path(post, path = "/api/v1/worker/claim", tag = "worker protocol", request_body = ClaimRequest,
+    responses((status = 200, body = ClaimResponse), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn claim(
     State(state): State<Arc<AppState>>,
     auth: Auth,
@@ -187,6 +194,8 @@ pub(super) async fn claim(
 }
 
 /// `POST /worker/events`: logs and progress of running tasks.
+#[utoipa::path(post, path = "/api/v1/worker/events", tag = "worker protocol", request_body = EventBatch,
+    responses((status = 204)), security(("bearer" = [])))]
 pub(super) async fn events(
     State(state): State<Arc<AppState>>,
     auth: Auth,
@@ -203,6 +212,8 @@ pub(super) async fn events(
 }
 
 /// `POST /worker/complete`: outcomes, each fenced by its lease token.
+#[utoipa::path(post, path = "/api/v1/worker/complete", tag = "worker protocol", request_body = CompletionBatch,
+    responses((status = 200, body = CompletionResponse)), security(("bearer" = [])))]
 pub(super) async fn complete(
     State(state): State<Arc<AppState>>,
     auth: Auth,

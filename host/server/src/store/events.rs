@@ -2,7 +2,7 @@
 //! stream per task. The sequence number is the SSE event id.
 
 use flowmesh_types::api::EventBody;
-use sqlx::{Any, Transaction};
+use sqlx::{Any, AssertSqlSafe, Transaction};
 
 use super::rows::{get_i64, get_str};
 use super::{Store, StoreError, decode_json, encode_json, sql};
@@ -20,24 +20,63 @@ pub struct StoredEvent {
     pub body: EventBody,
 }
 
-pub(super) async fn insert_event(
-    tx: &mut Transaction<'static, Any>,
-    task_id: &str,
-    at: i64,
-    body: &EventBody,
-) -> Result<StoredEvent, StoreError> {
-    let seq: i64 = sqlx::query_scalar(sql::INSERT_EVENT)
-        .bind(task_id)
-        .bind(at)
-        .bind(encode_json(body))
-        .fetch_one(&mut **tx)
-        .await?;
-    Ok(StoredEvent {
-        seq,
-        task_id: task_id.to_string(),
-        at,
-        body: body.clone(),
-    })
+/// Rows per multi-row insert (three parameters each). Only these sizes are
+/// used, so that each connection keeps a handful of prepared statements.
+const INSERT_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
+
+/// Events a transaction produces, written together before it commits.
+#[derive(Default)]
+pub(super) struct NewEvents(Vec<(String, EventBody)>);
+
+impl NewEvents {
+    /// Adds an event of task `task_id`.
+    pub(super) fn push(&mut self, task_id: &str, body: EventBody) {
+        self.0.push((task_id.to_string(), body));
+    }
+
+    /// Inserts the events, in order, with multi-row statements. Sequence
+    /// numbers are allocated in row order, so sorting the returned ones
+    /// pairs them with the events.
+    pub(super) async fn write(
+        self,
+        tx: &mut Transaction<'static, Any>,
+        at: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut stored = Vec::with_capacity(self.0.len());
+        let mut rest = self.0.as_slice();
+        while !rest.is_empty() {
+            let size = INSERT_SIZES
+                .into_iter()
+                .find(|size| *size <= rest.len())
+                .unwrap_or(1);
+            let (chunk, tail) = rest.split_at(size);
+            rest = tail;
+            let mut statement = String::from("INSERT INTO task_events (task_id, at, body) VALUES ");
+            for row in 0..chunk.len() {
+                if row > 0 {
+                    statement.push_str(", ");
+                }
+                let base = row * 3;
+                statement.push_str(&format!("(${}, ${}, ${})", base + 1, base + 2, base + 3));
+            }
+            statement.push_str(" RETURNING seq");
+            let mut query = sqlx::query_scalar::<_, i64>(AssertSqlSafe(statement));
+            for (task_id, body) in chunk {
+                query = query.bind(task_id.clone()).bind(at).bind(encode_json(body));
+            }
+            let mut seqs = query.fetch_all(&mut **tx).await?;
+            seqs.sort_unstable();
+            for (seq, (task_id, body)) in seqs.into_iter().zip(chunk) {
+                stored.push(StoredEvent {
+                    seq,
+                    task_id: task_id.clone(),
+                    at,
+                    body: body.clone(),
+                });
+            }
+        }
+        Ok(stored)
+    }
 }
 
 impl Store {
@@ -50,8 +89,8 @@ impl Store {
         batches: &[flowmesh_types::api::TaskEvents],
         now: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut tx = self.write().await?;
-        let mut stored = Vec::new();
+        let (_gate, mut tx) = self.write().await?;
+        let mut events = NewEvents::default();
         for batch in batches {
             let current = sqlx::query(self.dialect.fenced_task)
                 .bind(&batch.task_id)
@@ -64,17 +103,10 @@ impl Store {
                 continue;
             }
             for event in &batch.events {
-                stored.push(
-                    insert_event(
-                        &mut tx,
-                        &batch.task_id,
-                        now,
-                        &EventBody::Task(event.clone()),
-                    )
-                    .await?,
-                );
+                events.push(&batch.task_id, EventBody::Task(event.clone()));
             }
         }
+        let stored = events.write(&mut tx, now).await?;
         tx.commit().await?;
         Ok(stored)
     }

@@ -30,6 +30,7 @@ mod workers;
 
 use std::borrow::Cow;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -105,7 +106,13 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     dialect: &'static Dialect,
+    /// SQLite admits one writer at a time; queueing writers here, in order,
+    /// beats having them poll SQLite's lock with its busy handler.
+    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
 }
+
+/// Held for the length of a write transaction on SQLite.
+type WriteGate = Option<tokio::sync::OwnedMutexGuard<()>>;
 
 impl Store {
     /// Opens `url` (`sqlite://PATH` or `postgres://…`), creating a SQLite file
@@ -156,6 +163,7 @@ impl Store {
             pool,
             backend,
             dialect,
+            write_gate: (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
         };
         store.migrate().await?;
         Ok(store)
@@ -198,9 +206,13 @@ impl Store {
         Ok(())
     }
 
-    /// Begins a write transaction.
-    async fn write(&self) -> Result<Transaction<'static, sqlx::Any>, StoreError> {
-        Ok(self.pool.begin_with(self.dialect.begin_write).await?)
+    /// Begins a write transaction; keep the gate until it commits.
+    async fn write(&self) -> Result<(WriteGate, Transaction<'static, sqlx::Any>), StoreError> {
+        let gate = match &self.write_gate {
+            Some(gate) => Some(gate.clone().lock_owned().await),
+            None => None,
+        };
+        Ok((gate, self.pool.begin_with(self.dialect.begin_write).await?))
     }
 }
 

@@ -94,8 +94,6 @@ pub(super) const GC_ATTEMPTS: &str = "\
 DELETE FROM task_attempts WHERE task_id IN (SELECT id FROM tasks WHERE finished_at < $1)";
 pub(super) const GC_TASKS: &str = "DELETE FROM tasks WHERE finished_at < $1";
 
-pub(super) const INSERT_EVENT: &str =
-    "INSERT INTO task_events (task_id, at, body) VALUES ($1, $2, $3) RETURNING seq";
 pub(super) const EVENTS_AFTER: &str = "\
 SELECT seq, task_id, at, body FROM task_events WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 

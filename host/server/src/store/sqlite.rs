@@ -19,18 +19,18 @@ used AS (
 ),
 cand AS (
     SELECT t.seq, t.cpu_millis, t.memory_bytes, t.gpu_count
-    FROM tasks t, w, used
+    FROM tasks t
     WHERE t.state = 'pending'
-      AND t.task_type IN (SELECT value FROM json_each(w.task_types))
+      AND t.task_type IN (SELECT value FROM json_each((SELECT task_types FROM w)))
       AND t.run_after <= $2
-      AND (t.avoid_worker IS NULL OR t.avoid_worker <> w.name OR t.avoid_until <= $2)
-      AND t.cpu_millis <= w.cpu_millis - used.cpu
-      AND t.memory_bytes <= w.memory_bytes - used.mem
+      AND (t.avoid_worker IS NULL OR t.avoid_until <= $2 OR t.avoid_worker <> (SELECT name FROM w))
+      AND t.cpu_millis <= (SELECT w.cpu_millis - used.cpu FROM w, used)
+      AND t.memory_bytes <= (SELECT w.memory_bytes - used.mem FROM w, used)
       AND (t.gpu_count = 0 OR (
-            t.gpu_count <= w.gpu_count - used.gpu
-        AND t.gpu_memory_bytes <= w.gpu_memory_bytes
+            t.gpu_count <= (SELECT w.gpu_count - used.gpu FROM w, used)
+        AND t.gpu_memory_bytes <= (SELECT gpu_memory_bytes FROM w)
         AND (t.gpu_model IS NULL OR EXISTS (
-              SELECT 1 FROM json_each(w.gpu_models) g
+              SELECT 1 FROM json_each((SELECT gpu_models FROM w)) g
               WHERE instr(lower(g.value), lower(t.gpu_model)) > 0))))
     ORDER BY t.seq
     LIMIT $5

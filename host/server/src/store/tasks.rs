@@ -15,7 +15,7 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
-use super::events::{StoredEvent, insert_event};
+use super::events::{NewEvents, StoredEvent};
 use super::rows::{get_i64, get_opt_i64, get_opt_str, get_str, rfc3339};
 use super::{Store, StoreError, decode_json, encode_json, sql};
 
@@ -260,7 +260,7 @@ impl Store {
     pub async fn insert_task(&self, task: &NewTask<'_>) -> Result<Vec<StoredEvent>, StoreError> {
         let spec = &task.document.spec;
         let hardware = &spec.resources.hardware;
-        let mut tx = self.write().await?;
+        let (_gate, mut tx) = self.write().await?;
         sqlx::query(sql::INSERT_TASK)
             .bind(task.id)
             .bind(task.tenant)
@@ -278,19 +278,18 @@ impl Store {
             .bind(task.now)
             .execute(&mut *tx)
             .await?;
-        let event = insert_event(
-            &mut tx,
+        let mut events = NewEvents::default();
+        events.push(
             task.id,
-            task.now,
-            &EventBody::State {
+            EventBody::State {
                 state: TaskState::Pending,
                 attempt: 1,
                 message: Some("submitted".into()),
             },
-        )
-        .await?;
+        );
+        let events = events.write(&mut tx, task.now).await?;
         tx.commit().await?;
-        Ok(vec![event])
+        Ok(events)
     }
 
     /// One task; `None` if it does not exist or belongs to another tenant
@@ -364,7 +363,7 @@ impl Store {
         id: &str,
         now: i64,
     ) -> Result<Option<(CancelOutcome, Vec<StoredEvent>)>, StoreError> {
-        let mut tx = self.write().await?;
+        let (_gate, mut tx) = self.write().await?;
         let row = sqlx::query(self.dialect.task_for_update)
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -374,21 +373,20 @@ impl Store {
         if task.tenant != tenant {
             return Ok(None);
         }
-        let mut events = Vec::new();
+        let mut events = NewEvents::default();
         let outcome = match task.state {
             TaskState::Pending => {
                 let error = TaskError::new(TaskErrorCode::Cancelled, "cancelled before it started");
-                events.extend(
-                    finish(
-                        &mut tx,
-                        &task,
-                        TaskState::Cancelled,
-                        None,
-                        Some(&error),
-                        now,
-                    )
-                    .await?,
-                );
+                finish(
+                    &mut tx,
+                    &task,
+                    TaskState::Cancelled,
+                    None,
+                    Some(&error),
+                    now,
+                    &mut events,
+                )
+                .await?;
                 CancelOutcome::Cancelled
             }
             TaskState::Running => {
@@ -398,22 +396,18 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 events.push(
-                    insert_event(
-                        &mut tx,
-                        &task.id,
-                        now,
-                        &EventBody::State {
-                            state: TaskState::Cancelling,
-                            attempt: task.attempt,
-                            message: Some("cancel requested; the worker is interrupting it".into()),
-                        },
-                    )
-                    .await?,
+                    &task.id,
+                    EventBody::State {
+                        state: TaskState::Cancelling,
+                        attempt: task.attempt,
+                        message: Some("cancel requested; the worker is interrupting it".into()),
+                    },
                 );
                 CancelOutcome::Cancelling
             }
             state => CancelOutcome::Unchanged(state),
         };
+        let events = events.write(&mut tx, now).await?;
         tx.commit().await?;
         Ok(Some((outcome, events)))
     }
@@ -421,7 +415,7 @@ impl Store {
     /// Claims up to `max` pending tasks for worker `worker_id` in one
     /// statement: only types the worker advertises, only requests that fit
     /// its free slots and hardware, oldest first. Considers at most `scan`
-    /// candidate rows.
+    /// candidate rows (and no more than four per task asked for).
     pub async fn claim(
         &self,
         worker_id: &str,
@@ -430,17 +424,17 @@ impl Store {
         max: u32,
         scan: u32,
     ) -> Result<(Vec<ClaimedRow>, Vec<StoredEvent>), StoreError> {
-        let mut tx = self.write().await?;
+        let (_gate, mut tx) = self.write().await?;
         let rows = sqlx::query(self.dialect.claim)
             .bind(worker_id)
             .bind(now)
             .bind(now + lease_ttl_ms)
             .bind(i64::from(max))
-            .bind(i64::from(scan.max(max)))
+            .bind(i64::from(scan.min(max.saturating_mul(4).max(32)).max(max)))
             .fetch_all(&mut *tx)
             .await?;
         let mut claimed = Vec::with_capacity(rows.len());
-        let mut events = Vec::with_capacity(rows.len());
+        let mut events = NewEvents::default();
         for row in &rows {
             let task = ClaimedRow {
                 id: get_str(row, "id")?,
@@ -452,20 +446,16 @@ impl Store {
                 hardware: hardware_from_row(row)?,
             };
             events.push(
-                insert_event(
-                    &mut tx,
-                    &task.id,
-                    now,
-                    &EventBody::State {
-                        state: TaskState::Running,
-                        attempt: task.attempt,
-                        message: None,
-                    },
-                )
-                .await?,
+                &task.id,
+                EventBody::State {
+                    state: TaskState::Running,
+                    attempt: task.attempt,
+                    message: None,
+                },
             );
             claimed.push(task);
         }
+        let events = events.write(&mut tx, now).await?;
         tx.commit().await?;
         claimed.sort_by(|a, b| a.id.cmp(&b.id));
         Ok((claimed, events))
@@ -481,9 +471,9 @@ impl Store {
         now: i64,
         retry: &RetryPolicy,
     ) -> Result<(Vec<CompletionVerdict>, Vec<StoredEvent>), StoreError> {
-        let mut tx = self.write().await?;
+        let (_gate, mut tx) = self.write().await?;
         let mut verdicts = Vec::with_capacity(completions.len());
-        let mut events = Vec::new();
+        let mut events = NewEvents::default();
         for completion in completions {
             let row = sqlx::query(self.dialect.fenced_task)
                 .bind(&completion.task_id)
@@ -497,18 +487,18 @@ impl Store {
                 continue;
             };
             let task = LockedTask::from_row(&row)?;
-            events.extend(
-                end_attempt(
-                    &mut tx,
-                    &task,
-                    AttemptEnd::Reported(completion.clone()),
-                    now,
-                    retry,
-                )
-                .await?,
-            );
+            end_attempt(
+                &mut tx,
+                &task,
+                AttemptEnd::Reported(completion.clone()),
+                now,
+                retry,
+                &mut events,
+            )
+            .await?;
             verdicts.push(CompletionVerdict::Accepted);
         }
+        let events = events.write(&mut tx, now).await?;
         tx.commit().await?;
         Ok((verdicts, events))
     }
@@ -521,22 +511,29 @@ impl Store {
         now: i64,
         retry: &RetryPolicy,
     ) -> Result<(usize, Vec<StoredEvent>), StoreError> {
-        let mut tx = self.write().await?;
+        let (_gate, mut tx) = self.write().await?;
         let rows = sqlx::query(self.dialect.expired_leases)
             .bind(now)
             .fetch_all(&mut *tx)
             .await?;
-        let mut events = Vec::new();
+        let mut events = NewEvents::default();
         for row in &rows {
             let task = LockedTask::from_row(row)?;
             let message = format!(
                 "the lease of worker {} expired: it stopped heartbeating",
                 task.worker_name.as_deref().unwrap_or("?")
             );
-            events.extend(
-                end_attempt(&mut tx, &task, AttemptEnd::LeaseLost(message), now, retry).await?,
-            );
+            end_attempt(
+                &mut tx,
+                &task,
+                AttemptEnd::LeaseLost(message),
+                now,
+                retry,
+                &mut events,
+            )
+            .await?;
         }
+        let events = events.write(&mut tx, now).await?;
         tx.commit().await?;
         Ok((rows.len(), events))
     }
@@ -549,22 +546,29 @@ impl Store {
         now: i64,
         retry: &RetryPolicy,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut tx = self.write().await?;
+        let (_gate, mut tx) = self.write().await?;
         let rows = sqlx::query(sql::TASKS_OF_WORKERS)
             .bind(worker_id)
             .fetch_all(&mut *tx)
             .await?;
-        let mut events = Vec::new();
+        let mut events = NewEvents::default();
         for row in &rows {
             let task = LockedTask::from_row(row)?;
             let message = format!(
                 "worker {} restarted and registered again; its earlier attempt is lost",
                 task.worker_name.as_deref().unwrap_or("?")
             );
-            events.extend(
-                end_attempt(&mut tx, &task, AttemptEnd::LeaseLost(message), now, retry).await?,
-            );
+            end_attempt(
+                &mut tx,
+                &task,
+                AttemptEnd::LeaseLost(message),
+                now,
+                retry,
+                &mut events,
+            )
+            .await?;
         }
+        let events = events.write(&mut tx, now).await?;
         tx.commit().await?;
         Ok(events)
     }
@@ -616,30 +620,27 @@ impl Store {
         error: &TaskError,
         now: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut tx = self.write().await?;
+        let (_gate, mut tx) = self.write().await?;
         let rows = shape_query(sql::FAIL_UNPLACEABLE, shape)
             .bind(encode_json(error))
             .bind(cutoff)
             .bind(now)
             .fetch_all(&mut *tx)
             .await?;
-        let mut events = Vec::with_capacity(rows.len());
+        let mut events = NewEvents::default();
         for row in &rows {
             let id = get_str(row, "id")?;
             let attempt = get_i64(row, "attempt")? as u32;
-            events.extend(
-                terminal_events(
-                    &mut tx,
-                    &id,
-                    attempt,
-                    TaskState::Failed,
-                    None,
-                    Some(error),
-                    now,
-                )
-                .await?,
+            terminal_events(
+                &id,
+                attempt,
+                TaskState::Failed,
+                None,
+                Some(error),
+                &mut events,
             );
         }
+        let events = events.write(&mut tx, now).await?;
         tx.commit().await?;
         Ok(events)
     }
@@ -661,7 +662,7 @@ impl Store {
     /// Deletes tasks that finished before `cutoff`, with their events and
     /// attempts. Returns how many tasks.
     pub async fn collect_garbage(&self, cutoff: i64) -> Result<u64, StoreError> {
-        let mut tx = self.write().await?;
+        let (_gate, mut tx) = self.write().await?;
         for statement in [sql::GC_EVENTS, sql::GC_ATTEMPTS] {
             sqlx::query(statement)
                 .bind(cutoff)
@@ -699,7 +700,8 @@ async fn end_attempt(
     end: AttemptEnd,
     now: i64,
     retry: &RetryPolicy,
-) -> Result<Vec<StoredEvent>, StoreError> {
+    events: &mut NewEvents,
+) -> Result<(), StoreError> {
     let worker = task.worker_name.clone().unwrap_or_default();
     let (outcome, result, error) = match end {
         AttemptEnd::Reported(completion) => match (completion.output, completion.error) {
@@ -762,10 +764,28 @@ async fn end_attempt(
         .await?;
     if cancelling {
         let error = TaskError::new(TaskErrorCode::Cancelled, "cancelled while running");
-        return finish(tx, task, TaskState::Cancelled, None, Some(&error), now).await;
+        return finish(
+            tx,
+            task,
+            TaskState::Cancelled,
+            None,
+            Some(&error),
+            now,
+            events,
+        )
+        .await;
     }
     if let Some(result) = result {
-        return finish(tx, task, TaskState::Succeeded, Some(&result), None, now).await;
+        return finish(
+            tx,
+            task,
+            TaskState::Succeeded,
+            Some(&result),
+            None,
+            now,
+            events,
+        )
+        .await;
     }
     let error = error.unwrap_or_else(|| TaskError::new(TaskErrorCode::Host, "no error recorded"));
     if error.is_retryable() && task.attempt < task.max_attempts {
@@ -798,20 +818,17 @@ async fn end_attempt(
             .bind(encode_json(&waiting))
             .execute(&mut **tx)
             .await?;
-        let event = insert_event(
-            tx,
+        events.push(
             &task.id,
-            now,
-            &EventBody::State {
+            EventBody::State {
                 state: TaskState::Pending,
                 attempt: task.attempt + 1,
                 message: Some(waiting.message),
             },
-        )
-        .await?;
-        return Ok(vec![event]);
+        );
+        return Ok(());
     }
-    finish(tx, task, TaskState::Failed, None, Some(&error), now).await
+    finish(tx, task, TaskState::Failed, None, Some(&error), now, events).await
 }
 
 /// Moves a task to a terminal state and records its events.
@@ -822,7 +839,8 @@ async fn finish(
     result: Option<&ResultEnvelope>,
     error: Option<&TaskError>,
     now: i64,
-) -> Result<Vec<StoredEvent>, StoreError> {
+    events: &mut NewEvents,
+) -> Result<(), StoreError> {
     sqlx::query(sql::FINISH_TASK)
         .bind(task.seq)
         .bind(state.as_str())
@@ -831,40 +849,33 @@ async fn finish(
         .bind(now)
         .execute(&mut **tx)
         .await?;
-    terminal_events(tx, &task.id, task.attempt, state, result, error, now).await
+    terminal_events(&task.id, task.attempt, state, result, error, events);
+    Ok(())
 }
 
 /// The state and result events of a task that just finished.
-async fn terminal_events(
-    tx: &mut Transaction<'static, Any>,
+fn terminal_events(
     id: &str,
     attempt: u32,
     state: TaskState,
     result: Option<&ResultEnvelope>,
     error: Option<&TaskError>,
-    now: i64,
-) -> Result<Vec<StoredEvent>, StoreError> {
-    let state_event = insert_event(
-        tx,
+    events: &mut NewEvents,
+) {
+    events.push(
         id,
-        now,
-        &EventBody::State {
+        EventBody::State {
             state,
             attempt,
             message: error.map(|error| error.message.clone()),
         },
-    )
-    .await?;
-    let result_event = insert_event(
-        tx,
+    );
+    events.push(
         id,
-        now,
-        &EventBody::Result {
+        EventBody::Result {
             state,
             result: result.cloned().map(Box::new),
             error: error.cloned(),
         },
-    )
-    .await?;
-    Ok(vec![state_event, result_event])
+    );
 }

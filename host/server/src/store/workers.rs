@@ -104,7 +104,7 @@ impl Store {
             .map(|gpu| gpu.memory_bytes)
             .min()
             .unwrap_or(0);
-        let mut tx = self.write().await?;
+        let (_gate, mut tx) = self.write().await?;
         sqlx::query(sql::INSERT_WORKER)
             .bind(worker.id)
             .bind(&registration.name)
@@ -142,7 +142,7 @@ impl Store {
         now: i64,
         lease_ttl_ms: i64,
     ) -> Result<Option<HeartbeatOutcome>, StoreError> {
-        let mut tx = self.write().await?;
+        let (_gate, mut tx) = self.write().await?;
         let touched = sqlx::query(sql::TOUCH_WORKER)
             .bind(worker_id)
             .bind(now)
@@ -251,7 +251,7 @@ impl Store {
     /// more TTL, so that the time the server was down does not count against
     /// workers that could not reach it.
     pub async fn grace_after_restart(&self, now: i64, lease_ttl_ms: i64) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
+        let (_gate, mut tx) = self.write().await?;
         sqlx::query(sql::EXTEND_LEASES)
             .bind(now + lease_ttl_ms)
             .execute(&mut *tx)

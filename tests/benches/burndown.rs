@@ -1,0 +1,186 @@
+//! Burn-down benchmark: 20,000 echo tasks through a real server and one real
+//! worker with several slots, over HTTP, on SQLite and on PostgreSQL.
+//!
+//! ```text
+//! cargo bench -p flowmesh-tests --bench burndown -- [sqlite] [postgres] [--tasks N] [--slots S]
+//! ```
+//!
+//! Two phases per backend:
+//! - **drain**: the queue is filled first, then the worker starts; tasks/s is
+//!   pure claim → run → complete throughput.
+//! - **live**: the worker runs while 16 clients submit; reports submit rate,
+//!   burn-down tasks/s (first submit to last completion), and submit → start
+//!   latency (task created → attempt claimed) p50/p99.
+
+use std::time::{Duration, Instant};
+
+use flowmesh_server::store::Store;
+use flowmesh_tests::cluster::{Api, Db, TestServer, echo_document};
+use flowmesh_types::api::TaskState;
+use sqlx::Row;
+
+const SUBMITTERS: usize = 16;
+
+struct Options {
+    backends: Vec<Db>,
+    tasks: usize,
+    slots: u32,
+}
+
+fn options() -> Options {
+    let mut backends = Vec::new();
+    let mut tasks = 20_000;
+    let mut slots = 16;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "sqlite" => backends.push(Db::Sqlite),
+            "postgres" => backends.push(Db::Postgres),
+            "--tasks" => tasks = args.next().and_then(|n| n.parse().ok()).unwrap_or(tasks),
+            "--slots" => slots = args.next().and_then(|n| n.parse().ok()).unwrap_or(slots),
+            _ => {} // cargo bench passes --bench
+        }
+    }
+    if backends.is_empty() {
+        backends = vec![Db::Sqlite, Db::Postgres];
+    }
+    Options {
+        backends,
+        tasks,
+        slots,
+    }
+}
+
+async fn start(db: Db) -> TestServer {
+    TestServer::start(db, |config| {
+        config.heartbeat_interval = Duration::from_secs(1);
+        config.lease_ttl = Duration::from_secs(20);
+        config.placement_interval = Duration::from_secs(1);
+    })
+    .await
+}
+
+async fn submit_all(api: &Api, tasks: usize) -> Duration {
+    let started = Instant::now();
+    let per = tasks.div_ceil(SUBMITTERS);
+    let clients = (0..SUBMITTERS).map(|client| {
+        let api = api.clone();
+        tokio::spawn(async move {
+            for i in 0..per {
+                let n = client * per + i;
+                if n >= tasks {
+                    break;
+                }
+                api.submit(&echo_document(&format!("task {n}"))).await;
+            }
+        })
+    });
+    for client in clients {
+        client.await.expect("submitter");
+    }
+    started.elapsed()
+}
+
+async fn wait_done(store: &Store, tasks: usize) {
+    loop {
+        let depth = store.queue_depth().await.expect("queue depth");
+        let done: i64 = depth
+            .iter()
+            .filter(|(_, state, _)| state.is_terminal())
+            .map(|(_, _, n)| n)
+            .sum();
+        let failed: i64 = depth
+            .iter()
+            .filter(|(_, state, _)| *state != TaskState::Succeeded && state.is_terminal())
+            .map(|(_, _, n)| n)
+            .sum();
+        assert_eq!(failed, 0, "tasks failed: {depth:?}");
+        if done as usize >= tasks {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Submit → start latencies in milliseconds, sorted.
+async fn latencies(url: &str) -> Vec<i64> {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.expect("connect");
+    let rows = sqlx::query(
+        "SELECT a.started_at - t.created_at AS wait FROM task_attempts a JOIN tasks t ON t.id = a.task_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("latencies");
+    let mut waits: Vec<i64> = rows.iter().map(|row| row.get::<i64, _>("wait")).collect();
+    waits.sort_unstable();
+    pool.close().await;
+    waits
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+async fn run(db: Db, options: &Options) {
+    let name = match db {
+        Db::Sqlite => "sqlite",
+        Db::Postgres => "postgres",
+    };
+
+    // Drain: a full queue, then one worker.
+    let server = start(db).await;
+    let api = server.admin();
+    let submit = submit_all(&api, options.tasks).await;
+    let started = Instant::now();
+    let worker = server.echo_worker("bench", options.slots).await;
+    wait_done(server.server.store(), options.tasks).await;
+    let drain = started.elapsed();
+    drop(worker);
+    println!(
+        "{name:<9} drain  {} tasks, {} slots: submit {:>6.0}/s, drain {:>6.0} tasks/s ({:.2}s)",
+        options.tasks,
+        options.slots,
+        options.tasks as f64 / submit.as_secs_f64(),
+        options.tasks as f64 / drain.as_secs_f64(),
+        drain.as_secs_f64()
+    );
+    server.server.shutdown().await;
+
+    // Live: the worker runs while clients submit.
+    let server = start(db).await;
+    let api = server.admin();
+    let _worker = server.echo_worker("bench", options.slots).await;
+    let started = Instant::now();
+    let submit = submit_all(&api, options.tasks).await;
+    wait_done(server.server.store(), options.tasks).await;
+    let total = started.elapsed();
+    let waits = latencies(&server.db.url).await;
+    println!(
+        "{name:<9} live   {} tasks, {} slots: submit {:>6.0}/s, burn-down {:>6.0} tasks/s ({:.2}s), submit->start p50 {} ms, p99 {} ms",
+        options.tasks,
+        options.slots,
+        options.tasks as f64 / submit.as_secs_f64(),
+        options.tasks as f64 / total.as_secs_f64(),
+        total.as_secs_f64(),
+        percentile(&waits, 0.50),
+        percentile(&waits, 0.99),
+    );
+    server.server.shutdown().await;
+}
+
+fn main() {
+    let options = options();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        for db in options.backends.clone() {
+            run(db, &options).await;
+        }
+    });
+}
