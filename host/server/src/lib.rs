@@ -28,6 +28,7 @@ pub mod placement;
 mod server;
 pub mod state;
 pub mod store;
+pub mod submissions;
 pub mod validation;
 
 pub use config::ServerConfig;

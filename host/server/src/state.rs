@@ -12,6 +12,7 @@ use crate::bus::{EventBus, WorkSignal};
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::store::{PluginRecord, Principal, RetryPolicy, Store, StoreError};
+use crate::submissions::Submissions;
 use crate::validation::Validator;
 
 /// How long a looked-up token is trusted before it is looked up again.
@@ -31,6 +32,8 @@ pub struct AppState {
     pub work: WorkSignal,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// The group-commit writer of new tasks.
+    pub submissions: Submissions,
     tokens: Mutex<HashMap<String, (Principal, Instant)>>,
 }
 
@@ -38,6 +41,7 @@ impl AppState {
     /// Shared state over `store`.
     pub fn new(store: Store, config: ServerConfig, validator: Validator) -> Self {
         Self {
+            submissions: Submissions::start(store.clone()),
             store,
             config,
             validator,

@@ -18,7 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::{ApiFailure, Auth};
 use crate::state::{AppState, now_ms};
-use crate::store::{CancelOutcome, NewTask, StoredEvent, TaskFilter, TaskRecord, rfc3339};
+use crate::store::{CancelOutcome, StoredEvent, TaskFilter, TaskRecord, rfc3339};
 use crate::validation::SpecRejection;
 use flowmesh_types::api::{ErrorBody, EventRecord};
 
@@ -155,17 +155,12 @@ pub(super) async fn submit(
     }
     let id = uuid::Uuid::now_v7().to_string();
     let now = now_ms();
-    let events = state
-        .store
-        .insert_task(&NewTask {
-            id: &id,
-            tenant: &principal.tenant,
-            document: &document,
-            now,
-        })
+    let event = state
+        .submissions
+        .submit(id.clone(), principal.tenant.clone(), document.clone(), now)
         .await?;
     let mut receiver = state.bus.subscribe();
-    state.publish(events);
+    state.publish(vec![event]);
     state
         .metrics
         .submitted

@@ -20,10 +20,6 @@ pub struct StoredEvent {
     pub body: EventBody,
 }
 
-/// Rows per multi-row insert (three parameters each). Only these sizes are
-/// used, so that each connection keeps a handful of prepared statements.
-const INSERT_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
-
 /// Events a transaction produces, written together before it commits.
 #[derive(Default)]
 pub(super) struct NewEvents(Vec<(String, EventBody)>);
@@ -43,23 +39,14 @@ impl NewEvents {
         at: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let mut stored = Vec::with_capacity(self.0.len());
-        let mut rest = self.0.as_slice();
-        while !rest.is_empty() {
-            let size = INSERT_SIZES
-                .into_iter()
-                .find(|size| *size <= rest.len())
-                .unwrap_or(1);
-            let (chunk, tail) = rest.split_at(size);
-            rest = tail;
-            let mut statement = String::from("INSERT INTO task_events (task_id, at, body) VALUES ");
-            for row in 0..chunk.len() {
-                if row > 0 {
-                    statement.push_str(", ");
-                }
-                let base = row * 3;
-                statement.push_str(&format!("(${}, ${}, ${})", base + 1, base + 2, base + 3));
-            }
-            statement.push_str(" RETURNING seq");
+        for chunk in sql::fixed_chunks(&self.0, 256) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|row| format!("({})", sql::placeholders(row * 3, 3)))
+                .collect();
+            let statement = format!(
+                "INSERT INTO task_events (task_id, at, body) VALUES {} RETURNING seq",
+                rows.join(", ")
+            );
             let mut query = sqlx::query_scalar::<_, i64>(AssertSqlSafe(statement));
             for (task_id, body) in chunk {
                 query = query.bind(task_id.clone()).bind(at).bind(encode_json(body));

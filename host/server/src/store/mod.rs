@@ -64,6 +64,9 @@ pub enum StoreError {
         /// The decoding error.
         error: String,
     },
+    /// A grouped write failed (its cause is in the message).
+    #[error("storing the task failed: {0}")]
+    Write(String),
     /// The URL names no supported backend.
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://USER@HOST/DB")]
     UnsupportedUrl(String),

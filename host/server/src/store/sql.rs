@@ -41,11 +41,48 @@ pub(super) const LEASES_OF_WORKER: &str = "\
 SELECT id, state, lease_token FROM tasks
 WHERE worker_id = $1 AND state IN ('running', 'cancelling')";
 
-pub(super) const INSERT_TASK: &str = "\
+pub(super) const INSERT_TASKS: &str = "\
 INSERT INTO tasks (id, tenant, name, labels, task_type, spec, cpu_millis, memory_bytes, gpu_count,
     gpu_model, gpu_memory_bytes, timeout_ms, max_attempts, state, attempt, run_after,
-    created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'pending', 1, $14, $14, $14)";
+    created_at, updated_at) VALUES ";
+/// Parameters per row of [`INSERT_TASKS`].
+pub(super) const TASK_PARAMS: usize = 14;
+
+/// One row of [`INSERT_TASKS`] whose parameters start after `base`.
+pub(super) fn task_row(base: usize) -> String {
+    let now = base + TASK_PARAMS;
+    format!(
+        "({}, 'pending', 1, ${now}, ${now}, ${now})",
+        placeholders(base, TASK_PARAMS - 1)
+    )
+}
+
+/// `$b+1, $b+2, …, $b+count`.
+pub(super) fn placeholders(base: usize, count: usize) -> String {
+    (base + 1..=base + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Splits `items` into chunks of a few fixed sizes (at most `largest`), so
+/// that multi-row statements come in a handful of shapes each connection
+/// prepares once.
+pub(super) fn fixed_chunks<T>(items: &[T], largest: usize) -> Vec<&[T]> {
+    const SIZES: [usize; 5] = [256, 64, 16, 4, 1];
+    let mut chunks = Vec::new();
+    let mut rest = items;
+    while !rest.is_empty() {
+        let size = SIZES
+            .into_iter()
+            .find(|size| *size <= rest.len() && *size <= largest)
+            .unwrap_or(1);
+        let (chunk, tail) = rest.split_at(size);
+        chunks.push(chunk);
+        rest = tail;
+    }
+    chunks
+}
 pub(super) const TASK_BY_ID: &str = "SELECT * FROM tasks WHERE id = $1";
 pub(super) const ATTEMPTS_OF_TASK: &str = "\
 SELECT attempt, worker_name, started_at, finished_at, outcome, error

@@ -13,7 +13,7 @@ use flowmesh_types::document::{GpuRequest, HardwareRequest, TaskDocument};
 use flowmesh_types::{TaskError, TaskErrorCode};
 use serde_json::Value;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Transaction};
+use sqlx::{Any, AssertSqlSafe, Transaction};
 
 use super::events::{NewEvents, StoredEvent};
 use super::rows::{get_i64, get_opt_i64, get_opt_str, get_str, rfc3339};
@@ -258,36 +258,56 @@ fn corrupt(what: &'static str, error: serde_json::Error) -> StoreError {
 impl Store {
     /// Stores a new pending task and its first event.
     pub async fn insert_task(&self, task: &NewTask<'_>) -> Result<Vec<StoredEvent>, StoreError> {
-        let spec = &task.document.spec;
-        let hardware = &spec.resources.hardware;
+        self.insert_tasks(std::slice::from_ref(task)).await
+    }
+
+    /// Stores new pending tasks and their first events in one transaction,
+    /// with multi-row inserts. Returns the events in the order of `tasks`.
+    pub async fn insert_tasks(
+        &self,
+        tasks: &[NewTask<'_>],
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let (_gate, mut tx) = self.write().await?;
-        sqlx::query(sql::INSERT_TASK)
-            .bind(task.id)
-            .bind(task.tenant)
-            .bind(task.document.metadata.name.clone())
-            .bind(encode_json(&task.document.metadata.labels))
-            .bind(&spec.task_type)
-            .bind(encode_json(&spec.plugin_fields))
-            .bind(cpu_millis(hardware))
-            .bind(hardware.memory_bytes as i64)
-            .bind(i64::from(hardware.gpu.count))
-            .bind(hardware.gpu.model.clone())
-            .bind(hardware.gpu.memory_bytes as i64)
-            .bind(spec.timeout.map(|timeout| timeout.as_millis() as i64))
-            .bind(i64::from(spec.max_attempts))
-            .bind(task.now)
-            .execute(&mut *tx)
-            .await?;
         let mut events = NewEvents::default();
-        events.push(
-            task.id,
-            EventBody::State {
-                state: TaskState::Pending,
-                attempt: 1,
-                message: Some("submitted".into()),
-            },
-        );
-        let events = events.write(&mut tx, task.now).await?;
+        for chunk in sql::fixed_chunks(tasks, 64) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|row| sql::task_row(row * sql::TASK_PARAMS))
+                .collect();
+            let statement = format!("{}{}", sql::INSERT_TASKS, rows.join(", "));
+            let mut query = sqlx::query(AssertSqlSafe(statement));
+            for task in chunk {
+                let spec = &task.document.spec;
+                let hardware = &spec.resources.hardware;
+                query = query
+                    .bind(task.id.to_string())
+                    .bind(task.tenant.to_string())
+                    .bind(task.document.metadata.name.clone())
+                    .bind(encode_json(&task.document.metadata.labels))
+                    .bind(spec.task_type.clone())
+                    .bind(encode_json(&spec.plugin_fields))
+                    .bind(cpu_millis(hardware))
+                    .bind(hardware.memory_bytes as i64)
+                    .bind(i64::from(hardware.gpu.count))
+                    .bind(hardware.gpu.model.clone())
+                    .bind(hardware.gpu.memory_bytes as i64)
+                    .bind(spec.timeout.map(|timeout| timeout.as_millis() as i64))
+                    .bind(i64::from(spec.max_attempts))
+                    .bind(task.now);
+            }
+            query.execute(&mut *tx).await?;
+            for task in chunk {
+                events.push(
+                    task.id,
+                    EventBody::State {
+                        state: TaskState::Pending,
+                        attempt: 1,
+                        message: Some("submitted".into()),
+                    },
+                );
+            }
+        }
+        let now = tasks.iter().map(|task| task.now).max().unwrap_or_default();
+        let events = events.write(&mut tx, now).await?;
         tx.commit().await?;
         Ok(events)
     }
