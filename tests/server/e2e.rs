@@ -552,6 +552,15 @@ async fn malformed_documents_are_rejected_with_field_paths(db: Db) {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["details"][0]["path"], "role");
+    let response = reqwest::Client::new()
+        .put(format!("{}/api/v1/tasks", server.url))
+        .bearer_auth(&server.admin)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let body: Value = response.json().await.expect("a JSON error");
+    assert_eq!(body["error"]["code"], "method_not_allowed");
     // Nothing was stored.
     let (_, page) = api.get("/tasks").await;
     assert_eq!(page["tasks"], json!([]));

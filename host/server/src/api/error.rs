@@ -87,6 +87,14 @@ pub(crate) async fn not_found() -> ApiFailure {
     )
 }
 
+pub(crate) async fn method_not_allowed() -> ApiFailure {
+    ApiFailure::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method; see /openapi.json",
+    )
+}
+
 /// The authenticated caller.
 pub(crate) struct Auth(pub Principal);
 

@@ -52,7 +52,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/worker/claim", post(worker::claim))
         .route("/worker/events", post(worker::events))
         .route("/worker/complete", post(worker::complete))
-        .fallback(error::not_found);
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed);
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(ops::healthz))

@@ -622,12 +622,14 @@ impl Store {
             .ok()
             .and_then(|value| value.as_str().map(str::to_string))
             .unwrap_or_default();
+        let (_gate, mut tx) = self.write().await?;
         let result = shape_query(sql::SET_WAITING, shape)
             .bind(encode_json(waiting))
             .bind(kind)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(result.rows_affected())
     }
 

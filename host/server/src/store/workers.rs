@@ -200,10 +200,13 @@ impl Store {
 
     /// Retires registrations silent since before `cutoff`; returns their ids.
     pub async fn expire_workers(&self, cutoff: i64) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(sql::EXPIRE_WORKERS)
+        let (_gate, mut tx) = self.write().await?;
+        let expired = sqlx::query_scalar(sql::EXPIRE_WORKERS)
             .bind(cutoff)
-            .fetch_all(&self.pool)
-            .await?)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(expired)
     }
 
     /// All registrations (live first within a name: newest first).
