@@ -53,6 +53,7 @@ on_both_backends!(
     list_filters_and_pages,
     every_example_document_is_accepted,
     health_metrics_and_openapi_answer,
+    a_worker_shutting_down_hands_its_tasks_back,
 );
 
 async fn echo_tasks_complete_with_a_result_envelope(db: Db) {
@@ -438,6 +439,24 @@ async fn events_stream_in_order_and_a_late_subscriber_gets_the_end(db: Db) {
     let late = api.events(&id, LONG).await;
     assert_eq!(late.len(), events.len());
     assert_eq!(late.last().map(|(name, _)| name.as_str()), Some("result"));
+
+    // Resuming after the last event of a finished task ends at once.
+    let last_seq = seqs.last().copied().unwrap_or_default();
+    let resumed = tokio::time::timeout(Duration::from_secs(10), async {
+        reqwest::Client::new()
+            .get(format!("{}/api/v1/tasks/{id}/events", server.url))
+            .bearer_auth(&server.admin)
+            .header("Last-Event-ID", last_seq.to_string())
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("body")
+    })
+    .await
+    .expect("the stream ends");
+    assert!(!resumed.contains("event:"), "{resumed}");
 }
 
 async fn another_tenants_task_is_not_found_on_any_route(db: Db) {
@@ -735,4 +754,26 @@ async fn health_metrics_and_openapi_answer(db: Db) {
     );
     assert!(openapi["paths"]["/api/v1/worker/claim"]["post"].is_object());
     assert!(openapi["components"]["schemas"]["TaskView"].is_object());
+}
+
+async fn a_worker_shutting_down_hands_its_tasks_back(db: Db) {
+    let server = TestServer::start(db, |_| {}).await;
+    let api = server.admin();
+    let mut leaving = server.echo_worker("leaving", 1).await;
+    let id = api
+        .submit("apiVersion: flowmesh/v1\nkind: Task\nspec: {taskType: sleep, duration: 2s, maxAttempts: 1}\n")
+        .await;
+    api.until(&id, LONG, |task| task["state"] == "running")
+        .await;
+    leaving.shutdown().await;
+    let task = api.until(&id, LONG, |task| task["attempt"] == 2).await;
+    assert_eq!(
+        task["state"], "pending",
+        "handed back, not failed: {task:#}"
+    );
+    assert_eq!(task["attempts"][0]["outcome"], "released");
+    let _staying = server.echo_worker("staying", 1).await;
+    let task = api.finished(&id, LONG).await;
+    assert_eq!(task["state"], "succeeded", "{task:#}");
+    assert_eq!(task["worker"], "staying");
 }

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use flowmesh_server::store::{NewTask, NewWorker, RetryPolicy, Store};
 use flowmesh_tests::cluster::{Db, TestDb};
 use flowmesh_types::WorkerCapabilities;
-use flowmesh_types::api::{Completion, CompletionVerdict, Hardware, TaskState, WorkerRegistration};
+use flowmesh_types::api::{
+    Completion, CompletionVerdict, GpuDevice, Hardware, TaskState, WorkerRegistration,
+};
 use flowmesh_types::parse_document;
 
 /// Runs each listed test on SQLite and on PostgreSQL.
@@ -39,6 +41,7 @@ on_both_backends!(
     an_expired_lease_sends_the_task_back_with_the_next_attempt,
     a_stale_or_forged_lease_cannot_complete,
     garbage_collection_deletes_only_old_finished_tasks,
+    a_gpu_request_is_matched_device_by_device,
 );
 
 const RETRY: RetryPolicy = RetryPolicy {
@@ -326,4 +329,40 @@ async fn garbage_collection_deletes_only_old_finished_tasks(db: Db) {
         store.task(None, &waiting).await.expect("read").is_some(),
         "pending tasks are kept"
     );
+}
+
+async fn a_gpu_request_is_matched_device_by_device(db: Db) {
+    let (store, _db) = open(db).await;
+    let two_h100 = submit(&store, "apiVersion: flowmesh/v1\nkind: Task\nspec: {taskType: train, resources: {hardware: {gpu: {count: 2, type: H100}}}}\n").await;
+    let big_memory = submit(&store, "apiVersion: flowmesh/v1\nkind: Task\nspec: {taskType: train, resources: {hardware: {gpu: {count: 1, memory: 40Gi}}}}\n").await;
+    let device = |index, model: &str, memory_bytes| GpuDevice {
+        index,
+        model: model.to_string(),
+        memory_bytes,
+    };
+    let mixed = Hardware {
+        cpus: 8.0,
+        memory_bytes: 16 << 30,
+        gpus: vec![
+            device(0, "NVIDIA H100 80GB HBM3", 80 << 30),
+            device(1, "Tesla T4", 16 << 30),
+        ],
+    };
+    let worker = register(&store, "mixed", &["train"], 4, mixed).await;
+    let (claimed, _) = store
+        .claim(&worker, 2_000, 30_000, 4, 100)
+        .await
+        .expect("claim");
+    let ids: Vec<&str> = claimed.iter().map(|task| task.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [big_memory.as_str()],
+        "one H100, not two; the 80 GB device fits 40 GiB"
+    );
+    let waiting = store
+        .task(None, &two_h100)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(waiting.state, TaskState::Pending);
 }

@@ -264,6 +264,13 @@ impl TestWorker {
         }
     }
 
+    /// Stops it cleanly, handing running attempts back.
+    pub async fn shutdown(&mut self) {
+        if let Some(worker) = self.worker.take() {
+            worker.shutdown(Duration::from_secs(10)).await;
+        }
+    }
+
     /// Stops it as a crash would: nothing more is reported.
     pub fn kill(&mut self) {
         if let Some(worker) = self.worker.take() {

@@ -87,7 +87,8 @@ impl Server {
             .await?;
         let bind = config.bind;
         let install = config.install.clone();
-        let state = Arc::new(AppState::new(store, config, validator));
+        let shutdown = CancellationToken::new();
+        let state = Arc::new(AppState::new(store, config, validator, shutdown.clone()));
         for path in &install {
             let bytes = std::fs::read(path)
                 .with_context(|| format!("reading plugin {}", path.display()))?;
@@ -102,7 +103,6 @@ impl Server {
             .await
             .with_context(|| format!("listening on {bind}"))?;
         let addr = listener.local_addr()?;
-        let shutdown = CancellationToken::new();
         let app = crate::api::router(state.clone());
         let serve = {
             let shutdown = shutdown.clone();

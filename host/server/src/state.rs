@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
 use flowmesh_types::{PluginReport, PluginStatus, is_valid_name};
+use tokio_util::sync::CancellationToken;
 
 use crate::api::ApiFailure;
 use crate::bus::{EventBus, WorkSignal};
@@ -34,13 +35,21 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The group-commit writer of new tasks.
     pub submissions: Submissions,
+    /// Cancelled when the server stops: long polls and streams end.
+    pub shutdown: CancellationToken,
     tokens: Mutex<HashMap<String, (Principal, Instant)>>,
 }
 
 impl AppState {
     /// Shared state over `store`.
-    pub fn new(store: Store, config: ServerConfig, validator: Validator) -> Self {
+    pub fn new(
+        store: Store,
+        config: ServerConfig,
+        validator: Validator,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
+            shutdown,
             submissions: Submissions::start(store.clone()),
             store,
             config,

@@ -41,6 +41,8 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 pub const MAX_ATTEMPTS_LIMIT: u32 = 100;
 /// The longest `timeout` a task may ask for.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// The largest size a quantity may have (what a signed 64-bit column holds).
+pub const MAX_QUANTITY: u64 = i64::MAX as u64;
 /// The longest document accepted, in bytes.
 pub const MAX_DOCUMENT_BYTES: usize = 1 << 20;
 
@@ -239,6 +241,15 @@ fn check_document(value: &Value, errors: &mut Errors) -> Option<TaskDocument> {
     })
 }
 
+/// Whether `key` may name a label (and be used in a label filter).
+pub fn is_label_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 63
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+}
+
 fn check_metadata(value: &Value, errors: &mut Errors) -> Metadata {
     let mut metadata = Metadata::default();
     let Some(object) = errors.object("metadata", value) else {
@@ -247,6 +258,9 @@ fn check_metadata(value: &Value, errors: &mut Errors) -> Metadata {
     errors.unknown_fields("metadata", object, &["name", "labels"]);
     match object.get("name") {
         None | Some(Value::Null) => {}
+        Some(Value::String(name)) if name.chars().any(char::is_control) => {
+            errors.add("metadata.name", "must not contain control characters")
+        }
         Some(Value::String(name)) if name.len() <= 253 => metadata.name = Some(name.clone()),
         Some(Value::String(_)) => errors.add("metadata.name", "longer than 253 characters"),
         Some(other) => errors.add(
@@ -259,6 +273,20 @@ fn check_metadata(value: &Value, errors: &mut Errors) -> Metadata {
     {
         for (key, value) in labels {
             let path = join("metadata.labels", key);
+            if !is_label_key(key) {
+                errors.add(
+                    &path,
+                    "a label key is letters, digits, '-', '_', '.' and '/', at most 63 characters",
+                );
+                continue;
+            }
+            if value
+                .as_str()
+                .is_some_and(|text| text.chars().any(char::is_control))
+            {
+                errors.add(&path, "must not contain control characters");
+                continue;
+            }
             match value {
                 Value::String(text) => {
                     metadata.labels.insert(key.clone(), text.clone());
@@ -408,6 +436,10 @@ fn check_resources(value: &Value, errors: &mut Errors) -> Resources {
                 None | Some(Value::Null) => {}
                 Some(Value::String(model))
                     if model.eq_ignore_ascii_case("any") || model.is_empty() => {}
+                Some(Value::String(model)) if model.chars().any(char::is_control) => errors.add(
+                    "spec.resources.hardware.gpu.type",
+                    "must not contain control characters",
+                ),
                 Some(Value::String(model)) => request.gpu.model = Some(model.clone()),
                 Some(other) => errors.add(
                     "spec.resources.hardware.gpu.type",
@@ -454,7 +486,8 @@ pub fn parse_quantity(value: &Value) -> Result<u64, String> {
         Value::Number(number) => {
             return number
                 .as_u64()
-                .ok_or_else(|| format!("must be a whole, non-negative number of bytes; {hint}"));
+                .filter(|bytes| *bytes <= MAX_QUANTITY)
+                .ok_or_else(|| format!("must be a whole number of bytes from 0 to 8Ei; {hint}"));
         }
         Value::String(text) => text.trim(),
         other => return Err(format!("must be a size, not {}; {hint}", kind_of(other))),
@@ -479,7 +512,7 @@ pub fn parse_quantity(value: &Value) -> Result<u64, String> {
         .parse()
         .map_err(|_| format!("not a size: {text:?}; {hint}"))?;
     let bytes = number * multiplier as f64;
-    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+    if !bytes.is_finite() || bytes < 0.0 || bytes > MAX_QUANTITY as f64 {
         return Err(format!("{text:?} is out of range; {hint}"));
     }
     Ok(bytes.round() as u64)

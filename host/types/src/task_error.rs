@@ -46,6 +46,9 @@ pub enum TaskErrorCode {
     /// No live worker could run the task (none advertises its type, or none
     /// has the hardware) for the whole grace period.
     NoEligibleWorker,
+    /// The worker shut down cleanly and handed the attempt back; the task
+    /// runs again without this attempt counting against `maxAttempts`.
+    Released,
 }
 
 impl TaskErrorCode {
@@ -67,6 +70,7 @@ impl TaskErrorCode {
             Self::Host => "host",
             Self::LeaseExpired => "lease_expired",
             Self::NoEligibleWorker => "no_eligible_worker",
+            Self::Released => "released",
         }
     }
 
@@ -74,7 +78,10 @@ impl TaskErrorCode {
     /// say so themselves; host errors are worth a retry on another worker;
     /// limits, traps and bad input will fail the same way again.
     pub fn is_retryable(self) -> bool {
-        matches!(self, Self::Retryable | Self::Host | Self::LeaseExpired)
+        matches!(
+            self,
+            Self::Retryable | Self::Host | Self::LeaseExpired | Self::Released
+        )
     }
 }
 

@@ -161,8 +161,9 @@ impl Worker {
     }
 
     /// Stops cleanly: no new claims; running attempts are interrupted and
-    /// reported as retryable (they go back to pending); the outbox is
-    /// flushed, waiting at most `grace`.
+    /// handed back (`released`: they go back to pending, and the attempt
+    /// does not count against `maxAttempts`); the outbox is flushed, waiting
+    /// at most `grace`.
     pub async fn shutdown(self, grace: Duration) {
         self.shared.stopping.cancel();
         for running in self.shared.lock_running().values() {
@@ -295,6 +296,10 @@ impl Shared {
             lost: AtomicBool::new(false),
         });
         self.lock_running().insert(task.id.clone(), running.clone());
+        if self.stopping.is_cancelled() {
+            // Claimed as shutdown began: hand it straight back.
+            running.cancel.cancel();
+        }
         let shared = self.clone();
         spawn(self, async move {
             let completion = shared.execute(&task, &running).await;
@@ -346,8 +351,11 @@ impl Shared {
                 .is_some_and(|error| error.code == TaskErrorCode::Cancelled)
         {
             error = Some(TaskError::new(
-                TaskErrorCode::Host,
-                format!("worker {} shut down while the task ran", self.config.name),
+                TaskErrorCode::Released,
+                format!(
+                    "worker {} shut down while the task ran and handed it back",
+                    self.config.name
+                ),
             ));
         }
         Completion {

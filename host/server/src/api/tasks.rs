@@ -314,9 +314,13 @@ pub(super) async fn list(
         .map(|label| {
             label
                 .split_once('=')
+                .filter(|(key, _)| flowmesh_types::document::is_label_key(key))
                 .map(|(key, value)| (key.to_string(), value.to_string()))
                 .ok_or_else(|| {
-                    ApiFailure::bad_param("label", "write the label filter as key=value")
+                    ApiFailure::bad_param(
+                        "label",
+                        "write the label filter as key=value; a key is letters, digits, '-', '_', '.' and '/'",
+                    )
                 })
         })
         .transpose()?;
@@ -421,6 +425,7 @@ pub(super) async fn events(
             backlog: Vec::new().into_iter(),
             receiver,
             replayed: false,
+            more_stored: false,
             done: false,
         },
         |mut cursor| async move {
@@ -444,8 +449,13 @@ fn to_record(event: &StoredEvent) -> EventRecord {
     }
 }
 
+/// Events read from the store at a time.
+const REPLAY_PAGE: u32 = 1000;
+
 /// Walks a task's events: the stored ones first, then live ones from the
-/// bus, re-reading the store whenever the bus dropped some.
+/// bus, re-reading the store whenever the bus dropped some. Ends after the
+/// `result` event, when a finished task has nothing more after the resume
+/// point, or when the server shuts down.
 struct EventCursor {
     state: Arc<AppState>,
     id: String,
@@ -453,6 +463,8 @@ struct EventCursor {
     backlog: std::vec::IntoIter<StoredEvent>,
     receiver: tokio::sync::broadcast::Receiver<Arc<StoredEvent>>,
     replayed: bool,
+    /// The last read from the store filled a page: read again.
+    more_stored: bool,
     done: bool,
 }
 
@@ -465,12 +477,26 @@ impl EventCursor {
             if let Some(event) = self.backlog.next() {
                 return Some(self.emit(event));
             }
-            if !self.replayed {
+            if !self.replayed || self.more_stored {
                 self.refill().await?;
-                self.replayed = true;
+                if !self.more_stored && !self.replayed {
+                    self.replayed = true;
+                    if self.backlog.len() == 0 && self.finished().await? {
+                        // Resumed past the end of a finished task: read once
+                        // more, in case its last events landed just now.
+                        self.refill().await?;
+                        if self.backlog.len() == 0 {
+                            return None;
+                        }
+                    }
+                }
                 continue;
             }
-            match self.receiver.recv().await {
+            let received = tokio::select! {
+                received = self.receiver.recv() => received,
+                _ = self.state.shutdown.cancelled() => return None,
+            };
+            match received {
                 Ok(event) if event.task_id == self.id && event.seq > self.last => {
                     return Some(self.emit((*event).clone()));
                 }
@@ -489,15 +515,27 @@ impl EventCursor {
         event
     }
 
-    /// Loads stored events after the last one sent.
+    /// Whether the task has finished.
+    async fn finished(&self) -> Option<bool> {
+        match self.state.store.task(None, &self.id).await {
+            Ok(task) => Some(task.is_none_or(|task| task.state.is_terminal())),
+            Err(error) => {
+                tracing::warn!(%error, task = self.id, "event stream ended: store error");
+                None
+            }
+        }
+    }
+
+    /// Loads a page of stored events after the last one sent.
     async fn refill(&mut self) -> Option<()> {
         match self
             .state
             .store
-            .events_after(&self.id, self.last, 10_000)
+            .events_after(&self.id, self.last, REPLAY_PAGE)
             .await
         {
             Ok(events) => {
+                self.more_stored = events.len() == REPLAY_PAGE as usize;
                 self.backlog = events.into_iter();
                 Some(())
             }

@@ -48,7 +48,7 @@ pub(super) async fn register(
 ) -> Result<Json<Registered>, ApiFailure> {
     worker_only(&auth)?;
     let registration: WorkerRegistration = parse_json(&body)?;
-    if !is_valid_name(&registration.name) && !registration.name.contains('.') {
+    if !is_valid_name(&registration.name.to_lowercase().replace(['.', '_'], "-")) {
         return Err(ApiFailure::new(
             StatusCode::BAD_REQUEST,
             "invalid_body",
@@ -189,6 +189,7 @@ pub(super) async fn claim(
         tokio::select! {
             _ = signal.changed() => {}
             _ = tokio::time::sleep_until(recheck) => {}
+            _ = state.shutdown.cancelled() => return Ok(Json(ClaimResponse::default())),
         }
     }
 }

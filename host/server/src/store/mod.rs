@@ -99,6 +99,8 @@ pub(crate) struct Dialect {
     expired_leases: &'static str,
     /// One task by id, locked: `$1` id.
     task_for_update: &'static str,
+    /// The running tasks of registration `$1`, locked.
+    tasks_of_worker: &'static str,
     /// Task list filter on a label: `$1` key, `$2` value, both may be NULL.
     list_tasks: &'static str,
 }

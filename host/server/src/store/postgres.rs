@@ -11,7 +11,7 @@ pub(crate) static DIALECT: Dialect = Dialect {
     begin_write: "BEGIN",
     claim: r#"
 WITH w AS (
-    SELECT id, name, slots, cpu_millis, memory_bytes, gpu_count, gpu_models, gpu_memory_bytes, task_types
+    SELECT id, name, slots, cpu_millis, memory_bytes, gpu_count, hardware, task_types
     FROM workers WHERE id = $1 AND state = 'live'
     FOR UPDATE
 ),
@@ -31,10 +31,11 @@ cand AS (
       AND t.memory_bytes <= w.memory_bytes - used.mem
       AND (t.gpu_count = 0 OR (
             t.gpu_count <= w.gpu_count - used.gpu
-        AND t.gpu_memory_bytes <= w.gpu_memory_bytes
-        AND (t.gpu_model IS NULL OR EXISTS (
-              SELECT 1 FROM jsonb_array_elements_text(w.gpu_models::jsonb) g(model)
-              WHERE strpos(lower(g.model), lower(t.gpu_model)) > 0))))
+        AND t.gpu_count <= (
+              SELECT COUNT(*) FROM jsonb_array_elements(w.hardware::jsonb -> 'gpus') g(device)
+              WHERE (g.device ->> 'memoryBytes')::bigint >= t.gpu_memory_bytes
+                AND (t.gpu_model IS NULL
+                     OR strpos(lower(g.device ->> 'model'), lower(t.gpu_model)) > 0))))
     ORDER BY t.seq
     LIMIT $5
     FOR UPDATE OF t SKIP LOCKED
@@ -91,6 +92,11 @@ FOR UPDATE SKIP LOCKED
     task_for_update: r#"
 SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
 FROM tasks WHERE id = $1
+FOR UPDATE
+"#,
+    tasks_of_worker: r#"
+SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
+FROM tasks WHERE state IN ('running', 'cancelling') AND worker_id = $1
 FOR UPDATE
 "#,
     list_tasks: r#"

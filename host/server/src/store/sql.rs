@@ -100,11 +100,16 @@ UPDATE tasks SET state = 'pending', attempt = attempt + 1, run_after = $2, avoid
     avoid_until = $4, error = $5, updated_at = $6, lease_token = NULL, lease_expires_at = NULL,
     worker_id = NULL, waiting = $7, waiting_kind = 'retry_backoff'
 WHERE seq = $1";
+/// Like [`RETRY_TASK`], for an attempt its worker handed back when it shut
+/// down: the attempt does not count against `max_attempts`.
+pub(super) const RELEASE_TASK: &str = "\
+UPDATE tasks SET state = 'pending', attempt = attempt + 1, max_attempts = max_attempts + 1,
+    run_after = $2, avoid_worker = $3, avoid_until = $4, error = $5, updated_at = $6,
+    lease_token = NULL, lease_expires_at = NULL, worker_id = NULL, waiting = $7,
+    waiting_kind = 'retry_backoff'
+WHERE seq = $1";
 pub(super) const MARK_CANCELLING: &str =
     "UPDATE tasks SET state = 'cancelling', updated_at = $2 WHERE seq = $1";
-pub(super) const TASKS_OF_WORKERS: &str = "\
-SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
-FROM tasks WHERE state IN ('running', 'cancelling') AND worker_id = $1";
 pub(super) const PENDING_SHAPES: &str = "\
 SELECT task_type, cpu_millis, memory_bytes, gpu_count, gpu_model, gpu_memory_bytes,
        COUNT(*) AS n, MIN(updated_at) AS oldest

@@ -9,7 +9,7 @@ pub(crate) static DIALECT: Dialect = Dialect {
     begin_write: "BEGIN IMMEDIATE",
     claim: r#"
 WITH w AS (
-    SELECT id, name, slots, cpu_millis, memory_bytes, gpu_count, gpu_models, gpu_memory_bytes, task_types
+    SELECT id, name, slots, cpu_millis, memory_bytes, gpu_count, hardware, task_types
     FROM workers WHERE id = $1 AND state = 'live'
 ),
 used AS (
@@ -28,10 +28,11 @@ cand AS (
       AND t.memory_bytes <= (SELECT w.memory_bytes - used.mem FROM w, used)
       AND (t.gpu_count = 0 OR (
             t.gpu_count <= (SELECT w.gpu_count - used.gpu FROM w, used)
-        AND t.gpu_memory_bytes <= (SELECT gpu_memory_bytes FROM w)
-        AND (t.gpu_model IS NULL OR EXISTS (
-              SELECT 1 FROM json_each((SELECT gpu_models FROM w)) g
-              WHERE instr(lower(g.value), lower(t.gpu_model)) > 0))))
+        AND t.gpu_count <= (
+              SELECT COUNT(*) FROM json_each((SELECT hardware FROM w), '$.gpus') g
+              WHERE json_extract(g.value, '$.memoryBytes') >= t.gpu_memory_bytes
+                AND (t.gpu_model IS NULL
+                     OR instr(lower(json_extract(g.value, '$.model')), lower(t.gpu_model)) > 0))))
     ORDER BY t.seq
     LIMIT $5
 ),
@@ -83,6 +84,10 @@ ORDER BY seq LIMIT 500
     task_for_update: r#"
 SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
 FROM tasks WHERE id = $1
+"#,
+    tasks_of_worker: r#"
+SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
+FROM tasks WHERE state IN ('running', 'cancelling') AND worker_id = $1
 "#,
     list_tasks: r#"
 SELECT * FROM tasks

@@ -19,6 +19,9 @@ use super::events::{NewEvents, StoredEvent};
 use super::rows::{get_i64, get_opt_i64, get_opt_str, get_str, rfc3339};
 use super::{Store, StoreError, decode_json, encode_json, sql};
 
+/// The most tasks one claim hands out.
+const MAX_CLAIM: u32 = 256;
+
 /// A task to store.
 pub struct NewTask<'a> {
     /// Its id.
@@ -444,6 +447,7 @@ impl Store {
         max: u32,
         scan: u32,
     ) -> Result<(Vec<ClaimedRow>, Vec<StoredEvent>), StoreError> {
+        let max = max.min(MAX_CLAIM);
         let (_gate, mut tx) = self.write().await?;
         let rows = sqlx::query(self.dialect.claim)
             .bind(worker_id)
@@ -567,7 +571,7 @@ impl Store {
         retry: &RetryPolicy,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let (_gate, mut tx) = self.write().await?;
-        let rows = sqlx::query(sql::TASKS_OF_WORKERS)
+        let rows = sqlx::query(self.dialect.tasks_of_worker)
             .bind(worker_id)
             .fetch_all(&mut *tx)
             .await?;
@@ -756,6 +760,9 @@ async fn end_attempt(
                 };
                 ("succeeded", Some(envelope), None)
             }
+            (_, Some(error)) if error.code == TaskErrorCode::Released => {
+                ("released", None, Some(error))
+            }
             (_, Some(error)) => ("failed", None, Some(error)),
             (None, None) => (
                 "failed",
@@ -810,12 +817,17 @@ async fn end_attempt(
         .await;
     }
     let error = error.unwrap_or_else(|| TaskError::new(TaskErrorCode::Host, "no error recorded"));
-    if error.is_retryable() && task.attempt < task.max_attempts {
+    let released = error.code == TaskErrorCode::Released;
+    if released || (error.is_retryable() && task.attempt < task.max_attempts) {
         let shift = (task.attempt - 1).min(20);
-        let delay = retry
-            .backoff_ms
-            .saturating_mul(1 << shift)
-            .min(retry.max_backoff_ms);
+        let delay = if released {
+            0
+        } else {
+            retry
+                .backoff_ms
+                .saturating_mul(1 << shift)
+                .min(retry.max_backoff_ms)
+        };
         let run_after = now + delay;
         let waiting = Waiting {
             kind: flowmesh_types::api::WaitKind::RetryBackoff,
@@ -830,16 +842,20 @@ async fn end_attempt(
             ),
             counts: Default::default(),
         };
-        sqlx::query(sql::RETRY_TASK)
-            .bind(task.seq)
-            .bind(run_after)
-            .bind(&worker)
-            .bind(run_after + retry.avoid_ms)
-            .bind(encode_json(&error))
-            .bind(now)
-            .bind(encode_json(&waiting))
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(if released {
+            sql::RELEASE_TASK
+        } else {
+            sql::RETRY_TASK
+        })
+        .bind(task.seq)
+        .bind(run_after)
+        .bind(&worker)
+        .bind(run_after + retry.avoid_ms)
+        .bind(encode_json(&error))
+        .bind(now)
+        .bind(encode_json(&waiting))
+        .execute(&mut **tx)
+        .await?;
         events.push(
             &task.id,
             EventBody::State {
