@@ -2,10 +2,10 @@
 //! SQLite file or PostgreSQL database, [`TestWorker`]s with real runtimes and
 //! real plugins, talking over HTTP on loopback, and an [`Api`] client.
 //!
-//! PostgreSQL tests use the server at `FLOWMESH_TEST_POSTGRES` (default
-//! `postgres://flowmesh:flowmesh@127.0.0.1:5432/flowmesh`, which
-//! `scripts/postgres.sh` starts); each test gets its own database, dropped
-//! afterwards.
+//! PostgreSQL tests use the server at `FLOWMESH_TEST_POSTGRES`; without it,
+//! the first one runs `scripts/postgres.sh`, which installs PostgreSQL from
+//! the distribution's packages if it is missing, starts it, and prints its
+//! URL. Each test gets its own database, dropped afterwards.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,10 +29,27 @@ pub enum Db {
     Postgres,
 }
 
-/// The test PostgreSQL server's URL.
+/// The test PostgreSQL server's URL: `FLOWMESH_TEST_POSTGRES`, or the server
+/// `scripts/postgres.sh` starts (once per test process).
 pub fn postgres_url() -> String {
-    std::env::var("FLOWMESH_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://flowmesh:flowmesh@127.0.0.1:5432/flowmesh".into())
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("FLOWMESH_TEST_POSTGRES") {
+            return url;
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/postgres.sh");
+        let output = std::process::Command::new(&script)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .unwrap_or_else(|error| panic!("running {}: {error}", script.display()));
+        assert!(
+            output.status.success(),
+            "{} could not start PostgreSQL; set FLOWMESH_TEST_POSTGRES to a server's URL instead",
+            script.display()
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    })
+    .clone()
 }
 
 /// A database for one test; a PostgreSQL one is dropped when this is.
