@@ -14,29 +14,7 @@ use serde_json::{Value, json};
 
 const LONG: Duration = Duration::from_secs(30);
 
-/// Runs each listed test on SQLite and on PostgreSQL.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(super::Db::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(super::Db::Postgres).await
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+flowmesh_tests::on_both_backends!(
     echo_tasks_complete_with_a_result_envelope,
     tasks_go_only_to_workers_that_advertise_their_type,
     fail_fast_rejects_a_type_no_live_worker_serves,

@@ -11,29 +11,7 @@ use flowmesh_types::api::{
 };
 use flowmesh_types::parse_document;
 
-/// Runs each listed test on SQLite and on PostgreSQL.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(super::Db::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(super::Db::Postgres).await
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+flowmesh_tests::on_both_backends!(
     a_claim_hands_out_only_advertised_types,
     a_worker_with_no_task_types_never_receives_a_task,
     a_claim_respects_free_slots_and_hardware,

@@ -141,20 +141,6 @@ impl Server {
         self.bootstrap.as_ref()
     }
 
-    /// Installs a plugin, as `POST /plugins` does; returns its name.
-    pub async fn install_plugin(
-        &self,
-        name: Option<&str>,
-        component: Vec<u8>,
-    ) -> anyhow::Result<String> {
-        let (_, record) = self
-            .state
-            .install_plugin(name, component)
-            .await
-            .map_err(|failure| anyhow::anyhow!("{}", failure.error.message))?;
-        Ok(record.name)
-    }
-
     /// The store.
     pub fn store(&self) -> &Store {
         &self.state.store

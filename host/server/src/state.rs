@@ -74,7 +74,7 @@ impl AppState {
         {
             return Ok(Some(principal.clone()));
         }
-        let principal = self.store.authenticate(secret).await?;
+        let principal = self.store.principal(&key).await?;
         if let Some(principal) = &principal {
             let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
             if tokens.len() > 10_000 {

@@ -140,24 +140,9 @@ impl Worker {
         })
     }
 
-    /// The current registration id.
-    pub async fn worker_id(&self) -> Option<String> {
-        self.shared
-            .registration
-            .read()
-            .await
-            .as_ref()
-            .map(|registration| registration.worker_id.clone())
-    }
-
     /// The worker's name.
     pub fn name(&self) -> &str {
         &self.shared.config.name
-    }
-
-    /// Tasks running now.
-    pub fn running(&self) -> usize {
-        self.shared.lock_running().len()
     }
 
     /// Stops cleanly: no new claims; running attempts are interrupted and

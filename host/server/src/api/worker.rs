@@ -139,15 +139,8 @@ pub(super) async fn claim(
     let request: ClaimRequest = parse_json(&body)?;
     let wait = Duration::from_millis(request.wait_ms).min(state.config.max_claim_wait);
     let deadline = tokio::time::Instant::now() + wait;
-    if state
-        .store
-        .worker(&request.worker_id)
-        .await?
-        .is_none_or(|worker| worker.state != flowmesh_types::api::WorkerState::Live)
-    {
-        return Err(unknown_worker(&request.worker_id));
-    }
     let mut signal = state.work.subscribe();
+    let mut known_live = false;
     loop {
         signal.borrow_and_update();
         let started = Instant::now();
@@ -181,6 +174,19 @@ pub(super) async fn claim(
                 })
                 .collect();
             return Ok(Json(ClaimResponse { tasks }));
+        }
+        // A claim that took nothing may come from a registration that is
+        // gone: say so, rather than looking the worker up on every claim.
+        if !known_live {
+            let live = state
+                .store
+                .worker(&request.worker_id)
+                .await?
+                .is_some_and(|worker| worker.state == flowmesh_types::api::WorkerState::Live);
+            if !live {
+                return Err(unknown_worker(&request.worker_id));
+            }
+            known_live = true;
         }
         if request.max_tasks == 0 || tokio::time::Instant::now() >= deadline {
             return Ok(Json(ClaimResponse::default()));

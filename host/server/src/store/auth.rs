@@ -65,10 +65,10 @@ impl Store {
         })
     }
 
-    /// The principal of a bearer secret, if it is a known token.
-    pub async fn authenticate(&self, secret: &str) -> Result<Option<Principal>, StoreError> {
+    /// The principal of a token, by the [`token_hash`] of its secret.
+    pub async fn principal(&self, hash: &str) -> Result<Option<Principal>, StoreError> {
         let row = sqlx::query(sql::TOKEN_BY_HASH)
-            .bind(token_hash(secret))
+            .bind(hash)
             .fetch_optional(&self.pool)
             .await?;
         let Some(row) = row else { return Ok(None) };

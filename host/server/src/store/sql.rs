@@ -95,15 +95,11 @@ pub(super) const FINISH_TASK: &str = "\
 UPDATE tasks SET state = $2, result = $3, error = $4, updated_at = $5, finished_at = $5,
     lease_token = NULL, lease_expires_at = NULL, waiting = NULL, waiting_kind = NULL
 WHERE seq = $1";
+/// Sends a task back to pending for its next attempt; `$8` is added to
+/// `max_attempts` (1 for an attempt its worker handed back, which does not
+/// count).
 pub(super) const RETRY_TASK: &str = "\
-UPDATE tasks SET state = 'pending', attempt = attempt + 1, run_after = $2, avoid_worker = $3,
-    avoid_until = $4, error = $5, updated_at = $6, lease_token = NULL, lease_expires_at = NULL,
-    worker_id = NULL, waiting = $7, waiting_kind = 'retry_backoff'
-WHERE seq = $1";
-/// Like [`RETRY_TASK`], for an attempt its worker handed back when it shut
-/// down: the attempt does not count against `max_attempts`.
-pub(super) const RELEASE_TASK: &str = "\
-UPDATE tasks SET state = 'pending', attempt = attempt + 1, max_attempts = max_attempts + 1,
+UPDATE tasks SET state = 'pending', attempt = attempt + 1, max_attempts = max_attempts + $8,
     run_after = $2, avoid_worker = $3, avoid_until = $4, error = $5, updated_at = $6,
     lease_token = NULL, lease_expires_at = NULL, worker_id = NULL, waiting = $7,
     waiting_kind = 'retry_backoff'

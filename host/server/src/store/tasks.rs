@@ -535,31 +535,11 @@ impl Store {
         now: i64,
         retry: &RetryPolicy,
     ) -> Result<(usize, Vec<StoredEvent>), StoreError> {
-        let (_gate, mut tx) = self.write().await?;
-        let rows = sqlx::query(self.dialect.expired_leases)
-            .bind(now)
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut events = NewEvents::default();
-        for row in &rows {
-            let task = LockedTask::from_row(row)?;
-            let message = format!(
-                "the lease of worker {} expired: it stopped heartbeating",
-                task.worker_name.as_deref().unwrap_or("?")
-            );
-            end_attempt(
-                &mut tx,
-                &task,
-                AttemptEnd::LeaseLost(message),
-                now,
-                retry,
-                &mut events,
-            )
-            .await?;
-        }
-        let events = events.write(&mut tx, now).await?;
-        tx.commit().await?;
-        Ok((rows.len(), events))
+        let query = sqlx::query(self.dialect.expired_leases).bind(now);
+        self.lose_leases(query, now, retry, |worker| {
+            format!("the lease of worker {worker} expired: it stopped heartbeating")
+        })
+        .await
     }
 
     /// Ends the attempts held by registration `worker_id`, which was replaced
@@ -570,31 +550,37 @@ impl Store {
         now: i64,
         retry: &RetryPolicy,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let (_gate, mut tx) = self.write().await?;
-        let rows = sqlx::query(self.dialect.tasks_of_worker)
-            .bind(worker_id)
-            .fetch_all(&mut *tx)
+        let query = sqlx::query(self.dialect.tasks_of_worker).bind(worker_id);
+        let (_, events) = self
+            .lose_leases(query, now, retry, |worker| {
+                format!(
+                    "worker {worker} restarted and registered again; its earlier attempt is lost"
+                )
+            })
             .await?;
+        Ok(events)
+    }
+
+    /// Ends, as lost leases, the attempts of the locked rows `query` selects;
+    /// `message` says why, given the worker's name.
+    async fn lose_leases(
+        &self,
+        query: sqlx::query::Query<'_, Any, sqlx::any::AnyArguments>,
+        now: i64,
+        retry: &RetryPolicy,
+        message: impl Fn(&str) -> String,
+    ) -> Result<(usize, Vec<StoredEvent>), StoreError> {
+        let (_gate, mut tx) = self.write().await?;
+        let rows = query.fetch_all(&mut *tx).await?;
         let mut events = NewEvents::default();
         for row in &rows {
             let task = LockedTask::from_row(row)?;
-            let message = format!(
-                "worker {} restarted and registered again; its earlier attempt is lost",
-                task.worker_name.as_deref().unwrap_or("?")
-            );
-            end_attempt(
-                &mut tx,
-                &task,
-                AttemptEnd::LeaseLost(message),
-                now,
-                retry,
-                &mut events,
-            )
-            .await?;
+            let lost = AttemptEnd::LeaseLost(message(task.worker_name.as_deref().unwrap_or("?")));
+            end_attempt(&mut tx, &task, lost, now, retry, &mut events).await?;
         }
         let events = events.write(&mut tx, now).await?;
         tx.commit().await?;
-        Ok(events)
+        Ok((rows.len(), events))
     }
 
     /// Pending tasks grouped by what placement depends on.
@@ -842,20 +828,17 @@ async fn end_attempt(
             ),
             counts: Default::default(),
         };
-        sqlx::query(if released {
-            sql::RELEASE_TASK
-        } else {
-            sql::RETRY_TASK
-        })
-        .bind(task.seq)
-        .bind(run_after)
-        .bind(&worker)
-        .bind(run_after + retry.avoid_ms)
-        .bind(encode_json(&error))
-        .bind(now)
-        .bind(encode_json(&waiting))
-        .execute(&mut **tx)
-        .await?;
+        sqlx::query(sql::RETRY_TASK)
+            .bind(task.seq)
+            .bind(run_after)
+            .bind(&worker)
+            .bind(run_after + retry.avoid_ms)
+            .bind(encode_json(&error))
+            .bind(now)
+            .bind(encode_json(&waiting))
+            .bind(i64::from(released))
+            .execute(&mut **tx)
+            .await?;
         events.push(
             &task.id,
             EventBody::State {
