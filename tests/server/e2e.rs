@@ -32,6 +32,7 @@ flowmesh_tests::on_both_backends!(
     every_example_document_is_accepted,
     health_metrics_and_openapi_answer,
     a_worker_shutting_down_hands_its_tasks_back,
+    workers_pick_up_installed_plugins_and_drop_removed_ones,
 );
 
 async fn echo_tasks_complete_with_a_result_envelope(db: Db) {
@@ -754,4 +755,85 @@ async fn a_worker_shutting_down_hands_its_tasks_back(db: Db) {
     let task = api.finished(&id, LONG).await;
     assert_eq!(task["state"], "succeeded", "{task:#}");
     assert_eq!(task["worker"], "staying");
+}
+
+/// The task types `worker` advertises now.
+async fn advertised(api: &Api, worker: &str) -> Vec<String> {
+    let (status, body) = api.get(&format!("/workers/{worker}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["capabilities"]["supportedTaskTypes"]
+        .as_array()
+        .map(|types| {
+            types
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Polls until `worker` advertises (or stops advertising) `task_type`.
+async fn until_advertised(api: &Api, worker: &str, task_type: &str, expected: bool) {
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let types = advertised(api, worker).await;
+        if types.iter().any(|t| t == task_type) == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{worker} still advertises {types:?}; expected {task_type} present: {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn workers_pick_up_installed_plugins_and_drop_removed_ones(db: Db) {
+    let server = TestServer::start(db, |_| {}).await;
+    let api = server.admin();
+    // A worker with no plugin of its own loads what the server has.
+    let worker = server
+        .worker("bare", &[], HostCapabilities::none(), 2)
+        .await;
+    until_advertised(&api, "bare", "echo", true).await;
+    let id = api.echo("fetched").await;
+    assert_eq!(api.finished(&id, LONG).await["result"]["worker"], "bare");
+
+    // Installed while the worker runs: advertised without a restart, and run.
+    server
+        .install("retryable", components::guests::RETRYABLE)
+        .await;
+    until_advertised(&api, "bare", "retryable", true).await;
+    let (status, body) = api
+        .submit_raw(
+            "?failFast=true",
+            "apiVersion: flowmesh/v1\nkind: Task\nspec:\n  taskType: retryable\n  maxAttempts: 1\n",
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["task"]["id"].as_str().unwrap_or_default().to_string();
+    let task = api.finished(&id, LONG).await;
+    assert_eq!(task["attempts"][0]["worker"], "bare", "{task:#}");
+    assert_eq!(task["error"]["code"], "retryable", "{task:#}");
+
+    // Inspect names the worker that runs it.
+    let (status, plugin) = api.get("/plugins/retryable").await;
+    assert_eq!(status, StatusCode::OK, "{plugin}");
+    assert_eq!(plugin["workers"][0]["name"], "bare", "{plugin:#}");
+    assert_eq!(plugin["workers"][0]["status"], "available", "{plugin:#}");
+
+    // Removed: withdrawn the same way; the worker's runtime no longer has it.
+    let (status, _) = api.delete("/plugins/retryable").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    until_advertised(&api, "bare", "retryable", false).await;
+    assert!(worker.runtime.capabilities().plugin("retryable").is_none());
+    assert!(advertised(&api, "bare").await.contains(&"echo".to_string()));
+    let (status, body) = api
+        .submit_raw(
+            "?failFast=true",
+            "apiVersion: flowmesh/v1\nkind: Task\nspec:\n  taskType: retryable\n",
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 }

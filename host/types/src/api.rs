@@ -382,6 +382,10 @@ pub struct Registered {
     pub heartbeat_interval_ms: u64,
     /// How long a lease lives without a heartbeat.
     pub lease_ttl_ms: u64,
+    /// The plugins installed on the server: the worker fetches the ones it
+    /// lacks (`GET /worker/plugins/{digest}`) and drops the ones not listed.
+    #[serde(default)]
+    pub plugins: Vec<PluginRef>,
 }
 
 /// `POST /worker/claim`.
@@ -463,6 +467,9 @@ pub struct HeartbeatResponse {
     pub cancel: Vec<String>,
     /// Tasks whose lease is gone: stop them, do not complete them.
     pub lost: Vec<String>,
+    /// The plugins installed on the server now (see [`Registered::plugins`]).
+    #[serde(default)]
+    pub plugins: Vec<PluginRef>,
 }
 
 /// Events of one running task.

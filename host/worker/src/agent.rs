@@ -11,6 +11,8 @@
 //! - **outbox**: logs, progress and outcomes, sent in batches; a task's
 //!   events always go before its completion. Outcomes are retried until the
 //!   server takes them, so a server restart loses none.
+//! - **plugin sync**: loads the plugins the server installs and drops the
+//!   ones it removes (see [`crate::plugin_sync`]).
 //! - one task per running attempt.
 //!
 //! A call answered `unknown_worker` (the registration expired, or the server
@@ -28,11 +30,12 @@ use flowmesh_types::api::{
     CompletionVerdict, EventBatch, Hardware, Heartbeat, HeartbeatResponse, Lease, PluginRef,
     Registered, TaskEvents, WorkerRegistration,
 };
-use flowmesh_types::{TaskError, TaskErrorCode, TaskEvent};
-use tokio::sync::{Notify, RwLock, mpsc};
+use flowmesh_types::{TaskError, TaskErrorCode, TaskEvent, WorkerCapabilities};
+use tokio::sync::{Notify, RwLock, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{CallError, Client};
+use crate::plugin_sync::PluginSync;
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -90,6 +93,10 @@ struct Shared {
     registration: Arc<RwLock<Option<Registered>>>,
     running: Mutex<HashMap<String, Arc<Running>>>,
     slot_freed: Notify,
+    /// Heartbeat now: what the worker can run changed.
+    beat_now: Arc<Notify>,
+    /// The server's plugin catalog, as last heard.
+    catalog: watch::Sender<Option<Vec<PluginRef>>>,
     outbox: mpsc::UnboundedSender<Outgoing>,
     /// Stop claiming; interrupt running attempts and report them as retryable.
     stopping: CancellationToken,
@@ -101,6 +108,8 @@ struct Shared {
 pub struct Worker {
     shared: Arc<Shared>,
     outbox_done: tokio::task::JoinHandle<()>,
+    /// Plugin sync passes done.
+    synced: watch::Receiver<u64>,
 }
 
 impl Worker {
@@ -116,11 +125,22 @@ impl Worker {
             registration: Arc::new(RwLock::new(None)),
             running: Mutex::new(HashMap::new()),
             slot_freed: Notify::new(),
+            beat_now: Arc::new(Notify::new()),
+            catalog: watch::Sender::new(None),
             outbox,
             stopping: CancellationToken::new(),
             killed: CancellationToken::new(),
         });
         shared.register().await?;
+        let (synced_sender, synced) = watch::channel(0);
+        spawn(
+            &shared,
+            PluginSync::new(shared.runtime.clone(), shared.client.clone()).run(
+                shared.catalog.subscribe(),
+                shared.beat_now.clone(),
+                synced_sender,
+            ),
+        );
         spawn(&shared, claim_loop(shared.clone()));
         spawn(&shared, heartbeat_loop(shared.clone()));
         let outbox_done = tokio::spawn({
@@ -137,12 +157,25 @@ impl Worker {
         Ok(Self {
             shared,
             outbox_done,
+            synced,
         })
     }
 
     /// The worker's name.
     pub fn name(&self) -> &str {
         &self.shared.config.name
+    }
+
+    /// What the worker can run now.
+    pub fn capabilities(&self) -> WorkerCapabilities {
+        self.shared.runtime.capabilities()
+    }
+
+    /// Waits until the worker has caught up with the plugins installed on the
+    /// server when it registered (fetched and compiled them, or given up on
+    /// the ones that cannot load).
+    pub async fn plugins_synced(&self) {
+        let _ = self.synced.clone().wait_for(|passes| *passes > 0).await;
     }
 
     /// Stops cleanly: no new claims; running attempts are interrupted and
@@ -163,6 +196,7 @@ impl Worker {
         let Self {
             shared,
             outbox_done,
+            ..
         } = self;
         let killed = shared.killed.clone();
         drop(shared);
@@ -229,6 +263,7 @@ impl Shared {
                         task_types = ?message.capabilities.supported_task_types,
                         "registered"
                     );
+                    self.catalog.send_replace(Some(registered.plugins.clone()));
                     *self.registration.write().await = Some(registered);
                     return Ok(());
                 }
@@ -432,6 +467,7 @@ async fn heartbeat_loop(shared: Arc<Shared>) {
             });
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
+            _ = shared.beat_now.notified() => {}
             _ = shared.stopping.cancelled() => return,
         }
         let Some(worker_id) = shared.worker_id().await else {
@@ -461,6 +497,7 @@ async fn heartbeat_loop(shared: Arc<Shared>) {
                 if changed {
                     sent_capabilities = capabilities;
                 }
+                shared.catalog.send_replace(Some(answer.plugins));
                 let running = shared.lock_running();
                 for id in &answer.cancel {
                     if let Some(task) = running.get(id) {

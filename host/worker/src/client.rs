@@ -87,6 +87,29 @@ impl Client {
         self.send(route, body, timeout).await.map(drop)
     }
 
+    /// GETs the bytes of the installed component with `digest`.
+    pub async fn fetch_plugin(
+        &self,
+        digest: &str,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, CallError> {
+        let route = format!("plugins/{digest}");
+        let response = self
+            .http
+            .get(format!("{}/api/v1/worker/{route}", self.base))
+            .bearer_auth(&self.token)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|error| CallError::Transport(format!("{route}: {error}")))?;
+        let response = Self::check(response).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| CallError::Transport(format!("reading {route}: {error}")))?;
+        Ok(bytes.to_vec())
+    }
+
     async fn send<B: Serialize>(
         &self,
         route: &str,
@@ -102,6 +125,11 @@ impl Client {
             .send()
             .await
             .map_err(|error| CallError::Transport(format!("{route}: {error}")))?;
+        Self::check(response).await
+    }
+
+    /// The response when it succeeded; its error body otherwise.
+    async fn check(response: reqwest::Response) -> Result<reqwest::Response, CallError> {
         let status = response.status();
         if status.is_success() {
             return Ok(response);

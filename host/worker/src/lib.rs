@@ -5,11 +5,14 @@
 //! can run, what hardware it has, how many slots), and then loops: claim
 //! tasks with a long poll, run each in a fresh sandbox, stream its events,
 //! report its outcome fenced by the claim's lease token, and heartbeat to
-//! keep the leases alive. See [`agent`] for the loops.
+//! keep the leases alive. The plugins the server installs reach the worker
+//! through the heartbeat: it fetches, compiles and advertises them without a
+//! restart. See [`agent`] for the loops.
 
 pub mod agent;
 pub mod client;
 pub mod hardware;
+mod plugin_sync;
 
 pub use agent::{Worker, WorkerConfig};
 pub use client::{CallError, Client};

@@ -10,6 +10,7 @@ use flowmesh_types::api::{Role, TokenCreated, TokenRequest, WorkerState, WorkerV
 use flowmesh_types::{FieldError, PluginReport, is_valid_name};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sha2::Digest as _;
 
 use super::{ApiFailure, Auth, parse_json};
 use crate::state::{AppState, now_ms};
@@ -87,6 +88,9 @@ pub(super) async fn get_worker(
 #[serde(deny_unknown_fields)]
 pub(super) struct InstallParams {
     name: Option<String>,
+    /// The expected sha256 of the body, hex: the install is refused when
+    /// the bytes differ.
+    sha256: Option<String>,
 }
 
 fn plugin_json(report: &PluginReport, record: Option<&PluginRecord>) -> Value {
@@ -103,7 +107,7 @@ fn plugin_json(report: &PluginReport, record: Option<&PluginRecord>) -> Value {
 }
 
 /// `POST /plugins?name=`: installs a component (the body). Admin only.
-#[utoipa::path(post, path = "/api/v1/plugins", tag = "fleet", params(("name" = Option<String>, Query)),
+#[utoipa::path(post, path = "/api/v1/plugins", tag = "fleet", params(("name" = Option<String>, Query), ("sha256" = Option<String>, Query, description = "Expected sha256 of the body")),
     request_body(content = Vec<u8>, description = "The component's bytes", content_type = "application/wasm"),
     responses((status = 201, description = "Installed: name, version, digest, manifest, imports"), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn install_plugin(
@@ -119,6 +123,26 @@ pub(super) async fn install_plugin(
             "invalid_plugin",
             "the body is empty; send the component's bytes",
         ));
+    }
+    if let Some(expected) = &params.sha256 {
+        let expected = expected.trim_start_matches("sha256:").to_ascii_lowercase();
+        if expected.len() != 64 || !expected.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ApiFailure::bad_param(
+                "sha256",
+                "64 hexadecimal digits (optionally prefixed sha256:)",
+            ));
+        }
+        let actual = hex::encode(sha2::Sha256::digest(&body));
+        if actual != expected {
+            return Err(ApiFailure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "digest_mismatch",
+                format!(
+                    "the component's sha256 is {actual}, not the expected {expected}; nothing was installed"
+                ),
+            )
+            .with_details(vec![FieldError::new("sha256", "does not match the bytes")]));
+        }
     }
     let (report, record) = state
         .install_plugin(params.name.as_deref(), body.to_vec())
@@ -167,10 +191,58 @@ pub(super) async fn get_plugin(
         .into_iter()
         .find(|report| report.name == name)
         .ok_or_else(|| ApiFailure::not_found("plugin", &name))?;
-    Ok(Json(plugin_json(
-        &report,
-        records.iter().find(|record| record.name == name),
-    )))
+    let mut plugin = plugin_json(&report, records.iter().find(|record| record.name == name));
+    let workers: Vec<Value> = state
+        .store
+        .workers()
+        .await?
+        .into_iter()
+        .filter(|worker| worker.state == WorkerState::Live)
+        .map(|worker| worker_plugin_json(&worker, &report))
+        .collect();
+    plugin["workers"] = Value::Array(workers);
+    Ok(Json(plugin))
+}
+
+/// How one live worker stands with a plugin: `available`, `unavailable`
+/// (with the worker's reason: the missing interface and the probe's error),
+/// `loading` (it has not loaded this version yet) or `absent`.
+fn worker_plugin_json(worker: &WorkerRecord, installed: &PluginReport) -> Value {
+    let (status, reason, digest) = match worker.capabilities.plugin(&installed.name) {
+        Some(report) if report.digest != installed.digest => (
+            "loading",
+            Some(format!(
+                "runs {} {}; fetching {}",
+                report.digest,
+                report.version.as_deref().unwrap_or("?"),
+                installed.digest
+            )),
+            Some(report.digest.clone()),
+        ),
+        Some(report) => (
+            match report.status {
+                flowmesh_types::PluginStatus::Available => "available",
+                flowmesh_types::PluginStatus::Unavailable => "unavailable",
+            },
+            report.reason.clone(),
+            Some(report.digest.clone()),
+        ),
+        None => (
+            "loading",
+            Some(
+                "the worker has not loaded it yet (it fetches new plugins on its next heartbeat)"
+                    .to_string(),
+            ),
+            None,
+        ),
+    };
+    json!({
+        "id": worker.id,
+        "name": worker.name,
+        "status": status,
+        "reason": reason,
+        "digest": digest,
+    })
 }
 
 /// `DELETE /plugins/{name}`. Admin only.

@@ -6,7 +6,7 @@
 //! | `GET /workers`, `GET /workers/{id}` | users and admins |
 //! | `GET /plugins`, `GET /plugins/{name}` | users and admins |
 //! | `POST /plugins`, `DELETE /plugins/{name}`, `POST /tokens` | admins |
-//! | `POST /worker/{register,heartbeat,claim,events,complete}` | worker tokens |
+//! | `POST /worker/{register,heartbeat,claim,events,complete}`, `GET /worker/plugins/{digest}` | worker tokens |
 //! | `GET /healthz`, `GET /metrics`, `GET /openapi.json` | anyone |
 //!
 //! Every error is `{"error": {"code", "message", "details": [{"path",
@@ -52,6 +52,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/worker/claim", post(worker::claim))
         .route("/worker/events", post(worker::events))
         .route("/worker/complete", post(worker::complete))
+        .route("/worker/plugins/{digest}", get(worker::plugin_component))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed);
     Router::new()

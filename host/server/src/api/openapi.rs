@@ -13,6 +13,7 @@ use super::{fleet, ops, tasks, worker};
     paths(
         tasks::submit, tasks::list, tasks::get, tasks::cancel, tasks::events,
         worker::register, worker::heartbeat, worker::claim, worker::events, worker::complete,
+        worker::plugin_component,
         fleet::list_workers, fleet::get_worker, fleet::install_plugin, fleet::list_plugins,
         fleet::get_plugin, fleet::remove_plugin, fleet::create_token,
         ops::healthz, ops::metrics,

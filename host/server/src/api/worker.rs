@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use flowmesh_types::api::{
     ClaimRequest, ClaimResponse, ClaimedTask, CompletionBatch, CompletionResponse, EventBatch,
     Heartbeat, HeartbeatResponse, Registered, Role, WorkerRegistration,
@@ -93,6 +94,7 @@ pub(super) async fn register(
         worker_id: id,
         heartbeat_interval_ms: state.config.heartbeat_interval.as_millis() as u64,
         lease_ttl_ms: state.config.lease_ttl.as_millis() as u64,
+        plugins: state.store.plugin_catalog().await?,
     }))
 }
 
@@ -123,7 +125,29 @@ pub(super) async fn heartbeat(
     Ok(Json(HeartbeatResponse {
         cancel: outcome.cancel,
         lost: outcome.lost,
+        plugins: state.store.plugin_catalog().await?,
     }))
+}
+
+/// `GET /worker/plugins/{digest}`: an installed component's bytes, by its
+/// content digest (`sha256:<hex>`), for workers to load.
+#[utoipa::path(get, path = "/api/v1/worker/plugins/{digest}", tag = "worker protocol", params(("digest" = String, Path, description = "sha256:<hex>")),
+    responses((status = 200, content_type = "application/wasm", body = Vec<u8>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn plugin_component(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    Path(digest): Path<String>,
+) -> Result<impl IntoResponse, ApiFailure> {
+    auth.require(
+        &[Role::Worker, Role::Admin],
+        "downloading plugin components",
+    )?;
+    let bytes = state
+        .store
+        .plugin_component(&digest)
+        .await?
+        .ok_or_else(|| ApiFailure::not_found("plugin component", &digest))?;
+    Ok(([(header::CONTENT_TYPE, "application/wasm")], bytes))
 }
 
 /// `POST /worker/claim`: a long poll. Answers as soon as tasks this worker

@@ -2,6 +2,8 @@
 //! read from them at install time.
 
 use flowmesh_types::Manifest;
+use flowmesh_types::api::PluginRef;
+use sqlx::Row;
 
 use super::rows::{get_i64, get_str};
 use super::{Store, StoreError, decode_json, encode_json, sql};
@@ -60,6 +62,36 @@ impl Store {
             .collect()
     }
 
+    /// What workers should run: every installed plugin's name, version and
+    /// digest, by name.
+    pub async fn plugin_catalog(&self) -> Result<Vec<PluginRef>, StoreError> {
+        let rows = sqlx::query(sql::PLUGIN_CATALOG)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PluginRef {
+                    name: get_str(row, "name")?,
+                    version: get_str(row, "version")?,
+                    digest: get_str(row, "digest")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The bytes of the installed component whose digest is `digest`
+    /// (`sha256:<hex>`).
+    pub async fn plugin_component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query(sql::PLUGIN_COMPONENT)
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(row) => Some(row.try_get::<Vec<u8>, _>("component")?),
+            None => None,
+        })
+    }
+
     /// Every installed component's bytes, by name.
     pub async fn plugin_components(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let rows = sqlx::query(sql::PLUGIN_COMPONENTS)
@@ -67,7 +99,6 @@ impl Store {
             .await?;
         rows.iter()
             .map(|row| {
-                use sqlx::Row;
                 Ok((
                     get_str(row, "name")?,
                     row.try_get::<Vec<u8>, _>("component")?,
