@@ -262,6 +262,9 @@ impl std::fmt::Display for TaskError {
 #[macro_export]
 macro_rules! export {
     ($plugin:ty) => {
+        // Only a WebAssembly build exports anything: a native build (a
+        // plugin's own `cargo test`) has no component ABI to link against.
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             use $crate::bindings::exports::flowmesh::executor::executor as __executor;
 

@@ -1,20 +1,63 @@
-//! The `flowmesh` command line: `server` runs the API and queue, `worker`
-//! runs tasks for a server.
+//! The `flowmesh` command line.
 //!
-//! Exit codes: 0 success, 1 runtime failure, 2 usage error.
+//! - Operators: `up` (a local cluster in one process), `server`, `worker`.
+//! - Plugin authors and admins: `plugin install | list | inspect | remove | new`.
+//! - Clients: `task submit | get | list | cancel | logs | watch`,
+//!   `worker list | inspect`, `validate`.
+//!
+//! Client commands find their server and token through `--server` /
+//! `FLOWMESH_SERVER`, `--token` / `FLOWMESH_TOKEN`, then the config file
+//! ([`settings`]); read commands print tables or, with `--output json`, the
+//! API's JSON. Exit codes are listed in [`error`].
 
+pub mod client;
+pub mod error;
+pub mod output;
+mod plugins;
+mod scaffold;
 mod serve;
+pub mod settings;
+mod tasks;
+mod up;
+mod validate;
+mod watch;
 mod work;
+mod workers;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::client::ApiClient;
+use crate::error::CliResult;
+use crate::output::Output;
+use crate::settings::{ConfigFile, Target};
 
 /// FlowMesh: run WebAssembly task plugins on a fleet of workers.
 #[derive(Debug, Parser)]
-#[command(name = "flowmesh", version, about)]
+#[command(name = "flowmesh", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Log format.
+    /// The server's URL [default: from the config file, else http://127.0.0.1:7380].
+    #[arg(long, global = true, env = "FLOWMESH_SERVER", value_name = "URL")]
+    server: Option<String>,
+    /// Bearer token [default: from the config file].
+    #[arg(long, global = true, env = "FLOWMESH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// How read commands print.
+    #[arg(
+        long,
+        short,
+        global = true,
+        value_enum,
+        default_value = "table",
+        env = "FLOWMESH_OUTPUT"
+    )]
+    output: Output,
+    /// The config file [default: $XDG_CONFIG_HOME/flowmesh/config.toml].
+    #[arg(long, global = true, env = "FLOWMESH_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log format of `up`, `server` and `worker`.
     #[arg(
         long,
         global = true,
@@ -35,16 +78,37 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Start a local cluster: a server on SQLite, the first-party plugins, and
+    /// a worker, all in this process.
+    Up(up::UpArgs),
     /// Run the server: REST API, durable queue, dispatcher.
     Server(serve::ServerArgs),
-    /// Run a worker that executes tasks for a server.
-    Worker(work::WorkerArgs),
+    /// Run a worker (no subcommand), or read the fleet (`list`, `inspect`).
+    #[command(args_conflicts_with_subcommands = true)]
+    Worker {
+        #[command(subcommand)]
+        query: Option<workers::WorkerQuery>,
+        #[command(flatten)]
+        run: work::WorkerArgs,
+    },
+    /// Install, list, inspect, remove and create plugins.
+    #[command(subcommand)]
+    Plugin(plugins::PluginCommand),
+    /// Submit, read, follow and cancel tasks.
+    #[command(subcommand)]
+    Task(tasks::TaskCommand),
+    /// Check task documents: the envelope offline, plugin schemas with a server.
+    Validate(validate::ValidateArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -52,20 +116,67 @@ pub fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::from(1);
+            return ExitCode::from(6);
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Server(args) => serve::run(args).await,
-            Command::Worker(args) => work::run(args).await,
-        }
-    });
-    match result {
+    match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::from(1)
+            eprintln!("error: {error}");
+            error.exit_code()
+        }
+    }
+}
+
+async fn run(cli: Cli) -> CliResult {
+    let config_path = cli.config.clone().unwrap_or_else(settings::config_path);
+    let output = cli.output;
+    let client = || -> CliResult<ApiClient> {
+        let config = ConfigFile::load(&config_path)?;
+        ApiClient::new(Target::resolve(
+            cli.server.clone(),
+            cli.token.clone(),
+            &config,
+        )?)
+    };
+    match cli.command {
+        Command::Up(args) => {
+            init_tracing(cli.log_format);
+            up::run(args, &config_path).await
+        }
+        Command::Server(args) => {
+            init_tracing(cli.log_format);
+            Ok(serve::run(args).await?)
+        }
+        Command::Worker {
+            query: Some(query), ..
+        } => workers::run(query, client()?, output).await,
+        Command::Worker { query: None, run } => {
+            init_tracing(cli.log_format);
+            let server = cli
+                .server
+                .clone()
+                .or_else(|| ConfigFile::load(&config_path).ok().and_then(|c| c.server()))
+                .unwrap_or_else(|| settings::DEFAULT_SERVER.to_string());
+            Ok(work::run(run, server, cli.token.clone()).await?)
+        }
+        Command::Plugin(command) => plugins::run(command, client, output).await,
+        Command::Task(command) => tasks::run(command, client()?, output).await,
+        Command::Validate(args) => {
+            let config = ConfigFile::load(&config_path)?;
+            let target = Target::resolve(cli.server.clone(), cli.token.clone(), &config)?;
+            let client = if target.named {
+                Some(ApiClient::new(target)?)
+            } else {
+                None
+            };
+            validate::run(args, client, output).await
+        }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "flowmesh", &mut script);
+            outln!("{}", String::from_utf8_lossy(&script).trim_end());
+            Ok(())
         }
     }
 }
@@ -76,6 +187,7 @@ fn init_tracing(format: LogFormat) {
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -105,15 +217,15 @@ pub(crate) async fn shutdown_signal() {
 
 /// The default data directory: `$FLOWMESH_HOME`, else
 /// `$XDG_DATA_HOME/flowmesh`, else `~/.local/share/flowmesh`.
-pub(crate) fn default_data_dir() -> std::path::PathBuf {
+pub(crate) fn default_data_dir() -> PathBuf {
     if let Some(home) = std::env::var_os("FLOWMESH_HOME") {
         return home.into();
     }
     if let Some(data) = std::env::var_os("XDG_DATA_HOME") {
-        return std::path::PathBuf::from(data).join("flowmesh");
+        return PathBuf::from(data).join("flowmesh");
     }
     std::env::var_os("HOME")
-        .map(std::path::PathBuf::from)
+        .map(PathBuf::from)
         .unwrap_or_else(|| ".".into())
         .join(".local/share/flowmesh")
 }
@@ -123,4 +235,30 @@ pub(crate) fn parse_label(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(key, value)| (key.to_string(), value.to_string()))
         .ok_or_else(|| format!("{text:?} is not key=value"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn worker_runs_without_a_subcommand_and_reads_with_one() {
+        let run = Cli::try_parse_from(["flowmesh", "worker", "--slots", "2"]).expect("parses");
+        assert!(matches!(run.command, Command::Worker { query: None, .. }));
+        let list =
+            Cli::try_parse_from(["flowmesh", "worker", "list", "-o", "json"]).expect("parses");
+        assert!(matches!(
+            list.command,
+            Command::Worker {
+                query: Some(workers::WorkerQuery::List),
+                ..
+            }
+        ));
+        assert_eq!(list.output, Output::Json);
+    }
 }

@@ -8,16 +8,11 @@ use anyhow::Context;
 use flowmesh_runtime::{HostCapabilities, Runtime, RuntimeConfig};
 use flowmesh_worker::{Worker, WorkerConfig};
 
-/// `flowmesh worker` options.
+/// `flowmesh worker` options (the server and token come from the global
+/// `--server` and `--token`, or `--token-file`).
 #[derive(Debug, clap::Args)]
 pub struct WorkerArgs {
-    /// The server's URL.
-    #[arg(long, env = "FLOWMESH_SERVER", default_value = "http://127.0.0.1:7380")]
-    server: String,
-    /// A worker token.
-    #[arg(long, env = "FLOWMESH_TOKEN", conflicts_with = "token_file")]
-    token: Option<String>,
-    /// A file holding the worker token.
+    /// A file holding the worker token (instead of --token).
     #[arg(long)]
     token_file: Option<PathBuf>,
     /// The worker's name (default: the host name).
@@ -29,7 +24,8 @@ pub struct WorkerArgs {
     /// A label, key=value (repeatable).
     #[arg(long = "label", value_parser = crate::parse_label)]
     labels: Vec<(String, String)>,
-    /// A plugin component to load (repeatable); its file name is its name.
+    /// A plugin component to load besides the ones the server installs
+    /// (repeatable); its file name is its name.
     #[arg(long = "plugin", value_name = "FILE")]
     plugins: Vec<PathBuf>,
     /// Data directory (compiled plugins, task scratch space).
@@ -37,15 +33,20 @@ pub struct WorkerArgs {
     data_dir: Option<PathBuf>,
 }
 
-pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
-    let token = match (args.token, args.token_file) {
+pub(crate) async fn run(
+    args: WorkerArgs,
+    server: String,
+    token: Option<String>,
+) -> anyhow::Result<()> {
+    let token = match (token, args.token_file) {
+        (Some(_), Some(_)) => anyhow::bail!("pass --token or --token-file, not both"),
         (Some(token), _) => token,
         (None, Some(path)) => std::fs::read_to_string(&path)
             .with_context(|| format!("reading the token file {}", path.display()))?
             .trim()
             .to_string(),
         (None, None) => anyhow::bail!(
-            "a worker token is needed: pass --token, --token-file or set FLOWMESH_TOKEN"
+            "a worker token is needed: pass --token, --token-file or set FLOWMESH_TOKEN (the server wrote one to worker.token in its data directory)"
         ),
     };
     let data_dir = args
@@ -68,7 +69,7 @@ pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
             report.reason.map(|r| format!(" ({r})")).unwrap_or_default()
         );
     }
-    let mut config = WorkerConfig::new(args.server, token);
+    let mut config = WorkerConfig::new(server, token);
     if let Some(name) = args.name {
         config.name = name;
     }

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
 use crate::state::{AppState, now_ms};
-use crate::store::Store;
+use crate::store::{PluginRecord, Store};
 use crate::validation::Validator;
 
 /// Secrets created on the first start of a fresh database.
@@ -139,6 +139,29 @@ impl Server {
     /// The tokens created on first start, if this start created them.
     pub fn bootstrap_tokens(&self) -> Option<&BootstrapTokens> {
         self.bootstrap.as_ref()
+    }
+
+    /// Installs a plugin from its component bytes, as `POST /plugins` does,
+    /// under the name its manifest gives. A component already installed at
+    /// the same digest is left as it is. Returns the installed record.
+    pub async fn install_plugin(&self, bytes: Vec<u8>) -> anyhow::Result<PluginRecord> {
+        let digest = flowmesh_runtime::ComponentDigest::of(&bytes).to_string();
+        if let Some(record) = self
+            .state
+            .store
+            .plugins()
+            .await?
+            .into_iter()
+            .find(|record| record.digest == digest)
+        {
+            return Ok(record);
+        }
+        let (_, record) = self
+            .state
+            .install_plugin(None, bytes)
+            .await
+            .map_err(|failure| anyhow::anyhow!("{}", failure.error.message))?;
+        Ok(record)
     }
 
     /// The store.

@@ -67,7 +67,8 @@ fn parse_bool(params: &HashMap<String, String>, name: &str) -> Result<bool, ApiF
 #[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks",
     request_body(content = String, description = "A Task document, YAML or JSON", content_type = "application/yaml"),
     params(("wait" = Option<String>, Query, description = "Wait up to this long (30s) for a terminal state"),
-           ("failFast" = Option<bool>, Query, description = "Answer 422 when no live worker serves the type")),
+           ("failFast" = Option<bool>, Query, description = "Answer 422 when no live worker serves the type"),
+           ("dryRun" = Option<bool>, Query, description = "Check everything, store nothing: 200 {valid, taskType}")),
     responses((status = 201, body = Submitted), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn submit(
@@ -77,9 +78,10 @@ pub(super) async fn submit(
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiFailure> {
     let principal = auth.client("submitting tasks")?;
-    known_params(&params, &["wait", "failFast"])?;
+    known_params(&params, &["wait", "failFast", "dryRun"])?;
     let wait = parse_wait(&params)?;
     let fail_fast = parse_bool(&params, "failFast")?;
+    let dry_run = parse_bool(&params, "dryRun")?;
     let text = std::str::from_utf8(&body).map_err(|_| {
         ApiFailure::new(
             StatusCode::BAD_REQUEST,
@@ -153,6 +155,17 @@ pub(super) async fn submit(
             .with_details(vec![FieldError::new("spec.taskType", "no live worker serves this type")]));
         }
     }
+    if dry_run {
+        return Ok((
+            StatusCode::OK,
+            Json(serde_json::json!({
+                "valid": true,
+                "taskType": task_type,
+                "message": "the document is valid; nothing was stored (dryRun)",
+            })),
+        )
+            .into_response());
+    }
     let id = uuid::Uuid::now_v7().to_string();
     let now = now_ms();
     let event = state
@@ -198,7 +211,7 @@ pub(super) async fn submit(
     } else {
         submitted_view(&id, document, now)
     };
-    Ok((StatusCode::CREATED, Json(Submitted { id, task })))
+    Ok((StatusCode::CREATED, Json(Submitted { id, task })).into_response())
 }
 
 async fn load(state: &AppState, tenant: &str, id: &str) -> Result<TaskRecord, ApiFailure> {
@@ -399,17 +412,21 @@ pub(super) async fn cancel(
 
 /// `GET /tasks/{id}/events`: the task's stored events, then live ones, as
 /// server-sent events; ends after the `result` event. `Last-Event-ID`
-/// resumes after that event.
-#[utoipa::path(get, path = "/api/v1/tasks/{id}/events", tag = "tasks", params(("id" = String, Path)),
+/// resumes after that event; `?follow=false` ends after the stored ones.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/events", tag = "tasks", params(("id" = String, Path),
+    ("follow" = Option<bool>, Query, description = "false: end after the stored events (default true)")),
     responses((status = 200, description = "Server-sent events: state, log, progress, result (data: EventRecord)", body = EventRecord, content_type = "text/event-stream"),
               (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn events(
     State(state): State<Arc<AppState>>,
     auth: Auth,
     Path(id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiFailure> {
     let principal = auth.client("watching tasks")?;
+    known_params(&params, &["follow"])?;
+    let follow = !params.contains_key("follow") || parse_bool(&params, "follow")?;
     load(&state, &principal.tenant, &id).await?;
     let after = headers
         .get("last-event-id")
@@ -426,6 +443,7 @@ pub(super) async fn events(
             receiver,
             replayed: false,
             more_stored: false,
+            follow,
             done: false,
         },
         |mut cursor| async move {
@@ -465,6 +483,8 @@ struct EventCursor {
     replayed: bool,
     /// The last read from the store filled a page: read again.
     more_stored: bool,
+    /// Keep streaming live events after the replay.
+    follow: bool,
     done: bool,
 }
 
@@ -477,10 +497,17 @@ impl EventCursor {
             if let Some(event) = self.backlog.next() {
                 return Some(self.emit(event));
             }
+            if self.replayed && !self.follow && !self.more_stored {
+                return None;
+            }
             if !self.replayed || self.more_stored {
                 self.refill().await?;
                 if !self.more_stored && !self.replayed {
                     self.replayed = true;
+                    if !self.follow {
+                        self.done = self.backlog.len() == 0;
+                        continue;
+                    }
                     if self.backlog.len() == 0 && self.finished().await? {
                         // Resumed past the end of a finished task: read once
                         // more, in case its last events landed just now.

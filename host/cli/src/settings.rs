@@ -1,0 +1,162 @@
+//! Where a command finds its server and token.
+//!
+//! Each setting comes from the first of: the flag (`--server`, `--token`),
+//! the environment (`FLOWMESH_SERVER`, `FLOWMESH_TOKEN`), the config file,
+//! the default (`http://127.0.0.1:7380`, no token).
+//!
+//! The config file is TOML, at `$FLOWMESH_CONFIG`, else
+//! `$XDG_CONFIG_HOME/flowmesh/config.toml`, else
+//! `~/.config/flowmesh/config.toml`:
+//!
+//! ```toml
+//! server = "http://127.0.0.1:7380"
+//! token = "fm_…"
+//! ```
+//!
+//! `flowmesh up` writes it (mode 0600), so the next command just works.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{CliError, CliResult};
+
+/// The server address used when nothing else names one.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7380";
+
+/// The config file's path.
+pub fn config_path() -> PathBuf {
+    if let Some(path) = std::env::var_os("FLOWMESH_CONFIG") {
+        return path.into();
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| ".".into())
+                .join(".config")
+        });
+    base.join("flowmesh").join("config.toml")
+}
+
+/// The config file's contents.
+#[derive(Debug, Default)]
+pub struct ConfigFile {
+    table: toml::Table,
+}
+
+impl ConfigFile {
+    /// Reads `path`; a missing file is an empty config.
+    pub fn load(path: &Path) -> CliResult<Self> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Self::default());
+            }
+            Err(error) => {
+                return Err(CliError::usage(format!(
+                    "cannot read the config file {}: {error}",
+                    path.display()
+                )));
+            }
+        };
+        let table = text.parse::<toml::Table>().map_err(|error| {
+            CliError::usage(format!(
+                "the config file {} is not valid TOML: {error}\nhint: fix or delete it; `flowmesh up` writes a new one",
+                path.display()
+            ))
+        })?;
+        for key in ["server", "token"] {
+            if let Some(value) = table.get(key)
+                && !value.is_str()
+            {
+                return Err(CliError::usage(format!(
+                    "{key} in the config file {} must be a string",
+                    path.display()
+                )));
+            }
+        }
+        Ok(Self { table })
+    }
+
+    fn string(&self, key: &str) -> Option<String> {
+        self.table
+            .get(key)
+            .and_then(toml::Value::as_str)
+            .map(str::to_string)
+    }
+
+    /// `server`.
+    pub fn server(&self) -> Option<String> {
+        self.string("server")
+    }
+
+    /// `token`.
+    pub fn token(&self) -> Option<String> {
+        self.string("token")
+    }
+
+    /// Sets `server` and `token`, keeping every other key, and writes the
+    /// file with mode 0600 (it holds a secret).
+    pub fn save_target(mut self, path: &Path, server: &str, token: &str) -> anyhow::Result<()> {
+        self.table
+            .insert("server".into(), toml::Value::String(server.to_string()));
+        self.table
+            .insert("token".into(), toml::Value::String(token.to_string()));
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let text = toml::to_string(&self.table)?;
+        write_private(path, text.as_bytes())
+    }
+}
+
+/// Writes `bytes` to `path`, readable by its owner only.
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    Ok(())
+}
+
+/// The server and token a client command talks to.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Base URL.
+    pub server: String,
+    /// Bearer token, if any.
+    pub token: Option<String>,
+    /// Whether the server was named (flag, environment or config file)
+    /// rather than defaulted.
+    pub named: bool,
+}
+
+impl Target {
+    /// Resolves the target from the flags (already merged with the
+    /// environment by clap) and the config file.
+    pub fn resolve(
+        server: Option<String>,
+        token: Option<String>,
+        config: &ConfigFile,
+    ) -> CliResult<Self> {
+        let named = server.is_some() || config.server().is_some();
+        let server = server
+            .or_else(|| config.server())
+            .unwrap_or_else(|| DEFAULT_SERVER.to_string());
+        if !server.starts_with("http://") && !server.starts_with("https://") {
+            return Err(CliError::usage(format!(
+                "--server {server:?} must be a URL such as http://127.0.0.1:7380"
+            )));
+        }
+        Ok(Self {
+            server: server.trim_end_matches('/').to_string(),
+            token: token.or_else(|| config.token()),
+            named,
+        })
+    }
+}

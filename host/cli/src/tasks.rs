@@ -1,0 +1,485 @@
+//! `flowmesh task submit | get | list | cancel | logs | watch`.
+
+use std::io::Read;
+use std::time::Duration;
+
+use flowmesh_types::api::{EventBody, Submitted, TaskPage, TaskState, TaskView};
+use flowmesh_types::{LogStream, TaskEvent};
+use futures::StreamExt;
+
+use crate::client::ApiClient;
+use crate::error::{CliError, CliResult};
+use crate::output::{self, Output};
+use crate::watch;
+
+/// Task commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum TaskCommand {
+    /// Submit task documents (YAML or JSON; `-` reads standard input).
+    Submit {
+        /// Task documents; `-` for standard input.
+        #[arg(required = true, value_name = "FILE|-")]
+        files: Vec<String>,
+        /// Wait for each task to finish, showing its progress; exit 1 if
+        /// one failed or was cancelled.
+        #[arg(long)]
+        wait: bool,
+        /// Like --wait, and print the task's log lines as they come.
+        #[arg(long)]
+        follow: bool,
+        /// Give up waiting after this long (exit 7); the task keeps running.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<Duration>,
+        /// Refuse the task (exit 3) when no live worker runs its type,
+        /// instead of queueing it.
+        #[arg(long)]
+        fail_fast: bool,
+    },
+    /// Show one task: state, waiting reason, attempts, result.
+    Get {
+        /// Task id.
+        id: String,
+    },
+    /// List tasks, newest first.
+    List {
+        /// Only tasks in this state (pending, running, succeeded, failed, cancelled).
+        #[arg(long)]
+        state: Option<String>,
+        /// Only tasks of this type.
+        #[arg(long = "type", value_name = "TASK_TYPE")]
+        task_type: Option<String>,
+        /// Only tasks with this label, key=value.
+        #[arg(long)]
+        label: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Continue after a previous page (its nextCursor).
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Cancel tasks, in whatever state they are.
+    Cancel {
+        /// Task ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Print a task's log lines.
+    Logs {
+        /// Task id.
+        id: String,
+        /// Keep printing new lines until the task finishes.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Follow a task to its end with a progress display; exit 1 if it
+    /// failed or was cancelled.
+    Watch {
+        /// Task id.
+        id: String,
+        /// Print its log lines too.
+        #[arg(long)]
+        logs: bool,
+        /// Give up after this long (exit 7).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<Duration>,
+    },
+}
+
+pub(crate) async fn run(command: TaskCommand, client: ApiClient, output: Output) -> CliResult {
+    match command {
+        TaskCommand::Submit {
+            files,
+            wait,
+            follow,
+            timeout,
+            fail_fast,
+        } => {
+            submit(
+                &client,
+                output,
+                &files,
+                wait || follow,
+                follow,
+                timeout,
+                fail_fast,
+            )
+            .await
+        }
+        TaskCommand::Get { id } => {
+            let task: TaskView = client
+                .get(&format!("/tasks/{}", path_segment(&id)?))
+                .await?;
+            match output {
+                Output::Json => output::print_json(&task),
+                Output::Table => print_task(&task),
+            }
+            Ok(())
+        }
+        TaskCommand::List {
+            state,
+            task_type,
+            label,
+            limit,
+            cursor,
+        } => {
+            let mut query = vec![format!("limit={limit}")];
+            for (key, value) in [
+                ("state", state),
+                ("taskType", task_type),
+                ("label", label),
+                ("cursor", cursor),
+            ] {
+                if let Some(value) = value {
+                    query.push(format!("{key}={}", encode(&value)));
+                }
+            }
+            let page: TaskPage = client.get(&format!("/tasks?{}", query.join("&"))).await?;
+            match output {
+                Output::Json => output::print_json(&page),
+                Output::Table => print_page(&page),
+            }
+            Ok(())
+        }
+        TaskCommand::Cancel { ids } => {
+            let mut views = Vec::new();
+            for id in &ids {
+                let value = client
+                    .delete(&format!("/tasks/{}", path_segment(id)?))
+                    .await?;
+                let view: TaskView =
+                    serde_json::from_value(value).map_err(|error| CliError::Other(error.into()))?;
+                if output == Output::Table {
+                    crate::outln!("{}: {}", view.id, view.state.as_str());
+                }
+                views.push(view);
+            }
+            if output == Output::Json {
+                print_one_or_many(&views);
+            }
+            Ok(())
+        }
+        TaskCommand::Logs { id, follow } => logs(&client, &id, follow).await,
+        TaskCommand::Watch { id, logs, timeout } => {
+            let task = watch::follow(&client, path_segment(&id)?, logs, timeout).await?;
+            finished(&task, output)
+        }
+    }
+}
+
+async fn submit(
+    client: &ApiClient,
+    output: Output,
+    files: &[String],
+    wait: bool,
+    follow: bool,
+    timeout: Option<Duration>,
+    fail_fast: bool,
+) -> CliResult {
+    let mut submitted = Vec::new();
+    for file in files {
+        let document = read_input(file)?;
+        let path = if fail_fast {
+            "/tasks?failFast=true"
+        } else {
+            "/tasks"
+        };
+        let answer: Submitted = client
+            .post(path, document, content_type(file), Duration::from_secs(60))
+            .await
+            .map_err(|error| in_file(file, error))?;
+        if output == Output::Table && !wait {
+            crate::outln!(
+                "submitted {} ({}): {}",
+                answer.id,
+                answer.task.task_type,
+                answer.task.state.as_str()
+            );
+        }
+        submitted.push(answer);
+    }
+    if !wait {
+        if output == Output::Json {
+            print_one_or_many(&submitted);
+        }
+        return Ok(());
+    }
+    let mut views = Vec::new();
+    let mut failures = 0;
+    for answer in &submitted {
+        let task = watch::follow(client, &answer.id, follow, timeout).await?;
+        if task.state != TaskState::Succeeded {
+            failures += 1;
+        }
+        if output == Output::Table {
+            print_outcome(&task);
+        }
+        views.push(task);
+    }
+    if output == Output::Json {
+        print_one_or_many(&views);
+    }
+    if failures > 0 {
+        return Err(CliError::Failed(format!(
+            "{failures} of {} task(s) did not succeed",
+            views.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Prints a finished task and says whether it succeeded.
+fn finished(task: &TaskView, output: Output) -> CliResult {
+    match output {
+        Output::Json => output::print_json(task),
+        Output::Table => print_outcome(task),
+    }
+    if task.state == TaskState::Succeeded {
+        Ok(())
+    } else {
+        Err(CliError::Failed(format!(
+            "task {} {}",
+            task.id,
+            task.state.as_str()
+        )))
+    }
+}
+
+async fn logs(client: &ApiClient, id: &str, follow: bool) -> CliResult {
+    let mut events = Box::pin(client.events(path_segment(id)?, follow).await?);
+    while let Some(event) = events.next().await {
+        match event?.body {
+            EventBody::Task(TaskEvent::Log {
+                stream, message, ..
+            }) => match stream {
+                LogStream::Stderr => eprintln!("{message}"),
+                _ => crate::outln!("{message}"),
+            },
+            EventBody::State {
+                state,
+                attempt,
+                message,
+            } => eprintln!(
+                "» {} (attempt {attempt}){}",
+                state.as_str(),
+                message.map(|m| format!(": {m}")).unwrap_or_default()
+            ),
+            EventBody::Result { state, error, .. } => eprintln!(
+                "» finished: {}{}",
+                state.as_str(),
+                error
+                    .map(|e| format!(": {}: {}", e.code.as_str(), e.message))
+                    .unwrap_or_default()
+            ),
+            EventBody::Task(TaskEvent::Progress { .. }) => {}
+        }
+    }
+    Ok(())
+}
+
+/// One line on how a finished task ended, then its output.
+fn print_outcome(task: &TaskView) {
+    match (&task.result, &task.error) {
+        (Some(result), _) if task.state == TaskState::Succeeded => {
+            crate::outln!(
+                "{} {} succeeded on {} in {} ms (attempt {}/{})",
+                task.id,
+                task.task_type,
+                result.worker,
+                result.elapsed_ms,
+                task.attempt,
+                task.max_attempts
+            );
+            print_value(&result.output);
+        }
+        (_, Some(error)) => crate::outln!(
+            "{} {} {} after {} attempt(s): {}: {}",
+            task.id,
+            task.task_type,
+            task.state.as_str(),
+            task.attempts.len(),
+            error.code.as_str(),
+            error.message
+        ),
+        _ => crate::outln!("{} {} {}", task.id, task.task_type, task.state.as_str()),
+    }
+}
+
+fn print_value(value: &serde_json::Value) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => crate::outln!("{text}"),
+        Err(_) => crate::outln!("{value}"),
+    }
+}
+
+fn print_task(task: &TaskView) {
+    let mut fields = vec![
+        ("id", task.id.clone()),
+        ("type", task.task_type.clone()),
+        ("state", task.state.as_str().to_string()),
+        ("attempt", format!("{}/{}", task.attempt, task.max_attempts)),
+    ];
+    if let Some(name) = &task.name {
+        fields.push(("name", name.clone()));
+    }
+    if !task.labels.is_empty() {
+        fields.push((
+            "labels",
+            output::list(task.labels.iter().map(|(k, v)| format!("{k}={v}"))),
+        ));
+    }
+    if let Some(worker) = &task.worker {
+        fields.push(("worker", worker.clone()));
+    }
+    if let Some(waiting) = &task.waiting {
+        fields.push((
+            "waiting",
+            format!("{}: {}", output::name_of(&waiting.kind), waiting.message),
+        ));
+    }
+    fields.push(("created", task.created_at.clone()));
+    if let Some(finished) = &task.finished_at {
+        fields.push(("finished", finished.clone()));
+    }
+    if let Some(error) = &task.error {
+        fields.push((
+            "error",
+            format!("{}: {}", error.code.as_str(), error.message),
+        ));
+        for detail in &error.details {
+            fields.push(("", format!("{}: {}", detail.path, detail.message)));
+        }
+    }
+    if let Some(result) = &task.result {
+        fields.push(("result", result.summary.clone()));
+        fields.push((
+            "plugin",
+            format!(
+                "{} {} ({})",
+                result.plugin.name,
+                result.plugin.version,
+                output::short_digest(&result.plugin.digest)
+            ),
+        ));
+    }
+    output::print_fields(&fields);
+    if let Some(result) = &task.result {
+        crate::outln!("output:");
+        print_value(&result.output);
+    }
+    if !task.attempts.is_empty() {
+        crate::outln!();
+        let mut table = output::table(&[
+            "attempt", "worker", "outcome", "started", "finished", "error",
+        ]);
+        for attempt in &task.attempts {
+            table.add_row(vec![
+                attempt.attempt.to_string(),
+                attempt.worker.clone(),
+                attempt.outcome.clone(),
+                attempt.started_at.clone(),
+                attempt.finished_at.clone(),
+                attempt
+                    .error
+                    .as_ref()
+                    .map(|e| format!("{}: {}", e.code.as_str(), e.message))
+                    .unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        output::print_table(&table);
+    }
+}
+
+fn print_page(page: &TaskPage) {
+    let mut table = output::table(&["id", "type", "state", "attempt", "worker", "created"]);
+    for task in &page.tasks {
+        table.add_row(vec![
+            task.id.clone(),
+            task.task_type.clone(),
+            task.state.as_str().to_string(),
+            format!("{}/{}", task.attempt, task.max_attempts),
+            task.worker.clone().unwrap_or_else(|| "-".into()),
+            task.created_at.clone(),
+        ]);
+    }
+    output::print_table(&table);
+    if let Some(cursor) = &page.next_cursor {
+        eprintln!("more tasks: add --cursor {cursor}");
+    }
+}
+
+fn print_one_or_many<T: serde::Serialize>(items: &[T]) {
+    match items {
+        [one] => output::print_json(one),
+        many => output::print_json(&many),
+    }
+}
+
+/// The bytes of `file`, or of standard input for `-`.
+pub(crate) fn read_input(file: &str) -> CliResult<Vec<u8>> {
+    if file == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|error| CliError::usage(format!("cannot read standard input: {error}")))?;
+        return Ok(bytes);
+    }
+    std::fs::read(file).map_err(|error| CliError::usage(format!("cannot read {file}: {error}")))
+}
+
+fn content_type(file: &str) -> &'static str {
+    if file.ends_with(".json") {
+        "application/json"
+    } else {
+        "application/yaml"
+    }
+}
+
+/// Names the file an API error is about.
+pub(crate) fn in_file(file: &str, error: CliError) -> CliError {
+    match error {
+        CliError::Api {
+            status,
+            code,
+            message,
+            details,
+            hint,
+        } => CliError::Api {
+            status,
+            code,
+            message: format!("{file}: {message}"),
+            details,
+            hint,
+        },
+        other => other,
+    }
+}
+
+/// Checks that `id` can go into a URL path as is.
+pub(crate) fn path_segment(id: &str) -> CliResult<&str> {
+    if !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    {
+        Ok(id)
+    } else {
+        Err(CliError::usage(format!(
+            "{id:?} is not an id or name: use letters, digits, '-', '_', '.' or ':'"
+        )))
+    }
+}
+
+/// Percent-encodes a query value.
+pub(crate) fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,154 @@
+//! `flowmesh up`: a whole cluster in one process, for one machine.
+//!
+//! A server on SQLite in the data directory, the first-party plugins (built
+//! into this binary) installed, and a worker with one slot per CPU. The
+//! admin token goes into the config file, so every other command finds this
+//! server without flags. Ctrl-C stops the worker first, which hands its
+//! running tasks back (they are `pending` again and run on the next `up`),
+//! then the server.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use flowmesh_runtime::{HostCapabilities, Runtime, RuntimeConfig};
+use flowmesh_server::{Server, ServerConfig};
+use flowmesh_types::api::Role;
+use flowmesh_worker::{Worker, WorkerConfig};
+
+use crate::error::CliResult;
+use crate::output;
+use crate::settings::{ConfigFile, write_private};
+
+include!(concat!(env!("OUT_DIR"), "/first_party.rs"));
+
+/// `flowmesh up` options.
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:7380", env = "FLOWMESH_BIND")]
+    bind: SocketAddr,
+    /// Data directory: the SQLite database, tokens, compiled plugins, task
+    /// scratch space.
+    #[arg(long, env = "FLOWMESH_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Tasks the local worker runs at once (default: one per CPU).
+    #[arg(long)]
+    slots: Option<u32>,
+    /// Do not write the server and token to the config file.
+    #[arg(long)]
+    no_config: bool,
+}
+
+pub(crate) async fn run(args: UpArgs, config_path: &Path) -> CliResult {
+    let data_dir = args.data_dir.unwrap_or_else(crate::default_data_dir);
+    let mut config = ServerConfig::new(&data_dir);
+    config.bind = args.bind;
+    let server = Server::start(config).await?;
+    let url = server.url();
+    let mut installed = Vec::new();
+    for (package, bytes) in FIRST_PARTY {
+        let record = server
+            .install_plugin(bytes.to_vec())
+            .await
+            .with_context(|| format!("installing the first-party plugin {package}"))?;
+        installed.push(format!("{} {}", record.name, record.version));
+    }
+    let admin = token(&server, &data_dir, "admin.token", Role::Admin).await?;
+    let worker_token = token(&server, &data_dir, "worker.token", Role::Worker).await?;
+    if !args.no_config {
+        ConfigFile::load(config_path)?
+            .save_target(config_path, &url, &admin)
+            .with_context(|| format!("writing the config file {}", config_path.display()))?;
+    }
+
+    let worker_dir = data_dir.join("worker");
+    let runtime = Arc::new(
+        Runtime::new(
+            RuntimeConfig::new(worker_dir.join("cache"), worker_dir.join("scratch")),
+            HostCapabilities::none(),
+        )
+        .context("starting the local worker's runtime")?,
+    );
+    let mut worker_config = WorkerConfig::new(&url, worker_token);
+    worker_config.name = format!("{}-local", worker_config.name);
+    if let Some(slots) = args.slots {
+        worker_config.slots = slots.max(1);
+    }
+    let slots = worker_config.slots;
+    let worker = Worker::start(worker_config, runtime)
+        .await
+        .context("starting the local worker")?;
+    worker.plugins_synced().await;
+    let capabilities = worker.capabilities();
+
+    crate::outln!("FlowMesh is up");
+    output::print_fields(&[
+        ("server", url.clone()),
+        ("data", format!("{} (SQLite)", data_dir.display())),
+        (
+            "token",
+            if args.no_config {
+                format!("admin token in {}", data_dir.join("admin.token").display())
+            } else {
+                format!("admin token saved to {}", config_path.display())
+            },
+        ),
+        ("plugins", output::list(&installed)),
+        (
+            "worker",
+            format!(
+                "{} ({slots} slots): {}",
+                worker.name(),
+                output::list(&capabilities.supported_task_types)
+            ),
+        ),
+    ]);
+    for plugin in capabilities
+        .plugins
+        .iter()
+        .filter(|plugin| plugin.reason.is_some())
+    {
+        crate::outln!(
+            "  plugin {} unavailable here: {}",
+            plugin.name,
+            plugin.reason.as_deref().unwrap_or_default()
+        );
+    }
+    crate::outln!("try: flowmesh task submit examples/tasks/echo.yaml --wait");
+    crate::outln!(
+        "Ctrl-C stops; running tasks go back to pending and resume on the next `flowmesh up`"
+    );
+
+    crate::shutdown_signal().await;
+    eprintln!("stopping: handing running tasks back");
+    worker.shutdown(Duration::from_secs(10)).await;
+    server.shutdown().await;
+    eprintln!("stopped");
+    Ok(())
+}
+
+/// The token in `file` of the data directory; a new one (written there)
+/// when the file is gone.
+async fn token(server: &Server, data_dir: &Path, file: &str, role: Role) -> anyhow::Result<String> {
+    let path = data_dir.join(file);
+    if let Ok(secret) = std::fs::read_to_string(&path)
+        && !secret.trim().is_empty()
+    {
+        return Ok(secret.trim().to_string());
+    }
+    let created = server
+        .store()
+        .create_token(
+            "default",
+            role,
+            Some("flowmesh up"),
+            flowmesh_server::state::now_ms(),
+        )
+        .await?;
+    write_private(&path, format!("{}\n", created.secret).as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(created.secret)
+}
