@@ -150,7 +150,12 @@ pub(crate) async fn run(command: TaskCommand, client: ApiClient, output: Output)
                 let view: TaskView =
                     serde_json::from_value(value).map_err(|error| CliError::Other(error.into()))?;
                 if output == Output::Table {
-                    crate::outln!("{}: {}", view.id, view.state.as_str());
+                    let note = if view.state.is_terminal() {
+                        ""
+                    } else {
+                        " (its worker interrupts it within one heartbeat)"
+                    };
+                    crate::outln!("{}: {}{note}", view.id, view.state.as_str());
                 }
                 views.push(view);
             }

@@ -1,0 +1,493 @@
+//! The `flowmesh` binary end to end, as a person types it: `up`, then the
+//! plugin, task and worker commands against it, over real HTTP, with a
+//! plugin created by `plugin new`, built by cargo, served from a local HTTP
+//! server and installed by URL.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const FLOWMESH: &str = env!("CARGO_BIN_EXE_flowmesh");
+const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+/// A home for one test: data directory, config file, scratch files.
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temporary directory"),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn config(&self) -> PathBuf {
+        self.path().join("config/flowmesh.toml")
+    }
+
+    /// `flowmesh ARGS` in this home, with nothing from the caller's
+    /// environment or config.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(FLOWMESH);
+        command
+            .args(args)
+            .current_dir(self.path())
+            .env("HOME", self.path())
+            .env("XDG_CONFIG_HOME", self.path().join("xdg-config"))
+            .env("XDG_DATA_HOME", self.path().join("xdg-data"))
+            .env("FLOWMESH_CONFIG", self.config())
+            .env("FLOWMESH_HOME", self.path().join("data"))
+            .env_remove("FLOWMESH_SERVER")
+            .env_remove("FLOWMESH_TOKEN")
+            .env_remove("FLOWMESH_OUTPUT")
+            .env("RUST_LOG", "warn");
+        command
+    }
+
+    /// Runs `flowmesh ARGS` to its end.
+    fn run(&self, args: &[&str]) -> Run {
+        let output = self
+            .command(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("flowmesh runs");
+        Run::from(args, output)
+    }
+
+    /// `flowmesh ARGS`, which must succeed; its standard output.
+    fn ok(&self, args: &[&str]) -> String {
+        let run = self.run(args);
+        assert_eq!(run.code, 0, "{run}");
+        run.stdout
+    }
+
+    /// `flowmesh ARGS --output json`, which must succeed; the JSON.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.extend(["--output", "json"]);
+        let stdout = self.ok(&args);
+        serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("{error}: {stdout}"))
+    }
+
+    /// Starts `flowmesh up` on a free port and waits until it is ready.
+    fn up(&self) -> Up {
+        let mut child = self
+            .command(&["up", "--bind", "127.0.0.1:0", "--slots", "2"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("flowmesh up starts");
+        let stdout = child.stdout.take().expect("piped");
+        let (lines, received) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut printed = Vec::new();
+        loop {
+            match received.recv_timeout(Duration::from_secs(120)) {
+                Ok(line) => {
+                    let ready = line.starts_with("Ctrl-C");
+                    printed.push(line);
+                    if ready {
+                        break;
+                    }
+                }
+                Err(error) => panic!("flowmesh up did not get ready ({error}): {printed:#?}"),
+            }
+        }
+        Up {
+            child,
+            printed: printed.join("\n"),
+        }
+    }
+}
+
+/// A finished command.
+struct Run {
+    args: String,
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn from(args: &[&str], output: Output) -> Self {
+        Self {
+            args: args.join(" "),
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "flowmesh {} exited {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.args, self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// A running `flowmesh up`.
+struct Up {
+    child: Child,
+    /// What it printed up to "ready".
+    printed: String,
+}
+
+impl Up {
+    /// Ctrl-C, then waits for a clean exit.
+    fn interrupt(mut self) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "flowmesh up exited with {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "flowmesh up did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` until it holds.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs cargo in `dir` with a target directory of the workspace's own.
+fn cargo(dir: &Path, args: &[&str]) {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(WORKSPACE).join("target"))
+        .join("plugin-scaffold");
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", target);
+    for variable in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_TARGET",
+    ] {
+        command.env_remove(variable);
+    }
+    let status = command.status().expect("cargo runs");
+    assert!(
+        status.success(),
+        "cargo {} failed in {}",
+        args.join(" "),
+        dir.display()
+    );
+}
+
+/// Serves `bytes` at `http://127.0.0.1:PORT/greet.wasm` on a thread of its
+/// own; returns the URL.
+fn serve_file(bytes: Vec<u8>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!(
+        "http://{}/greet.wasm",
+        listener.local_addr().expect("address")
+    );
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            listener.set_nonblocking(true).expect("nonblocking");
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            let app = axum::Router::new().route(
+                "/greet.wasm",
+                axum::routing::get(move || {
+                    let bytes = bytes.clone();
+                    async move { bytes }
+                }),
+            );
+            let _ = axum::serve(listener, app).await;
+        });
+    });
+    url
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let output = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().expect("piped").write_all(bytes)?;
+            child.wait_with_output()
+        })
+        .expect("sha256sum runs");
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn task_types(worker: &Value) -> Vec<String> {
+    worker["capabilities"]["supportedTaskTypes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_plugin_from_new_to_result_through_a_local_cluster() {
+    let home = Home::new();
+
+    // plugin new → its own test → the component.
+    let created = home.ok(&["plugin", "new", "greet", "--path", "greet"]);
+    assert!(
+        created.contains("cargo build --release --target wasm32-wasip2"),
+        "{created}"
+    );
+    let crate_dir = home.path().join("greet");
+    cargo(&crate_dir, &["test", "--quiet"]);
+    cargo(
+        &crate_dir,
+        &["build", "--release", "--target", "wasm32-wasip2", "--quiet"],
+    );
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(WORKSPACE).join("target"));
+    let component = std::fs::read(target.join("plugin-scaffold/wasm32-wasip2/release/greet.wasm"))
+        .expect("the component was built");
+
+    // up: URL, token in the config file, the worker's task types.
+    let up = home.up();
+    assert!(up.printed.contains("FlowMesh is up"), "{}", up.printed);
+    assert!(up.printed.contains("echo, sleep"), "{}", up.printed);
+    let config = std::fs::read_to_string(home.config()).expect("up wrote the config file");
+    assert!(config.contains("token = \"fm_"), "{config}");
+
+    // Install by URL: a wrong checksum is refused (3), the right one works.
+    let url = serve_file(component.clone());
+    let refused = home.run(&["plugin", "install", &url, "--sha256", &"0".repeat(64)]);
+    assert_eq!(refused.code, 3, "{refused}");
+    assert!(
+        refused.stderr.contains("nothing was installed"),
+        "{refused}"
+    );
+    let installed = home.ok(&[
+        "plugin",
+        "install",
+        &url,
+        "--sha256",
+        &sha256_hex(&component),
+    ]);
+    assert!(installed.contains("installed greet 0.1.0"), "{installed}");
+    assert!(installed.contains("task types:"), "{installed}");
+    assert!(installed.contains("greet"), "{installed}");
+
+    // submit --wait: the worker picked the plugin up without a restart.
+    let greeted = home.ok(&["task", "submit", "greet/examples/task.yaml", "--wait"]);
+    assert!(greeted.contains("Hello, FlowMesh!"), "{greeted}");
+    assert!(greeted.contains("succeeded"), "{greeted}");
+    let echo_doc = Path::new(WORKSPACE).join("examples/tasks/echo.yaml");
+    let echoed = home.json(&[
+        "task",
+        "submit",
+        echo_doc.to_str().expect("utf-8"),
+        "--wait",
+    ]);
+    assert_eq!(echoed["state"], "succeeded", "{echoed:#}");
+    let echo_id = echoed["id"].as_str().expect("id").to_string();
+
+    // task list --output json has both, finished.
+    let page = home.json(&["task", "list"]);
+    let tasks = page["tasks"].as_array().expect("tasks");
+    assert_eq!(tasks.len(), 2, "{page:#}");
+    assert!(
+        tasks.iter().all(|task| task["state"] == "succeeded"),
+        "{page:#}"
+    );
+    assert!(tasks.iter().any(|task| task["id"] == echo_id.as_str()));
+    assert!(tasks.iter().any(|task| task["taskType"] == "greet"));
+
+    // worker inspect shows the types, plugins, capabilities and hardware.
+    let workers = home.json(&["worker", "list"]);
+    let name = workers[0]["name"].as_str().expect("a worker").to_string();
+    let inspected = home.ok(&["worker", "inspect", &name]);
+    for expected in [
+        "echo, greet, sleep",
+        "available",
+        "containers",
+        "absent",
+        "slots:",
+    ] {
+        assert!(inspected.contains(expected), "{expected}: {inspected}");
+    }
+    let plugin = home.ok(&["plugin", "inspect", "greet"]);
+    for expected in ["task type greet", "\"excitement\"", &name, "available"] {
+        assert!(plugin.contains(expected), "{expected}: {plugin}");
+    }
+
+    // task cancel: a long sleep, cancelled while it runs; watch says so (1).
+    let sleep_doc = home.path().join("long-sleep.yaml");
+    std::fs::write(
+        &sleep_doc,
+        "apiVersion: flowmesh/v1\nkind: Task\nspec:\n  taskType: sleep\n  duration: 5m\n",
+    )
+    .expect("write");
+    let submitted = home.json(&["task", "submit", "long-sleep.yaml"]);
+    let sleep_id = submitted["id"].as_str().expect("id").to_string();
+    eventually("the sleep runs", || {
+        home.json(&["task", "get", &sleep_id])["state"] == "running"
+    });
+    let cancelled = home.ok(&["task", "cancel", &sleep_id]);
+    assert!(
+        cancelled.contains(&format!("{sleep_id}: cancel")),
+        "{cancelled}"
+    );
+    let watched = home.run(&["task", "watch", &sleep_id]);
+    assert_eq!(watched.code, 1, "{watched}");
+
+    // Errors: field paths as lines, never raw JSON; documented exit codes.
+    let bad_doc = home.path().join("bad.yaml");
+    std::fs::write(
+        &bad_doc,
+        "apiVersion: flowmesh/v1\nkind: Task\nspec:\n  taskType: greet\n  name: ''\n  excitement: 99\n",
+    )
+    .expect("write");
+    let rejected = home.run(&["task", "submit", "bad.yaml"]);
+    assert_eq!(rejected.code, 3, "{rejected}");
+    assert!(
+        rejected.stderr.contains("  spec.name: must not be empty"),
+        "{rejected}"
+    );
+    assert!(
+        rejected
+            .stderr
+            .contains("  spec.excitement: must be at most 10"),
+        "{rejected}"
+    );
+    assert!(!rejected.stderr.contains("{\""), "{rejected}");
+    let validated = home.run(&["validate", "bad.yaml"]);
+    assert_eq!(validated.code, 1, "{validated}");
+    assert!(validated.stdout.contains("excitement"), "{validated}");
+    assert_eq!(home.run(&["task", "get", "no-such-task"]).code, 4);
+    assert_eq!(home.run(&["--token", "fm_wrong", "task", "list"]).code, 5);
+    assert_eq!(home.run(&["task", "frobnicate"]).code, 2);
+
+    // plugin remove: the worker withdraws the type without a restart.
+    home.ok(&["plugin", "remove", "greet"]);
+    eventually("the worker stops advertising greet", || {
+        !task_types(&home.json(&["worker", "inspect", &name])).contains(&"greet".to_string())
+    });
+    assert_eq!(home.run(&["plugin", "inspect", "greet"]).code, 4);
+
+    up.interrupt();
+    let unreachable = home.run(&["task", "list"]);
+    assert_eq!(unreachable.code, 6, "{unreachable}");
+    assert!(unreachable.stderr.contains("flowmesh up"), "{unreachable}");
+}
+
+#[test]
+fn ctrl_c_hands_running_tasks_back_and_the_next_up_runs_them() {
+    let home = Home::new();
+    let up = home.up();
+    std::fs::write(
+        home.path().join("sleep.yaml"),
+        "apiVersion: flowmesh/v1\nkind: Task\nspec:\n  taskType: sleep\n  duration: 2s\n  maxAttempts: 1\n",
+    )
+    .expect("write");
+    let id = home.json(&["task", "submit", "sleep.yaml"])["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    eventually("the sleep runs", || {
+        home.json(&["task", "get", &id])["state"] == "running"
+    });
+    up.interrupt();
+
+    // Handed back: the next `up` runs it again, and the interrupted attempt
+    // does not count against maxAttempts: 1.
+    let up = home.up();
+    let task = home.json(&["task", "watch", &id]);
+    assert_eq!(task["state"], "succeeded", "{task:#}");
+    let outcomes: Vec<&str> = task["attempts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|attempt| attempt["outcome"].as_str())
+        .collect();
+    assert_eq!(outcomes.last(), Some(&"succeeded"), "{task:#}");
+    assert!(outcomes.contains(&"released"), "{task:#}");
+    up.interrupt();
+}
+
+#[test]
+fn validate_works_offline_and_completions_print() {
+    let home = Home::new();
+    let examples = Path::new(WORKSPACE).join("examples/tasks");
+    let mut files: Vec<String> = std::fs::read_dir(&examples)
+        .expect("examples/tasks")
+        .filter_map(Result::ok)
+        .map(|entry| entry.path().display().to_string())
+        .collect();
+    files.sort();
+    let mut args = vec!["validate"];
+    args.extend(files.iter().map(String::as_str));
+    let verdicts = home.json(&args);
+    assert_eq!(verdicts.as_array().map(Vec::len), Some(files.len()));
+    assert!(
+        verdicts
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|v| v["valid"] == true && v["checked"] == "envelope"),
+        "{verdicts:#}"
+    );
+    std::fs::write(
+        home.path().join("bad.yaml"),
+        "apiVersion: flowmesh/v9\nkind: Task\nspec: {}\n",
+    )
+    .expect("write");
+    let bad = home.run(&["validate", "bad.yaml"]);
+    assert_eq!(bad.code, 1, "{bad}");
+    assert!(bad.stdout.contains("apiVersion"), "{bad}");
+    assert!(bad.stdout.contains("spec.taskType"), "{bad}");
+    let script = home.ok(&["completions", "bash"]);
+    assert!(script.contains("flowmesh"), "{script}");
+}
