@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The FlowMesh quickstart: builds the `flowmesh` command, starts `flowmesh up`
+# (a server on SQLite, the first-party plugins, a local worker), submits the
+# example task documents in examples/tasks with the CLI, shows the results,
+# and stops the cluster with SIGTERM, which `up` handles exactly as Ctrl-C.
+#
+# It runs in a home of its own (target/quickstart), so it never touches your
+# config file or data directory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build -p flowmesh-cli
+flowmesh() { target/debug/flowmesh "$@"; }
+run() { printf '\n$ flowmesh %s\n' "$*"; flowmesh "$@"; }
+
+export FLOWMESH_HOME="$PWD/target/quickstart"
+export FLOWMESH_CONFIG="$FLOWMESH_HOME/config.toml"
+unset FLOWMESH_SERVER FLOWMESH_TOKEN FLOWMESH_OUTPUT
+rm -rf "$FLOWMESH_HOME"
+mkdir -p "$FLOWMESH_HOME"
+
+printf '\n$ flowmesh up\n'
+target/debug/flowmesh up --bind 127.0.0.1:0 >"$FLOWMESH_HOME/up.out" 2>"$FLOWMESH_HOME/up.log" &
+up=$!
+trap 'kill -TERM $up 2>/dev/null || true; wait $up 2>/dev/null || true' EXIT
+for _ in $(seq 1 600); do
+    grep -q '^Ctrl-C' "$FLOWMESH_HOME/up.out" 2>/dev/null && break
+    if ! kill -0 "$up" 2>/dev/null; then
+        cat "$FLOWMESH_HOME/up.log" >&2
+        echo "flowmesh up stopped; its log is above" >&2
+        exit 1
+    fi
+    sleep 0.2
+done
+cat "$FLOWMESH_HOME/up.out"
+
+run plugin list
+run validate examples/tasks/*
+run task submit examples/tasks/echo.yaml --wait
+run task submit examples/tasks/sleep.yaml --follow
+gpu=$(flowmesh task submit examples/tasks/needs-gpu.json --output json | sed -n 's/^  "id": "\(.*\)",$/\1/p')
+printf '\n$ flowmesh task submit examples/tasks/needs-gpu.json\nsubmitted %s\n' "$gpu"
+sleep 2
+run task get "$gpu"
+run task cancel "$gpu"
+run task list
+run worker list
+
+printf '\n# Ctrl-C: stop the worker (running tasks go back to pending), then the server\n'
+kill -TERM "$up"
+wait "$up"
+trap - EXIT
+tail -2 "$FLOWMESH_HOME/up.log"
+echo "stopped. To run your own: target/debug/flowmesh up (then flowmesh task submit FILE --wait in another shell)"
