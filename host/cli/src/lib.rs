@@ -30,7 +30,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::client::ApiClient;
-use crate::error::CliResult;
+use crate::error::{CliError, CliResult};
 use crate::output::Output;
 use crate::settings::{ConfigFile, Target};
 
@@ -84,7 +84,6 @@ enum Command {
     /// Run the server: REST API, durable queue, dispatcher.
     Server(serve::ServerArgs),
     /// Run a worker (no subcommand), or read the fleet (`list`, `inspect`).
-    #[command(args_conflicts_with_subcommands = true)]
     Worker {
         #[command(subcommand)]
         query: Option<workers::WorkerQuery>,
@@ -149,8 +148,16 @@ async fn run(cli: Cli) -> CliResult {
             Ok(serve::run(args).await?)
         }
         Command::Worker {
-            query: Some(query), ..
-        } => workers::run(query, client()?, output).await,
+            query: Some(query),
+            run,
+        } => {
+            if !run.is_empty() {
+                return Err(CliError::usage(
+                    "the worker options (--slots, --label, --plugin, …) run a worker; `worker list` and `worker inspect` take none",
+                ));
+            }
+            workers::run(query, client()?, output).await
+        }
         Command::Worker { query: None, run } => {
             init_tracing(cli.log_format);
             let server = cli
@@ -158,7 +165,7 @@ async fn run(cli: Cli) -> CliResult {
                 .clone()
                 .or_else(|| ConfigFile::load(&config_path).ok().and_then(|c| c.server()))
                 .unwrap_or_else(|| settings::DEFAULT_SERVER.to_string());
-            Ok(work::run(run, server, cli.token.clone()).await?)
+            work::run(run, server, cli.token.clone()).await
         }
         Command::Plugin(command) => plugins::run(command, client, output).await,
         Command::Task(command) => tasks::run(command, client()?, output).await,
@@ -260,5 +267,32 @@ mod tests {
             }
         ));
         assert_eq!(list.output, Output::Json);
+        // Global flags may come before the subcommand.
+        let inspect = Cli::try_parse_from([
+            "flowmesh",
+            "worker",
+            "--server",
+            "http://h:1",
+            "-o",
+            "json",
+            "inspect",
+            "w1",
+        ])
+        .expect("parses");
+        assert!(matches!(
+            inspect.command,
+            Command::Worker {
+                query: Some(workers::WorkerQuery::Inspect { .. }),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn ids_that_would_change_the_url_are_refused() {
+        for bad in ["", ".", "..", "a/b", "a?b", "a b"] {
+            assert!(tasks::path_segment(bad).is_err(), "{bad:?}");
+        }
+        assert!(tasks::path_segment("01a2-x_y.z").is_ok());
     }
 }

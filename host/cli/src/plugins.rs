@@ -121,7 +121,11 @@ async fn install(
             }
         })
         .transpose()?;
-    let bytes = if source.starts_with("http://") || source.starts_with("https://") {
+    let bytes = if source.starts_with("https://") {
+        return Err(CliError::usage(format!(
+            "{source}: https:// downloads are not supported yet; download it yourself and install the file (with --sha256)"
+        )));
+    } else if source.starts_with("http://") {
         download(source).await?
     } else {
         std::fs::read(source)

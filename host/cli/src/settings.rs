@@ -120,6 +120,12 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     #[cfg(unix)]
     options.mode(0o600);
     let mut file = options.open(path)?;
+    // An existing file keeps its mode on open: tighten it before writing.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
     file.write_all(bytes)?;
     Ok(())
 }
@@ -148,9 +154,9 @@ impl Target {
         let server = server
             .or_else(|| config.server())
             .unwrap_or_else(|| DEFAULT_SERVER.to_string());
-        if !server.starts_with("http://") && !server.starts_with("https://") {
+        if !server.starts_with("http://") {
             return Err(CliError::usage(format!(
-                "--server {server:?} must be a URL such as http://127.0.0.1:7380"
+                "--server {server:?} must be an http:// URL such as http://127.0.0.1:7380 (TLS is not supported yet; put a TLS-terminating proxy next to the client)"
             )));
         }
         Ok(Self {

@@ -463,6 +463,8 @@ pub(crate) fn in_file(file: &str, error: CliError) -> CliError {
 /// Checks that `id` can go into a URL path as is.
 pub(crate) fn path_segment(id: &str) -> CliResult<&str> {
     if !id.is_empty()
+        && id != "."
+        && id != ".."
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))

@@ -1,7 +1,8 @@
 //! `flowmesh up`: a whole cluster in one process, for one machine.
 //!
 //! A server on SQLite in the data directory, the first-party plugins (built
-//! into this binary) installed, and a worker with one slot per CPU. The
+//! into this binary) installed unless a plugin of the same name already is,
+//! and a worker with one slot per CPU. The
 //! admin token goes into the config file, so every other command finds this
 //! server without flags. Ctrl-C stops the worker first, which hands its
 //! running tasks back (they are `pending` again and run on the next `up`),
@@ -49,12 +50,21 @@ pub(crate) async fn run(args: UpArgs, config_path: &Path) -> CliResult {
     let server = Server::start(config).await?;
     let url = server.url();
     let mut installed = Vec::new();
+    let present = server
+        .store()
+        .plugins()
+        .await
+        .context("reading the installed plugins")?;
     for (package, bytes) in FIRST_PARTY {
-        let record = server
-            .install_plugin(bytes.to_vec())
+        match server
+            .install_plugin_if_absent(bytes.to_vec(), &present)
             .await
-            .with_context(|| format!("installing the first-party plugin {package}"))?;
-        installed.push(format!("{} {}", record.name, record.version));
+        {
+            Ok(record) => installed.push(format!("{} {}", record.name, record.version)),
+            Err(error) => {
+                eprintln!("warning: the first-party plugin {package} was not installed: {error:#}")
+            }
+        }
     }
     let admin = token(&server, &data_dir, "admin.token", Role::Admin).await?;
     let worker_token = token(&server, &data_dir, "worker.token", Role::Worker).await?;

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+
+use crate::error::{CliError, CliResult};
 use flowmesh_runtime::{HostCapabilities, Runtime, RuntimeConfig};
 use flowmesh_worker::{Worker, WorkerConfig};
 
@@ -33,36 +35,61 @@ pub struct WorkerArgs {
     data_dir: Option<PathBuf>,
 }
 
-pub(crate) async fn run(
-    args: WorkerArgs,
-    server: String,
-    token: Option<String>,
-) -> anyhow::Result<()> {
-    let token = match (token, args.token_file) {
-        (Some(_), Some(_)) => anyhow::bail!("pass --token or --token-file, not both"),
-        (Some(token), _) => token,
-        (None, Some(path)) => std::fs::read_to_string(&path)
-            .with_context(|| format!("reading the token file {}", path.display()))?
+impl WorkerArgs {
+    /// Whether no option was given.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.token_file.is_none()
+            && self.name.is_none()
+            && self.slots.is_none()
+            && self.labels.is_empty()
+            && self.plugins.is_empty()
+            && self.data_dir.is_none()
+    }
+}
+
+/// Runs a worker until Ctrl-C. The token is `--token-file`'s, else
+/// `--token` / `FLOWMESH_TOKEN`.
+pub(crate) async fn run(args: WorkerArgs, server: String, token: Option<String>) -> CliResult {
+    let token = match (args.token_file, token) {
+        (Some(path), _) => std::fs::read_to_string(&path)
+            .map_err(|error| {
+                CliError::usage(format!(
+                    "cannot read the token file {}: {error}",
+                    path.display()
+                ))
+            })?
             .trim()
             .to_string(),
-        (None, None) => anyhow::bail!(
-            "a worker token is needed: pass --token, --token-file or set FLOWMESH_TOKEN (the server wrote one to worker.token in its data directory)"
-        ),
+        (None, Some(token)) => token,
+        (None, None) => {
+            return Err(CliError::usage(
+                "a worker token is needed: pass --token-file or --token, or set FLOWMESH_TOKEN (the server wrote one to worker.token in its data directory)",
+            ));
+        }
     };
+    if args.slots == Some(0) {
+        return Err(CliError::usage("--slots must be at least 1"));
+    }
     let data_dir = args
         .data_dir
         .unwrap_or_else(|| crate::default_data_dir().join("worker"));
-    let runtime = Arc::new(Runtime::new(
-        RuntimeConfig::new(data_dir.join("cache"), data_dir.join("scratch")),
-        HostCapabilities::none(),
-    )?);
+    let runtime = Arc::new(
+        Runtime::new(
+            RuntimeConfig::new(data_dir.join("cache"), data_dir.join("scratch")),
+            HostCapabilities::none(),
+        )
+        .context("starting the worker's runtime")?,
+    );
     for path in &args.plugins {
         let name = path
             .file_stem()
             .and_then(|stem| stem.to_str())
             .map(|stem| stem.to_lowercase().replace(['.', '_'], "-"))
             .with_context(|| format!("{} has no usable file name", path.display()))?;
-        let report = runtime.load_plugin_file(&name, path).await?;
+        let report = runtime
+            .load_plugin_file(&name, path)
+            .await
+            .with_context(|| format!("loading the plugin {}", path.display()))?;
         eprintln!(
             "plugin {name}: {:?}{}",
             report.status,
@@ -77,7 +104,9 @@ pub(crate) async fn run(
         config.slots = slots.max(1);
     }
     config.labels = args.labels.into_iter().collect();
-    let worker = Worker::start(config, runtime).await?;
+    let worker = Worker::start(config, runtime)
+        .await
+        .context("registering with the server")?;
     eprintln!("worker {} running", worker.name());
     crate::shutdown_signal().await;
     eprintln!("shutting down: interrupting running tasks, they go back to pending");

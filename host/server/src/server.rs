@@ -141,20 +141,23 @@ impl Server {
         self.bootstrap.as_ref()
     }
 
-    /// Installs a plugin from its component bytes, as `POST /plugins` does,
-    /// under the name its manifest gives. A component already installed at
-    /// the same digest is left as it is. Returns the installed record.
-    pub async fn install_plugin(&self, bytes: Vec<u8>) -> anyhow::Result<PluginRecord> {
-        let digest = flowmesh_runtime::ComponentDigest::of(&bytes).to_string();
-        if let Some(record) = self
+    /// Installs a plugin from its component bytes under the name its
+    /// manifest gives, unless `present` (the installed plugins) already has
+    /// one by that name: what an operator installed under that name, at
+    /// whatever version, is left alone. Returns the record in effect.
+    pub async fn install_plugin_if_absent(
+        &self,
+        bytes: Vec<u8>,
+        present: &[PluginRecord],
+    ) -> anyhow::Result<PluginRecord> {
+        let (manifest, _) = self
             .state
-            .store
-            .plugins()
+            .validator
+            .inspect(bytes.clone())
             .await?
-            .into_iter()
-            .find(|record| record.digest == digest)
-        {
-            return Ok(record);
+            .map_err(|reason| anyhow::anyhow!("not a usable plugin: it {reason}"))?;
+        if let Some(record) = present.iter().find(|record| record.name == manifest.name) {
+            return Ok(record.clone());
         }
         let (_, record) = self
             .state

@@ -97,6 +97,9 @@ struct Shared {
     beat_now: Arc<Notify>,
     /// The server's plugin catalog, as last heard.
     catalog: watch::Sender<Option<Vec<PluginRef>>>,
+    /// What the server was last told this worker can run (registration or
+    /// heartbeat): a heartbeat carries the capabilities when they differ.
+    advertised: Mutex<Option<WorkerCapabilities>>,
     outbox: mpsc::UnboundedSender<Outgoing>,
     /// Stop claiming; interrupt running attempts and report them as retryable.
     stopping: CancellationToken,
@@ -127,6 +130,7 @@ impl Worker {
             slot_freed: Notify::new(),
             beat_now: Arc::new(Notify::new()),
             catalog: watch::Sender::new(None),
+            advertised: Mutex::new(None),
             outbox,
             stopping: CancellationToken::new(),
             killed: CancellationToken::new(),
@@ -263,6 +267,11 @@ impl Shared {
                         task_types = ?message.capabilities.supported_task_types,
                         "registered"
                     );
+                    *self
+                        .advertised
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) =
+                        Some(message.capabilities.clone());
                     self.catalog.send_replace(Some(registered.plugins.clone()));
                     *self.registration.write().await = Some(registered);
                     return Ok(());
@@ -455,7 +464,6 @@ async fn claim_loop(shared: Arc<Shared>) {
 }
 
 async fn heartbeat_loop(shared: Arc<Shared>) {
-    let mut sent_capabilities = shared.runtime.capabilities();
     loop {
         let interval = shared
             .registration
@@ -482,7 +490,12 @@ async fn heartbeat_loop(shared: Arc<Shared>) {
             })
             .collect();
         let capabilities = shared.runtime.capabilities();
-        let changed = capabilities != sent_capabilities;
+        let changed = shared
+            .advertised
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            != Some(&capabilities);
         let beat = Heartbeat {
             worker_id: worker_id.clone(),
             leases,
@@ -495,7 +508,10 @@ async fn heartbeat_loop(shared: Arc<Shared>) {
         {
             Ok(answer) => {
                 if changed {
-                    sent_capabilities = capabilities;
+                    *shared
+                        .advertised
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some(capabilities);
                 }
                 shared.catalog.send_replace(Some(answer.plugins));
                 let running = shared.lock_running();

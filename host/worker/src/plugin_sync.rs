@@ -37,8 +37,8 @@ pub(crate) struct PluginSync {
     client: Client,
     /// Name → digest of each plugin loaded from the server.
     managed: BTreeMap<String, String>,
-    /// Digests that are not loadable components, with the reason: not
-    /// fetched again.
+    /// Digests whose bytes do not compile here, with the reason: not
+    /// fetched again while the catalog lists them.
     broken: BTreeMap<String, String>,
 }
 
@@ -79,6 +79,29 @@ impl PluginSync {
     /// One pass; whether the loaded set changed.
     async fn reconcile(&mut self, catalog: &[PluginRef]) -> bool {
         let mut changed = false;
+        // Withdrawals first: a task type that moved from a removed plugin to
+        // a new one must be free before the new one loads.
+        let listed: BTreeSet<&str> = catalog.iter().map(|entry| entry.name.as_str()).collect();
+        let withdrawn: Vec<String> = self
+            .managed
+            .keys()
+            .filter(|name| !listed.contains(name.as_str()))
+            .cloned()
+            .collect();
+        for name in withdrawn {
+            self.managed.remove(&name);
+            if self.runtime.remove_plugin(&name) {
+                tracing::info!(
+                    plugin = name,
+                    "plugin removed on the server; its task types are withdrawn"
+                );
+                changed = true;
+            }
+        }
+        // A digest no longer listed may come back (a reinstall): forget it.
+        let digests: BTreeSet<&str> = catalog.iter().map(|entry| entry.digest.as_str()).collect();
+        self.broken
+            .retain(|digest, _| digests.contains(digest.as_str()));
         let loaded: BTreeMap<String, String> = self
             .runtime
             .capabilities()
@@ -110,23 +133,6 @@ impl PluginSync {
                 }
             }
         }
-        let listed: BTreeSet<&str> = catalog.iter().map(|entry| entry.name.as_str()).collect();
-        let withdrawn: Vec<String> = self
-            .managed
-            .keys()
-            .filter(|name| !listed.contains(name.as_str()))
-            .cloned()
-            .collect();
-        for name in withdrawn {
-            self.managed.remove(&name);
-            if self.runtime.remove_plugin(&name) {
-                tracing::info!(
-                    plugin = name,
-                    "plugin removed on the server; its task types are withdrawn"
-                );
-                changed = true;
-            }
-        }
         changed
     }
 
@@ -135,13 +141,9 @@ impl PluginSync {
             .client
             .fetch_plugin(&entry.digest, FETCH_TIMEOUT)
             .await
-            .map_err(|error| {
-                if error.is_transient() {
-                    Failure::Transient(error.to_string())
-                } else {
-                    Failure::Broken(error.to_string())
-                }
-            })?;
+            // Whatever the server answers (gone mid-fetch, refused, down),
+            // the next heartbeat's catalog decides again.
+            .map_err(|error| Failure::Transient(error.to_string()))?;
         let digest = ComponentDigest::of(&bytes).to_string();
         if digest != entry.digest {
             // Damaged in transit or in storage: keep what is loaded.
@@ -170,6 +172,6 @@ impl PluginSync {
 enum Failure {
     /// Try again on the next heartbeat.
     Transient(String),
-    /// These bytes will never load.
+    /// These bytes do not compile here.
     Broken(String),
 }
