@@ -837,3 +837,53 @@ async fn workers_pick_up_installed_plugins_and_drop_removed_ones(db: Db) {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 }
+
+/// Two servers on one PostgreSQL database, as when scaling out: a plugin
+/// installed through one is checked at submit by the other within a
+/// heartbeat interval, and removed the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn servers_sharing_a_database_share_installed_plugins() {
+    let first = TestServer::start(Db::Postgres, |_| {}).await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut config = flowmesh_tests::cluster::fast_config(dir.path());
+    config.database_url = Some(first.db.url.clone());
+    let second = flowmesh_server::Server::start(config)
+        .await
+        .expect("second server starts");
+    let other = Api::new(&second.url(), &first.admin);
+    let document = "apiVersion: flowmesh/v1\nkind: Task\nspec:\n  taskType: retryable\n";
+
+    let (status, _) = other.submit_raw("", document).await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not installed yet"
+    );
+    first
+        .install("retryable", components::guests::RETRYABLE)
+        .await;
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let (status, body) = other.get("/plugins/retryable").await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = other.submit_raw("", document).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let (status, _) = first.admin().delete("/plugins/retryable").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let (status, _) = other.submit_raw("", document).await;
+        if status == StatusCode::UNPROCESSABLE_ENTITY {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still accepted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    second.shutdown().await;
+}

@@ -1,6 +1,8 @@
 //! The server's periodic work: expiring leases and silent workers, keeping
 //! pending tasks' reasons current and failing the ones no worker can run
-//! after the grace period, and deleting old finished tasks.
+//! after the grace period, deleting old finished tasks, and loading the
+//! plugins other servers on the same database installed (once per heartbeat
+//! interval).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +25,8 @@ pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
     let mut leases = tokio::time::interval(lease_tick);
     let mut placement = tokio::time::interval(state.config.placement_interval);
     let mut gc = tokio::time::interval(GC_INTERVAL);
-    for timer in [&mut leases, &mut placement, &mut gc] {
+    let mut plugins = tokio::time::interval(state.config.heartbeat_interval);
+    for timer in [&mut leases, &mut placement, &mut gc, &mut plugins] {
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     // When each unplaceable shape was first seen unplaceable.
@@ -34,6 +37,7 @@ pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
             _ = leases.tick() => expire(&state).await,
             _ = placement.tick() => place(&state, &mut unplaceable_since).await,
             _ = gc.tick() => collect(&state).await,
+            _ = plugins.tick() => state.sync_plugins().await.map(drop),
         };
         if let Err(error) = result {
             tracing::warn!(%error, "background pass failed; retrying on the next tick");

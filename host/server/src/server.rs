@@ -55,16 +55,6 @@ impl Server {
         );
         runtime.pool.max_instances = 16;
         let validator = Validator::new(runtime).context("starting the validation runtime")?;
-        for (name, component) in store.plugin_components().await? {
-            match validator.load(&name, component).await {
-                Ok(report) => {
-                    tracing::info!(plugin = name, status = ?report.status, "plugin loaded")
-                }
-                Err(error) => {
-                    tracing::warn!(plugin = name, %error, "installed plugin does not load")
-                }
-            }
-        }
         let bootstrap = if store.admin_token_count().await? == 0 {
             let now = now_ms();
             let admin = store
@@ -89,6 +79,7 @@ impl Server {
         let install = config.install.clone();
         let shutdown = CancellationToken::new();
         let state = Arc::new(AppState::new(store, config, validator, shutdown.clone()));
+        state.sync_plugins().await?;
         for path in &install {
             let bytes = std::fs::read(path)
                 .with_context(|| format!("reading plugin {}", path.display()))?;

@@ -37,6 +37,9 @@ pub struct AppState {
     pub submissions: Submissions,
     /// Cancelled when the server stops: long polls and streams end.
     pub shutdown: CancellationToken,
+    /// Held while the installed plugins change (install, remove, sync), so
+    /// a sync pass never sees a half-done install.
+    pub plugin_changes: tokio::sync::Mutex<()>,
     tokens: Mutex<HashMap<String, (Principal, Instant)>>,
 }
 
@@ -57,6 +60,7 @@ impl AppState {
             bus: EventBus::new(1 << 16),
             work: WorkSignal::default(),
             metrics: Metrics::default(),
+            plugin_changes: tokio::sync::Mutex::new(()),
             tokens: Mutex::new(HashMap::new()),
         }
     }
@@ -96,6 +100,7 @@ impl AppState {
         let invalid = |message: String| {
             ApiFailure::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin", message)
         };
+        let _changing = self.plugin_changes.lock().await;
         let (manifest, _) = self
             .validator
             .inspect(bytes.clone())
@@ -123,7 +128,9 @@ impl AppState {
             .await
             .map_err(|error| invalid(error.to_string()))?;
         if report.status != PluginStatus::Available {
+            // Back to what is installed under that name, if anything.
             self.validator.remove(&name);
+            self.sync_plugins_locked().await?;
             return Err(invalid(format!(
                 "the plugin cannot be installed: {}",
                 report.reason.clone().unwrap_or_default()
@@ -140,6 +147,54 @@ impl AppState {
         self.store.put_plugin(&record, &bytes).await?;
         tracing::info!(plugin = name, digest = record.digest, "plugin installed");
         Ok((report, record))
+    }
+
+    /// Brings the plugins this server checks specs with in line with the
+    /// store: another server on the same database may have installed or
+    /// removed some. Returns whether anything changed.
+    pub async fn sync_plugins(&self) -> Result<bool, StoreError> {
+        let _changing = self.plugin_changes.lock().await;
+        self.sync_plugins_locked().await
+    }
+
+    async fn sync_plugins_locked(&self) -> Result<bool, StoreError> {
+        let catalog = self.store.plugin_catalog().await?;
+        let loaded: HashMap<String, String> = self
+            .validator
+            .reports()
+            .into_iter()
+            .map(|report| (report.name, report.digest))
+            .collect();
+        let mut changed = false;
+        for name in loaded.keys() {
+            if !catalog.iter().any(|entry| &entry.name == name) {
+                self.validator.remove(name);
+                tracing::info!(plugin = name, "plugin removed (through another server)");
+                changed = true;
+            }
+        }
+        for entry in &catalog {
+            if loaded.get(&entry.name) == Some(&entry.digest) {
+                continue;
+            }
+            let Some(component) = self.store.plugin_component(&entry.digest).await? else {
+                continue;
+            };
+            match self.validator.load(&entry.name, component).await {
+                Ok(_) => {
+                    tracing::info!(
+                        plugin = entry.name,
+                        digest = entry.digest,
+                        "plugin loaded from the store"
+                    );
+                    changed = true;
+                }
+                Err(error) => {
+                    tracing::warn!(plugin = entry.name, %error, "installed plugin does not load")
+                }
+            }
+        }
+        Ok(changed)
     }
 
     /// How retries are spaced.

@@ -254,6 +254,7 @@ pub(super) async fn remove_plugin(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiFailure> {
     auth.require(&[Role::Admin], "removing plugins")?;
+    let _changing = state.plugin_changes.lock().await;
     let stored = state.store.delete_plugin(&name).await?;
     let loaded = state.validator.remove(&name);
     if stored || loaded {

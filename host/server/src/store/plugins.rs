@@ -92,21 +92,6 @@ impl Store {
         })
     }
 
-    /// Every installed component's bytes, by name.
-    pub async fn plugin_components(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let rows = sqlx::query(sql::PLUGIN_COMPONENTS)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    get_str(row, "name")?,
-                    row.try_get::<Vec<u8>, _>("component")?,
-                ))
-            })
-            .collect()
-    }
-
     /// Removes a plugin; whether it was installed.
     pub async fn delete_plugin(&self, name: &str) -> Result<bool, StoreError> {
         Ok(sqlx::query(sql::DELETE_PLUGIN)

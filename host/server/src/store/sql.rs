@@ -14,7 +14,6 @@ ON CONFLICT (name) DO UPDATE SET version = excluded.version, digest = excluded.d
     installed_at = excluded.installed_at";
 pub(super) const LIST_PLUGINS: &str =
     "SELECT name, version, digest, manifest, imports, installed_at FROM plugins ORDER BY name";
-pub(super) const PLUGIN_COMPONENTS: &str = "SELECT name, component FROM plugins ORDER BY name";
 pub(super) const PLUGIN_CATALOG: &str = "SELECT name, version, digest FROM plugins ORDER BY name";
 pub(super) const PLUGIN_COMPONENT: &str = "SELECT component FROM plugins WHERE digest = $1 LIMIT 1";
 pub(super) const DELETE_PLUGIN: &str = "DELETE FROM plugins WHERE name = $1";
