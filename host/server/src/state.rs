@@ -31,6 +31,9 @@ pub struct AppState {
     pub bus: EventBus,
     /// Wakes waiting claims.
     pub work: WorkSignal,
+    /// Wakes waiting claims when the installed plugins change, so they
+    /// answer with the new catalog.
+    pub plugins_changed: WorkSignal,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// The group-commit writer of new tasks.
@@ -59,6 +62,7 @@ impl AppState {
             validator,
             bus: EventBus::new(1 << 16),
             work: WorkSignal::default(),
+            plugins_changed: WorkSignal::default(),
             metrics: Metrics::default(),
             plugin_changes: tokio::sync::Mutex::new(()),
             tokens: Mutex::new(HashMap::new()),
@@ -145,6 +149,7 @@ impl AppState {
             installed_at: now_ms(),
         };
         self.store.put_plugin(&record, &bytes).await?;
+        self.plugins_changed.notify();
         tracing::info!(plugin = name, digest = record.digest, "plugin installed");
         Ok((report, record))
     }
@@ -193,6 +198,9 @@ impl AppState {
                     tracing::warn!(plugin = entry.name, %error, "installed plugin does not load")
                 }
             }
+        }
+        if changed {
+            self.plugins_changed.notify();
         }
         Ok(changed)
     }

@@ -431,6 +431,11 @@ pub struct ClaimedTask {
 pub struct ClaimResponse {
     /// Tasks now leased to the worker; empty when the wait ran out.
     pub tasks: Vec<ClaimedTask>,
+    /// Set when the installed plugins changed while the claim waited: the
+    /// new catalog (see [`Registered::plugins`]), so workers need not wait
+    /// for their next heartbeat to pick it up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugins: Option<Vec<PluginRef>>,
 }
 
 /// A lease a worker holds.

@@ -444,6 +444,9 @@ async fn claim_loop(shared: Arc<Shared>) {
         match answer {
             Ok(response) => {
                 backoff.reset();
+                if let Some(plugins) = response.plugins {
+                    shared.catalog.send_replace(Some(plugins));
+                }
                 for task in response.tasks {
                     tracing::debug!(
                         task = task.id,

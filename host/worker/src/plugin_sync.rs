@@ -1,7 +1,8 @@
 //! Keeping a worker's plugins in step with the server.
 //!
 //! Every registration and heartbeat answer carries the server's plugin
-//! catalog: name, version and content digest of each installed plugin. The
+//! catalog: name, version and content digest of each installed plugin; a
+//! waiting claim is answered with it at once when the plugins change. The
 //! sync loop compares it with what the runtime has loaded:
 //!
 //! - a plugin the worker lacks, or has at another digest, is fetched by

@@ -151,7 +151,8 @@ pub(super) async fn plugin_component(
 }
 
 /// `POST /worker/claim`: a long poll. Answers as soon as tasks this worker
-/// can run are claimed for it, or with none when the wait runs out.
+/// can run are claimed for it, with none when the wait runs out, or with the
+/// new plugin catalog when the installed plugins change.
 #[utoipa::path(post, path = "/api/v1/worker/claim", tag = "worker protocol", request_body = ClaimRequest,
     responses((status = 200, body = ClaimResponse), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn claim(
@@ -164,6 +165,7 @@ pub(super) async fn claim(
     let wait = Duration::from_millis(request.wait_ms).min(state.config.max_claim_wait);
     let deadline = tokio::time::Instant::now() + wait;
     let mut signal = state.work.subscribe();
+    let mut plugins = state.plugins_changed.subscribe();
     let mut known_live = false;
     loop {
         signal.borrow_and_update();
@@ -197,7 +199,10 @@ pub(super) async fn claim(
                     hardware: row.hardware,
                 })
                 .collect();
-            return Ok(Json(ClaimResponse { tasks }));
+            return Ok(Json(ClaimResponse {
+                tasks,
+                plugins: None,
+            }));
         }
         // A claim that took nothing may come from a registration that is
         // gone: say so, rather than looking the worker up on every claim.
@@ -218,6 +223,12 @@ pub(super) async fn claim(
         let recheck = (tokio::time::Instant::now() + CLAIM_RECHECK).min(deadline);
         tokio::select! {
             _ = signal.changed() => {}
+            _ = plugins.changed() => {
+                return Ok(Json(ClaimResponse {
+                    tasks: Vec::new(),
+                    plugins: Some(state.store.plugin_catalog().await?),
+                }));
+            }
             _ = tokio::time::sleep_until(recheck) => {}
             _ = state.shutdown.cancelled() => return Ok(Json(ClaimResponse::default())),
         }
