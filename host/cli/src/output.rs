@@ -79,22 +79,6 @@ pub fn name_of(value: &impl Serialize) -> String {
     }
 }
 
-/// `1.5 GiB`.
-pub fn bytes(value: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut size = value as f64;
-    let mut unit = 0;
-    while size >= 1024.0 && unit < UNITS.len() - 1 {
-        size /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{value} B")
-    } else {
-        format!("{size:.1} {}", UNITS[unit])
-    }
-}
-
 /// `sha256:0123456789ab` from a full digest.
 pub fn short_digest(digest: &str) -> String {
     digest.chars().take("sha256:".len() + 12).collect()
@@ -113,13 +97,6 @@ pub fn list<I: IntoIterator<Item = S>, S: AsRef<str>>(items: I) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_read_naturally() {
-        assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(24 << 30), "24.0 GiB");
-    }
 
     #[test]
     fn digests_shorten_to_twelve_hex_digits() {

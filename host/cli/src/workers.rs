@@ -45,7 +45,7 @@ pub(crate) async fn run(query: WorkerQuery, client: ApiClient, output: Output) -
                             output::list(&worker.capabilities.supported_task_types),
                             format!("{}/{}", worker.running, worker.slots),
                             format!("{}", worker.hardware.cpus),
-                            output::bytes(worker.hardware.memory_bytes),
+                            flowmesh_types::format_bytes(worker.hardware.memory_bytes),
                             worker.hardware.gpus.len().to_string(),
                             worker.last_heartbeat_at.clone(),
                         ]);
@@ -83,7 +83,10 @@ fn print_worker(worker: &WorkerView) {
             format!("{} running of {}", worker.running, worker.slots),
         ),
         ("cpus", worker.hardware.cpus.to_string()),
-        ("memory", output::bytes(worker.hardware.memory_bytes)),
+        (
+            "memory",
+            flowmesh_types::format_bytes(worker.hardware.memory_bytes),
+        ),
         ("labels", labels),
         ("registered", worker.registered_at.clone()),
         ("last heartbeat", worker.last_heartbeat_at.clone()),
@@ -95,7 +98,7 @@ fn print_worker(worker: &WorkerView) {
             table.add_row(vec![
                 gpu.index.to_string(),
                 gpu.model.clone(),
-                output::bytes(gpu.memory_bytes),
+                flowmesh_types::format_bytes(gpu.memory_bytes),
             ]);
         }
         output::print_table(&table);

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use flowmesh_types::api::{PlacementCounts, WaitKind, Waiting};
 use flowmesh_types::document::HardwareRequest;
+use flowmesh_types::format_bytes;
 
 use crate::store::{Usage, WorkerRecord};
 
@@ -101,9 +102,9 @@ fn hardware_shortfall(request: &HardwareRequest, worker: &WorkerRecord) -> Optio
     if request.memory_bytes > hardware.memory_bytes {
         return Some(format!(
             "needs memory {} but {} has {}",
-            bytes(request.memory_bytes),
+            format_bytes(request.memory_bytes),
             worker.name,
-            bytes(hardware.memory_bytes)
+            format_bytes(hardware.memory_bytes)
         ));
     }
     let gpu = &request.gpu;
@@ -124,7 +125,7 @@ fn hardware_shortfall(request: &HardwareRequest, worker: &WorkerRecord) -> Optio
                 wanted.push_str(&format!(" of type {model}"));
             }
             if gpu.memory_bytes > 0 {
-                wanted.push_str(&format!(" with {} each", bytes(gpu.memory_bytes)));
+                wanted.push_str(&format!(" with {} each", format_bytes(gpu.memory_bytes)));
             }
             return Some(format!(
                 "needs {wanted} but {} has {matching} such GPU(s)",
@@ -144,22 +145,6 @@ fn has_room(request: &HardwareRequest, worker: &WorkerRecord, usage: Option<&Usa
             <= (hardware.cpus * 1000.0).floor() as i64 - usage.cpu_millis
         && request.memory_bytes as i64 <= hardware.memory_bytes as i64 - usage.memory_bytes
         && i64::from(request.gpu.count) <= hardware.gpus.len() as i64 - usage.gpus
-}
-
-/// Bytes in binary units, as people write them in documents.
-pub fn bytes(value: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut scaled = value as f64;
-    let mut unit = 0;
-    while scaled >= 1024.0 && unit < UNITS.len() - 1 {
-        scaled /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{value} B")
-    } else {
-        format!("{scaled:.1} {}", UNITS[unit])
-    }
 }
 
 #[cfg(test)]

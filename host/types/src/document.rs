@@ -478,6 +478,22 @@ fn parse_cpu(value: &Value) -> Result<f64, String> {
     }
 }
 
+/// A byte count as people read it, in binary units: `512 B`, `1.5 GiB`.
+pub fn format_bytes(value: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut scaled = value as f64;
+    let mut unit = 0;
+    while scaled >= 1024.0 && unit < UNITS.len() - 1 {
+        scaled /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value} B")
+    } else {
+        format!("{scaled:.1} {}", UNITS[unit])
+    }
+}
+
 /// A byte quantity: a number of bytes, or a number with a unit: `512Mi`,
 /// `1.5Gi`, `2G`, `300k` (binary `Ki Mi Gi Ti`, decimal `k M G T`).
 pub fn parse_quantity(value: &Value) -> Result<u64, String> {
@@ -564,6 +580,13 @@ mod tests {
         assert_eq!(document.spec.timeout, None);
         assert_eq!(document.spec.plugin_fields["message"], "hi");
         assert_eq!(document.spec.plugin_fields.len(), 1);
+    }
+
+    #[test]
+    fn byte_counts_read_naturally() {
+        assert_eq!(format_bytes(512), "512 B");
+        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(24 << 30), "24.0 GiB");
     }
 
     #[test]

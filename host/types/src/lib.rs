@@ -26,7 +26,7 @@ pub use capability::{
     WorkerCapabilities,
 };
 #[cfg(feature = "document")]
-pub use document::{TaskDocument, TaskSpec, parse_document};
+pub use document::{TaskDocument, TaskSpec, format_bytes, parse_document};
 pub use event::{LogLevel, LogStream, TaskEvent};
 pub use manifest::{FieldError, Manifest, TaskTypeInfo, is_valid_name};
 pub use task_error::{TaskError, TaskErrorCode};
