@@ -166,3 +166,74 @@ impl Target {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> ConfigFile {
+        ConfigFile {
+            table: text.parse().expect("TOML"),
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_config_file_which_wins_over_the_default() {
+        let file = config("server = \"http://from-file:1\"\ntoken = \"fm_file\"\n");
+        let target = Target::resolve(Some("http://flag:2/".into()), None, &file).expect("valid");
+        assert_eq!(target.server, "http://flag:2");
+        assert_eq!(target.token.as_deref(), Some("fm_file"));
+        let target = Target::resolve(None, Some("fm_flag".into()), &file).expect("valid");
+        assert_eq!(target.server, "http://from-file:1");
+        assert_eq!(target.token.as_deref(), Some("fm_flag"));
+        assert!(target.named);
+        let target = Target::resolve(None, None, &ConfigFile::default()).expect("valid");
+        assert_eq!(target.server, DEFAULT_SERVER);
+        assert!(!target.named && target.token.is_none());
+    }
+
+    #[test]
+    fn bad_servers_and_config_files_are_usage_errors() {
+        let https = Target::resolve(Some("https://x".into()), None, &ConfigFile::default());
+        assert!(matches!(https, Err(CliError::Usage(message)) if message.contains("TLS")));
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "server = 3\n").expect("write");
+        assert!(
+            matches!(ConfigFile::load(&path), Err(CliError::Usage(message)) if message.contains("must be a string"))
+        );
+        std::fs::write(&path, "server = [").expect("write");
+        assert!(
+            matches!(ConfigFile::load(&path), Err(CliError::Usage(message)) if message.contains("not valid TOML"))
+        );
+    }
+
+    #[test]
+    fn saving_keeps_other_keys_and_makes_the_file_private() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "output = \"json\"\n").expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        ConfigFile::load(&path)
+            .expect("loads")
+            .save_target(&path, "http://h:1", "fm_x")
+            .expect("saves");
+        let saved = ConfigFile::load(&path).expect("loads");
+        assert_eq!(saved.server().as_deref(), Some("http://h:1"));
+        assert_eq!(saved.token().as_deref(), Some("fm_x"));
+        assert_eq!(saved.string("output").as_deref(), Some("json"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)
+                .expect("metadata")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

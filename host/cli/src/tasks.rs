@@ -166,7 +166,7 @@ pub(crate) async fn run(command: TaskCommand, client: ApiClient, output: Output)
         }
         TaskCommand::Logs { id, follow } => logs(&client, &id, follow).await,
         TaskCommand::Watch { id, logs, timeout } => {
-            let task = watch::follow(&client, path_segment(&id)?, logs, timeout).await?;
+            let task = watch::follow(&client, path_segment(&id)?, logs, timeout, output).await?;
             finished(&task, output)
         }
     }
@@ -212,7 +212,7 @@ async fn submit(
     let mut views = Vec::new();
     let mut failures = 0;
     for answer in &submitted {
-        let task = watch::follow(client, &answer.id, follow, timeout).await?;
+        let task = watch::follow(client, &answer.id, follow, timeout, output).await?;
         if task.state != TaskState::Succeeded {
             failures += 1;
         }

@@ -11,17 +11,21 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::client::ApiClient;
 use crate::error::{CliError, CliResult};
+use crate::output::Output;
 
 /// How often a pending task's waiting reason is refreshed.
 const WAITING_POLL: Duration = Duration::from_secs(2);
 
 /// Follows task `id` until it finishes and returns its final view.
-/// `logs` prints its log lines as they come; `timeout` bounds the wait.
+/// `logs` prints its log lines as they come (standard output lines to
+/// standard output, unless `output` is JSON, which keeps standard output for
+/// the final document); `timeout` bounds the wait.
 pub async fn follow(
     client: &ApiClient,
     id: &str,
     logs: bool,
     timeout: Option<Duration>,
+    output: Output,
 ) -> CliResult<TaskView> {
     let bar = ProgressBar::new_spinner();
     bar.enable_steady_tick(Duration::from_millis(120));
@@ -46,8 +50,8 @@ pub async fn follow(
                             }
                             EventBody::Task(TaskEvent::Log { stream, message, .. }) => {
                                 if logs {
-                                    bar.suspend(|| match stream {
-                                        LogStream::Stderr => eprintln!("{message}"),
+                                    bar.suspend(|| match (stream, output) {
+                                        (LogStream::Stderr, _) | (_, Output::Json) => eprintln!("{message}"),
                                         _ => crate::outln!("{message}"),
                                     });
                                 }

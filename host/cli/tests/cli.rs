@@ -62,6 +62,25 @@ impl Home {
         Run::from(args, output)
     }
 
+    /// Runs `flowmesh ARGS` with `input` on its standard input.
+    fn run_with_input(&self, args: &[&str], input: &str) -> Run {
+        use std::io::Write;
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("flowmesh runs");
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        Run::from(args, child.wait_with_output().expect("flowmesh ends"))
+    }
+
     /// `flowmesh ARGS`, which must succeed; its standard output.
     fn ok(&self, args: &[&str]) -> String {
         let run = self.run(args);
@@ -334,10 +353,18 @@ fn a_plugin_from_new_to_result_through_a_local_cluster() {
     assert_eq!(echoed["state"], "succeeded", "{echoed:#}");
     let echo_id = echoed["id"].as_str().expect("id").to_string();
 
-    // task list --output json has both, finished.
+    // A document on standard input.
+    let piped = home.run_with_input(
+        &["task", "submit", "-", "--wait"],
+        "apiVersion: flowmesh/v1\nkind: Task\nspec: {taskType: echo, message: piped}\n",
+    );
+    assert_eq!(piped.code, 0, "{piped}");
+    assert!(piped.stdout.contains("\"piped\""), "{piped}");
+
+    // task list --output json has them all, finished.
     let page = home.json(&["task", "list"]);
     let tasks = page["tasks"].as_array().expect("tasks");
-    assert_eq!(tasks.len(), 2, "{page:#}");
+    assert_eq!(tasks.len(), 3, "{page:#}");
     assert!(
         tasks.iter().all(|task| task["state"] == "succeeded"),
         "{page:#}"
@@ -362,6 +389,44 @@ fn a_plugin_from_new_to_result_through_a_local_cluster() {
     for expected in ["task type greet", "\"excitement\"", &name, "available"] {
         assert!(plugin.contains(expected), "{expected}: {plugin}");
     }
+
+    // A plugin that needs Docker: installed, but this worker cannot run it,
+    // and both inspect commands say why; fail-fast refuses its tasks (3).
+    home.ok(&[
+        "plugin",
+        "install",
+        flowmesh_tests::components::guests::USES_CONTAINERS,
+    ]);
+    eventually("the worker reports the plugin", || {
+        home.ok(&["worker", "inspect", &name])
+            .contains("uses-containers")
+    });
+    let inspected = home.ok(&["worker", "inspect", &name]);
+    assert!(inspected.contains("unavailable"), "{inspected}");
+    assert!(
+        inspected.contains("flowmesh:host/containers"),
+        "{inspected}"
+    );
+    let plugin = home.ok(&["plugin", "inspect", "uses-containers"]);
+    assert!(
+        plugin.contains("needs:") && plugin.contains("containers"),
+        "{plugin}"
+    );
+    assert!(plugin.contains("unavailable"), "{plugin}");
+    std::fs::write(
+        home.path().join("docker.yaml"),
+        "apiVersion: flowmesh/v1\nkind: Task\nspec:\n  taskType: uses-containers\n",
+    )
+    .expect("write");
+    let refused = home.run(&["task", "submit", "docker.yaml", "--fail-fast"]);
+    assert_eq!(refused.code, 3, "{refused}");
+    assert!(
+        refused
+            .stderr
+            .contains("no live worker advertises task type \"uses-containers\""),
+        "{refused}"
+    );
+    assert!(refused.stderr.contains("flowmesh worker list"), "{refused}");
 
     // task cancel: a long sleep, cancelled while it runs; watch says so (1).
     let sleep_doc = home.path().join("long-sleep.yaml");
@@ -454,6 +519,10 @@ fn ctrl_c_hands_running_tasks_back_and_the_next_up_runs_them() {
         .collect();
     assert_eq!(outcomes.last(), Some(&"succeeded"), "{task:#}");
     assert!(outcomes.contains(&"released"), "{task:#}");
+    let logs = home.run(&["task", "logs", &id]);
+    assert_eq!(logs.code, 0, "{logs}");
+    assert!(logs.stdout.contains("sleeping for 2s"), "{logs}");
+    assert!(logs.stderr.contains("» finished: succeeded"), "{logs}");
     up.interrupt();
 }
 
