@@ -800,6 +800,28 @@ async fn workers_pick_up_installed_plugins_and_drop_removed_ones(db: Db) {
     let id = api.echo("fetched").await;
     assert_eq!(api.finished(&id, LONG).await["result"]["worker"], "bare");
 
+    // A second plugin claiming echo's task types is refused, and echo keeps
+    // serving.
+    let bytes = std::fs::read(components::ECHO).expect("component built");
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/plugins?name=echo-again", server.url))
+        .bearer_auth(&server.admin)
+        .body(bytes)
+        .send()
+        .await
+        .expect("install request");
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = response.json().await.expect("JSON");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("already provided by plugin \"echo\""),
+        "{body}"
+    );
+    let id = api.echo("still served").await;
+    assert_eq!(api.finished(&id, LONG).await["state"], "succeeded");
+
     // Installed while the worker runs: advertised without a restart, and run.
     server
         .install("retryable", components::guests::RETRYABLE)

@@ -25,10 +25,11 @@ pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
     let mut leases = tokio::time::interval(lease_tick);
     let mut placement = tokio::time::interval(state.config.placement_interval);
     let mut gc = tokio::time::interval(GC_INTERVAL);
-    let mut plugins = tokio::time::interval(state.config.heartbeat_interval);
-    for timer in [&mut leases, &mut placement, &mut gc, &mut plugins] {
+    for timer in [&mut leases, &mut placement, &mut gc] {
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
+    // Loading plugins compiles them: off this loop, which must keep leases.
+    tokio::spawn(sync_plugins(state.clone(), shutdown.clone()));
     // When each unplaceable shape was first seen unplaceable.
     let mut unplaceable_since: HashMap<String, i64> = HashMap::new();
     loop {
@@ -37,10 +38,26 @@ pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
             _ = leases.tick() => expire(&state).await,
             _ = placement.tick() => place(&state, &mut unplaceable_since).await,
             _ = gc.tick() => collect(&state).await,
-            _ = plugins.tick() => state.sync_plugins().await.map(drop),
         };
         if let Err(error) = result {
             tracing::warn!(%error, "background pass failed; retrying on the next tick");
+        }
+    }
+}
+
+/// Reloads the installed plugins from the store every heartbeat interval,
+/// until `shutdown`.
+async fn sync_plugins(state: Arc<AppState>, shutdown: CancellationToken) {
+    let mut timer = tokio::time::interval(state.config.heartbeat_interval);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = timer.tick() => {
+                if let Err(error) = state.sync_plugins().await {
+                    tracing::warn!(%error, "plugin sync failed; retrying on the next tick");
+                }
+            }
         }
     }
 }

@@ -43,6 +43,9 @@ pub struct AppState {
     /// Held while the installed plugins change (install, remove, sync), so
     /// a sync pass never sees a half-done install.
     pub plugin_changes: tokio::sync::Mutex<()>,
+    /// Installed digests that do not load on this server (stored by another
+    /// server of another build): not tried again while installed.
+    broken_plugins: tokio::sync::Mutex<std::collections::HashSet<String>>,
     tokens: Mutex<HashMap<String, (Principal, Instant)>>,
 }
 
@@ -65,6 +68,7 @@ impl AppState {
             plugins_changed: WorkSignal::default(),
             metrics: Metrics::default(),
             plugin_changes: tokio::sync::Mutex::new(()),
+            broken_plugins: tokio::sync::Mutex::new(std::collections::HashSet::new()),
             tokens: Mutex::new(HashMap::new()),
         }
     }
@@ -126,6 +130,23 @@ impl AppState {
                 "letters, digits, '-' and '_' only",
             ));
         }
+        // Refuse a task type another plugin provides before loading, so the
+        // version installed under this name keeps serving.
+        for other in self.validator.reports() {
+            let Some(theirs) = other.manifest.filter(|_| other.name != name) else {
+                continue;
+            };
+            if let Some(task_type) = manifest
+                .task_types
+                .iter()
+                .find(|mine| theirs.task_types.iter().any(|t| t.name == mine.name))
+            {
+                return Err(invalid(format!(
+                    "task type {:?} is already provided by plugin {:?}; remove one of them, then install this one again",
+                    task_type.name, other.name
+                )));
+            }
+        }
         let report = self
             .validator
             .load(&name, bytes.clone())
@@ -134,7 +155,9 @@ impl AppState {
         if report.status != PluginStatus::Available {
             // Back to what is installed under that name, if anything.
             self.validator.remove(&name);
-            self.sync_plugins_locked().await?;
+            if let Err(error) = self.sync_plugins_locked().await {
+                tracing::warn!(%error, "restoring the installed plugins failed; the next sync pass retries");
+            }
             return Err(invalid(format!(
                 "the plugin cannot be installed: {}",
                 report.reason.clone().unwrap_or_default()
@@ -171,6 +194,8 @@ impl AppState {
             .map(|report| (report.name, report.digest))
             .collect();
         let mut changed = false;
+        let mut broken = self.broken_plugins.lock().await;
+        broken.retain(|digest| catalog.iter().any(|entry| &entry.digest == digest));
         for name in loaded.keys() {
             if !catalog.iter().any(|entry| &entry.name == name) {
                 self.validator.remove(name);
@@ -179,11 +204,18 @@ impl AppState {
             }
         }
         for entry in &catalog {
-            if loaded.get(&entry.name) == Some(&entry.digest) {
+            if loaded.get(&entry.name) == Some(&entry.digest) || broken.contains(&entry.digest) {
                 continue;
             }
-            let Some(component) = self.store.plugin_component(&entry.digest).await? else {
-                continue;
+            let component = match self.store.plugin_component(&entry.digest).await {
+                Ok(Some(component)) => component,
+                Ok(None) => continue,
+                Err(error) => {
+                    if changed {
+                        self.plugins_changed.notify();
+                    }
+                    return Err(error);
+                }
             };
             match self.validator.load(&entry.name, component).await {
                 Ok(_) => {
@@ -195,7 +227,8 @@ impl AppState {
                     changed = true;
                 }
                 Err(error) => {
-                    tracing::warn!(plugin = entry.name, %error, "installed plugin does not load")
+                    tracing::warn!(plugin = entry.name, %error, "installed plugin does not load here; not tried again while installed");
+                    broken.insert(entry.digest.clone());
                 }
             }
         }

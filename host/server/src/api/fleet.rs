@@ -257,8 +257,8 @@ pub(super) async fn remove_plugin(
     let _changing = state.plugin_changes.lock().await;
     let stored = state.store.delete_plugin(&name).await?;
     let loaded = state.validator.remove(&name);
-    state.plugins_changed.notify();
     if stored || loaded {
+        state.plugins_changed.notify();
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiFailure::not_found("plugin", &name))

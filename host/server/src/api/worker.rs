@@ -199,10 +199,12 @@ pub(super) async fn claim(
                     hardware: row.hardware,
                 })
                 .collect();
-            return Ok(Json(ClaimResponse {
-                tasks,
-                plugins: None,
-            }));
+            let plugins = if plugins.has_changed().unwrap_or(false) {
+                Some(state.store.plugin_catalog().await?)
+            } else {
+                None
+            };
+            return Ok(Json(ClaimResponse { tasks, plugins }));
         }
         // A claim that took nothing may come from a registration that is
         // gone: say so, rather than looking the worker up on every claim.
