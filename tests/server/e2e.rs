@@ -802,16 +802,8 @@ async fn workers_pick_up_installed_plugins_and_drop_removed_ones(db: Db) {
 
     // A second plugin claiming echo's task types is refused, and echo keeps
     // serving.
-    let bytes = std::fs::read(components::ECHO).expect("component built");
-    let response = reqwest::Client::new()
-        .post(format!("{}/api/v1/plugins?name=echo-again", server.url))
-        .bearer_auth(&server.admin)
-        .body(bytes)
-        .send()
-        .await
-        .expect("install request");
-    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let body: Value = response.json().await.expect("JSON");
+    let (status, body) = server.try_install("echo-again", components::ECHO).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(
         body["error"]["message"]
             .as_str()

@@ -197,8 +197,15 @@ impl TestServer {
         test
     }
 
-    /// Installs a plugin through the API.
+    /// Installs a plugin through the API; it must be accepted.
     pub async fn install(&self, name: &str, path: &str) {
+        let (status, body) = self.try_install(name, path).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    /// Asks the API to install the component at `path` as `name`: the
+    /// status and the JSON answer.
+    pub async fn try_install(&self, name: &str, path: &str) -> (StatusCode, Value) {
         let bytes = std::fs::read(path).expect("component built");
         let response = reqwest::Client::new()
             .post(format!("{}/api/v1/plugins?name={name}", self.url))
@@ -207,12 +214,8 @@ impl TestServer {
             .send()
             .await
             .expect("install request");
-        assert_eq!(
-            response.status(),
-            StatusCode::CREATED,
-            "{}",
-            response.text().await.unwrap_or_default()
-        );
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     /// A client with the admin token.
