@@ -50,16 +50,8 @@ pub(crate) async fn run(args: UpArgs, config_path: &Path) -> CliResult {
     let server = Server::start(config).await?;
     let url = server.url();
     let mut installed = Vec::new();
-    let present = server
-        .store()
-        .plugins()
-        .await
-        .context("reading the installed plugins")?;
     for (package, bytes) in FIRST_PARTY {
-        match server
-            .install_plugin_if_absent(bytes.to_vec(), &present)
-            .await
-        {
+        match server.install_plugin_unless_named(bytes.to_vec()).await {
             Ok(record) => installed.push(format!("{} {}", record.name, record.version)),
             Err(error) => {
                 eprintln!("warning: the first-party plugin {package} was not installed: {error:#}")

@@ -85,6 +85,8 @@ mod task_state;
 pub use artifact_cache::{ArtifactCache, CacheStats, ComponentDigest};
 pub use capability::{Capability, HostCapabilities};
 pub use config::{PoolConfig, RuntimeConfig, TaskLimits};
-pub use runtime::{LoadError, PluginIdentity, Runtime, RuntimeError, TaskRequest, TaskRun};
+pub use runtime::{
+    LoadError, PluginIdentity, PreparedPlugin, Runtime, RuntimeError, TaskRequest, TaskRun,
+};
 pub use task_log::{EventSink, discard_events};
 pub use task_state::{SCRATCH_GUEST_PATH, TaskState};

@@ -76,6 +76,35 @@ pub enum LoadError {
     Compile(#[from] CacheError),
 }
 
+/// A component compiled and linked against a runtime, with its manifest
+/// read, but not installed: [`Runtime::prepare_plugin`] makes one,
+/// [`Runtime::install_prepared`] installs it.
+pub struct PreparedPlugin {
+    digest: ComponentDigest,
+    imports: Vec<String>,
+    outcome: Result<ReadyPlugin, String>,
+}
+
+impl PreparedPlugin {
+    /// `sha256:<hex>` of the component.
+    pub fn digest(&self) -> String {
+        self.digest.to_string()
+    }
+
+    /// Every interface it imports.
+    pub fn imports(&self) -> &[String] {
+        &self.imports
+    }
+
+    /// What it declares, or why this runtime cannot use it.
+    pub fn manifest(&self) -> Result<&Manifest, &str> {
+        self.outcome
+            .as_ref()
+            .map(|ready| &ready.manifest)
+            .map_err(String::as_str)
+    }
+}
+
 /// One task to execute.
 #[derive(Debug, Clone)]
 pub struct TaskRequest {
@@ -223,25 +252,60 @@ impl Runtime {
     }
 
     /// Loads (or replaces) the plugin installed as `name` from its component
-    /// `bytes`.
+    /// `bytes`: [`Runtime::prepare_plugin`], then [`Runtime::install_prepared`].
     ///
-    /// Returns an error only when the bytes are not a component at all. A
-    /// component that this worker cannot run — it imports an interface this
-    /// worker does not provide, does not export `flowmesh:executor`, or fails
-    /// `describe()` — is recorded as unavailable, and the returned report says
-    /// why.
+    /// Returns an error only when the name is invalid or the bytes are not a
+    /// component at all. A component that this worker cannot run — it imports
+    /// an interface this worker does not provide, does not export
+    /// `flowmesh:executor`, fails `describe()`, or declares a task type
+    /// another plugin serves — is recorded as unavailable, and the returned
+    /// report says why.
     pub async fn load_plugin(&self, name: &str, bytes: Vec<u8>) -> Result<PluginReport, LoadError> {
         if !flowmesh_types::is_valid_name(name) {
             return Err(LoadError::InvalidName(name.to_string()));
         }
-        let (digest, component, imports) = self.compile(bytes).await?;
-        let outcome = self
-            .instantiate_pre(name, &digest, &component, &imports)
-            .await;
+        let prepared = self.prepare_plugin(bytes).await?;
+        self.install_prepared(name, prepared)
+    }
 
-        if let Err(reason) = &outcome {
-            tracing::warn!(plugin = name, %reason, "plugin unavailable on this worker");
+    /// Compiles a component (through the artifact cache), links it against
+    /// this runtime's capabilities and reads its manifest, without
+    /// installing it. The error says the bytes are not a component; whether
+    /// this runtime can use it is in the result.
+    pub async fn prepare_plugin(&self, bytes: Vec<u8>) -> Result<PreparedPlugin, LoadError> {
+        let (digest, component, imports) = self.compile(bytes).await?;
+        let outcome = self.instantiate_pre(&digest, &component, &imports).await;
+        Ok(PreparedPlugin {
+            digest,
+            imports,
+            outcome,
+        })
+    }
+
+    /// The installed plugin (other than `name`) that already serves one of
+    /// `manifest`'s task types: `(task type, plugin)`.
+    pub fn conflict(&self, name: &str, manifest: &Manifest) -> Option<(String, String)> {
+        self.plugins
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .conflict(name, manifest)
+    }
+
+    /// Installs (or replaces) `name` with a prepared plugin; see
+    /// [`Runtime::load_plugin`].
+    pub fn install_prepared(
+        &self,
+        name: &str,
+        prepared: PreparedPlugin,
+    ) -> Result<PluginReport, LoadError> {
+        if !flowmesh_types::is_valid_name(name) {
+            return Err(LoadError::InvalidName(name.to_string()));
         }
+        let PreparedPlugin {
+            digest,
+            imports,
+            outcome,
+        } = prepared;
         let mut plugins = self.plugins.write().unwrap_or_else(PoisonError::into_inner);
         let outcome = match outcome {
             Ok(ready) => match plugins.conflict(name, &ready.manifest) {
@@ -252,6 +316,17 @@ impl Runtime {
             },
             Err(reason) => Err(reason),
         };
+        match &outcome {
+            Ok(ready) => tracing::info!(
+                plugin = name,
+                version = %ready.manifest.version,
+                task_types = ?ready.manifest.task_types.iter().map(|t| &t.name).collect::<Vec<_>>(),
+                "plugin available"
+            ),
+            Err(reason) => {
+                tracing::warn!(plugin = name, %reason, "plugin unavailable on this worker")
+            }
+        }
         plugins.insert(
             name.to_string(),
             Installed {
@@ -273,11 +348,10 @@ impl Runtime {
         &self,
         bytes: Vec<u8>,
     ) -> Result<Result<(Manifest, Vec<String>), String>, LoadError> {
-        let (digest, component, imports) = self.compile(bytes).await?;
-        Ok(self
-            .instantiate_pre("inspected", &digest, &component, &imports)
-            .await
-            .map(|ready| (ready.manifest, imports)))
+        let prepared = self.prepare_plugin(bytes).await?;
+        Ok(prepared
+            .outcome
+            .map(|ready| (ready.manifest, prepared.imports)))
     }
 
     /// Compiles (or loads from the cache) a component and lists its imports.
@@ -315,7 +389,6 @@ impl Runtime {
 
     async fn instantiate_pre(
         &self,
-        name: &str,
         digest: &ComponentDigest,
         component: &Component,
         imports: &[String],
@@ -329,15 +402,17 @@ impl Runtime {
                 .map_err(|error| format!("cannot be linked for validation: {error:#}"))?;
             stubbed = Some(linker);
         }
-        for import in imports.iter().filter(|_| stubbed.is_none()) {
-            if let Some(kind) = CapabilityKind::from_interface(import) {
-                match self.capabilities.absence_reason(kind) {
-                    Some(reason) => {
-                        return Err(format!(
-                            "imports {import}, which this worker does not provide: {reason}"
-                        ));
+        if stubbed.is_none() {
+            for import in imports {
+                if let Some(kind) = CapabilityKind::from_interface(import) {
+                    match self.capabilities.absence_reason(kind) {
+                        Some(reason) => {
+                            return Err(format!(
+                                "imports {import}, which this worker does not provide: {reason}"
+                            ));
+                        }
+                        None => capabilities.push(kind),
                     }
-                    None => capabilities.push(kind),
                 }
             }
         }
@@ -383,12 +458,6 @@ impl Runtime {
             format!("describe() failed: {}", error.message)
         })?;
         let manifest = manifest_from_wit(manifest)?;
-        tracing::info!(
-            plugin = name,
-            version = %manifest.version,
-            task_types = ?manifest.task_types.iter().map(|t| &t.name).collect::<Vec<_>>(),
-            "plugin available"
-        );
         Ok(ReadyPlugin {
             digest: digest.clone(),
             manifest,

@@ -23,6 +23,7 @@ pub mod api;
 pub mod background;
 pub mod bus;
 pub mod config;
+pub mod installed_plugins;
 pub mod metrics;
 pub mod placement;
 mod server;

@@ -133,29 +133,17 @@ impl Server {
     }
 
     /// Installs a plugin from its component bytes under the name its
-    /// manifest gives, unless `present` (the installed plugins) already has
-    /// one by that name: what an operator installed under that name, at
-    /// whatever version, is left alone. Returns the record in effect.
-    pub async fn install_plugin_if_absent(
+    /// manifest gives, unless a plugin of that name is installed already:
+    /// see [`AppState::install_plugin_unless_named`]. Returns the record in
+    /// effect.
+    pub async fn install_plugin_unless_named(
         &self,
         bytes: Vec<u8>,
-        present: &[PluginRecord],
     ) -> anyhow::Result<PluginRecord> {
-        let (manifest, _) = self
-            .state
-            .validator
-            .inspect(bytes.clone())
-            .await?
-            .map_err(|reason| anyhow::anyhow!("not a usable plugin: it {reason}"))?;
-        if let Some(record) = present.iter().find(|record| record.name == manifest.name) {
-            return Ok(record.clone());
-        }
-        let (_, record) = self
-            .state
-            .install_plugin(None, bytes)
+        self.state
+            .install_plugin_unless_named(bytes)
             .await
-            .map_err(|failure| anyhow::anyhow!("{}", failure.error.message))?;
-        Ok(record)
+            .map_err(|failure| anyhow::anyhow!("{}", failure.error.message))
     }
 
     /// The store.

@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use flowmesh_runtime::{HostCapabilities, Runtime, RuntimeConfig};
-use flowmesh_types::{FieldError, PluginReport, PluginStatus, TaskError};
+use flowmesh_runtime::{HostCapabilities, PreparedPlugin, Runtime, RuntimeConfig};
+use flowmesh_types::{FieldError, Manifest, PluginReport, PluginStatus, TaskError};
 use serde_json::{Map, Value};
 
 /// Why a spec was not accepted.
@@ -29,7 +29,9 @@ pub enum SpecRejection {
 /// Installed plugins, loaded for checking specs.
 pub struct Validator {
     runtime: Runtime,
-    schemas: RwLock<HashMap<String, Arc<jsonschema::Validator>>>,
+    /// Every task type a loaded plugin serves, with its compiled JSON Schema
+    /// (`None` when the plugin's schema does not compile).
+    task_types: RwLock<HashMap<String, Option<Arc<jsonschema::Validator>>>>,
 }
 
 impl Validator {
@@ -37,7 +39,7 @@ impl Validator {
     pub fn new(config: RuntimeConfig) -> Result<Self, flowmesh_runtime::RuntimeError> {
         Ok(Self {
             runtime: Runtime::new(config, HostCapabilities::validation_only())?,
-            schemas: RwLock::new(HashMap::new()),
+            task_types: RwLock::new(HashMap::new()),
         })
     }
 
@@ -49,24 +51,41 @@ impl Validator {
         component: Vec<u8>,
     ) -> Result<PluginReport, flowmesh_runtime::LoadError> {
         let report = self.runtime.load_plugin(name, component).await?;
-        self.refresh_schemas();
+        self.refresh_task_types();
         Ok(report)
     }
 
-    /// What a component declares, without loading it: see
-    /// [`Runtime::inspect`].
-    pub async fn inspect(
+    /// Compiles and links a component for validation, without installing
+    /// it: see [`Runtime::prepare_plugin`].
+    pub async fn prepare(
         &self,
         component: Vec<u8>,
-    ) -> Result<Result<(flowmesh_types::Manifest, Vec<String>), String>, flowmesh_runtime::LoadError>
-    {
-        self.runtime.inspect(component).await
+    ) -> Result<PreparedPlugin, flowmesh_runtime::LoadError> {
+        self.runtime.prepare_plugin(component).await
+    }
+
+    /// The loaded plugin other than `name` serving one of `manifest`'s task
+    /// types: `(task type, plugin)`.
+    pub fn conflict(&self, name: &str, manifest: &Manifest) -> Option<(String, String)> {
+        self.runtime.conflict(name, manifest)
+    }
+
+    /// Installs a prepared plugin as `name` (replacing the one loaded under
+    /// that name).
+    pub fn install(
+        &self,
+        name: &str,
+        prepared: PreparedPlugin,
+    ) -> Result<PluginReport, flowmesh_runtime::LoadError> {
+        let report = self.runtime.install_prepared(name, prepared)?;
+        self.refresh_task_types();
+        Ok(report)
     }
 
     /// Unloads a plugin.
     pub fn remove(&self, name: &str) -> bool {
         let removed = self.runtime.remove_plugin(name);
-        self.refresh_schemas();
+        self.refresh_task_types();
         removed
     }
 
@@ -75,36 +94,45 @@ impl Validator {
         self.runtime.capabilities().plugins
     }
 
-    /// The task types some loaded plugin provides.
+    /// The task types some loaded plugin provides, sorted.
     pub fn task_types(&self) -> Vec<String> {
-        self.runtime
-            .capabilities()
-            .supported_task_types
-            .into_iter()
-            .collect()
+        let mut names: Vec<String> = self
+            .task_types
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
     }
 
-    fn refresh_schemas(&self) {
-        let mut schemas = HashMap::new();
+    fn refresh_task_types(&self) {
+        let mut task_types = HashMap::new();
         for plugin in self.runtime.capabilities().plugins {
             let (PluginStatus::Available, Some(manifest)) = (plugin.status, plugin.manifest) else {
                 continue;
             };
             for task_type in manifest.task_types {
-                match jsonschema::validator_for(&task_type.spec_schema) {
-                    Ok(validator) => {
-                        schemas.insert(task_type.name, Arc::new(validator));
+                let schema = match jsonschema::validator_for(&task_type.spec_schema) {
+                    Ok(validator) => Some(Arc::new(validator)),
+                    Err(error) => {
+                        tracing::warn!(
+                            plugin = plugin.name,
+                            task_type = task_type.name,
+                            %error,
+                            "the plugin's JSON Schema does not compile; only its validate() checks specs"
+                        );
+                        None
                     }
-                    Err(error) => tracing::warn!(
-                        plugin = plugin.name,
-                        task_type = task_type.name,
-                        %error,
-                        "the plugin's JSON Schema does not compile; only its validate() checks specs"
-                    ),
-                }
+                };
+                task_types.insert(task_type.name, schema);
             }
         }
-        *self.schemas.write().unwrap_or_else(PoisonError::into_inner) = schemas;
+        *self
+            .task_types
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = task_types;
     }
 
     /// Checks the plugin fields of a `task_type` spec.
@@ -113,16 +141,14 @@ impl Validator {
         task_type: &str,
         spec: &Map<String, Value>,
     ) -> Result<(), SpecRejection> {
-        if !self.runtime.capabilities().supports(task_type) {
-            return Err(SpecRejection::UnknownTaskType(task_type.to_string()));
-        }
-        let instance = Value::Object(spec.clone());
         let schema = self
-            .schemas
+            .task_types
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(task_type)
-            .cloned();
+            .cloned()
+            .ok_or_else(|| SpecRejection::UnknownTaskType(task_type.to_string()))?;
+        let instance = Value::Object(spec.clone());
         if let Some(schema) = schema {
             let errors: Vec<FieldError> = schema
                 .iter_errors(&instance)

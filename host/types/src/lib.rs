@@ -28,5 +28,5 @@ pub use capability::{
 #[cfg(feature = "document")]
 pub use document::{TaskDocument, TaskSpec, format_bytes, parse_document};
 pub use event::{LogLevel, LogStream, TaskEvent};
-pub use manifest::{FieldError, Manifest, TaskTypeInfo, is_valid_name};
+pub use manifest::{FieldError, Manifest, NAME_RULE, TaskTypeInfo, is_valid_name};
 pub use task_error::{TaskError, TaskErrorCode};

@@ -30,8 +30,10 @@ pub struct TaskTypeInfo {
     pub spec_schema: serde_json::Value,
 }
 
-/// Whether `name` is a valid plugin or task type name: 1 to 64 lowercase
-/// letters, digits and `-`, starting with a letter.
+/// The rule [`is_valid_name`] checks, in words for error messages.
+pub const NAME_RULE: &str = "1 to 64 lowercase letters, digits and '-', starting with a letter";
+
+/// Whether `name` is a valid plugin or task type name: see [`NAME_RULE`].
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64

@@ -254,11 +254,7 @@ pub(super) async fn remove_plugin(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiFailure> {
     auth.require(&[Role::Admin], "removing plugins")?;
-    let _changing = state.plugin_changes.lock().await;
-    let stored = state.store.delete_plugin(&name).await?;
-    let loaded = state.validator.remove(&name);
-    if stored || loaded {
-        state.plugins_changed.notify();
+    if state.remove_plugin(&name).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiFailure::not_found("plugin", &name))

@@ -14,6 +14,7 @@
 //! tenant answers 404, exactly as a missing one.
 
 mod error;
+mod event_cursor;
 mod fleet;
 pub mod openapi;
 mod ops;

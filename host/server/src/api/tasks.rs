@@ -11,11 +11,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use flowmesh_types::api::{EventBody, Submitted, TaskPage, TaskState, TaskView};
+use flowmesh_types::api::{Submitted, TaskPage, TaskState, TaskView};
 use flowmesh_types::{FieldError, parse_document};
 use futures::Stream;
-use tokio::sync::broadcast::error::RecvError;
 
+use super::event_cursor::EventCursor;
 use super::{ApiFailure, Auth};
 use crate::state::{AppState, now_ms};
 use crate::store::{CancelOutcome, StoredEvent, TaskFilter, TaskRecord, rfc3339};
@@ -107,8 +107,7 @@ pub(super) async fn submit(
         .await
         .map_err(|rejection| match rejection {
             SpecRejection::UnknownTaskType(task_type) => {
-                let mut known = state.validator.task_types();
-                known.sort();
+                let known = state.validator.task_types();
                 ApiFailure::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "unknown_task_type",
@@ -172,7 +171,8 @@ pub(super) async fn submit(
         .submissions
         .submit(id.clone(), principal.tenant.clone(), document.clone(), now)
         .await?;
-    let mut receiver = state.bus.subscribe();
+    // Subscribed before the first event is published: nothing is missed.
+    let cursor = wait.map(|_| EventCursor::new(state.clone(), id.clone(), 0, true));
     state.publish(vec![event]);
     state
         .metrics
@@ -182,29 +182,9 @@ pub(super) async fn submit(
         })
         .inc();
     state.work.notify();
-    if let Some(wait) = wait {
-        let _ = tokio::time::timeout(wait, async {
-            loop {
-                match receiver.recv().await {
-                    Ok(event)
-                        if event.task_id == id
-                            && matches!(event.body, EventBody::Result { .. }) =>
-                    {
-                        break;
-                    }
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => {
-                        if let Ok(Some(task)) = state.store.task(None, &id).await
-                            && task.state.is_terminal()
-                        {
-                            break;
-                        }
-                    }
-                    Err(RecvError::Closed) => break,
-                }
-            }
-        })
-        .await;
+    if let (Some(wait), Some(mut cursor)) = (wait, cursor) {
+        // The cursor ends after the result event.
+        let _ = tokio::time::timeout(wait, async { while cursor.next().await.is_some() {} }).await;
     }
     let task = if wait.is_some() {
         view(&state, load(&state, &principal.tenant, &id).await?).await?
@@ -433,19 +413,8 @@ pub(super) async fn events(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<i64>().ok())
         .unwrap_or(0);
-    let receiver = state.bus.subscribe();
     let stream = futures::stream::unfold(
-        EventCursor {
-            state,
-            id,
-            last: after,
-            backlog: Vec::new().into_iter(),
-            receiver,
-            replayed: false,
-            more_stored: false,
-            follow,
-            done: false,
-        },
+        EventCursor::new(state, id, after, follow),
         |mut cursor| async move {
             let event = cursor.next().await?;
             let sse = Event::default()
@@ -464,112 +433,5 @@ fn to_record(event: &StoredEvent) -> EventRecord {
         task_id: event.task_id.clone(),
         at: rfc3339(event.at),
         body: event.body.clone(),
-    }
-}
-
-/// Events read from the store at a time.
-const REPLAY_PAGE: u32 = 1000;
-
-/// Walks a task's events: the stored ones first, then live ones from the
-/// bus, re-reading the store whenever the bus dropped some. Ends after the
-/// `result` event, when a finished task has nothing more after the resume
-/// point, or when the server shuts down.
-struct EventCursor {
-    state: Arc<AppState>,
-    id: String,
-    last: i64,
-    backlog: std::vec::IntoIter<StoredEvent>,
-    receiver: tokio::sync::broadcast::Receiver<Arc<StoredEvent>>,
-    replayed: bool,
-    /// The last read from the store filled a page: read again.
-    more_stored: bool,
-    /// Keep streaming live events after the replay.
-    follow: bool,
-    done: bool,
-}
-
-impl EventCursor {
-    async fn next(&mut self) -> Option<StoredEvent> {
-        loop {
-            if self.done {
-                return None;
-            }
-            if let Some(event) = self.backlog.next() {
-                return Some(self.emit(event));
-            }
-            if self.replayed && !self.follow && !self.more_stored {
-                return None;
-            }
-            if !self.replayed || self.more_stored {
-                self.refill().await?;
-                if !self.more_stored && !self.replayed {
-                    self.replayed = true;
-                    if !self.follow {
-                        self.done = self.backlog.len() == 0;
-                        continue;
-                    }
-                    if self.backlog.len() == 0 && self.finished().await? {
-                        // Resumed past the end of a finished task: read once
-                        // more, in case its last events landed just now.
-                        self.refill().await?;
-                        if self.backlog.len() == 0 {
-                            return None;
-                        }
-                    }
-                }
-                continue;
-            }
-            let received = tokio::select! {
-                received = self.receiver.recv() => received,
-                _ = self.state.shutdown.cancelled() => return None,
-            };
-            match received {
-                Ok(event) if event.task_id == self.id && event.seq > self.last => {
-                    return Some(self.emit((*event).clone()));
-                }
-                Ok(_) => {}
-                Err(RecvError::Lagged(_)) => self.refill().await?,
-                Err(RecvError::Closed) => return None,
-            }
-        }
-    }
-
-    fn emit(&mut self, event: StoredEvent) -> StoredEvent {
-        self.last = event.seq;
-        if matches!(event.body, EventBody::Result { .. }) {
-            self.done = true;
-        }
-        event
-    }
-
-    /// Whether the task has finished.
-    async fn finished(&self) -> Option<bool> {
-        match self.state.store.task(None, &self.id).await {
-            Ok(task) => Some(task.is_none_or(|task| task.state.is_terminal())),
-            Err(error) => {
-                tracing::warn!(%error, task = self.id, "event stream ended: store error");
-                None
-            }
-        }
-    }
-
-    /// Loads a page of stored events after the last one sent.
-    async fn refill(&mut self) -> Option<()> {
-        match self
-            .state
-            .store
-            .events_after(&self.id, self.last, REPLAY_PAGE)
-            .await
-        {
-            Ok(events) => {
-                self.more_stored = events.len() == REPLAY_PAGE as usize;
-                self.backlog = events.into_iter();
-                Some(())
-            }
-            Err(error) => {
-                tracing::warn!(%error, task = self.id, "event stream ended: store error");
-                None
-            }
-        }
     }
 }

@@ -10,8 +10,8 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use flowmesh_types::api::{
-    ClaimRequest, ClaimResponse, ClaimedTask, CompletionBatch, CompletionResponse, EventBatch,
-    Heartbeat, HeartbeatResponse, Registered, Role, WorkerRegistration,
+    ClaimRequest, ClaimResponse, CompletionBatch, CompletionResponse, EventBatch, Heartbeat,
+    HeartbeatResponse, Registered, Role, WorkerRegistration,
 };
 use flowmesh_types::{FieldError, is_valid_name};
 
@@ -94,7 +94,7 @@ pub(super) async fn register(
         worker_id: id,
         heartbeat_interval_ms: state.config.heartbeat_interval.as_millis() as u64,
         lease_ttl_ms: state.config.lease_ttl.as_millis() as u64,
-        plugins: state.store.plugin_catalog().await?,
+        plugins: state.catalog.borrow().to_vec(),
     }))
 }
 
@@ -125,7 +125,7 @@ pub(super) async fn heartbeat(
     Ok(Json(HeartbeatResponse {
         cancel: outcome.cancel,
         lost: outcome.lost,
-        plugins: state.store.plugin_catalog().await?,
+        plugins: state.catalog.borrow().to_vec(),
     }))
 }
 
@@ -165,7 +165,7 @@ pub(super) async fn claim(
     let wait = Duration::from_millis(request.wait_ms).min(state.config.max_claim_wait);
     let deadline = tokio::time::Instant::now() + wait;
     let mut signal = state.work.subscribe();
-    let mut plugins = state.plugins_changed.subscribe();
+    let mut catalog = state.catalog.subscribe();
     let mut known_live = false;
     loop {
         signal.borrow_and_update();
@@ -187,23 +187,11 @@ pub(super) async fn claim(
         if !rows.is_empty() {
             state.metrics.claimed.inc_by(rows.len() as u64);
             state.publish(events);
-            let tasks = rows
-                .into_iter()
-                .map(|row| ClaimedTask {
-                    id: row.id,
-                    task_type: row.task_type,
-                    spec: row.spec,
-                    attempt: row.attempt,
-                    lease_token: row.lease_token,
-                    timeout_ms: row.timeout_ms,
-                    hardware: row.hardware,
-                })
-                .collect();
-            let plugins = if plugins.has_changed().unwrap_or(false) {
-                Some(state.store.plugin_catalog().await?)
-            } else {
-                None
-            };
+            let tasks = rows;
+            let plugins = catalog
+                .has_changed()
+                .unwrap_or(false)
+                .then(|| catalog.borrow().to_vec());
             return Ok(Json(ClaimResponse { tasks, plugins }));
         }
         // A claim that took nothing may come from a registration that is
@@ -225,10 +213,10 @@ pub(super) async fn claim(
         let recheck = (tokio::time::Instant::now() + CLAIM_RECHECK).min(deadline);
         tokio::select! {
             _ = signal.changed() => {}
-            _ = plugins.changed() => {
+            _ = catalog.changed() => {
                 return Ok(Json(ClaimResponse {
                     tasks: Vec::new(),
-                    plugins: Some(state.store.plugin_catalog().await?),
+                    plugins: Some(catalog.borrow().to_vec()),
                 }));
             }
             _ = tokio::time::sleep_until(recheck) => {}
@@ -301,6 +289,9 @@ pub(super) async fn complete(
         }
     }
     state.publish(events);
-    state.work.notify();
+    // Accepted outcomes freed capacity; stale ones changed nothing.
+    if verdicts.contains(&flowmesh_types::api::CompletionVerdict::Accepted) {
+        state.work.notify();
+    }
     Ok(Json(CompletionResponse { verdicts }))
 }

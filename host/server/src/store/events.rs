@@ -1,6 +1,8 @@
 //! Task events: state changes, logs, progress and results, in one ordered
 //! stream per task. The sequence number is the SSE event id.
 
+use std::collections::HashSet;
+
 use flowmesh_types::api::EventBody;
 use sqlx::{Any, AssertSqlSafe, Transaction};
 
@@ -77,16 +79,21 @@ impl Store {
         now: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let (_gate, mut tx) = self.write().await?;
+        let tokens: Vec<&str> = batches
+            .iter()
+            .map(|batch| batch.lease_token.as_str())
+            .collect();
+        let held: HashSet<(String, String)> = sqlx::query(self.dialect.held_leases)
+            .bind(worker_id)
+            .bind(encode_json(&tokens))
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| Ok((get_str(row, "id")?, get_str(row, "lease_token")?)))
+            .collect::<Result<_, StoreError>>()?;
         let mut events = NewEvents::default();
         for batch in batches {
-            let current = sqlx::query(self.dialect.fenced_task)
-                .bind(&batch.task_id)
-                .bind(&batch.lease_token)
-                .bind(worker_id)
-                .bind(i64::MIN)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if current.is_none() {
+            if !held.contains(&(batch.task_id.clone(), batch.lease_token.clone())) {
                 continue;
             }
             for event in &batch.events {

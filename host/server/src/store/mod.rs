@@ -42,8 +42,7 @@ pub use events::StoredEvent;
 pub use plugins::PluginRecord;
 pub use rows::rfc3339;
 pub use tasks::{
-    AttemptEnd, CancelOutcome, ClaimedRow, NewTask, PendingShape, RetryPolicy, TaskFilter,
-    TaskRecord,
+    AttemptEnd, CancelOutcome, NewTask, PendingShape, RetryPolicy, TaskFilter, TaskRecord,
 };
 pub use workers::{HeartbeatOutcome, NewWorker, Usage, WorkerRecord};
 
@@ -89,12 +88,15 @@ pub(crate) struct Dialect {
     /// The claim: `$1` worker id, `$2` now, `$3` lease expiry, `$4` most
     /// tasks, `$5` how many pending rows to consider.
     claim: &'static str,
-    /// A running task, locked, if `$2` is its lease token and `$3` its
-    /// worker: `$1` task id.
+    /// A running task, locked, if `$2` is its lease token, `$3` its worker,
+    /// and its lease has not expired before `$4`: `$1` task id.
     fenced_task: &'static str,
     /// Leases of worker `$1` whose token is in the JSON list `$2`: renews them
-    /// to `$3`.
+    /// to `$3` and returns their `id, state, lease_token`.
     renew_leases: &'static str,
+    /// Of the leases of worker `$1` whose token is in the JSON list `$2`, the
+    /// ones it still holds: `id, lease_token`.
+    held_leases: &'static str,
     /// Running tasks whose lease expired before `$1`, locked.
     expired_leases: &'static str,
     /// One task by id, locked: `$1` id.

@@ -81,6 +81,12 @@ FOR UPDATE
 UPDATE tasks SET lease_expires_at = $3
 WHERE worker_id = $1 AND state IN ('running', 'cancelling')
   AND lease_token IN (SELECT jsonb_array_elements_text($2::jsonb))
+RETURNING id, state, lease_token
+"#,
+    held_leases: r#"
+SELECT id, lease_token FROM tasks
+WHERE worker_id = $1 AND state IN ('running', 'cancelling')
+  AND lease_token IN (SELECT jsonb_array_elements_text($2::jsonb))
 "#,
     expired_leases: r#"
 SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at

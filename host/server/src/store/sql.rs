@@ -38,10 +38,6 @@ SELECT worker_id, COUNT(*) AS n, CAST(COALESCE(SUM(cpu_millis), 0) AS BIGINT) AS
        CAST(COALESCE(SUM(gpu_count), 0) AS BIGINT) AS gpu
 FROM tasks WHERE state IN ('running', 'cancelling') AND worker_id IS NOT NULL
 GROUP BY worker_id";
-pub(super) const LEASES_OF_WORKER: &str = "\
-SELECT id, state, lease_token FROM tasks
-WHERE worker_id = $1 AND state IN ('running', 'cancelling')";
-
 pub(super) const INSERT_TASKS: &str = "\
 INSERT INTO tasks (id, tenant, name, labels, task_type, spec, cpu_millis, memory_bytes, gpu_count,
     gpu_model, gpu_memory_bytes, timeout_ms, max_attempts, state, attempt, run_after,

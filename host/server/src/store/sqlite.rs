@@ -74,6 +74,12 @@ WHERE id = $1 AND lease_token = $2 AND worker_id = $3
 UPDATE tasks SET lease_expires_at = $3
 WHERE worker_id = $1 AND state IN ('running', 'cancelling')
   AND lease_token IN (SELECT value FROM json_each($2))
+RETURNING id, state, lease_token
+"#,
+    held_leases: r#"
+SELECT id, lease_token FROM tasks
+WHERE worker_id = $1 AND state IN ('running', 'cancelling')
+  AND lease_token IN (SELECT value FROM json_each($2))
 "#,
     expired_leases: r#"
 SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at

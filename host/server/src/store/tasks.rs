@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 
 use flowmesh_types::api::{
-    AttemptRecord, Completion, CompletionVerdict, EventBody, ResultEnvelope, TaskState, Waiting,
+    AttemptRecord, ClaimedTask, Completion, CompletionVerdict, EventBody, ResultEnvelope,
+    TaskState, Waiting,
 };
 use flowmesh_types::document::{GpuRequest, HardwareRequest, TaskDocument};
 use flowmesh_types::{TaskError, TaskErrorCode};
@@ -92,25 +93,6 @@ pub struct TaskFilter {
     pub before_seq: Option<i64>,
     /// At most this many.
     pub limit: u32,
-}
-
-/// A task as a claim hands it out.
-#[derive(Debug, Clone)]
-pub struct ClaimedRow {
-    /// Id.
-    pub id: String,
-    /// Type.
-    pub task_type: String,
-    /// The plugin's fields.
-    pub spec: Value,
-    /// Attempt.
-    pub attempt: u32,
-    /// Fencing token.
-    pub lease_token: String,
-    /// Timeout.
-    pub timeout_ms: Option<u64>,
-    /// Hardware request.
-    pub hardware: HardwareRequest,
 }
 
 /// How an attempt ended.
@@ -446,7 +428,7 @@ impl Store {
         lease_ttl_ms: i64,
         max: u32,
         scan: u32,
-    ) -> Result<(Vec<ClaimedRow>, Vec<StoredEvent>), StoreError> {
+    ) -> Result<(Vec<ClaimedTask>, Vec<StoredEvent>), StoreError> {
         let max = max.min(MAX_CLAIM);
         let (_gate, mut tx) = self.write().await?;
         let rows = sqlx::query(self.dialect.claim)
@@ -460,7 +442,7 @@ impl Store {
         let mut claimed = Vec::with_capacity(rows.len());
         let mut events = NewEvents::default();
         for row in &rows {
-            let task = ClaimedRow {
+            let task = ClaimedTask {
                 id: get_str(row, "id")?,
                 task_type: get_str(row, "task_type")?,
                 spec: decode_json("spec", &get_str(row, "spec")?)?,

@@ -4,7 +4,7 @@
 //! under the same name; the earlier registration is retired and the tasks it
 //! held are released at once rather than after their leases expire.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use flowmesh_types::WorkerCapabilities;
 use flowmesh_types::api::{Hardware, Lease, TaskState, WorkerRegistration, WorkerState};
@@ -164,14 +164,11 @@ impl Store {
             .iter()
             .map(|lease| lease.lease_token.as_str())
             .collect();
-        sqlx::query(self.dialect.renew_leases)
+        // The renewed leases come back; a listed one that does not is lost.
+        let held = sqlx::query(self.dialect.renew_leases)
             .bind(worker_id)
             .bind(encode_json(&tokens))
             .bind(now + lease_ttl_ms)
-            .execute(&mut *tx)
-            .await?;
-        let held = sqlx::query(sql::LEASES_OF_WORKER)
-            .bind(worker_id)
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -183,9 +180,7 @@ impl Store {
             );
         }
         let mut outcome = HeartbeatOutcome::default();
-        let mut seen = HashSet::new();
         for lease in leases {
-            seen.insert(lease.task_id.as_str());
             match current.get(&lease.task_id) {
                 Some((state, token)) if *token == lease.lease_token => {
                     if state == TaskState::Cancelling.as_str() {
