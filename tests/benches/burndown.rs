@@ -82,6 +82,9 @@ async fn submit_all(api: &Api, tasks: usize) -> Duration {
 }
 
 async fn wait_done(store: &Store, tasks: usize) {
+    // A queue that stops moving for this long is stuck: say so, not hang.
+    const STALL: Duration = Duration::from_secs(60);
+    let mut last = (0, tokio::time::Instant::now());
     loop {
         let depth = store.queue_depth().await.expect("queue depth");
         let done: i64 = depth
@@ -98,6 +101,13 @@ async fn wait_done(store: &Store, tasks: usize) {
         if done as usize >= tasks {
             return;
         }
+        if done != last.0 {
+            last = (done, tokio::time::Instant::now());
+        }
+        assert!(
+            last.1.elapsed() < STALL,
+            "no task finished for {STALL:?}: {depth:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -1,15 +1,12 @@
 //! Capability-gated instantiation: a worker advertises exactly the task types
 //! of the plugins it can instantiate, and says why it cannot run the others.
 
-use std::any::Any;
 use std::sync::Arc;
 
-use flowmesh_runtime::bindings::flowmesh::host::containers;
-use flowmesh_runtime::capability::TaskInfo;
-use flowmesh_runtime::{Capability, HostCapabilities, LoadError, TaskState};
+use flowmesh_runtime::{HostCapabilities, LoadError};
+use flowmesh_tests::stub_containers::StubContainers;
 use flowmesh_tests::{TestRuntime, components};
 use flowmesh_types::{CapabilityKind, CapabilityStatus, PluginStatus, TaskErrorCode};
-use wasmtime::component::{HasData, Linker};
 
 #[tokio::test]
 async fn a_worker_without_docker_advertises_echo_and_sleep_and_reports_the_containers_plugin_unavailable()
@@ -121,63 +118,12 @@ async fn bytes_that_are_not_a_component_are_rejected() {
     assert!(matches!(error, LoadError::InvalidName(_)), "{error}");
 }
 
-/// A containers capability whose daemon refuses everything: enough to show
-/// that linking the interface makes the gated plugin available, and that the
-/// per-task state prepared for it reaches the host functions.
-struct RefusingDocker;
-
-struct RefusingDockerTask {
-    task_id: String,
-}
-
-struct RefusingDockerHost<'a>(&'a mut TaskState);
-
-impl HasData for RefusingDocker {
-    type Data<'a> = RefusingDockerHost<'a>;
-}
-
-impl containers::Host for RefusingDockerHost<'_> {
-    async fn run(
-        &mut self,
-        request: containers::RunRequest,
-    ) -> Result<containers::RunResult, containers::ContainerError> {
-        let task = self
-            .0
-            .capability_state::<RefusingDockerTask>(CapabilityKind::Containers)
-            .expect("prepared for this task");
-        Err(containers::ContainerError::Daemon(format!(
-            "refusing {} for task {}",
-            request.image, task.task_id
-        )))
-    }
-}
-
-impl Capability for RefusingDocker {
-    fn kind(&self) -> CapabilityKind {
-        CapabilityKind::Containers
-    }
-
-    fn detail(&self) -> String {
-        "a daemon that refuses every container".into()
-    }
-
-    fn add_to_linker(&self, linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
-        containers::add_to_linker::<TaskState, RefusingDocker>(linker, |state| {
-            RefusingDockerHost(state)
-        })
-    }
-
-    fn prepare(&self, task: &TaskInfo) -> wasmtime::Result<Box<dyn Any + Send>> {
-        Ok(Box::new(RefusingDockerTask {
-            task_id: task.id.clone(),
-        }))
-    }
-}
-
 #[tokio::test]
 async fn linking_the_containers_interface_makes_the_gated_plugin_available() {
-    let capabilities = HostCapabilities::none()
-        .with_probe(CapabilityKind::Containers, Ok(Arc::new(RefusingDocker)));
+    let capabilities = HostCapabilities::none().with_probe(
+        CapabilityKind::Containers,
+        Ok(Arc::new(StubContainers::Refuse)),
+    );
     let test = TestRuntime::with(capabilities, |_| {});
     let gated = test
         .load("uses-containers", components::guests::USES_CONTAINERS)
@@ -187,7 +133,7 @@ async fn linking_the_containers_interface_makes_the_gated_plugin_available() {
     assert!(report.supports("uses-containers"));
     let docker = &report.capabilities[0];
     assert_eq!(docker.status, CapabilityStatus::Available);
-    assert_eq!(docker.detail, "a daemon that refuses every container");
+    assert_eq!(docker.detail, "test stub: refuses every container");
 
     let run = test.run("uses-containers", "{}").await;
     let error = run.outcome.expect_err("the daemon refuses");

@@ -8,10 +8,9 @@
 //! URL. Each test gets its own database, dropped afterwards.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use flowmesh_runtime::{HostCapabilities, Runtime};
+use flowmesh_runtime::HostCapabilities;
 use flowmesh_server::{Server, ServerConfig};
 use flowmesh_worker::{Worker, WorkerConfig};
 use reqwest::StatusCode;
@@ -148,6 +147,38 @@ impl Drop for TestDb {
     }
 }
 
+/// Polls `probe` every 25 ms until it answers `Ok`, and returns that; panics
+/// after `within` with `what` and the last `Err` (what was seen instead).
+pub async fn eventually<T, F, Fut, E>(what: &str, within: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {within:?} waiting for {what}; last seen: {seen}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The task types a worker (as `GET /workers/{id}` shows it) advertises.
+pub fn task_types(worker: &Value) -> Vec<String> {
+    worker["capabilities"]["supportedTaskTypes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
 /// Server settings for tests: short heartbeats and leases, quick retries.
 pub fn fast_config(data_dir: &Path) -> ServerConfig {
     let mut config = ServerConfig::new(data_dir);
@@ -207,15 +238,13 @@ impl TestServer {
     /// status and the JSON answer.
     pub async fn try_install(&self, name: &str, path: &str) -> (StatusCode, Value) {
         let bytes = std::fs::read(path).expect("component built");
-        let response = reqwest::Client::new()
-            .post(format!("{}/api/v1/plugins?name={name}", self.url))
-            .bearer_auth(&self.admin)
-            .body(bytes)
-            .send()
-            .await
-            .expect("install request");
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
+        let admin = self.admin();
+        Api::send(
+            admin
+                .request(reqwest::Method::POST, &format!("/plugins?name={name}"))
+                .body(bytes),
+        )
+        .await
     }
 
     /// A client with the admin token.
@@ -270,8 +299,7 @@ pub struct TestWorker {
     /// The worker; `None` once stopped.
     pub worker: Option<Worker>,
     /// Its runtime.
-    pub runtime: Arc<Runtime>,
-    _dir: tempfile::TempDir,
+    pub runtime: TestRuntime,
 }
 
 impl TestWorker {
@@ -284,27 +312,20 @@ impl TestWorker {
         capabilities: HostCapabilities,
         slots: u32,
     ) -> Self {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let mut config = TestRuntime::config(dir.path());
-        config.cache_dir = crate::shared_cache_dir();
-        let runtime = Arc::new(Runtime::new(config, capabilities).expect("runtime starts"));
+        let runtime = TestRuntime::with(capabilities, |_| {});
         for (plugin, path) in plugins {
-            runtime
-                .load_plugin_file(plugin, Path::new(path))
-                .await
-                .expect("plugin loads");
+            runtime.load(plugin, path).await;
         }
         let mut config = WorkerConfig::new(url, token);
         config.name = name.to_string();
         config.slots = slots;
         config.claim_wait = Duration::from_secs(2);
-        let worker = Worker::start(config, runtime.clone())
+        let worker = Worker::start(config, runtime.runtime.clone())
             .await
             .expect("worker registers");
         Self {
             worker: Some(worker),
             runtime,
-            _dir: dir,
         }
     }
 
@@ -354,54 +375,39 @@ impl Api {
         (status, body)
     }
 
+    /// A request to `method path`, with the token.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        Self::answer(request.send().await.expect("request")).await
+    }
+
     /// `POST path` with a JSON body.
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
-        Self::answer(response).await
+        Self::send(self.request(reqwest::Method::POST, path).json(&body)).await
     }
 
     /// `GET path`.
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .expect("request");
-        Self::answer(response).await
+        Self::send(self.request(reqwest::Method::GET, path)).await
     }
 
     /// `DELETE path`.
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .delete(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .expect("request");
-        Self::answer(response).await
+        Self::send(self.request(reqwest::Method::DELETE, path)).await
     }
 
     /// `POST /tasks{query}` with a document.
     pub async fn submit_raw(&self, query: &str, document: &str) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .post(format!("{}/tasks{query}", self.base))
-            .bearer_auth(&self.token)
-            .body(document.to_string())
-            .send()
-            .await
-            .expect("request");
-        Self::answer(response).await
+        Self::send(
+            self.request(reqwest::Method::POST, &format!("/tasks{query}"))
+                .body(document.to_string()),
+        )
+        .await
     }
 
     /// Submits a document that must be accepted; returns the task id.
@@ -441,27 +447,26 @@ impl Api {
         within: Duration,
         condition: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let task = self.task(id).await;
-            if condition(&task) {
-                return task;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "task {id} did not reach the expected state within {within:?}: {task:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        eventually(
+            &format!("task {id} reaching the expected state"),
+            within,
+            || async {
+                let task = self.task(id).await;
+                if condition(&task) {
+                    Ok(task)
+                } else {
+                    Err(format!("{task:#}"))
+                }
+            },
+        )
+        .await
     }
 
     /// The SSE stream of task `id`, read to its end: `(event, data)` pairs.
     pub async fn events(&self, id: &str, within: Duration) -> Vec<(String, Value)> {
         use futures::StreamExt;
         let response = self
-            .http
-            .get(format!("{}/tasks/{id}/events", self.base))
-            .bearer_auth(&self.token)
+            .request(reqwest::Method::GET, &format!("/tasks/{id}/events"))
             .send()
             .await
             .expect("request");

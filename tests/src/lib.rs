@@ -14,7 +14,7 @@ use flowmesh_types::{PluginReport, TaskEvent};
 use tokio_util::sync::CancellationToken;
 
 pub mod cluster;
-pub mod fake_docker;
+pub mod stub_containers;
 
 /// Paths of the components built by the build script.
 pub mod components {
@@ -24,8 +24,8 @@ pub mod components {
 /// A real runtime whose cache and scratch directories live in a temporary
 /// directory removed on drop.
 pub struct TestRuntime {
-    /// The runtime.
-    pub runtime: Runtime,
+    /// The runtime (shared, so a worker can run on it).
+    pub runtime: Arc<Runtime>,
     /// Holds the cache (`cache/`) and scratch (`scratch/`) directories.
     pub dir: tempfile::TempDir,
 }
@@ -48,7 +48,7 @@ impl TestRuntime {
         let mut config = Self::config(dir.path());
         config.cache_dir = shared_cache_dir();
         configure(&mut config);
-        let runtime = Runtime::new(config, capabilities).expect("runtime starts");
+        let runtime = Arc::new(Runtime::new(config, capabilities).expect("runtime starts"));
         Self { runtime, dir }
     }
 
@@ -56,7 +56,8 @@ impl TestRuntime {
     pub fn with_private_cache() -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let config = Self::config(dir.path());
-        let runtime = Runtime::new(config, HostCapabilities::none()).expect("runtime starts");
+        let runtime =
+            Arc::new(Runtime::new(config, HostCapabilities::none()).expect("runtime starts"));
         Self { runtime, dir }
     }
 
@@ -120,7 +121,7 @@ impl TestRuntime {
 }
 
 /// The artifact cache shared by all tests of this build.
-pub fn shared_cache_dir() -> std::path::PathBuf {
+fn shared_cache_dir() -> std::path::PathBuf {
     Path::new(env!("OUT_DIR")).join("artifact-cache")
 }
 

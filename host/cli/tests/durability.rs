@@ -8,11 +8,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use flowmesh_tests::cluster::{Api, Db, TestDb};
+use flowmesh_tests::cluster::{Api, Db, TestDb, eventually};
 use flowmesh_tests::components;
 use serde_json::Value;
 
 const TASKS: usize = 120;
+const LONG: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_server_killed_mid_run_loses_nothing() {
@@ -71,15 +72,14 @@ fn server(data_dir: &Path, database_url: &str, port: u16) -> Process {
 }
 
 async fn wait_healthy(url: &str) {
-    for _ in 0..200 {
-        if let Ok(response) = reqwest::get(format!("{url}/healthz")).await
-            && response.status().is_success()
-        {
-            return;
+    eventually(&format!("{url} to answer /healthz"), LONG, || async {
+        match reqwest::get(format!("{url}/healthz")).await {
+            Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) => Err(response.status().to_string()),
+            Err(error) => Err(error.to_string()),
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the server at {url} did not become healthy");
+    })
+    .await;
 }
 
 async fn count(api: &Api, state: &str) -> usize {
@@ -130,14 +130,13 @@ async fn killed_server_loses_nothing(db: Db) {
         ids.push(api.submit(&document).await);
     }
     // Mid-run: some done, many not.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while count(&api, "succeeded").await < 10 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no progress before the kill"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("ten tasks done before the kill", LONG, || async {
+        match count(&api, "succeeded").await {
+            done if done >= 10 => Ok(()),
+            done => Err(format!("{done} done")),
+        }
+    })
+    .await;
     running.0.kill().expect("SIGKILL");
     running.0.wait().expect("reaped");
     drop(running);

@@ -1,0 +1,86 @@
+//! A `flowmesh:host/containers` capability that starts no container.
+//!
+//! No Docker-backed containers capability exists yet, so tests that need a
+//! worker *with* the capability (to check that linking it makes a plugin
+//! available, and that routing sends container tasks only to such workers)
+//! link this stand-in instead. It says so in its detail, and what it answers
+//! is fixed: tests must not read more into a container task's outcome than
+//! that the plugin ran on that worker and got the stub's answer.
+
+use std::any::Any;
+
+use flowmesh_runtime::TaskState;
+use flowmesh_runtime::bindings::flowmesh::host::containers;
+use flowmesh_runtime::capability::{Capability, TaskInfo};
+use flowmesh_types::CapabilityKind;
+use wasmtime::component::{HasData, Linker};
+
+/// What every `run` answers.
+#[derive(Debug, Clone, Copy)]
+pub enum StubContainers {
+    /// Exit code 0.
+    ExitZero,
+    /// A daemon error naming the image and the task (from the per-task
+    /// state prepared for the call, so that plumbing is exercised too).
+    Refuse,
+}
+
+/// Per-task state: the answer, and the task it is for.
+struct StubTask {
+    stub: StubContainers,
+    task_id: String,
+}
+
+/// The host side of one call.
+pub struct StubHost<'a>(&'a mut TaskState);
+
+impl HasData for StubContainers {
+    type Data<'a> = StubHost<'a>;
+}
+
+impl containers::Host for StubHost<'_> {
+    async fn run(
+        &mut self,
+        request: containers::RunRequest,
+    ) -> Result<containers::RunResult, containers::ContainerError> {
+        let task = self
+            .0
+            .capability_state::<StubTask>(CapabilityKind::Containers)
+            .expect("prepared for this task");
+        match task.stub {
+            StubContainers::ExitZero => Ok(containers::RunResult {
+                exit_code: 0,
+                oom_killed: false,
+                elapsed_ms: 0,
+            }),
+            StubContainers::Refuse => Err(containers::ContainerError::Daemon(format!(
+                "refusing {} for task {}",
+                request.image, task.task_id
+            ))),
+        }
+    }
+}
+
+impl Capability for StubContainers {
+    fn kind(&self) -> CapabilityKind {
+        CapabilityKind::Containers
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Self::ExitZero => "test stub: starts no container, answers exit code 0".into(),
+            Self::Refuse => "test stub: refuses every container".into(),
+        }
+    }
+
+    fn add_to_linker(&self, linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
+        containers::add_to_linker::<TaskState, StubContainers>(linker, |state| StubHost(state))
+    }
+
+    fn prepare(&self, task: &TaskInfo) -> wasmtime::Result<Box<dyn Any + Send>> {
+        Ok(Box::new(StubTask {
+            stub: *self,
+            task_id: task.id.clone(),
+        }))
+    }
+}
