@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use flowmesh_types::api::{ErrorBody, EventRecord};
+use flowmesh_types::api::{ApiError, EventRecord};
 use futures::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 
@@ -132,29 +132,25 @@ impl ApiClient {
             return Ok(response);
         }
         let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
-        Err(match serde_json::from_str::<ErrorBody>(&text) {
-            Ok(body) => {
-                let hint = self.hint(status, &body.error.code);
-                CliError::Api {
-                    status,
-                    code: body.error.code,
-                    message: body.error.message,
-                    details: body.error.details,
-                    hint,
-                }
-            }
-            Err(_) => CliError::Api {
-                status,
-                code: "http_error".into(),
-                message: format!(
+        let body = response.bytes().await.unwrap_or_default();
+        let error = ApiError::from_body(&body);
+        let (message, hint) = if error.code == ApiError::NOT_FLOWMESH {
+            (
+                format!(
                     "the server at {} answered HTTP {status}: {}",
-                    self.target.server,
-                    text.chars().take(300).collect::<String>()
+                    self.target.server, error.message
                 ),
-                details: Vec::new(),
-                hint: Some("is --server pointing at a FlowMesh server?".into()),
-            },
+                Some("is --server pointing at a FlowMesh server?".to_string()),
+            )
+        } else {
+            (error.message, self.hint(status, &error.code))
+        };
+        Err(CliError::Api {
+            status,
+            code: error.code,
+            message,
+            details: error.details,
+            hint,
         })
     }
 

@@ -160,11 +160,9 @@ async fn run(cli: Cli) -> CliResult {
         }
         Command::Worker { query: None, run } => {
             init_tracing(cli.log_format);
-            let server = cli
-                .server
-                .clone()
-                .or_else(|| ConfigFile::load(&config_path).ok().and_then(|c| c.server()))
-                .unwrap_or_else(|| settings::DEFAULT_SERVER.to_string());
+            // The config file's token is a client's, not a worker's.
+            let config = ConfigFile::load(&config_path)?;
+            let server = Target::resolve(cli.server.clone(), None, &config)?.server;
             work::run(run, server, cli.token.clone()).await
         }
         Command::Plugin(command) => plugins::run(command, client, output).await,

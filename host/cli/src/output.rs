@@ -70,15 +70,6 @@ pub fn print_fields(fields: &[(&str, String)]) {
     }
 }
 
-/// How serde names a unit enum value (`insufficient_hardware`).
-pub fn name_of(value: &impl Serialize) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(name)) => name,
-        Ok(other) => other.to_string(),
-        Err(_) => "?".to_string(),
-    }
-}
-
 /// `sha256:0123456789ab` from a full digest.
 pub fn short_digest(digest: &str) -> String {
     digest.chars().take("sha256:".len() + 12).collect()

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use flowmesh_runtime::ComponentDigest;
 use serde_json::Value;
-use sha2::Digest as _;
 
 use crate::client::ApiClient;
 use crate::error::{CliError, CliResult};
@@ -110,15 +110,10 @@ async fn install(
     sha256: Option<String>,
 ) -> CliResult {
     let expected = sha256
-        .map(|hex| {
-            let hex = hex.trim_start_matches("sha256:").to_ascii_lowercase();
-            if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                Ok(hex)
-            } else {
-                Err(CliError::usage(format!(
-                    "--sha256 {hex:?} must be 64 hexadecimal digits"
-                )))
-            }
+        .map(|text| {
+            ComponentDigest::parse(&text).ok_or_else(|| {
+                CliError::usage(format!("--sha256 {text:?} must be 64 hexadecimal digits"))
+            })
         })
         .transpose()?;
     let bytes = if source.starts_with("https://") {
@@ -132,13 +127,15 @@ async fn install(
             .map_err(|error| CliError::usage(format!("cannot read {source}: {error}")))?
     };
     if let Some(expected) = &expected {
-        let actual = hex::encode(sha2::Sha256::digest(&bytes));
+        let actual = ComponentDigest::of(&bytes);
         if &actual != expected {
             return Err(CliError::Api {
                 status: 422,
                 code: "digest_mismatch".into(),
                 message: format!(
-                    "{source} has sha256 {actual}, not the expected {expected}; nothing was installed"
+                    "{source} has sha256 {}, not the expected {}; nothing was installed",
+                    actual.hex(),
+                    expected.hex()
                 ),
                 details: Vec::new(),
                 hint: Some("check the URL and the published checksum".into()),
@@ -150,7 +147,7 @@ async fn install(
         query.push(format!("name={}", encode(name)));
     }
     if let Some(expected) = &expected {
-        query.push(format!("sha256={expected}"));
+        query.push(format!("sha256={}", expected.hex()));
     }
     let path = if query.is_empty() {
         "/plugins".to_string()

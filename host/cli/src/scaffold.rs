@@ -15,7 +15,7 @@ use crate::error::{CliError, CliResult};
 const BUILT_FROM_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk");
 
 /// The SDK's repository, for crates created away from a source tree.
-const SDK_GIT: &str = "https://github.com/flowmesh/flowmesh";
+const SDK_GIT: &str = env!("CARGO_PKG_REPOSITORY");
 
 /// `flowmesh plugin new` options.
 #[derive(Debug, clap::Args)]
@@ -35,7 +35,8 @@ pub(crate) fn run(args: NewArgs) -> CliResult {
     let name = args.name.as_str();
     if !is_crate_name(name) {
         return Err(CliError::usage(format!(
-            "{name:?} is not a usable plugin name: start with a lowercase letter, then lowercase letters, digits or '-' (at most 63)"
+            "{name:?} is not a usable plugin name: {}, not ending in '-'",
+            flowmesh_types::NAME_RULE
         )));
     }
     let dir = args.path.unwrap_or_else(|| PathBuf::from(name));
@@ -107,12 +108,7 @@ pub(crate) fn run(args: NewArgs) -> CliResult {
 
 /// A name that is both a FlowMesh plugin/task type name and a crate name.
 fn is_crate_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && name.len() <= 63
-        && !name.ends_with('-')
-        && flowmesh_types::is_valid_name(name)
+    flowmesh_types::is_valid_name(name) && !name.ends_with('-')
 }
 
 fn type_name(name: &str) -> String {

@@ -106,28 +106,8 @@ impl ConfigFile {
             std::fs::create_dir_all(parent)?;
         }
         let text = toml::to_string(&self.table)?;
-        write_private(path, text.as_bytes())
+        flowmesh_server::write_private_file(path, text.as_bytes())
     }
-}
-
-/// Writes `bytes` to `path`, readable by its owner only.
-pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    let mut file = options.open(path)?;
-    // An existing file keeps its mode on open: tighten it before writing.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    file.write_all(bytes)?;
-    Ok(())
 }
 
 /// The server and token a client command talks to.

@@ -339,7 +339,7 @@ fn print_task(task: &TaskView) {
     if let Some(waiting) = &task.waiting {
         fields.push((
             "waiting",
-            format!("{}: {}", output::name_of(&waiting.kind), waiting.message),
+            format!("{}: {}", waiting.kind.as_str(), waiting.message),
         ));
     }
     fields.push(("created", task.created_at.clone()));

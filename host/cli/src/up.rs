@@ -21,7 +21,7 @@ use flowmesh_worker::{Worker, WorkerConfig};
 
 use crate::error::CliResult;
 use crate::output;
-use crate::settings::{ConfigFile, write_private};
+use crate::settings::ConfigFile;
 
 include!(concat!(env!("OUT_DIR"), "/first_party.rs"));
 
@@ -58,18 +58,18 @@ pub(crate) async fn run(args: UpArgs, config_path: &Path) -> CliResult {
             }
         }
     }
-    let admin = token(&server, &data_dir, "admin.token", Role::Admin).await?;
-    let worker_token = token(&server, &data_dir, "worker.token", Role::Worker).await?;
+    let admin = server.local_token("admin.token", Role::Admin).await?;
+    let worker_token = server.local_token("worker.token", Role::Worker).await?;
     if !args.no_config {
         ConfigFile::load(config_path)?
             .save_target(config_path, &url, &admin)
             .with_context(|| format!("writing the config file {}", config_path.display()))?;
     }
 
-    let worker_dir = data_dir.join("worker");
+    // The server's artifact cache: a plugin is compiled once for both.
     let runtime = Arc::new(
         Runtime::new(
-            RuntimeConfig::new(worker_dir.join("cache"), worker_dir.join("scratch")),
+            RuntimeConfig::new(data_dir.join("cache"), data_dir.join("worker/scratch")),
             HostCapabilities::none(),
         )
         .context("starting the local worker's runtime")?,
@@ -130,27 +130,4 @@ pub(crate) async fn run(args: UpArgs, config_path: &Path) -> CliResult {
     server.shutdown().await;
     eprintln!("stopped");
     Ok(())
-}
-
-/// The token in `file` of the data directory; a new one (written there)
-/// when the file is gone.
-async fn token(server: &Server, data_dir: &Path, file: &str, role: Role) -> anyhow::Result<String> {
-    let path = data_dir.join(file);
-    if let Ok(secret) = std::fs::read_to_string(&path)
-        && !secret.trim().is_empty()
-    {
-        return Ok(secret.trim().to_string());
-    }
-    let created = server
-        .store()
-        .create_token(
-            "default",
-            role,
-            Some("flowmesh up"),
-            flowmesh_server::state::now_ms(),
-        )
-        .await?;
-    write_private(&path, format!("{}\n", created.secret).as_bytes())
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(created.secret)
 }

@@ -27,7 +27,7 @@ pub struct WorkerArgs {
     #[arg(long = "label", value_parser = crate::parse_label)]
     labels: Vec<(String, String)>,
     /// A plugin component to load besides the ones the server installs
-    /// (repeatable); its file name is its name.
+    /// (repeatable), under the name its manifest gives.
     #[arg(long = "plugin", value_name = "FILE")]
     plugins: Vec<PathBuf>,
     /// Data directory (compiled plugins, task scratch space).
@@ -81,14 +81,24 @@ pub(crate) async fn run(args: WorkerArgs, server: String, token: Option<String>)
         .context("starting the worker's runtime")?,
     );
     for path in &args.plugins {
-        let name = path
-            .file_stem()
-            .and_then(|stem| stem.to_str())
-            .map(|stem| stem.to_lowercase().replace(['.', '_'], "-"))
-            .with_context(|| format!("{} has no usable file name", path.display()))?;
-        let report = runtime
-            .load_plugin_file(&name, path)
+        let bytes = std::fs::read(path)
+            .map_err(|error| CliError::usage(format!("cannot read {}: {error}", path.display())))?;
+        let prepared = runtime
+            .prepare_plugin(bytes)
             .await
+            .with_context(|| format!("loading the plugin {}", path.display()))?;
+        // Installed under the name its manifest gives, as the server would;
+        // a component that cannot run here is recorded under its file name.
+        let name = match prepared.manifest() {
+            Ok(manifest) => manifest.name.clone(),
+            Err(_) => path
+                .file_stem()
+                .and_then(|stem| stem.to_str())
+                .map(|stem| stem.to_lowercase().replace(['.', '_'], "-"))
+                .with_context(|| format!("{} has no usable file name", path.display()))?,
+        };
+        let report = runtime
+            .install_prepared(&name, prepared)
             .with_context(|| format!("loading the plugin {}", path.display()))?;
         eprintln!(
             "plugin {name}: {:?}{}",

@@ -41,7 +41,7 @@ pub(crate) async fn run(query: WorkerQuery, client: ApiClient, output: Output) -
                     for worker in &workers {
                         table.add_row(vec![
                             worker.name.clone(),
-                            output::name_of(&worker.state),
+                            worker.state.as_str().to_string(),
                             output::list(&worker.capabilities.supported_task_types),
                             format!("{}/{}", worker.running, worker.slots),
                             format!("{}", worker.hardware.cpus),
@@ -72,7 +72,7 @@ fn print_worker(worker: &WorkerView) {
     output::print_fields(&[
         ("name", worker.name.clone()),
         ("id", worker.id.clone()),
-        ("state", output::name_of(&worker.state)),
+        ("state", worker.state.as_str().to_string()),
         ("version", worker.version.clone()),
         (
             "task types",
@@ -130,7 +130,7 @@ fn print_worker(worker: &WorkerView) {
     let mut capabilities = output::table(&["capability", "interface", "status", "detail"]);
     for capability in &worker.capabilities.capabilities {
         capabilities.add_row(vec![
-            output::name_of(&capability.kind),
+            capability.kind.name().to_string(),
             capability.interface.clone(),
             match capability.status {
                 CapabilityStatus::Available => "available".to_string(),

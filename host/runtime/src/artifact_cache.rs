@@ -47,6 +47,14 @@ impl ComponentDigest {
     pub fn hex(&self) -> &str {
         &self.0
     }
+
+    /// A digest as people write it: 64 hex digits, optionally prefixed
+    /// `sha256:`, any case. `None` when it is not one.
+    pub fn parse(text: &str) -> Option<Self> {
+        let hex = text.strip_prefix("sha256:").unwrap_or(text);
+        (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| Self(hex.to_ascii_lowercase()))
+    }
 }
 
 impl std::fmt::Display for ComponentDigest {

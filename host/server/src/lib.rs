@@ -33,4 +33,4 @@ pub mod submissions;
 pub mod validation;
 
 pub use config::ServerConfig;
-pub use server::{BootstrapTokens, Server};
+pub use server::{BootstrapTokens, Server, write_private_file};

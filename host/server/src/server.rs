@@ -39,6 +39,13 @@ impl Server {
     /// them to `admin.token` and `worker.token` in the data directory (mode
     /// 0600), and returns them from [`Server::bootstrap_tokens`].
     pub async fn start(config: ServerConfig) -> anyhow::Result<Self> {
+        if config.lease_ttl <= config.heartbeat_interval {
+            anyhow::bail!(
+                "the lease TTL ({}) must be longer than the heartbeat interval ({}), or every lease expires between heartbeats",
+                humantime::format_duration(config.lease_ttl),
+                humantime::format_duration(config.heartbeat_interval)
+            );
+        }
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!("creating the data directory {}", config.data_dir.display())
         })?;
@@ -146,6 +153,32 @@ impl Server {
             .map_err(|failure| anyhow::anyhow!("{}", failure.error.message))
     }
 
+    /// The token in `file` of the data directory when it is a live token
+    /// of `role`; otherwise a new one of tenant `default`, written there
+    /// (mode 0600). Local tools (`flowmesh up`) use it to find their
+    /// credentials after the first start.
+    pub async fn local_token(&self, file: &str, role: Role) -> anyhow::Result<String> {
+        let path = self.state.config.data_dir.join(file);
+        if let Ok(secret) = std::fs::read_to_string(&path) {
+            let secret = secret.trim();
+            let known = self
+                .state
+                .store
+                .principal(&crate::store::token_hash(secret))
+                .await?;
+            if known.is_some_and(|principal| principal.role == role) {
+                return Ok(secret.to_string());
+            }
+        }
+        let created = self
+            .state
+            .store
+            .create_token("default", role, Some(file), now_ms())
+            .await?;
+        write_secret(&path, &created.secret)?;
+        Ok(created.secret)
+    }
+
     /// The store.
     pub fn store(&self) -> &Store {
         &self.state.store
@@ -166,7 +199,9 @@ impl Server {
     }
 }
 
-fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
+/// Writes `bytes` to `path`, readable by its owner only (mode 0600 on Unix,
+/// also when the file already existed with a wider mode).
+pub fn write_private_file(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
@@ -177,9 +212,19 @@ fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
     let mut file = options
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(secret.as_bytes())?;
-    file.write_all(b"\n")?;
+    // An existing file keeps its mode on open: tighten it before writing.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    file.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
+    write_private_file(path, format!("{secret}\n").as_bytes())
 }
 
 /// A database URL without its password, for messages.

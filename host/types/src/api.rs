@@ -104,6 +104,18 @@ pub enum WaitKind {
     RetryBackoff,
 }
 
+impl WaitKind {
+    /// The name on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoWorkerForType => "no_worker_for_type",
+            Self::InsufficientHardware => "insufficient_hardware",
+            Self::WorkersBusy => "workers_busy",
+            Self::RetryBackoff => "retry_backoff",
+        }
+    }
+}
+
 /// The placement check behind a [`Waiting`] reason, as counts of live
 /// workers, each check narrowing the previous one.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -566,6 +578,23 @@ pub enum WorkerState {
     Gone,
 }
 
+impl WorkerState {
+    /// The name on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::Gone => "gone",
+        }
+    }
+
+    /// The state named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Live, Self::Gone]
+            .into_iter()
+            .find(|state| state.as_str() == name)
+    }
+}
+
 /// A worker as `GET /workers/{id}` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -674,4 +703,25 @@ pub struct ApiError {
     /// Per-field problems, with paths such as `spec.message`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<FieldError>,
+}
+
+impl ApiError {
+    /// The code of an answer whose body is not an error document (a proxy,
+    /// another service): [`ApiError::from_body`] uses it.
+    pub const NOT_FLOWMESH: &'static str = "http_error";
+    /// A worker call about a registration the server no longer has: the
+    /// worker registers again.
+    pub const UNKNOWN_WORKER: &'static str = "unknown_worker";
+
+    /// The error in an error answer's body: its error document, or one
+    /// with code [`ApiError::NOT_FLOWMESH`] carrying the start of the text.
+    pub fn from_body(body: &[u8]) -> Self {
+        serde_json::from_slice::<ErrorBody>(body)
+            .map(|body| body.error)
+            .unwrap_or_else(|_| Self {
+                code: Self::NOT_FLOWMESH.to_string(),
+                message: String::from_utf8_lossy(body).chars().take(300).collect(),
+                details: Vec::new(),
+            })
+    }
 }

@@ -75,12 +75,18 @@ impl TaskErrorCode {
     }
 
     /// Whether another attempt of the same task may succeed. Plugin failures
-    /// say so themselves; host errors are worth a retry on another worker;
-    /// limits, traps and bad input will fail the same way again.
+    /// say so themselves; host errors are worth a retry on another worker,
+    /// and so is an attempt whose worker had no plugin for the type (its
+    /// plugins changed while the task was routed to it); limits, traps and
+    /// bad input will fail the same way again.
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            Self::Retryable | Self::Host | Self::LeaseExpired | Self::Released
+            Self::Retryable
+                | Self::Host
+                | Self::LeaseExpired
+                | Self::Released
+                | Self::UnknownTaskType
         )
     }
 }

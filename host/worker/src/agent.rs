@@ -374,20 +374,6 @@ impl Shared {
             Ok(output) => (serde_json::from_str(output.get()).ok(), None),
             Err(error) => (None, Some(error)),
         };
-        if let Some(unknown) = error
-            .as_mut()
-            .filter(|error| error.code == TaskErrorCode::UnknownTaskType)
-        {
-            // Routed here while this worker's plugins were changing: another
-            // attempt (here once re-advertised, or elsewhere) can run it.
-            *unknown = TaskError::new(
-                TaskErrorCode::Retryable,
-                format!(
-                    "{}; the worker's plugins changed while the task was routed",
-                    unknown.message
-                ),
-            );
-        }
         if self.stopping.is_cancelled()
             && error
                 .as_ref()

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use flowmesh_types::api::ErrorBody;
+use flowmesh_types::api::ApiError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -27,7 +27,7 @@ pub enum CallError {
 impl CallError {
     /// Whether the server no longer knows this registration.
     pub fn is_unknown_worker(&self) -> bool {
-        matches!(self, Self::Status { code, .. } if code == "unknown_worker")
+        matches!(self, Self::Status { code, .. } if code == ApiError::UNKNOWN_WORKER)
     }
 
     /// Whether trying again later may succeed.
@@ -134,15 +134,12 @@ impl Client {
         if status.is_success() {
             return Ok(response);
         }
-        let text = response.text().await.unwrap_or_default();
-        let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
-            Ok(body) => (body.error.code, body.error.message),
-            Err(_) => ("http_error".to_string(), text),
-        };
+        let body = response.bytes().await.unwrap_or_default();
+        let error = ApiError::from_body(&body);
         Err(CallError::Status {
             status: status.as_u16(),
-            code,
-            message,
+            code: error.code,
+            message: error.message,
         })
     }
 }

@@ -2,8 +2,8 @@
 
 use flowmesh_types::api::Hardware;
 
-/// CPUs available to this process and the host's memory. GPUs are added by
-/// the GPU capability when NVML finds devices.
+/// CPUs available to this process and the host's memory. GPUs are not
+/// detected yet (no NVML probe): the list is empty.
 pub fn detect() -> Hardware {
     Hardware {
         cpus: std::thread::available_parallelism().map_or(1, |count| count.get()) as f64,

@@ -51,6 +51,17 @@ impl ApiFailure {
         )
     }
 
+    /// 400 naming a field of the JSON body and what it must be.
+    pub fn invalid_field(field: &str, rule: impl Into<String>) -> Self {
+        let rule = rule.into();
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("{field} is invalid: {rule}"),
+        )
+        .with_details(vec![FieldError::new(field, rule)])
+    }
+
     /// 400 naming a bad query parameter.
     pub fn bad_param(name: &str, message: impl Into<String>) -> Self {
         Self::new(

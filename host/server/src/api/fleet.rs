@@ -6,11 +6,11 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use flowmesh_runtime::ComponentDigest;
 use flowmesh_types::api::{Role, TokenCreated, TokenRequest, WorkerState, WorkerView};
 use flowmesh_types::{FieldError, PluginReport, is_valid_name};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::Digest as _;
 
 use super::{ApiFailure, Auth, parse_json};
 use crate::state::{AppState, now_ms};
@@ -125,20 +125,21 @@ pub(super) async fn install_plugin(
         ));
     }
     if let Some(expected) = &params.sha256 {
-        let expected = expected.trim_start_matches("sha256:").to_ascii_lowercase();
-        if expected.len() != 64 || !expected.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(ApiFailure::bad_param(
+        let expected = ComponentDigest::parse(expected).ok_or_else(|| {
+            ApiFailure::bad_param(
                 "sha256",
                 "64 hexadecimal digits (optionally prefixed sha256:)",
-            ));
-        }
-        let actual = hex::encode(sha2::Sha256::digest(&body));
+            )
+        })?;
+        let actual = ComponentDigest::of(&body);
         if actual != expected {
             return Err(ApiFailure::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "digest_mismatch",
                 format!(
-                    "the component's sha256 is {actual}, not the expected {expected}; nothing was installed"
+                    "the component's sha256 is {}, not the expected {}; nothing was installed",
+                    actual.hex(),
+                    expected.hex()
                 ),
             )
             .with_details(vec![FieldError::new("sha256", "does not match the bytes")]));
@@ -272,12 +273,10 @@ pub(super) async fn create_token(
     auth.require(&[Role::Admin], "creating tokens")?;
     let request: TokenRequest = parse_json(&body)?;
     if !is_valid_name(&request.tenant) {
-        return Err(ApiFailure::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            "the tenant must be letters, digits, '-' and '_'",
-        )
-        .with_details(vec![FieldError::new("tenant", "invalid tenant name")]));
+        return Err(ApiFailure::invalid_field(
+            "tenant",
+            flowmesh_types::NAME_RULE,
+        ));
     }
     let record = state
         .store

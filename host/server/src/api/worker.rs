@@ -13,13 +13,13 @@ use flowmesh_types::api::{
     ClaimRequest, ClaimResponse, CompletionBatch, CompletionResponse, EventBatch, Heartbeat,
     HeartbeatResponse, Registered, Role, WorkerRegistration,
 };
-use flowmesh_types::{FieldError, is_valid_name};
+use flowmesh_types::is_valid_name;
 
 use super::{ApiFailure, Auth, parse_json};
 use crate::metrics::PluginOutcome;
 use crate::state::{AppState, now_ms};
 use crate::store::NewWorker;
-use flowmesh_types::api::ErrorBody;
+use flowmesh_types::api::{ApiError, ErrorBody};
 
 /// How often a waiting claim looks at the store even without a wake-up
 /// (retry delays running out, capacity freed by another server).
@@ -32,7 +32,7 @@ fn worker_only(auth: &Auth) -> Result<(), ApiFailure> {
 fn unknown_worker(id: &str) -> ApiFailure {
     ApiFailure::new(
         StatusCode::NOT_FOUND,
-        "unknown_worker",
+        ApiError::UNKNOWN_WORKER,
         format!(
             "worker registration {id:?} is not live (it expired or was replaced); register again"
         ),
@@ -50,20 +50,13 @@ pub(super) async fn register(
     worker_only(&auth)?;
     let registration: WorkerRegistration = parse_json(&body)?;
     if !is_valid_name(&registration.name.to_lowercase().replace(['.', '_'], "-")) {
-        return Err(ApiFailure::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            "the worker name must be letters, digits, '-', '_' or '.'",
-        )
-        .with_details(vec![FieldError::new("name", "invalid worker name")]));
+        return Err(ApiFailure::invalid_field(
+            "name",
+            "letters, digits, '-', '_' and '.', starting with a letter, at most 64",
+        ));
     }
     if registration.slots == 0 {
-        return Err(ApiFailure::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            "slots must be at least 1",
-        )
-        .with_details(vec![FieldError::new("slots", "must be at least 1")]));
+        return Err(ApiFailure::invalid_field("slots", "must be at least 1"));
     }
     let id = uuid::Uuid::now_v7().to_string();
     let now = now_ms();

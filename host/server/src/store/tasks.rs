@@ -590,14 +590,10 @@ impl Store {
         waiting: &Waiting,
         now: i64,
     ) -> Result<u64, StoreError> {
-        let kind = serde_json::to_value(waiting.kind)
-            .ok()
-            .and_then(|value| value.as_str().map(str::to_string))
-            .unwrap_or_default();
         let (_gate, mut tx) = self.write().await?;
         let result = shape_query(sql::SET_WAITING, shape)
             .bind(encode_json(waiting))
-            .bind(kind)
+            .bind(waiting.kind.as_str())
             .bind(now)
             .execute(&mut *tx)
             .await?;

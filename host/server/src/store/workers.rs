@@ -75,10 +75,12 @@ impl WorkerRecord {
         Ok(Self {
             id: get_str(row, "id")?,
             name: get_str(row, "name")?,
-            state: if get_str(row, "state")? == "live" {
-                WorkerState::Live
-            } else {
-                WorkerState::Gone
+            state: {
+                let state = get_str(row, "state")?;
+                WorkerState::parse(&state).ok_or_else(|| StoreError::Corrupt {
+                    what: "worker state",
+                    error: format!("unknown state {state:?}"),
+                })?
             },
             capabilities: decode_json("capabilities", &get_str(row, "capabilities")?)?,
             hardware: decode_json("hardware", &get_str(row, "hardware")?)?,
