@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use flowmesh_runtime::ComponentDigest;
-use serde_json::Value;
+use flowmesh_types::PluginReport;
+use flowmesh_types::api::PluginView;
 
 use crate::client::ApiClient;
 use crate::error::{CliError, CliResult};
@@ -57,19 +58,20 @@ pub(crate) async fn run(
             sha256,
         } => install(&client()?, output, &source, name, sha256).await,
         PluginCommand::List => {
-            let plugins: Vec<Value> = client()?.get("/plugins").await?;
+            let plugins: Vec<PluginView> = client()?.get("/plugins").await?;
             match output {
                 Output::Json => output::print_json(&plugins),
                 Output::Table => {
                     let mut table =
                         output::table(&["name", "version", "task types", "capabilities", "digest"]);
                     for plugin in &plugins {
+                        let report = &plugin.report;
                         table.add_row(vec![
-                            text(&plugin["name"]),
-                            text(&plugin["version"]),
-                            output::list(task_types(plugin)),
-                            output::list(capabilities(plugin)),
-                            output::short_digest(&text(&plugin["digest"])),
+                            report.name.clone(),
+                            version(report),
+                            output::list(task_types(report)),
+                            output::list(capabilities(report)),
+                            output::short_digest(&report.digest),
                         ]);
                     }
                     output::print_table(&table);
@@ -78,7 +80,7 @@ pub(crate) async fn run(
             Ok(())
         }
         PluginCommand::Inspect { name } => {
-            let plugin: Value = client()?
+            let plugin: PluginView = client()?
                 .get(&format!("/plugins/{}", path_segment(&name)?))
                 .await?;
             match output {
@@ -154,23 +156,24 @@ async fn install(
     } else {
         format!("/plugins?{}", query.join("&"))
     };
-    let plugin: Value = client
+    let plugin: PluginView = client
         .post(&path, bytes, "application/wasm", Duration::from_secs(300))
         .await
         .map_err(|error| crate::tasks::in_file(source, error))?;
     match output {
         Output::Json => output::print_json(&plugin),
         Output::Table => {
+            let report = &plugin.report;
             crate::outln!(
                 "installed {} {} ({})",
-                text(&plugin["name"]),
-                text(&plugin["version"]),
-                text(&plugin["digest"])
+                report.name,
+                version(report),
+                report.digest
             );
             output::print_fields(&[
-                ("task types", output::list(task_types(&plugin))),
-                ("host interfaces", output::list(host_interfaces(&plugin))),
-                ("needs", needs(&plugin)),
+                ("task types", output::list(task_types(report))),
+                ("host interfaces", output::list(host_interfaces(report))),
+                ("needs", needs(report)),
             ]);
             crate::outln!("workers start serving it within one heartbeat");
         }
@@ -200,86 +203,74 @@ async fn download(url: &str) -> CliResult<Vec<u8>> {
         .to_vec())
 }
 
-fn print_plugin(plugin: &Value) {
+fn print_plugin(plugin: &PluginView) {
+    let report = &plugin.report;
+    let manifest = report.manifest.as_ref();
     output::print_fields(&[
-        ("name", text(&plugin["name"])),
-        ("version", text(&plugin["version"])),
-        ("digest", text(&plugin["digest"])),
-        ("installed", text(&plugin["installedAt"])),
-        ("description", text(&plugin["manifest"]["description"])),
-        ("host interfaces", output::list(host_interfaces(plugin))),
-        ("needs", needs(plugin)),
+        ("name", report.name.clone()),
+        ("version", version(report)),
+        ("digest", report.digest.clone()),
+        (
+            "installed",
+            plugin.installed_at.clone().unwrap_or_else(|| "-".into()),
+        ),
+        (
+            "description",
+            manifest.map_or_else(|| "-".into(), |m| m.description.clone()),
+        ),
+        ("host interfaces", output::list(host_interfaces(report))),
+        ("needs", needs(report)),
     ]);
-    for task_type in plugin["manifest"]["taskTypes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
+    for task_type in manifest.iter().flat_map(|m| &m.task_types) {
         crate::outln!();
-        crate::outln!(
-            "task type {}: {}",
-            text(&task_type["name"]),
-            text(&task_type["description"])
-        );
+        crate::outln!("task type {}: {}", task_type.name, task_type.description);
         crate::outln!("spec schema:");
         crate::outln!(
             "{}",
-            serde_json::to_string_pretty(&task_type["specSchema"]).unwrap_or_default()
+            serde_json::to_string_pretty(&task_type.spec_schema).unwrap_or_default()
         );
     }
     crate::outln!();
-    let workers = plugin["workers"].as_array().cloned().unwrap_or_default();
-    if workers.is_empty() {
+    if plugin.workers.is_empty() {
         crate::outln!("no live worker");
         return;
     }
     let mut table = output::table(&["worker", "status", "reason"]);
-    for worker in &workers {
+    for worker in &plugin.workers {
         table.add_row(vec![
-            text(&worker["name"]),
-            text(&worker["status"]),
-            worker["reason"].as_str().unwrap_or("-").to_string(),
+            worker.name.clone(),
+            worker.status.as_str().to_string(),
+            worker.reason.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
     output::print_table(&table);
 }
 
-/// A JSON string, or `-`.
-pub(crate) fn text(value: &Value) -> String {
-    value.as_str().unwrap_or("-").to_string()
+fn version(report: &PluginReport) -> String {
+    report.version.clone().unwrap_or_else(|| "-".into())
 }
 
-fn strings(value: &Value) -> Vec<String> {
-    value
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_string)
-        .collect()
-}
-
-fn task_types(plugin: &Value) -> Vec<String> {
-    plugin["manifest"]["taskTypes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|task_type| task_type["name"].as_str())
-        .map(str::to_string)
+fn task_types(report: &PluginReport) -> Vec<String> {
+    report
+        .manifest
+        .iter()
+        .flat_map(|manifest| manifest.task_types.iter().map(|t| t.name.clone()))
         .collect()
 }
 
 /// The FlowMesh host interfaces a plugin imports (WASI left out).
-fn host_interfaces(plugin: &Value) -> Vec<String> {
-    strings(&plugin["imports"])
-        .into_iter()
+fn host_interfaces(report: &PluginReport) -> Vec<String> {
+    report
+        .imports
+        .iter()
         .filter(|import| import.starts_with("flowmesh:host/"))
+        .cloned()
         .collect()
 }
 
 /// What a worker needs to run a plugin, in words.
-fn needs(plugin: &Value) -> String {
-    let capabilities = capabilities(plugin);
+fn needs(report: &PluginReport) -> String {
+    let capabilities = capabilities(report);
     if capabilities.is_empty() {
         "no optional capability: every worker can run it".to_string()
     } else {
@@ -289,8 +280,9 @@ fn needs(plugin: &Value) -> String {
 
 /// The optional host capabilities a plugin imports (`containers`, `gpu`,
 /// `llm`): what a worker must have for it to be available.
-fn capabilities(plugin: &Value) -> Vec<String> {
-    strings(&plugin["imports"])
+fn capabilities(report: &PluginReport) -> Vec<String> {
+    report
+        .imports
         .iter()
         .filter_map(|import| flowmesh_types::CapabilityKind::from_interface(import))
         .map(|kind| kind.name().to_string())

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flowmesh_types::api::WaitKind;
+use flowmesh_types::api::{EventBody, WaitKind, Waiting};
 use flowmesh_types::{TaskError, TaskErrorCode};
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +20,8 @@ use crate::store::{PendingShape, StoreError};
 const GC_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Runs until `shutdown`.
-pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
+pub async fn run(state: Arc<AppState>) {
+    let shutdown = state.shutdown.clone();
     let lease_tick = (state.config.heartbeat_interval / 2).max(Duration::from_millis(50));
     let mut leases = tokio::time::interval(lease_tick);
     let mut placement = tokio::time::interval(state.config.placement_interval);
@@ -102,12 +103,16 @@ async fn place(
     let workers = state.store.live_workers().await?;
     let usage = state.store.usage().await?;
     let grace = state.config.no_worker_grace.as_millis() as i64;
+    let reasons: Vec<(&PendingShape, Waiting)> = shapes
+        .iter()
+        .filter_map(|shape| {
+            explain(&shape.task_type, &shape.hardware, &workers, &usage)
+                .map(|waiting| (shape, waiting))
+        })
+        .collect();
+    state.store.set_waiting(&reasons, now).await?;
     let mut still_unplaceable = HashMap::new();
-    for shape in &shapes {
-        let Some(waiting) = explain(&shape.task_type, &shape.hardware, &workers, &usage) else {
-            continue;
-        };
-        state.store.set_waiting(shape, &waiting, now).await?;
+    for (shape, waiting) in &reasons {
         if matches!(
             waiting.kind,
             WaitKind::NoWorkerForType | WaitKind::InsufficientHardware
@@ -128,10 +133,14 @@ async fn place(
                     .store
                     .fail_unplaceable(shape, now - grace, &error, now)
                     .await?;
-                if !events.is_empty() {
+                let failed = events
+                    .iter()
+                    .filter(|event| matches!(event.body, EventBody::Result { .. }))
+                    .count();
+                if failed > 0 {
                     tracing::warn!(
                         task_type = shape.task_type,
-                        failed = events.len() / 2,
+                        failed,
                         reason = waiting.message,
                         "tasks failed: no eligible worker within the grace period"
                     );

@@ -12,7 +12,6 @@ use tokio::sync::{broadcast, watch};
 use crate::store::StoredEvent;
 
 /// Task events as they are stored, for SSE streams and `?wait=`.
-#[derive(Clone)]
 pub struct EventBus {
     sender: broadcast::Sender<Arc<StoredEvent>>,
 }
@@ -41,15 +40,14 @@ impl EventBus {
 
 /// A counter that moves whenever claimable work may have appeared: a task
 /// was submitted or released, or a worker's capacity changed.
-#[derive(Clone)]
 pub struct WorkSignal {
-    sender: Arc<watch::Sender<u64>>,
+    sender: watch::Sender<u64>,
 }
 
 impl Default for WorkSignal {
     fn default() -> Self {
         Self {
-            sender: Arc::new(watch::channel(0).0),
+            sender: watch::Sender::new(0),
         }
     }
 }

@@ -1,8 +1,6 @@
 //! Prometheus metrics. Counters and histograms are updated as things happen;
 //! queue depth and workers are read from the store at scrape time.
 
-use std::sync::Mutex;
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -51,7 +49,8 @@ pub struct CapabilityLabel {
 
 /// Every metric the server exports.
 pub struct Metrics {
-    registry: Mutex<Registry>,
+    /// Every metric below, registered once; read-only afterwards.
+    registry: Registry,
     /// Tasks by type and state (set at scrape).
     pub queue_depth: Family<TypeState, Gauge>,
     /// Live workers by capability (set at scrape).
@@ -74,69 +73,63 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let metrics = Self {
-            registry: Mutex::new(Registry::with_prefix("flowmesh")),
-            queue_depth: Family::default(),
-            workers: Family::default(),
-            workers_by_task_type: Family::default(),
-            submitted: Family::default(),
-            finished: Family::default(),
-            claim_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
-            claimed: Counter::default(),
-            task_seconds: Family::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.001, 4.0, 12))
-            }),
-            leases_expired: Counter::default(),
-        };
-        {
-            let mut registry = metrics.registry.lock().unwrap_or_else(|e| e.into_inner());
-            registry.register(
-                "queue_depth",
-                "Tasks by type and state",
-                metrics.queue_depth.clone(),
-            );
-            registry.register(
-                "workers",
-                "Live workers by capability",
-                metrics.workers.clone(),
-            );
-            registry.register(
-                "workers_by_task_type",
-                "Live workers advertising each task type",
-                metrics.workers_by_task_type.clone(),
-            );
-            registry.register(
-                "tasks_submitted",
-                "Tasks submitted",
-                metrics.submitted.clone(),
-            );
-            registry.register(
-                "tasks_finished",
-                "Tasks finished, by state",
-                metrics.finished.clone(),
-            );
-            registry.register(
-                "claim_duration_seconds",
-                "Time one claim statement took",
-                metrics.claim_seconds.clone(),
-            );
-            registry.register(
-                "tasks_claimed",
-                "Tasks handed to workers",
-                metrics.claimed.clone(),
-            );
-            registry.register(
-                "task_duration_seconds",
-                "Attempt wall time reported by workers",
-                metrics.task_seconds.clone(),
-            );
-            registry.register(
-                "leases_expired",
-                "Leases that expired",
-                metrics.leases_expired.clone(),
-            );
+        let mut registry = Registry::with_prefix("flowmesh");
+        let queue_depth = Family::<TypeState, Gauge>::default();
+        registry.register(
+            "queue_depth",
+            "Tasks by type and state",
+            queue_depth.clone(),
+        );
+        let workers = Family::<CapabilityLabel, Gauge>::default();
+        registry.register("workers", "Live workers by capability", workers.clone());
+        let workers_by_task_type = Family::<TypeLabel, Gauge>::default();
+        registry.register(
+            "workers_by_task_type",
+            "Live workers advertising each task type",
+            workers_by_task_type.clone(),
+        );
+        let submitted = Family::<TypeLabel, Counter>::default();
+        registry.register("tasks_submitted", "Tasks submitted", submitted.clone());
+        let finished = Family::<StateLabel, Counter>::default();
+        registry.register(
+            "tasks_finished",
+            "Tasks finished, by state",
+            finished.clone(),
+        );
+        let claim_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "claim_duration_seconds",
+            "Time one claim statement took",
+            claim_seconds.clone(),
+        );
+        let claimed = Counter::default();
+        registry.register("tasks_claimed", "Tasks handed to workers", claimed.clone());
+        let task_seconds = Family::<PluginOutcome, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 4.0, 12))
+        });
+        registry.register(
+            "task_duration_seconds",
+            "Attempt wall time reported by workers",
+            task_seconds.clone(),
+        );
+        let leases_expired = Counter::default();
+        registry.register(
+            "leases_expired",
+            "Leases that expired",
+            leases_expired.clone(),
+        );
+        Self {
+            registry,
+            queue_depth,
+            workers,
+            workers_by_task_type,
+            submitted,
+            finished,
+            claim_seconds,
+            claimed,
+            task_seconds,
+            leases_expired,
         }
-        metrics
     }
 }
 
@@ -144,8 +137,7 @@ impl Metrics {
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut text = String::new();
-        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
-        if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
+        if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
             text.clear();
         }
         text

@@ -93,7 +93,7 @@ pub fn explain(
 /// What the worker's hardware lacks for the request even when idle, in words.
 fn hardware_shortfall(request: &HardwareRequest, worker: &WorkerRecord) -> Option<String> {
     let hardware = &worker.hardware;
-    if request.cpu > hardware.cpus {
+    if request.cpu_millis() > hardware.cpu_millis() {
         return Some(format!(
             "needs cpu {} but the largest has {}",
             request.cpu, hardware.cpus
@@ -141,8 +141,7 @@ fn has_room(request: &HardwareRequest, worker: &WorkerRecord, usage: Option<&Usa
     let usage = usage.copied().unwrap_or_default();
     let hardware = &worker.hardware;
     usage.tasks < worker.slots
-        && (request.cpu * 1000.0).ceil() as i64
-            <= (hardware.cpus * 1000.0).floor() as i64 - usage.cpu_millis
+        && request.cpu_millis() <= hardware.cpu_millis() - usage.cpu_millis
         && request.memory_bytes as i64 <= hardware.memory_bytes as i64 - usage.memory_bytes
         && i64::from(request.gpu.count) <= hardware.gpus.len() as i64 - usage.gpus
 }

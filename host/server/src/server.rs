@@ -27,7 +27,6 @@ pub struct BootstrapTokens {
 pub struct Server {
     addr: SocketAddr,
     state: Arc<AppState>,
-    shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     bootstrap: Option<BootstrapTokens>,
 }
@@ -113,12 +112,11 @@ impl Server {
                 }
             })
         };
-        let background = tokio::spawn(crate::background::run(state.clone(), shutdown.clone()));
+        let background = tokio::spawn(crate::background::run(state.clone()));
         tracing::info!(%addr, store = ?state.store.backend(), "server listening");
         Ok(Self {
             addr,
             state,
-            shutdown,
             tasks: vec![serve, background],
             bootstrap,
         })
@@ -186,7 +184,7 @@ impl Server {
 
     /// Stops serving (open streams end) and waits for background work.
     pub async fn shutdown(self) {
-        self.shutdown.cancel();
+        self.state.shutdown.cancel();
         // Long polls and event streams end with the server; do not wait on
         // them for long.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::document::HardwareRequest;
-use crate::{FieldError, TaskError, TaskEvent, WorkerCapabilities};
+use crate::{FieldError, PluginReport, PluginStatus, TaskError, TaskEvent, WorkerCapabilities};
 
 /// Version of [`ResultEnvelope`]'s layout.
 pub const RESULT_SCHEMA_VERSION: u32 = 1;
@@ -362,6 +362,14 @@ pub struct Hardware {
     pub gpus: Vec<GpuDevice>,
 }
 
+impl Hardware {
+    /// The CPUs in thousandths of a core, rounded down: what capacity checks
+    /// compare with [`crate::document::HardwareRequest::cpu_millis`].
+    pub fn cpu_millis(&self) -> i64 {
+        (self.cpus * 1000.0).floor() as i64
+    }
+}
+
 /// `POST /worker/register`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -565,6 +573,73 @@ pub enum CompletionVerdict {
 pub struct CompletionResponse {
     /// In the order of [`CompletionBatch::completions`].
     pub verdicts: Vec<CompletionVerdict>,
+}
+
+/// An installed plugin as `GET /plugins` and `POST /plugins` show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct PluginView {
+    /// Name, version, digest, manifest and imports, as the server loaded it.
+    #[serde(flatten)]
+    pub report: PluginReport,
+    /// When it was installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_at: Option<String>,
+    /// How each live worker stands with it (`GET /plugins/{name}` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workers: Vec<WorkerPlugin>,
+}
+
+/// How one live worker stands with an installed plugin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerPlugin {
+    /// Registration id.
+    pub id: String,
+    /// Worker name.
+    pub name: String,
+    /// Where it stands.
+    pub status: WorkerPluginStatus,
+    /// Why it is unavailable or still loading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The digest the worker runs, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+/// See [`WorkerPlugin::status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerPluginStatus {
+    /// It runs this version.
+    Available,
+    /// It has this version but cannot run it (a capability is missing).
+    Unavailable,
+    /// It has not loaded this version yet.
+    Loading,
+}
+
+impl WorkerPluginStatus {
+    /// A worker's own status of the version it has.
+    pub fn of(status: PluginStatus) -> Self {
+        match status {
+            PluginStatus::Available => Self::Available,
+            PluginStatus::Unavailable => Self::Unavailable,
+        }
+    }
+
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Available => "available",
+            Self::Unavailable => "unavailable",
+            Self::Loading => "loading",
+        }
+    }
 }
 
 /// Whether a worker is heartbeating.

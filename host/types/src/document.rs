@@ -107,6 +107,14 @@ pub struct HardwareRequest {
     pub gpu: GpuRequest,
 }
 
+impl HardwareRequest {
+    /// The CPU request in thousandths of a core, rounded up: what capacity
+    /// checks compare with [`crate::api::Hardware::cpu_millis`].
+    pub fn cpu_millis(&self) -> i64 {
+        (self.cpu * 1000.0).ceil() as i64
+    }
+}
+
 /// `spec.resources.hardware.gpu`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

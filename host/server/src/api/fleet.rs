@@ -7,10 +7,12 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use flowmesh_runtime::ComponentDigest;
-use flowmesh_types::api::{Role, TokenCreated, TokenRequest, WorkerState, WorkerView};
+use flowmesh_types::api::{
+    PluginView, Role, TokenCreated, TokenRequest, WorkerPlugin, WorkerPluginStatus, WorkerState,
+    WorkerView,
+};
 use flowmesh_types::{FieldError, PluginReport, is_valid_name};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::{ApiFailure, Auth, parse_json};
 use crate::state::{AppState, now_ms};
@@ -69,10 +71,8 @@ pub(super) async fn get_worker(
         Some(worker) => worker,
         None => state
             .store
-            .workers()
+            .worker_named(&id)
             .await?
-            .into_iter()
-            .find(|worker| worker.name == id)
             .ok_or_else(|| ApiFailure::not_found("worker", &id))?,
     };
     let running = state
@@ -93,29 +93,24 @@ pub(super) struct InstallParams {
     sha256: Option<String>,
 }
 
-fn plugin_json(report: &PluginReport, record: Option<&PluginRecord>) -> Value {
-    json!({
-        "name": report.name,
-        "version": report.version,
-        "digest": report.digest,
-        "status": report.status,
-        "reason": report.reason,
-        "imports": report.imports,
-        "manifest": report.manifest,
-        "installedAt": record.map(|record| rfc3339(record.installed_at)),
-    })
+fn plugin_view(report: PluginReport, record: Option<&PluginRecord>) -> PluginView {
+    PluginView {
+        report,
+        installed_at: record.map(|record| rfc3339(record.installed_at)),
+        workers: Vec::new(),
+    }
 }
 
 /// `POST /plugins?name=`: installs a component (the body). Admin only.
 #[utoipa::path(post, path = "/api/v1/plugins", tag = "fleet", params(("name" = Option<String>, Query), ("sha256" = Option<String>, Query, description = "Expected sha256 of the body")),
     request_body(content = Vec<u8>, description = "The component's bytes", content_type = "application/wasm"),
-    responses((status = 201, description = "Installed: name, version, digest, manifest, imports"), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 201, body = PluginView), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn install_plugin(
     State(state): State<Arc<AppState>>,
     auth: Auth,
     Query(params): Query<InstallParams>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiFailure> {
+) -> Result<(StatusCode, Json<PluginView>), ApiFailure> {
     auth.require(&[Role::Admin], "installing plugins")?;
     if body.is_empty() {
         return Err(ApiFailure::new(
@@ -150,27 +145,26 @@ pub(super) async fn install_plugin(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(plugin_json(&report, Some(&record))),
+        Json(plugin_view(report, Some(&record))),
     ))
 }
 
 /// `GET /plugins`.
-#[utoipa::path(get, path = "/api/v1/plugins", tag = "fleet", responses((status = 200, description = "Installed plugins")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/plugins", tag = "fleet", responses((status = 200, body = Vec<PluginView>)), security(("bearer" = [])))]
 pub(super) async fn list_plugins(
     State(state): State<Arc<AppState>>,
     auth: Auth,
-) -> Result<Json<Vec<Value>>, ApiFailure> {
+) -> Result<Json<Vec<PluginView>>, ApiFailure> {
     auth.client("listing plugins")?;
     let records = state.store.plugins().await?;
-    let reports = state.validator.reports();
     Ok(Json(
-        reports
-            .iter()
+        state
+            .validator
+            .reports()
+            .into_iter()
             .map(|report| {
-                plugin_json(
-                    report,
-                    records.iter().find(|record| record.name == report.name),
-                )
+                let record = records.iter().find(|record| record.name == report.name);
+                plugin_view(report, record)
             })
             .collect(),
     ))
@@ -178,40 +172,44 @@ pub(super) async fn list_plugins(
 
 /// `GET /plugins/{name}`.
 #[utoipa::path(get, path = "/api/v1/plugins/{name}", tag = "fleet", params(("name" = String, Path)),
-    responses((status = 200, description = "One plugin"), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = PluginView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn get_plugin(
     State(state): State<Arc<AppState>>,
     auth: Auth,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiFailure> {
+) -> Result<Json<PluginView>, ApiFailure> {
     auth.client("reading plugins")?;
-    let records = state.store.plugins().await?;
     let report = state
         .validator
         .reports()
         .into_iter()
         .find(|report| report.name == name)
         .ok_or_else(|| ApiFailure::not_found("plugin", &name))?;
-    let mut plugin = plugin_json(&report, records.iter().find(|record| record.name == name));
-    let workers: Vec<Value> = state
+    let record = state
         .store
-        .workers()
+        .plugins()
         .await?
         .into_iter()
-        .filter(|worker| worker.state == WorkerState::Live)
-        .map(|worker| worker_plugin_json(&worker, &report))
+        .find(|record| record.name == name);
+    let workers = state
+        .store
+        .live_workers()
+        .await?
+        .iter()
+        .map(|worker| worker_plugin(worker, &report))
         .collect();
-    plugin["workers"] = Value::Array(workers);
-    Ok(Json(plugin))
+    let mut view = plugin_view(report, record.as_ref());
+    view.workers = workers;
+    Ok(Json(view))
 }
 
 /// How one live worker stands with a plugin: `available`, `unavailable`
 /// (with the worker's reason: the missing interface and the probe's error),
-/// `loading` (it has not loaded this version yet) or `absent`.
-fn worker_plugin_json(worker: &WorkerRecord, installed: &PluginReport) -> Value {
+/// or `loading` (it has not loaded this version yet).
+fn worker_plugin(worker: &WorkerRecord, installed: &PluginReport) -> WorkerPlugin {
     let (status, reason, digest) = match worker.capabilities.plugin(&installed.name) {
         Some(report) if report.digest != installed.digest => (
-            "loading",
+            WorkerPluginStatus::Loading,
             Some(format!(
                 "runs {} {}; fetching {}",
                 report.digest,
@@ -221,15 +219,12 @@ fn worker_plugin_json(worker: &WorkerRecord, installed: &PluginReport) -> Value 
             Some(report.digest.clone()),
         ),
         Some(report) => (
-            match report.status {
-                flowmesh_types::PluginStatus::Available => "available",
-                flowmesh_types::PluginStatus::Unavailable => "unavailable",
-            },
+            WorkerPluginStatus::of(report.status),
             report.reason.clone(),
             Some(report.digest.clone()),
         ),
         None => (
-            "loading",
+            WorkerPluginStatus::Loading,
             Some(
                 "the worker has not loaded it yet (it fetches new plugins on its next heartbeat)"
                     .to_string(),
@@ -237,13 +232,13 @@ fn worker_plugin_json(worker: &WorkerRecord, installed: &PluginReport) -> Value 
             None,
         ),
     };
-    json!({
-        "id": worker.id,
-        "name": worker.name,
-        "status": status,
-        "reason": reason,
-        "digest": digest,
-    })
+    WorkerPlugin {
+        id: worker.id.clone(),
+        name: worker.name.clone(),
+        status,
+        reason,
+        digest,
+    }
 }
 
 /// `DELETE /plugins/{name}`. Admin only.

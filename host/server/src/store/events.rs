@@ -40,8 +40,11 @@ impl NewEvents {
         tx: &mut Transaction<'static, Any>,
         at: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut stored = Vec::with_capacity(self.0.len());
-        for chunk in sql::fixed_chunks(&self.0, 256) {
+        let mut rest = self.0;
+        let mut stored = Vec::with_capacity(rest.len());
+        while !rest.is_empty() {
+            let chunk: Vec<(String, EventBody)> =
+                rest.drain(..sql::chunk_size(rest.len(), 256)).collect();
             let rows: Vec<String> = (0..chunk.len())
                 .map(|row| format!("({})", sql::placeholders(row * 3, 3)))
                 .collect();
@@ -50,17 +53,21 @@ impl NewEvents {
                 rows.join(", ")
             );
             let mut query = sqlx::query_scalar::<_, i64>(AssertSqlSafe(statement));
-            for (task_id, body) in chunk {
-                query = query.bind(task_id.clone()).bind(at).bind(encode_json(body));
+            for (task_id, body) in &chunk {
+                query = query
+                    .bind(task_id.as_str())
+                    .bind(at)
+                    .bind(encode_json(body));
             }
             let mut seqs = query.fetch_all(&mut **tx).await?;
             seqs.sort_unstable();
+            // The events move into what is returned: no copy of their bodies.
             for (seq, (task_id, body)) in seqs.into_iter().zip(chunk) {
                 stored.push(StoredEvent {
                     seq,
-                    task_id: task_id.clone(),
+                    task_id,
                     at,
-                    body: body.clone(),
+                    body,
                 });
             }
         }

@@ -24,6 +24,16 @@ pub(super) fn get_opt_str(
     Ok(row.try_get::<Option<String>, _>(column)?)
 }
 
+/// A nullable JSON column, decoded.
+pub(super) fn get_opt_json<T: serde::de::DeserializeOwned>(
+    row: &AnyRow,
+    column: &'static str,
+) -> Result<Option<T>, StoreError> {
+    get_opt_str(row, column)?
+        .map(|text| super::decode_json(column, &text))
+        .transpose()
+}
+
 /// Milliseconds since the epoch as RFC 3339 with milliseconds.
 pub fn rfc3339(ms: i64) -> String {
     let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);

@@ -32,6 +32,8 @@ pub(super) const EXPIRE_WORKERS: &str =
 pub(super) const LIST_WORKERS: &str = "SELECT * FROM workers ORDER BY name, registered_at DESC";
 pub(super) const LIVE_WORKERS: &str = "SELECT * FROM workers WHERE state = 'live' ORDER BY name";
 pub(super) const WORKER_BY_ID: &str = "SELECT * FROM workers WHERE id = $1";
+pub(super) const NEWEST_WORKER_NAMED: &str =
+    "SELECT * FROM workers WHERE name = $1 ORDER BY registered_at DESC, id DESC LIMIT 1";
 pub(super) const RUNNING_BY_WORKER: &str = "\
 SELECT worker_id, COUNT(*) AS n, CAST(COALESCE(SUM(cpu_millis), 0) AS BIGINT) AS cpu,
        CAST(COALESCE(SUM(memory_bytes), 0) AS BIGINT) AS mem,
@@ -66,19 +68,24 @@ pub(super) fn placeholders(base: usize, count: usize) -> String {
 /// that multi-row statements come in a handful of shapes each connection
 /// prepares once.
 pub(super) fn fixed_chunks<T>(items: &[T], largest: usize) -> Vec<&[T]> {
-    const SIZES: [usize; 5] = [256, 64, 16, 4, 1];
     let mut chunks = Vec::new();
     let mut rest = items;
     while !rest.is_empty() {
-        let size = SIZES
-            .into_iter()
-            .find(|size| *size <= rest.len() && *size <= largest)
-            .unwrap_or(1);
-        let (chunk, tail) = rest.split_at(size);
+        let (chunk, tail) = rest.split_at(chunk_size(rest.len(), largest));
         chunks.push(chunk);
         rest = tail;
     }
     chunks
+}
+
+/// The size of the next of [`fixed_chunks`]' chunks when `remaining` items
+/// are left.
+pub(super) fn chunk_size(remaining: usize, largest: usize) -> usize {
+    const SIZES: [usize; 5] = [256, 64, 16, 4, 1];
+    SIZES
+        .into_iter()
+        .find(|size| *size <= remaining && *size <= largest)
+        .unwrap_or(1)
 }
 pub(super) const TASK_BY_ID: &str = "SELECT * FROM tasks WHERE id = $1";
 pub(super) const ATTEMPTS_OF_TASK: &str = "\

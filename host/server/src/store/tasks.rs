@@ -17,7 +17,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Transaction};
 
 use super::events::{NewEvents, StoredEvent};
-use super::rows::{get_i64, get_opt_i64, get_opt_str, get_str, rfc3339};
+use super::rows::{get_i64, get_opt_i64, get_opt_json, get_opt_str, get_str, rfc3339};
 use super::{Store, StoreError, decode_json, encode_json, sql};
 
 /// The most tasks one claim hands out.
@@ -62,8 +62,6 @@ pub struct TaskRecord {
     pub state: TaskState,
     /// Current or next attempt.
     pub attempt: u32,
-    /// The worker running it, while running.
-    pub worker_id: Option<String>,
     /// The worker of the current or last attempt.
     pub worker_name: Option<String>,
     /// Why it waits.
@@ -97,9 +95,9 @@ pub struct TaskFilter {
 
 /// How an attempt ended.
 #[derive(Debug, Clone)]
-pub enum AttemptEnd {
+pub enum AttemptEnd<'a> {
     /// The worker reported it.
-    Reported(Completion),
+    Reported(&'a Completion),
     /// The worker stopped heartbeating, or was replaced.
     LeaseLost(String),
 }
@@ -176,10 +174,6 @@ fn parse_state(name: &str) -> Result<TaskState, StoreError> {
     })
 }
 
-fn cpu_millis(hardware: &HardwareRequest) -> i64 {
-    (hardware.cpu * 1000.0).ceil() as i64
-}
-
 fn hardware_from_row(row: &AnyRow) -> Result<HardwareRequest, StoreError> {
     Ok(HardwareRequest {
         cpu: get_i64(row, "cpu_millis")? as f64 / 1000.0,
@@ -194,11 +188,6 @@ fn hardware_from_row(row: &AnyRow) -> Result<HardwareRequest, StoreError> {
 
 impl TaskRecord {
     fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
-        let opt_json = |column: &'static str| -> Result<Option<Value>, StoreError> {
-            get_opt_str(row, column)?
-                .map(|text| decode_json(column, &text))
-                .transpose()
-        };
         Ok(Self {
             seq: get_i64(row, "seq")?,
             id: get_str(row, "id")?,
@@ -212,31 +201,14 @@ impl TaskRecord {
             max_attempts: get_i64(row, "max_attempts")? as u32,
             state: parse_state(&get_str(row, "state")?)?,
             attempt: get_i64(row, "attempt")? as u32,
-            worker_id: get_opt_str(row, "worker_id")?,
             worker_name: get_opt_str(row, "worker_name")?,
-            waiting: opt_json("waiting")?
-                .map(serde_json::from_value)
-                .transpose()
-                .map_err(|error| corrupt("waiting", error))?,
-            result: opt_json("result")?
-                .map(serde_json::from_value)
-                .transpose()
-                .map_err(|error| corrupt("result", error))?,
-            error: opt_json("error")?
-                .map(serde_json::from_value)
-                .transpose()
-                .map_err(|error| corrupt("error", error))?,
+            waiting: get_opt_json(row, "waiting")?,
+            result: get_opt_json(row, "result")?,
+            error: get_opt_json(row, "error")?,
             created_at: get_i64(row, "created_at")?,
             updated_at: get_i64(row, "updated_at")?,
             finished_at: get_opt_i64(row, "finished_at")?,
         })
-    }
-}
-
-fn corrupt(what: &'static str, error: serde_json::Error) -> StoreError {
-    StoreError::Corrupt {
-        what,
-        error: error.to_string(),
     }
 }
 
@@ -270,7 +242,7 @@ impl Store {
                     .bind(encode_json(&task.document.metadata.labels))
                     .bind(spec.task_type.clone())
                     .bind(encode_json(&spec.plugin_fields))
-                    .bind(cpu_millis(hardware))
+                    .bind(hardware.cpu_millis())
                     .bind(hardware.memory_bytes as i64)
                     .bind(i64::from(hardware.gpu.count))
                     .bind(hardware.gpu.model.clone())
@@ -329,9 +301,7 @@ impl Store {
                     started_at: rfc3339(get_i64(row, "started_at")?),
                     finished_at: rfc3339(get_i64(row, "finished_at")?),
                     outcome: get_str(row, "outcome")?,
-                    error: get_opt_str(row, "error")?
-                        .map(|text| decode_json("attempt error", &text))
-                        .transpose()?,
+                    error: get_opt_json(row, "error")?,
                 })
             })
             .collect()
@@ -496,7 +466,7 @@ impl Store {
             end_attempt(
                 &mut tx,
                 &task,
-                AttemptEnd::Reported(completion.clone()),
+                AttemptEnd::Reported(completion),
                 now,
                 retry,
                 &mut events,
@@ -582,23 +552,27 @@ impl Store {
             .collect()
     }
 
-    /// Records why the pending tasks of `shape` wait (unless they are in a
-    /// retry delay that has not run out). Returns how many rows changed.
+    /// Records why the pending tasks of each shape wait (unless they are in
+    /// a retry delay that has not run out), in one transaction.
     pub async fn set_waiting(
         &self,
-        shape: &PendingShape,
-        waiting: &Waiting,
+        reasons: &[(&PendingShape, Waiting)],
         now: i64,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<(), StoreError> {
+        if reasons.is_empty() {
+            return Ok(());
+        }
         let (_gate, mut tx) = self.write().await?;
-        let result = shape_query(sql::SET_WAITING, shape)
-            .bind(encode_json(waiting))
-            .bind(waiting.kind.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        for (shape, waiting) in reasons {
+            shape_query(sql::SET_WAITING, shape)
+                .bind(encode_json(waiting))
+                .bind(waiting.kind.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
-        Ok(result.rows_affected())
+        Ok(())
     }
 
     /// Fails the pending tasks of `shape` unchanged since `cutoff` with
@@ -676,7 +650,7 @@ fn shape_query<'q>(
     let hardware = &shape.hardware;
     sqlx::query(statement)
         .bind(&shape.task_type)
-        .bind(cpu_millis(hardware))
+        .bind(hardware.cpu_millis())
         .bind(hardware.memory_bytes as i64)
         .bind(i64::from(hardware.gpu.count))
         .bind(hardware.gpu.model.clone().unwrap_or_default())
@@ -687,62 +661,63 @@ fn shape_query<'q>(
 async fn end_attempt(
     tx: &mut Transaction<'static, Any>,
     task: &LockedTask,
-    end: AttemptEnd,
+    end: AttemptEnd<'_>,
     now: i64,
     retry: &RetryPolicy,
     events: &mut NewEvents,
 ) -> Result<(), StoreError> {
     let worker = task.worker_name.clone().unwrap_or_default();
-    let (outcome, result, error) = match end {
-        AttemptEnd::Reported(completion) => match (completion.output, completion.error) {
-            (Some(output), None) => {
-                let plugin = completion
-                    .plugin
-                    .unwrap_or_else(|| flowmesh_types::api::PluginRef {
-                        name: "?".into(),
-                        version: "?".into(),
-                        digest: "?".into(),
+    let (outcome, result, error) =
+        match end {
+            AttemptEnd::Reported(completion) => match (&completion.output, &completion.error) {
+                (Some(output), None) => {
+                    let plugin = completion.plugin.clone().unwrap_or_else(|| {
+                        flowmesh_types::api::PluginRef {
+                            name: "?".into(),
+                            version: "?".into(),
+                            digest: "?".into(),
+                        }
                     });
-                let summary = format!(
-                    "{} ran on {worker} in {} ms (attempt {}/{}, {} {})",
-                    task.task_type,
-                    completion.elapsed_ms,
-                    task.attempt,
-                    task.max_attempts,
-                    plugin.name,
-                    plugin.version
-                );
-                let envelope = ResultEnvelope {
-                    schema_version: flowmesh_types::api::RESULT_SCHEMA_VERSION,
-                    task_type: task.task_type.clone(),
-                    plugin,
-                    output,
-                    summary,
-                    elapsed_ms: completion.elapsed_ms,
-                    attempt: task.attempt,
-                    worker: worker.clone(),
-                };
-                ("succeeded", Some(envelope), None)
-            }
-            (_, Some(error)) if error.code == TaskErrorCode::Released => {
-                ("released", None, Some(error))
-            }
-            (_, Some(error)) => ("failed", None, Some(error)),
-            (None, None) => (
-                "failed",
+                    let summary = format!(
+                        "{} ran on {worker} in {} ms (attempt {}/{}, {} {})",
+                        task.task_type,
+                        completion.elapsed_ms,
+                        task.attempt,
+                        task.max_attempts,
+                        plugin.name,
+                        plugin.version
+                    );
+                    let envelope = ResultEnvelope {
+                        schema_version: flowmesh_types::api::RESULT_SCHEMA_VERSION,
+                        task_type: task.task_type.clone(),
+                        plugin,
+                        output: output.clone(),
+                        summary,
+                        elapsed_ms: completion.elapsed_ms,
+                        attempt: task.attempt,
+                        worker: worker.clone(),
+                    };
+                    ("succeeded", Some(envelope), None)
+                }
+                (_, Some(error)) if error.code == TaskErrorCode::Released => {
+                    ("released", None, Some(error.clone()))
+                }
+                (_, Some(error)) => ("failed", None, Some(error.clone())),
+                (None, None) => (
+                    "failed",
+                    None,
+                    Some(TaskError::new(
+                        TaskErrorCode::InvalidOutput,
+                        "the worker reported neither an output nor an error",
+                    )),
+                ),
+            },
+            AttemptEnd::LeaseLost(message) => (
+                "lease_expired",
                 None,
-                Some(TaskError::new(
-                    TaskErrorCode::InvalidOutput,
-                    "the worker reported neither an output nor an error",
-                )),
+                Some(TaskError::new(TaskErrorCode::LeaseExpired, message)),
             ),
-        },
-        AttemptEnd::LeaseLost(message) => (
-            "lease_expired",
-            None,
-            Some(TaskError::new(TaskErrorCode::LeaseExpired, message)),
-        ),
-    };
+        };
     let cancelling = task.state == TaskState::Cancelling;
     let outcome = if cancelling { "cancelled" } else { outcome };
     sqlx::query(sql::INSERT_ATTEMPT)
@@ -773,7 +748,7 @@ async fn end_attempt(
             tx,
             task,
             TaskState::Succeeded,
-            Some(&result),
+            Some(result),
             None,
             now,
             events,
@@ -835,7 +810,7 @@ async fn finish(
     tx: &mut Transaction<'static, Any>,
     task: &LockedTask,
     state: TaskState,
-    result: Option<&ResultEnvelope>,
+    result: Option<ResultEnvelope>,
     error: Option<&TaskError>,
     now: i64,
     events: &mut NewEvents,
@@ -843,7 +818,7 @@ async fn finish(
     sqlx::query(sql::FINISH_TASK)
         .bind(task.seq)
         .bind(state.as_str())
-        .bind(result.map(encode_json))
+        .bind(result.as_ref().map(encode_json))
         .bind(error.map(encode_json))
         .bind(now)
         .execute(&mut **tx)
@@ -857,7 +832,7 @@ fn terminal_events(
     id: &str,
     attempt: u32,
     state: TaskState,
-    result: Option<&ResultEnvelope>,
+    result: Option<ResultEnvelope>,
     error: Option<&TaskError>,
     events: &mut NewEvents,
 ) {
@@ -873,7 +848,7 @@ fn terminal_events(
         id,
         EventBody::Result {
             state,
-            result: result.cloned().map(Box::new),
+            result: result.map(Box::new),
             error: error.cloned(),
         },
     );

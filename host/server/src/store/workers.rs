@@ -115,7 +115,7 @@ impl Store {
             .bind(encode_json(hardware))
             .bind(encode_json(&registration.labels))
             .bind(i64::from(registration.slots))
-            .bind((hardware.cpus * 1000.0).floor() as i64)
+            .bind(hardware.cpu_millis())
             .bind(hardware.memory_bytes as i64)
             .bind(hardware.gpus.len() as i64)
             .bind(encode_json(&gpu_models))
@@ -222,6 +222,15 @@ impl Store {
     pub async fn worker(&self, id: &str) -> Result<Option<WorkerRecord>, StoreError> {
         let row = sqlx::query(sql::WORKER_BY_ID)
             .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(WorkerRecord::from_row).transpose()
+    }
+
+    /// The newest registration named `name`.
+    pub async fn worker_named(&self, name: &str) -> Result<Option<WorkerRecord>, StoreError> {
+        let row = sqlx::query(sql::NEWEST_WORKER_NAMED)
+            .bind(name)
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(WorkerRecord::from_row).transpose()
