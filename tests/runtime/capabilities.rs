@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use flowmesh_runtime::{HostCapabilities, LoadError};
+use flowmesh_runtime::{Capability, HostCapabilities, LoadError};
 use flowmesh_tests::stub_containers::StubContainers;
 use flowmesh_tests::{TestRuntime, components};
 use flowmesh_types::{CapabilityKind, CapabilityStatus, PluginStatus, TaskErrorCode};
@@ -158,4 +158,63 @@ async fn a_failed_probe_is_reported_with_its_error() {
         .await;
     let reason = gated.reason.expect("unavailable");
     assert!(reason.ends_with("no Docker capability: cannot connect to unix:///var/run/docker.sock: connection refused"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_capability_that_comes_and_goes_relinks_the_plugins_that_import_it() {
+    let test = TestRuntime::new();
+    let gated = test
+        .load("uses-containers", components::guests::USES_CONTAINERS)
+        .await;
+    assert_eq!(gated.status, PluginStatus::Unavailable);
+    assert!(!test.runtime.capabilities().supports("uses-containers"));
+
+    let stub: Arc<dyn Capability> = Arc::new(StubContainers::Refuse);
+    assert!(
+        test.runtime
+            .apply_probe(CapabilityKind::Containers, Ok(stub.clone()))
+            .await,
+        "the capability appeared"
+    );
+    let report = test.runtime.capabilities();
+    assert!(report.supports("uses-containers"), "{report:?}");
+    assert_eq!(report.capabilities[0].status, CapabilityStatus::Available);
+    let run = test.run("uses-containers", "{}").await;
+    assert!(
+        run.outcome
+            .expect_err("the stub refuses")
+            .message
+            .contains("refusing busybox:latest"),
+        "the relinked plugin calls the new capability"
+    );
+
+    assert!(
+        !test
+            .runtime
+            .apply_probe(CapabilityKind::Containers, Ok(stub))
+            .await,
+        "the same instance again changes nothing"
+    );
+
+    let gone = "cannot connect to unix:///run/docker.sock: connection refused";
+    assert!(
+        test.runtime
+            .apply_probe(CapabilityKind::Containers, Err(gone.into()))
+            .await
+    );
+    let report = test.runtime.capabilities();
+    assert!(!report.supports("uses-containers"));
+    let plugin = &report.plugins[0];
+    assert_eq!(plugin.status, PluginStatus::Unavailable);
+    assert!(
+        plugin.reason.as_deref().unwrap_or("").ends_with(gone),
+        "{plugin:?}"
+    );
+    assert!(
+        !test
+            .runtime
+            .apply_probe(CapabilityKind::Containers, Err(gone.into()))
+            .await,
+        "absent for the same reason changes nothing"
+    );
 }

@@ -18,9 +18,17 @@
 //! `log` and `progress` are not capabilities: every worker links them.
 //! [`HostCapabilities`] is the set a worker runs with: one entry per
 //! [`CapabilityKind`], present or absent.
+//!
+//! Resources come and go — a Docker daemon restarts, an endpoint goes down —
+//! so a worker probes again every interval through a [`Probe`], and hands
+//! each outcome to [`Runtime::apply_probe`](crate::Runtime::apply_probe):
+//! when a capability appears or disappears the runtime links its plugins
+//! again, and what the worker advertises follows.
 
 use std::any::Any;
 use std::sync::Arc;
+
+use async_trait::async_trait;
 
 use flowmesh_types::{CapabilityKind, CapabilityReport, CapabilityStatus};
 use wasmtime::component::Linker;
@@ -43,6 +51,26 @@ pub trait Capability: Send + Sync + 'static {
     /// plugin that imports this capability. Retrieved with
     /// [`TaskState::capability_state`].
     fn prepare(&self, task: &TaskInfo) -> wasmtime::Result<Box<dyn Any + Send>>;
+}
+
+/// Finds one capability on the host: at worker start, and again every probe
+/// interval while the worker runs.
+#[async_trait]
+pub trait Probe: Send + Sync + 'static {
+    /// Which capability it looks for.
+    fn kind(&self) -> CapabilityKind;
+
+    /// The capability when its resource answers, or why it does not (kept
+    /// verbatim as the reason). A probe that finds nothing changed should
+    /// return the same `Arc` as last time: the runtime then leaves its
+    /// plugins linked as they are.
+    async fn probe(&self) -> Result<Arc<dyn Capability>, String>;
+}
+
+impl std::fmt::Debug for dyn Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Probe({})", self.kind())
+    }
 }
 
 /// What a capability may know about the task it prepares for.
@@ -69,6 +97,7 @@ pub struct TaskInfo {
     pub cancel: tokio_util::sync::CancellationToken,
 }
 
+#[derive(Clone)]
 enum Entry {
     Present(Arc<dyn Capability>),
     Absent {
@@ -84,10 +113,22 @@ impl Entry {
             Self::Absent { kind, .. } => *kind,
         }
     }
+
+    /// The same capability instance, or absent for the same reason.
+    fn same_as(&self, other: &Entry) -> bool {
+        match (self, other) {
+            (Self::Present(a), Self::Present(b)) => Arc::ptr_eq(a, b),
+            (Self::Absent { kind, reason }, Self::Absent { kind: k, reason: r }) => {
+                kind == k && reason == r
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The capabilities a worker runs with: for each [`CapabilityKind`], either a
 /// working [`Capability`] or the reason it is absent.
+#[derive(Clone)]
 pub struct HostCapabilities {
     entries: Vec<Entry>,
     validation_only: bool,
@@ -151,6 +192,18 @@ impl HostCapabilities {
         self.entries.push(entry);
         self.entries.sort_by_key(Entry::kind);
         self
+    }
+
+    /// Whether both hold the same capability instances and the same reasons
+    /// for the absent ones.
+    pub fn same_as(&self, other: &HostCapabilities) -> bool {
+        self.validation_only == other.validation_only
+            && self.entries.len() == other.entries.len()
+            && self
+                .entries
+                .iter()
+                .zip(&other.entries)
+                .all(|(a, b)| a.same_as(b))
     }
 
     /// The working capabilities.

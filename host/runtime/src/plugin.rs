@@ -4,28 +4,34 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use flowmesh_types::{
-    CapabilityKind, Manifest, PluginReport, PluginStatus, TaskTypeInfo, is_valid_name,
-};
+use flowmesh_types::{Manifest, PluginReport, PluginStatus, TaskTypeInfo, is_valid_name};
+use wasmtime::component::Component;
 
 use crate::ComponentDigest;
 use crate::TaskState;
 use crate::bindings::PluginFullPre;
 use crate::bindings::exports::flowmesh::executor::executor as wit;
+use crate::capability::Capability;
 
 /// A plugin that instantiated against this worker's linker.
 pub(crate) struct ReadyPlugin {
     pub(crate) digest: ComponentDigest,
     pub(crate) manifest: Manifest,
     pub(crate) pre: PluginFullPre<TaskState>,
-    /// The optional capabilities it imports; only these are prepared per task.
-    pub(crate) capabilities: Vec<CapabilityKind>,
+    /// The optional capabilities it imports, as they were when it was
+    /// linked; only these are prepared per task. A task keeps using them even
+    /// when a later probe replaces them.
+    pub(crate) capabilities: Vec<Arc<dyn Capability>>,
 }
 
 /// One installed plugin and what became of it here.
 pub(crate) struct Installed {
     pub(crate) digest: ComponentDigest,
+    /// Kept to link it again when the worker's capabilities change.
+    pub(crate) component: Component,
     pub(crate) imports: Vec<String>,
+    /// The generation of the linker it was linked against.
+    pub(crate) generation: u64,
     pub(crate) outcome: Result<Arc<ReadyPlugin>, String>,
 }
 
@@ -59,6 +65,33 @@ impl PluginSet {
                 })
                 .map(|(other, _)| (task_type.name.clone(), other.clone()))
         })
+    }
+
+    /// Every installed plugin linked against an older linker than
+    /// `generation`: name, digest, component and imports.
+    pub(crate) fn linked_before(
+        &self,
+        generation: u64,
+    ) -> Vec<(String, ComponentDigest, Component, Vec<String>)> {
+        self.installed
+            .iter()
+            .filter(|(_, installed)| installed.generation < generation)
+            .map(|(name, installed)| {
+                (
+                    name.clone(),
+                    installed.digest.clone(),
+                    installed.component.clone(),
+                    installed.imports.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// The installed plugin `name`, if its component is `digest`.
+    pub(crate) fn get_if(&self, name: &str, digest: &ComponentDigest) -> Option<&Installed> {
+        self.installed
+            .get(name)
+            .filter(|installed| &installed.digest == digest)
     }
 
     /// Installs (or replaces) `name`.

@@ -17,7 +17,7 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 use crate::artifact_cache::{ArtifactCache, CacheError, ComponentDigest};
 use crate::bindings::PluginFullPre;
 use crate::bindings::exports::flowmesh::executor::executor as wit;
-use crate::capability::{HostCapabilities, TaskInfo};
+use crate::capability::{Capability, HostCapabilities, TaskInfo};
 use crate::engine::{EpochTicker, build_engine};
 use crate::failure::{self, Interrupted};
 use crate::plugin::{Installed, PluginSet, ReadyPlugin, manifest_from_wit};
@@ -35,14 +35,6 @@ pub enum RuntimeError {
     /// The wasmtime engine or linker could not be set up.
     #[error("could not set up the WebAssembly engine: {0:#}")]
     Engine(wasmtime::Error),
-    /// A capability could not define its interface.
-    #[error("capability {kind} could not be linked: {error:#}")]
-    Link {
-        /// Which capability.
-        kind: CapabilityKind,
-        /// What went wrong.
-        error: wasmtime::Error,
-    },
     /// The artifact cache could not be opened.
     #[error(transparent)]
     Cache(#[from] CacheError),
@@ -81,7 +73,9 @@ pub enum LoadError {
 /// [`Runtime::install_prepared`] installs it.
 pub struct PreparedPlugin {
     digest: ComponentDigest,
+    component: Component,
     imports: Vec<String>,
+    generation: u64,
     outcome: Result<ReadyPlugin, String>,
 }
 
@@ -142,12 +136,59 @@ pub struct TaskRun {
     pub outcome: Result<Box<RawValue>, TaskError>,
 }
 
+/// The capabilities a runtime runs with and the linker that defines their
+/// interfaces, replaced as a whole when a probe changes them.
+struct Linked {
+    capabilities: HostCapabilities,
+    linker: Linker<TaskState>,
+    /// Counts replacements; a plugin linked against an older generation is
+    /// linked again.
+    generation: u64,
+}
+
+impl Linked {
+    /// Links WASI, `log`, `progress` and every present capability. A
+    /// capability that cannot define its interface is recorded absent, with
+    /// the linker's error as the reason.
+    fn new(
+        engine: &Engine,
+        mut capabilities: HostCapabilities,
+        generation: u64,
+    ) -> Result<Self, RuntimeError> {
+        'link: loop {
+            let mut linker = Linker::new(engine);
+            add_always_linked(&mut linker).map_err(RuntimeError::Engine)?;
+            let failed = capabilities.present().find_map(|capability| {
+                capability
+                    .add_to_linker(&mut linker)
+                    .err()
+                    .map(|error| (capability.kind(), error))
+            });
+            if let Some((kind, error)) = failed {
+                tracing::error!(%kind, error = format!("{error:#}"), "capability could not be linked");
+                capabilities = capabilities.with_probe(
+                    kind,
+                    Err(format!("its interface could not be linked: {error:#}")),
+                );
+                continue 'link;
+            }
+            return Ok(Self {
+                capabilities,
+                linker,
+                generation,
+            });
+        }
+    }
+}
+
 /// The executor runtime of one worker.
 ///
 /// One wasmtime [`Engine`] (pooling allocator, epoch interruption), one
 /// [`Linker`] that defines WASI with nothing granted, `log`, `progress`, and
 /// the interfaces of the capabilities this worker really has, and the set of
-/// installed plugins.
+/// installed plugins. When a capability appears or disappears
+/// ([`Runtime::apply_probe`]), the linker is rebuilt and every plugin linked
+/// again.
 ///
 /// Loading a plugin compiles it (or loads it from the artifact cache), checks
 /// its imports against the linker with `instantiate_pre`, and calls
@@ -157,9 +198,10 @@ pub struct TaskRun {
 /// serving.
 pub struct Runtime {
     engine: Engine,
-    linker: Linker<TaskState>,
+    linked: RwLock<Arc<Linked>>,
+    /// Held while capabilities change and plugins are linked again.
+    relinking: tokio::sync::Mutex<()>,
     cache: Arc<ArtifactCache>,
-    capabilities: HostCapabilities,
     config: RuntimeConfig,
     scratch: Arc<ScratchPool>,
     instances: tokio::sync::Semaphore,
@@ -174,16 +216,7 @@ impl Runtime {
         capabilities: HostCapabilities,
     ) -> Result<Self, RuntimeError> {
         let engine = build_engine(&config).map_err(RuntimeError::Engine)?;
-        let mut linker = Linker::new(&engine);
-        add_always_linked(&mut linker).map_err(RuntimeError::Engine)?;
-        for capability in capabilities.present() {
-            capability
-                .add_to_linker(&mut linker)
-                .map_err(|error| RuntimeError::Link {
-                    kind: capability.kind(),
-                    error,
-                })?;
-        }
+        let linked = Linked::new(&engine, capabilities, 0)?;
         let scratch =
             ScratchPool::new(&config.scratch_root).map_err(|source| RuntimeError::Io {
                 what: format!("preparing scratch root {}", config.scratch_root.display()),
@@ -199,9 +232,9 @@ impl Runtime {
         let instances = tokio::sync::Semaphore::new(config.pool.max_instances as usize);
         Ok(Self {
             engine,
-            linker,
+            linked: RwLock::new(Arc::new(linked)),
+            relinking: tokio::sync::Mutex::new(()),
             cache,
-            capabilities,
             config,
             scratch,
             instances,
@@ -232,7 +265,84 @@ impl Runtime {
         WorkerCapabilities {
             supported_task_types: plugins.supported_task_types(),
             plugins: plugins.reports(),
-            capabilities: self.capabilities.reports(),
+            capabilities: self.linked().capabilities.reports(),
+        }
+    }
+
+    /// The working capability of `kind`, if any.
+    pub fn capability(&self, kind: CapabilityKind) -> Option<Arc<dyn Capability>> {
+        self.linked().capabilities.get(kind).cloned()
+    }
+
+    fn linked(&self) -> Arc<Linked> {
+        self.linked
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records a probe's outcome for `kind` (see [`crate::Probe`]). When the
+    /// capability appeared, disappeared, was replaced by another instance or
+    /// is absent for another reason, the linker is rebuilt and every
+    /// installed plugin linked again: plugins that import it become
+    /// available or unavailable, and [`Runtime::capabilities`] says so.
+    /// Tasks already running keep the instances they started with.
+    ///
+    /// Returns whether anything changed. Also links again any plugin that
+    /// was prepared against an older linker and installed since.
+    pub async fn apply_probe(
+        &self,
+        kind: CapabilityKind,
+        outcome: Result<Arc<dyn Capability>, String>,
+    ) -> bool {
+        let _relinking = self.relinking.lock().await;
+        let current = self.linked();
+        let next = current.capabilities.clone().with_probe(kind, outcome);
+        let changed = !next.same_as(&current.capabilities);
+        if changed {
+            match Linked::new(&self.engine, next, current.generation + 1) {
+                Ok(linked) => {
+                    match linked.capabilities.absence_reason(kind) {
+                        None => tracing::info!(%kind, "capability available"),
+                        Some(reason) => tracing::warn!(%kind, reason, "capability absent"),
+                    }
+                    *self.linked.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(linked);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "could not rebuild the linker; keeping the old one");
+                    return false;
+                }
+            }
+        }
+        self.relink_stale().await;
+        changed
+    }
+
+    /// Links every plugin installed against an older linker again.
+    async fn relink_stale(&self) {
+        let linked = self.linked();
+        let stale = self
+            .plugins
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .linked_before(linked.generation);
+        for (name, digest, component, imports) in stale {
+            let outcome = self
+                .instantiate_pre(&linked, &digest, &component, &imports)
+                .await;
+            let mut plugins = self.plugins.write().unwrap_or_else(PoisonError::into_inner);
+            // Replaced or removed meanwhile: the newer install stands.
+            if plugins.get_if(&name, &digest).is_none() {
+                continue;
+            }
+            let prepared = PreparedPlugin {
+                digest,
+                component,
+                imports,
+                generation: linked.generation,
+                outcome,
+            };
+            install_locked(&mut plugins, &name, prepared);
         }
     }
 
@@ -274,10 +384,15 @@ impl Runtime {
     /// this runtime can use it is in the result.
     pub async fn prepare_plugin(&self, bytes: Vec<u8>) -> Result<PreparedPlugin, LoadError> {
         let (digest, component, imports) = self.compile(bytes).await?;
-        let outcome = self.instantiate_pre(&digest, &component, &imports).await;
+        let linked = self.linked();
+        let outcome = self
+            .instantiate_pre(&linked, &digest, &component, &imports)
+            .await;
         Ok(PreparedPlugin {
             digest,
+            component,
             imports,
+            generation: linked.generation,
             outcome,
         })
     }
@@ -301,43 +416,8 @@ impl Runtime {
         if !flowmesh_types::is_valid_name(name) {
             return Err(LoadError::InvalidName(name.to_string()));
         }
-        let PreparedPlugin {
-            digest,
-            imports,
-            outcome,
-        } = prepared;
         let mut plugins = self.plugins.write().unwrap_or_else(PoisonError::into_inner);
-        let outcome = match outcome {
-            Ok(ready) => match plugins.conflict(name, &ready.manifest) {
-                Some((task_type, other)) => Err(format!(
-                    "task type {task_type:?} is already provided by plugin {other:?}; remove one of them, then install this one again"
-                )),
-                None => Ok(Arc::new(ready)),
-            },
-            Err(reason) => Err(reason),
-        };
-        match &outcome {
-            Ok(ready) => tracing::info!(
-                plugin = name,
-                version = %ready.manifest.version,
-                task_types = ?ready.manifest.task_types.iter().map(|t| &t.name).collect::<Vec<_>>(),
-                "plugin available"
-            ),
-            Err(reason) => {
-                tracing::warn!(plugin = name, %reason, "plugin unavailable on this worker")
-            }
-        }
-        plugins.insert(
-            name.to_string(),
-            Installed {
-                digest,
-                imports,
-                outcome,
-            },
-        );
-        Ok(plugins
-            .report(name)
-            .expect("the plugin was inserted just above"))
+        Ok(install_locked(&mut plugins, name, prepared))
     }
 
     /// Reads what a component declares without installing it: its manifest
@@ -389,14 +469,15 @@ impl Runtime {
 
     async fn instantiate_pre(
         &self,
+        linked: &Linked,
         digest: &ComponentDigest,
         component: &Component,
         imports: &[String],
     ) -> Result<ReadyPlugin, String> {
         let mut capabilities = Vec::new();
         let mut stubbed = None;
-        if self.capabilities.is_validation_only() {
-            let mut linker = self.linker.clone();
+        if linked.capabilities.is_validation_only() {
+            let mut linker = linked.linker.clone();
             linker
                 .define_unknown_imports_as_traps(component)
                 .map_err(|error| format!("cannot be linked for validation: {error:#}"))?;
@@ -405,20 +486,21 @@ impl Runtime {
         if stubbed.is_none() {
             for import in imports {
                 if let Some(kind) = CapabilityKind::from_interface(import) {
-                    match self.capabilities.absence_reason(kind) {
-                        Some(reason) => {
+                    match linked.capabilities.get(kind) {
+                        Some(capability) => capabilities.push(capability.clone()),
+                        None => {
+                            let reason = linked.capabilities.absence_reason(kind).unwrap_or("");
                             return Err(format!(
                                 "imports {import}, which this worker does not provide: {reason}"
                             ));
                         }
-                        None => capabilities.push(kind),
                     }
                 }
             }
         }
         let instance_pre = stubbed
             .as_ref()
-            .unwrap_or(&self.linker)
+            .unwrap_or(&linked.linker)
             .instantiate_pre(component)
             .map_err(|error| format!("cannot be linked on this worker: {error:#}"))?;
         let pre = PluginFullPre::new(instance_pre).map_err(|error| {
@@ -538,7 +620,7 @@ impl Runtime {
         cancel: CancellationToken,
     ) -> TaskRun {
         let started = Instant::now();
-        if self.capabilities.is_validation_only() {
+        if self.linked().capabilities.is_validation_only() {
             return TaskRun {
                 plugin: None,
                 elapsed: started.elapsed(),
@@ -615,15 +697,12 @@ impl Runtime {
                 deadline,
                 cancel: cancel.clone(),
             };
-            for kind in &plugin.capabilities {
-                let capability = self
-                    .capabilities
-                    .get(*kind)
-                    .ok_or_else(|| host_error("capability vanished", kind))?;
+            for capability in &plugin.capabilities {
+                let kind = capability.kind();
                 let state = capability.prepare(&info).map_err(|error| {
                     host_error(&format!("could not prepare the {kind} capability"), &error)
                 })?;
-                store.data_mut().add_capability_state(*kind, state);
+                store.data_mut().add_capability_state(kind, state);
             }
         }
         let wit_task = wit::Task {
@@ -716,6 +795,51 @@ impl Runtime {
         });
         Ok(store)
     }
+}
+
+/// Installs (or replaces) `name` in `plugins`: available unless it could not
+/// be linked or one of its task types is served by another plugin.
+fn install_locked(plugins: &mut PluginSet, name: &str, prepared: PreparedPlugin) -> PluginReport {
+    let PreparedPlugin {
+        digest,
+        component,
+        imports,
+        generation,
+        outcome,
+    } = prepared;
+    let outcome = match outcome {
+        Ok(ready) => match plugins.conflict(name, &ready.manifest) {
+            Some((task_type, other)) => Err(format!(
+                "task type {task_type:?} is already provided by plugin {other:?}; remove one of them, then install this one again"
+            )),
+            None => Ok(Arc::new(ready)),
+        },
+        Err(reason) => Err(reason),
+    };
+    match &outcome {
+        Ok(ready) => tracing::info!(
+            plugin = name,
+            version = %ready.manifest.version,
+            task_types = ?ready.manifest.task_types.iter().map(|t| &t.name).collect::<Vec<_>>(),
+            "plugin available"
+        ),
+        Err(reason) => {
+            tracing::warn!(plugin = name, %reason, "plugin unavailable on this worker")
+        }
+    }
+    plugins.insert(
+        name.to_string(),
+        Installed {
+            digest,
+            component,
+            imports,
+            generation,
+            outcome,
+        },
+    );
+    plugins
+        .report(name)
+        .expect("the plugin was inserted just above")
 }
 
 /// Runs a plugin call until it finishes, `deadline` passes, `cancel` fires or

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use flowmesh_runtime::{Runtime, TaskRequest};
+use flowmesh_runtime::{Probe, Runtime, TaskRequest};
 use flowmesh_types::api::{
     ClaimRequest, ClaimResponse, ClaimedTask, Completion, CompletionBatch, CompletionResponse,
     CompletionVerdict, EventBatch, Hardware, Heartbeat, HeartbeatResponse, Lease, PluginRef,
@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{CallError, Client};
 use crate::plugin_sync::PluginSync;
+use crate::probing::{probe_all, probe_loop};
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -54,6 +55,11 @@ pub struct WorkerConfig {
     pub hardware: Hardware,
     /// How long one claim long-poll waits. Default 20 s.
     pub claim_wait: Duration,
+    /// The host capabilities to look for: probed before registering and
+    /// every [`probe_interval`](Self::probe_interval) after.
+    pub probes: Vec<Arc<dyn Probe>>,
+    /// How often capabilities are probed again. Default 10 s.
+    pub probe_interval: Duration,
 }
 
 impl WorkerConfig {
@@ -69,6 +75,8 @@ impl WorkerConfig {
             labels: BTreeMap::new(),
             hardware,
             claim_wait: Duration::from_secs(20),
+            probes: Vec::new(),
+            probe_interval: Duration::from_secs(10),
         }
     }
 }
@@ -116,10 +124,11 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Registers with the server (retrying until it answers) and starts the
-    /// loops.
+    /// Probes the configured capabilities, registers with the server
+    /// (retrying until it answers) and starts the loops.
     pub async fn start(config: WorkerConfig, runtime: Arc<Runtime>) -> Result<Self, CallError> {
         let client = Client::new(&config.server, &config.token)?;
+        probe_all(&runtime, &config.probes).await;
         let (outbox, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             config,
@@ -145,6 +154,17 @@ impl Worker {
                 synced_sender,
             ),
         );
+        if !shared.config.probes.is_empty() {
+            spawn(
+                &shared,
+                probe_loop(
+                    shared.runtime.clone(),
+                    shared.config.probes.clone(),
+                    shared.config.probe_interval,
+                    shared.beat_now.clone(),
+                ),
+            );
+        }
         spawn(&shared, claim_loop(shared.clone()));
         spawn(&shared, heartbeat_loop(shared.clone()));
         let outbox_done = tokio::spawn({

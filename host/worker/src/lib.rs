@@ -13,6 +13,7 @@ pub mod agent;
 pub mod client;
 pub mod hardware;
 mod plugin_sync;
+mod probing;
 
 pub use agent::{Worker, WorkerConfig};
 pub use client::{CallError, Client};
