@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-const PLUGINS: &[&str] = &["flowmesh-plugin-echo"];
+const PLUGINS: &[&str] = &["flowmesh-plugin-echo", "flowmesh-plugin-container"];
 
 fn main() {
     let tests_dir = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 /// The first-party plugin packages `flowmesh up` installs.
-const FIRST_PARTY: &[&str] = &["flowmesh-plugin-echo"];
+const FIRST_PARTY: &[&str] = &["flowmesh-plugin-echo", "flowmesh-plugin-container"];
 
 fn main() {
     let cli_dir = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -14,6 +14,7 @@ use flowmesh_types::{PluginReport, TaskEvent};
 use tokio_util::sync::CancellationToken;
 
 pub mod cluster;
+pub mod docker;
 pub mod stub_containers;
 
 /// Paths of the components built by the build script.

@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod error;
+mod host_capabilities;
 pub mod output;
 mod plugins;
 mod scaffold;

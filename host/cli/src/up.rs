@@ -20,6 +20,7 @@ use flowmesh_types::api::Role;
 use flowmesh_worker::{Worker, WorkerConfig};
 
 use crate::error::CliResult;
+use crate::host_capabilities::CapabilityArgs;
 use crate::output;
 use crate::settings::ConfigFile;
 
@@ -41,6 +42,8 @@ pub struct UpArgs {
     /// Do not write the server and token to the config file.
     #[arg(long)]
     no_config: bool,
+    #[command(flatten)]
+    capabilities: CapabilityArgs,
 }
 
 pub(crate) async fn run(args: UpArgs, config_path: &Path) -> CliResult {
@@ -78,6 +81,10 @@ pub(crate) async fn run(args: UpArgs, config_path: &Path) -> CliResult {
     worker_config.name = format!("{}-local", worker_config.name);
     if let Some(slots) = args.slots {
         worker_config.slots = slots.max(1);
+    }
+    worker_config.probes = args.capabilities.probes(&worker_config.name);
+    if let Some(interval) = args.capabilities.probe_interval() {
+        worker_config.probe_interval = interval;
     }
     let slots = worker_config.slots;
     let worker = Worker::start(worker_config, runtime)

@@ -10,6 +10,8 @@ use crate::error::{CliError, CliResult};
 use flowmesh_runtime::{HostCapabilities, Runtime, RuntimeConfig};
 use flowmesh_worker::{Worker, WorkerConfig};
 
+use crate::host_capabilities::CapabilityArgs;
+
 /// `flowmesh worker` options (the server and token come from the global
 /// `--server` and `--token`, or `--token-file`).
 #[derive(Debug, clap::Args)]
@@ -33,6 +35,8 @@ pub struct WorkerArgs {
     /// Data directory (compiled plugins, task scratch space).
     #[arg(long, env = "FLOWMESH_WORKER_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    capabilities: CapabilityArgs,
 }
 
 impl WorkerArgs {
@@ -44,6 +48,7 @@ impl WorkerArgs {
             && self.labels.is_empty()
             && self.plugins.is_empty()
             && self.data_dir.is_none()
+            && self.capabilities.is_empty()
     }
 }
 
@@ -114,6 +119,10 @@ pub(crate) async fn run(args: WorkerArgs, server: String, token: Option<String>)
         config.slots = slots.max(1);
     }
     config.labels = args.labels.into_iter().collect();
+    config.probes = args.capabilities.probes(&config.name);
+    if let Some(interval) = args.capabilities.probe_interval() {
+        config.probe_interval = interval;
+    }
     let worker = Worker::start(config, runtime)
         .await
         .context("registering with the server")?;

@@ -93,6 +93,12 @@ pub struct TaskInfo {
     pub scratch_dir: std::path::PathBuf,
     /// When the task times out.
     pub deadline: std::time::Instant,
+    /// The task's memory limit in bytes, for the containers it starts.
+    pub memory_bytes: u64,
+    /// CPU cores its containers may use; 0 for no limit.
+    pub cpus: f64,
+    /// The GPUs assigned to it, by NVML UUID.
+    pub gpus: Vec<String>,
     /// Fires when the task is cancelled.
     pub cancel: tokio_util::sync::CancellationToken,
 }

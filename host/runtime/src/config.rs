@@ -96,12 +96,19 @@ impl Default for PoolConfig {
 
 /// What one task may use. Exceeding any limit fails that task alone, with an
 /// error naming the limit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TaskLimits {
     /// Wall-clock time from instantiation to result. Default 5 min.
     pub timeout: Duration,
-    /// Linear memory of the plugin instance, in bytes. Default 256 MiB.
+    /// Linear memory of the plugin instance, in bytes; also the memory limit
+    /// of the containers it starts. Default 256 MiB.
     pub memory_bytes: usize,
+    /// CPU cores the containers it starts may use (fractions allowed); 0
+    /// for no limit. Default 0.
+    pub cpus: f64,
+    /// The GPUs assigned to the task, by NVML UUID: the only devices its
+    /// containers see. Default none.
+    pub gpus: Vec<String>,
     /// Instruction budget, when the runtime was built with
     /// [`RuntimeConfig::fuel_metering`]; unlimited when `None`. Default `None`.
     pub fuel: Option<u64>,
@@ -121,6 +128,8 @@ impl Default for TaskLimits {
         Self {
             timeout: Duration::from_secs(300),
             memory_bytes: 256 << 20,
+            cpus: 0.0,
+            gpus: Vec::new(),
             fuel: None,
             max_output_bytes: 1 << 20,
             scratch_bytes: 1 << 30,

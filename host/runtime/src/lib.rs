@@ -89,4 +89,4 @@ pub use runtime::{
     LoadError, PluginIdentity, PreparedPlugin, Runtime, RuntimeError, TaskRequest, TaskRun,
 };
 pub use task_log::{EventSink, discard_events};
-pub use task_state::{SCRATCH_GUEST_PATH, TaskState};
+pub use task_state::{SCRATCH_GUEST_PATH, TaskOutput, TaskState};

@@ -695,6 +695,9 @@ impl Runtime {
                 attempt: task.attempt,
                 scratch_dir: scratch.path().to_path_buf(),
                 deadline,
+                memory_bytes: limits.memory_bytes as u64,
+                cpus: limits.cpus,
+                gpus: limits.gpus.clone(),
                 cancel: cancel.clone(),
             };
             for capability in &plugin.capabilities {

@@ -80,6 +80,12 @@ impl TaskState {
     pub fn log(&self, stream: LogStream, level: LogLevel, message: String) {
         self.log.record_from(stream, level, message);
     }
+
+    /// An owned handle on the task log, for host functions that stream into
+    /// it while they wait on something else.
+    pub fn output(&self) -> TaskOutput {
+        TaskOutput(self.log.clone())
+    }
 }
 
 impl WasiView for TaskState {
@@ -88,6 +94,29 @@ impl WasiView for TaskState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+/// The task log of one task, as a capability writes to it: records under
+/// the task's log cap, and raw output split into lines.
+#[derive(Clone)]
+pub struct TaskOutput(Arc<TaskLog>);
+
+impl TaskOutput {
+    /// One record.
+    pub fn log(&self, stream: LogStream, level: LogLevel, message: String) {
+        self.0.record_from(stream, level, message);
+    }
+
+    /// Bytes written to `stream` (`Stdout` or `Stderr`): each complete line
+    /// becomes a record.
+    pub fn write(&self, stream: LogStream, bytes: &[u8]) {
+        self.0.write(stream, bytes);
+    }
+
+    /// Emits the partial lines left, once what was writing has ended.
+    pub fn flush(&self) {
+        self.0.finish();
     }
 }
 

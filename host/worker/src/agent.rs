@@ -368,6 +368,7 @@ impl Shared {
         if task.hardware.memory_bytes > 0 {
             limits.memory_bytes = task.hardware.memory_bytes as usize;
         }
+        limits.cpus = task.hardware.cpu;
         let lease = Lease {
             task_id: task.id.clone(),
             lease_token: task.lease_token.clone(),
