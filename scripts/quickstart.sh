@@ -19,8 +19,28 @@ unset FLOWMESH_SERVER FLOWMESH_TOKEN FLOWMESH_OUTPUT
 rm -rf "$FLOWMESH_HOME"
 mkdir -p "$FLOWMESH_HOME"
 
-printf '\n$ flowmesh up\n'
-target/debug/flowmesh up --bind 127.0.0.1:0 >"$FLOWMESH_HOME/up.out" 2>"$FLOWMESH_HOME/up.log" &
+# With a Docker daemon and a static busybox at hand, build the small image
+# examples/tasks/container.yaml runs (FROM scratch: nothing is pulled) and
+# allow it on the local worker.
+image=flowmesh-quickstart/busybox:1
+up_args=(--bind 127.0.0.1:0)
+if docker info >/dev/null 2>&1 && [ -x /bin/busybox ]; then
+    if ! docker image inspect "$image" >/dev/null 2>&1; then
+        context=$(mktemp -d)
+        cp /bin/busybox "$context/busybox"
+        printf 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\n' >"$context/Dockerfile"
+        docker build --quiet --tag "$image" "$context" >/dev/null
+        rm -rf "$context"
+    fi
+    up_args+=(--allow-image "$image")
+    containers=yes
+else
+    echo "(no Docker daemon or no /bin/busybox: the container example is skipped)"
+    containers=no
+fi
+
+printf '\n$ flowmesh up %s\n' "${up_args[*]}"
+target/debug/flowmesh up "${up_args[@]}" >"$FLOWMESH_HOME/up.out" 2>"$FLOWMESH_HOME/up.log" &
 up=$!
 trap 'kill -TERM $up 2>/dev/null || true; wait $up 2>/dev/null || true' EXIT
 for _ in $(seq 1 600); do
@@ -38,6 +58,9 @@ run plugin list
 run validate examples/tasks/*
 run task submit examples/tasks/echo.yaml --wait
 run task submit examples/tasks/sleep.yaml --follow
+if [ "$containers" = yes ]; then
+    run task submit examples/tasks/container.yaml --follow
+fi
 gpu=$(flowmesh task submit examples/tasks/needs-gpu.json --output json | sed -n 's/^  "id": "\(.*\)",$/\1/p')
 printf '\n$ flowmesh task submit examples/tasks/needs-gpu.json\nsubmitted %s\n' "$gpu"
 sleep 2

@@ -282,6 +282,30 @@ impl TestServer {
         .await
     }
 
+    /// A worker that finds its capabilities with `probes`, before it
+    /// registers and again every 200 ms.
+    pub async fn probed_worker(
+        &self,
+        name: &str,
+        plugins: &[(&str, &str)],
+        probes: Vec<std::sync::Arc<dyn flowmesh_runtime::Probe>>,
+        slots: u32,
+    ) -> TestWorker {
+        TestWorker::start_with(
+            &self.url,
+            &self.worker_token,
+            name,
+            plugins,
+            HostCapabilities::none(),
+            slots,
+            |config| {
+                config.probes = probes;
+                config.probe_interval = Duration::from_millis(200);
+            },
+        )
+        .await
+    }
+
     /// An echo worker with `slots`.
     pub async fn echo_worker(&self, name: &str, slots: u32) -> TestWorker {
         self.worker(
@@ -312,6 +336,20 @@ impl TestWorker {
         capabilities: HostCapabilities,
         slots: u32,
     ) -> Self {
+        Self::start_with(url, token, name, plugins, capabilities, slots, |_| {}).await
+    }
+
+    /// Starts a worker against `url`, its configuration adjusted by
+    /// `configure`.
+    pub async fn start_with(
+        url: &str,
+        token: &str,
+        name: &str,
+        plugins: &[(&str, &str)],
+        capabilities: HostCapabilities,
+        slots: u32,
+        configure: impl FnOnce(&mut WorkerConfig),
+    ) -> Self {
         let runtime = TestRuntime::with(capabilities, |_| {});
         for (plugin, path) in plugins {
             runtime.load(plugin, path).await;
@@ -320,6 +358,7 @@ impl TestWorker {
         config.name = name.to_string();
         config.slots = slots;
         config.claim_wait = Duration::from_secs(2);
+        configure(&mut config);
         let worker = Worker::start(config, runtime.runtime.clone())
             .await
             .expect("worker registers");

@@ -117,3 +117,64 @@ pub async fn assert_no_containers_left(owner: &str) {
     )
     .await;
 }
+
+/// A Unix socket that forwards to the local Docker daemon, and that a test
+/// can take away and bring back: a daemon that stops and comes back, as the
+/// worker at the other end sees it, without touching the real one.
+pub struct DockerProxy {
+    path: std::path::PathBuf,
+    accept: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The daemon's socket.
+const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
+impl DockerProxy {
+    /// Listens at `path` and forwards every connection.
+    pub fn start(path: &std::path::Path) -> Self {
+        let mut proxy = Self {
+            path: path.to_path_buf(),
+            accept: None,
+        };
+        proxy.resume();
+        proxy
+    }
+
+    /// `unix://` address of the proxy, for `DockerConfig::host`.
+    pub fn url(&self) -> String {
+        format!("unix://{}", self.path.display())
+    }
+
+    /// Stops listening and cuts every forwarded connection: the daemon is
+    /// gone.
+    pub fn stop(&mut self) {
+        if let Some(accept) = self.accept.take() {
+            accept.abort();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+
+    /// Listens again: the daemon is back.
+    pub fn resume(&mut self) {
+        self.stop();
+        let listener =
+            tokio::net::UnixListener::bind(&self.path).expect("binding the proxy socket");
+        self.accept = Some(tokio::spawn(async move {
+            // Dropped with this task: aborting it cuts every connection.
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    if let Ok(mut daemon) = tokio::net::UnixStream::connect(DOCKER_SOCKET).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut daemon).await;
+                    }
+                });
+            }
+        }));
+    }
+}
+
+impl Drop for DockerProxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

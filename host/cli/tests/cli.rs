@@ -13,6 +13,8 @@ use serde_json::Value;
 
 const FLOWMESH: &str = env!("CARGO_BIN_EXE_flowmesh");
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+/// A Docker address where no daemon answers.
+const NO_DOCKER: &str = "unix:///nonexistent/docker.sock";
 
 /// A home for one test: data directory, config file, scratch files.
 struct Home {
@@ -97,10 +99,20 @@ impl Home {
         serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("{error}: {stdout}"))
     }
 
-    /// Starts `flowmesh up` on a free port and waits until it is ready.
+    /// Starts `flowmesh up` on a free port and waits until it is ready. Its
+    /// worker looks for Docker where no daemon is, so that what it shows for
+    /// a plugin that needs Docker does not depend on the machine.
     fn up(&self) -> Up {
         let mut child = self
-            .command(&["up", "--bind", "127.0.0.1:0", "--slots", "2"])
+            .command(&[
+                "up",
+                "--bind",
+                "127.0.0.1:0",
+                "--slots",
+                "2",
+                "--docker-host",
+                NO_DOCKER,
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -349,7 +361,8 @@ fn a_plugin_from_new_to_result_through_a_local_cluster() {
     assert!(tasks.iter().any(|task| task["id"] == echo_id.as_str()));
     assert!(tasks.iter().any(|task| task["taskType"] == "greet"));
 
-    // worker inspect shows the types, plugins, capabilities and hardware.
+    // worker inspect shows the types, plugins, capabilities and hardware,
+    // and why the first-party container plugin cannot run here.
     let workers = home.json(&["worker", "list"]);
     let name = workers[0]["name"].as_str().expect("a worker").to_string();
     let inspected = home.ok(&["worker", "inspect", &name]);
@@ -359,6 +372,8 @@ fn a_plugin_from_new_to_result_through_a_local_cluster() {
         "containers",
         "absent",
         "slots:",
+        "container",
+        &format!("cannot reach the Docker daemon at {NO_DOCKER}"),
     ] {
         assert!(inspected.contains(expected), "{expected}: {inspected}");
     }

@@ -106,8 +106,15 @@ async fn place(
     let reasons: Vec<(&PendingShape, Waiting)> = shapes
         .iter()
         .filter_map(|shape| {
-            explain(&shape.task_type, &shape.hardware, &workers, &usage)
-                .map(|waiting| (shape, waiting))
+            let provider = state.validator.provider(&shape.task_type);
+            explain(
+                &shape.task_type,
+                provider.as_deref(),
+                &shape.hardware,
+                &workers,
+                &usage,
+            )
+            .map(|waiting| (shape, waiting))
         })
         .collect();
     state.store.set_waiting(&reasons, now).await?;

@@ -15,11 +15,64 @@ use flowmesh_types::format_bytes;
 
 use crate::store::{Usage, WorkerRecord};
 
+/// Why no live worker advertises `task_type`, for a task's waiting reason
+/// and a refused fail-fast submission. When the plugin that provides it
+/// (`provider`, from the server's catalog) is installed on workers that
+/// cannot run it, their reasons are the answer: the missing capability and
+/// its probe's error, grouped by reason.
+pub fn no_worker_for_type(
+    task_type: &str,
+    provider: Option<&str>,
+    workers: &[WorkerRecord],
+) -> String {
+    if workers.is_empty() {
+        return format!(
+            "no live worker advertises task type {task_type:?}: no worker is connected"
+        );
+    }
+    // Each reason once, with its workers, in the order first seen.
+    let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
+    if let Some(provider) = provider {
+        for worker in workers {
+            let reason = worker
+                .capabilities
+                .plugins
+                .iter()
+                .find(|plugin| plugin.name == provider)
+                .and_then(|plugin| plugin.reason.as_deref());
+            let Some(reason) = reason else { continue };
+            match reasons.iter_mut().find(|(seen, _)| *seen == reason) {
+                Some((_, names)) => names.push(&worker.name),
+                None => reasons.push((reason, vec![&worker.name])),
+            }
+        }
+    }
+    let live = workers.len();
+    match provider {
+        Some(provider) if !reasons.is_empty() => {
+            let reasons: Vec<String> = reasons
+                .into_iter()
+                .map(|(reason, names)| {
+                    format!("on {}, plugin {provider:?} {reason}", names.join(", "))
+                })
+                .collect();
+            format!(
+                "no live worker advertises task type {task_type:?} ({live} live worker(s)): {}",
+                reasons.join("; ")
+            )
+        }
+        _ => format!(
+            "no live worker advertises task type {task_type:?} ({live} live worker(s); install the plugin that provides it, or start a worker with the capability it needs)"
+        ),
+    }
+}
+
 /// Why a task with this type and request waits, given the live workers and
 /// what they run; `None` when some worker has room for it now (it is about to
 /// be claimed).
 pub fn explain(
     task_type: &str,
+    provider: Option<&str>,
     request: &HardwareRequest,
     workers: &[WorkerRecord],
     usage: &HashMap<String, Usage>,
@@ -34,17 +87,9 @@ pub fn explain(
         .collect();
     counts.advertising_type = advertising.len() as u32;
     if advertising.is_empty() {
-        let message = if workers.is_empty() {
-            format!("no live worker advertises task type {task_type:?}: no worker is connected")
-        } else {
-            format!(
-                "no live worker advertises task type {task_type:?} ({} live worker(s); install the plugin that provides it, or start a worker with the capability it needs)",
-                workers.len()
-            )
-        };
         return Some(Waiting {
             kind: WaitKind::NoWorkerForType,
-            message,
+            message: no_worker_for_type(task_type, provider, workers),
             counts,
         });
     }
@@ -192,10 +237,49 @@ mod tests {
     }
 
     #[test]
+    fn workers_that_cannot_run_the_providing_plugin_give_their_reasons() {
+        let unavailable = |name: &str, reason: &str| {
+            let mut worker = worker(name, &["echo"], 1, Vec::new());
+            worker
+                .capabilities
+                .plugins
+                .push(flowmesh_types::PluginReport {
+                    name: "container".into(),
+                    version: None,
+                    digest: "sha256:00".into(),
+                    status: flowmesh_types::PluginStatus::Unavailable,
+                    reason: Some(reason.into()),
+                    imports: Vec::new(),
+                    manifest: None,
+                });
+            worker
+        };
+        let workers = [
+            unavailable("a", "imports containers: no Docker capability: refused"),
+            unavailable("b", "imports containers: no Docker capability: refused"),
+            unavailable("c", "imports containers: no Docker capability: no socket"),
+        ];
+        assert_eq!(
+            no_worker_for_type("container", Some("container"), &workers),
+            "no live worker advertises task type \"container\" (3 live worker(s)): on a, b, plugin \"container\" imports containers: no Docker capability: refused; on c, plugin \"container\" imports containers: no Docker capability: no socket"
+        );
+        assert!(
+            no_worker_for_type("train", None, &workers).contains("install the plugin"),
+            "no provider: the generic advice"
+        );
+    }
+
+    #[test]
     fn no_worker_advertising_the_type_is_the_first_reason() {
         let workers = [worker("a", &["echo"], 1, Vec::new())];
-        let waiting =
-            explain("train", &request(0, 0, None), &workers, &HashMap::new()).expect("cannot run");
+        let waiting = explain(
+            "train",
+            None,
+            &request(0, 0, None),
+            &workers,
+            &HashMap::new(),
+        )
+        .expect("cannot run");
         assert_eq!(waiting.kind, WaitKind::NoWorkerForType);
         assert_eq!(waiting.counts.live_workers, 1);
         assert_eq!(waiting.counts.advertising_type, 0);
@@ -211,6 +295,7 @@ mod tests {
         let workers = [worker("gpu-box", &["train"], 1, vec![a100])];
         let waiting = explain(
             "train",
+            None,
             &request(0, 1, Some("H100")),
             &workers,
             &HashMap::new(),
@@ -224,6 +309,7 @@ mod tests {
         );
         let waiting = explain(
             "train",
+            None,
             &request(1 << 40, 0, None),
             &workers,
             &HashMap::new(),
@@ -239,6 +325,7 @@ mod tests {
         assert!(
             explain(
                 "train",
+                None,
                 &request(0, 1, Some("a100")),
                 &workers,
                 &HashMap::new()
@@ -258,7 +345,7 @@ mod tests {
                 ..Usage::default()
             },
         );
-        let waiting = explain("echo", &request(0, 0, None), &workers, &usage).expect("busy");
+        let waiting = explain("echo", None, &request(0, 0, None), &workers, &usage).expect("busy");
         assert_eq!(waiting.kind, WaitKind::WorkersBusy);
         assert_eq!(waiting.counts.fitting_hardware, 1);
         assert_eq!(waiting.counts.with_free_capacity, 0);
@@ -269,6 +356,6 @@ mod tests {
                 ..Usage::default()
             },
         );
-        assert!(explain("echo", &request(0, 0, None), &workers, &usage).is_none());
+        assert!(explain("echo", None, &request(0, 0, None), &workers, &usage).is_none());
     }
 }

@@ -29,9 +29,18 @@ pub enum SpecRejection {
 /// Installed plugins, loaded for checking specs.
 pub struct Validator {
     runtime: Runtime,
-    /// Every task type a loaded plugin serves, with its compiled JSON Schema
-    /// (`None` when the plugin's schema does not compile).
-    task_types: RwLock<HashMap<String, Option<Arc<jsonschema::Validator>>>>,
+    /// Every task type a loaded plugin serves.
+    task_types: RwLock<HashMap<String, Provided>>,
+}
+
+/// One task type as a loaded plugin provides it.
+#[derive(Clone)]
+struct Provided {
+    /// The plugin's name.
+    plugin: String,
+    /// Its compiled JSON Schema (`None` when the plugin's schema does not
+    /// compile).
+    schema: Option<Arc<jsonschema::Validator>>,
 }
 
 impl Validator {
@@ -107,6 +116,15 @@ impl Validator {
         names
     }
 
+    /// The name of the plugin that provides `task_type`.
+    pub fn provider(&self, task_type: &str) -> Option<String> {
+        self.task_types
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(task_type)
+            .map(|provided| provided.plugin.clone())
+    }
+
     fn refresh_task_types(&self) {
         let mut task_types = HashMap::new();
         for plugin in self.runtime.capabilities().plugins {
@@ -126,7 +144,13 @@ impl Validator {
                         None
                     }
                 };
-                task_types.insert(task_type.name, schema);
+                task_types.insert(
+                    task_type.name,
+                    Provided {
+                        plugin: plugin.name.clone(),
+                        schema,
+                    },
+                );
             }
         }
         *self
@@ -141,7 +165,7 @@ impl Validator {
         task_type: &str,
         spec: &Map<String, Value>,
     ) -> Result<(), SpecRejection> {
-        let schema = self
+        let provided = self
             .task_types
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -149,7 +173,7 @@ impl Validator {
             .cloned()
             .ok_or_else(|| SpecRejection::UnknownTaskType(task_type.to_string()))?;
         let instance = Value::Object(spec.clone());
-        if let Some(schema) = schema {
+        if let Some(schema) = provided.schema {
             let errors: Vec<FieldError> = schema
                 .iter_errors(&instance)
                 .flat_map(|error| field_errors(&error))

@@ -143,15 +143,19 @@ pub(super) async fn submit(
             .iter()
             .any(|worker| worker.capabilities.supports(task_type))
         {
+            let provider = state.validator.provider(task_type);
             return Err(ApiFailure::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "no_eligible_worker",
                 format!(
-                    "no live worker advertises task type {task_type:?} ({} live worker(s)); the task was not stored",
-                    workers.len()
+                    "{}; the task was not stored",
+                    crate::placement::no_worker_for_type(task_type, provider.as_deref(), &workers)
                 ),
             )
-            .with_details(vec![FieldError::new("spec.taskType", "no live worker serves this type")]));
+            .with_details(vec![FieldError::new(
+                "spec.taskType",
+                "no live worker serves this type",
+            )]));
         }
     }
     if dry_run {

@@ -1,0 +1,193 @@
+//! A mixed fleet on real Docker: one worker whose Docker daemon answers and
+//! one whose daemon does not, behind a real server on SQLite over HTTP.
+//! `container` tasks go only where the capability is linked; when no live
+//! worker has it, the server says which worker lacks what, and why.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flowmesh_containers::{DockerConfig, DockerProbe};
+use flowmesh_runtime::Probe;
+use flowmesh_tests::cluster::{Db, TestServer, eventually, task_types};
+use flowmesh_tests::components;
+use flowmesh_tests::docker::{DockerProxy, TEST_IMAGE, assert_no_containers_left, docker_config};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+const LONG: Duration = Duration::from_secs(60);
+
+const PLUGINS: [(&str, &str); 2] = [
+    ("echo", components::ECHO),
+    ("container", components::CONTAINER),
+];
+
+fn probe(config: DockerConfig) -> Vec<Arc<dyn Probe>> {
+    vec![Arc::new(DockerProbe::new(config))]
+}
+
+fn container_document(command: &str) -> String {
+    format!(
+        "apiVersion: flowmesh/v1\nkind: Task\nspec:\n  taskType: container\n  image: {TEST_IMAGE}\n  command: [sh, -c, {command:?}]\n  resources: {{hardware: {{memory: 64Mi}}}}\n"
+    )
+}
+
+/// The containers capability and the `container` plugin as `GET
+/// /workers/{name}` shows them.
+fn docker_view(worker: &Value) -> (Value, Value) {
+    let capability = worker["capabilities"]["capabilities"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["kind"] == "containers"))
+        .cloned()
+        .unwrap_or_default();
+    let plugin = worker["capabilities"]["plugins"]
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["name"] == "container"))
+        .cloned()
+        .unwrap_or_default();
+    (capability, plugin)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn container_tasks_go_only_to_the_worker_with_docker_and_fail_fast_names_the_docker_error() {
+    let server = TestServer::start(Db::Sqlite, |_| {}).await;
+    server.install("container", components::CONTAINER).await;
+    let config = docker_config("fleet");
+    let owner = config.owner.clone();
+    let mut with_docker = server
+        .probed_worker("with-docker", &PLUGINS, probe(config), 2)
+        .await;
+    let mut unreachable = DockerConfig::new("without-docker");
+    unreachable.host = Some("unix:///nonexistent/docker.sock".into());
+    let _without = server
+        .probed_worker("without-docker", &PLUGINS, probe(unreachable), 2)
+        .await;
+    let api = server.admin();
+
+    let documents: Vec<String> = (0..6)
+        .map(|i| container_document(&format!("echo task {i}")))
+        .collect();
+    let ids: Vec<String> =
+        futures::future::join_all(documents.iter().map(|document| api.submit(document))).await;
+    let messages: Vec<String> = (0..6).map(|i| i.to_string()).collect();
+    let echoes: Vec<String> =
+        futures::future::join_all(messages.iter().map(|message| api.echo(message))).await;
+    for (i, id) in ids.iter().enumerate() {
+        let task = api.finished(id, LONG).await;
+        assert_eq!(task["state"], "succeeded", "{task:#}");
+        assert_eq!(task["worker"], "with-docker", "{task:#}");
+        assert_eq!(task["result"]["output"]["exitCode"], 0, "{task:#}");
+        let events = api.events(id, LONG).await;
+        assert!(
+            events
+                .iter()
+                .any(|(_, event)| event["data"]["message"] == format!("task {i}")),
+            "the container's output is in the task's events: {events:?}"
+        );
+    }
+    for id in &echoes {
+        assert_eq!(api.finished(id, LONG).await["state"], "succeeded");
+    }
+
+    // The worker without Docker says why it cannot run the plugin.
+    let (status, without) = api.get("/workers/without-docker").await;
+    assert_eq!(status, StatusCode::OK, "{without}");
+    assert_eq!(task_types(&without), ["echo", "sleep"]);
+    let (capability, plugin) = docker_view(&without);
+    assert_eq!(capability["status"], "absent", "{without:#}");
+    let docker_error = "cannot reach the Docker daemon at unix:///nonexistent/docker.sock";
+    assert!(
+        capability["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(docker_error),
+        "{capability:#}"
+    );
+    assert_eq!(plugin["status"], "unavailable", "{plugin:#}");
+    assert!(
+        plugin["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(docker_error),
+        "{plugin:#}"
+    );
+
+    // Only the worker without Docker left: fail-fast refuses, naming the
+    // type, the worker and the Docker error.
+    with_docker.kill();
+    let refused = eventually("fail-fast to refuse", LONG, || {
+        let api = api.clone();
+        async move {
+            let document = container_document("true");
+            match api.submit_raw("?failFast=true", &document).await {
+                (StatusCode::UNPROCESSABLE_ENTITY, body) => Ok(body),
+                (status, body) => Err(format!("{status}: {body}")),
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        refused["error"]["code"], "no_eligible_worker",
+        "{refused:#}"
+    );
+    let message = refused["error"]["message"].as_str().unwrap_or_default();
+    for expected in [
+        "task type \"container\"",
+        "on without-docker, plugin \"container\" imports flowmesh:host/containers@0.1.0",
+        docker_error,
+        "the task was not stored",
+    ] {
+        assert!(message.contains(expected), "{expected:?} in {message}");
+    }
+    assert_no_containers_left(&owner).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_withdraws_container_while_its_daemon_is_gone_and_offers_it_again_when_it_is_back()
+{
+    let server = TestServer::start(Db::Sqlite, |_| {}).await;
+    server.install("container", components::CONTAINER).await;
+    let socket_dir = tempfile::tempdir().expect("temporary directory");
+    let mut daemon = DockerProxy::start(&socket_dir.path().join("docker.sock"));
+    let mut config = docker_config("comes-and-goes");
+    config.host = Some(daemon.url());
+    let owner = config.owner.clone();
+    let _worker = server
+        .probed_worker("flaky-docker", &PLUGINS, probe(config), 2)
+        .await;
+    let api = server.admin();
+    let advertised = |expected: bool| {
+        let api = api.clone();
+        async move {
+            let (_, worker) = api.get("/workers/flaky-docker").await;
+            let types = task_types(&worker);
+            if types.contains(&"container".to_string()) == expected {
+                Ok(worker)
+            } else {
+                Err(format!("task types {types:?}"))
+            }
+        }
+    };
+    eventually("container to be advertised", LONG, || advertised(true)).await;
+
+    daemon.stop();
+    let worker = eventually("container to be withdrawn", LONG, || advertised(false)).await;
+    let (capability, plugin) = docker_view(&worker);
+    assert_eq!(capability["status"], "absent", "{worker:#}");
+    assert!(
+        plugin["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot reach the Docker daemon at unix://"),
+        "{plugin:#}"
+    );
+
+    daemon.resume();
+    eventually("container to be advertised again", LONG, || {
+        advertised(true)
+    })
+    .await;
+    let id = api.submit(&container_document("echo back")).await;
+    let task = api.finished(&id, LONG).await;
+    assert_eq!(task["state"], "succeeded", "{task:#}");
+    assert_no_containers_left(&owner).await;
+}
