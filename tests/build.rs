@@ -6,7 +6,11 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-const PLUGINS: &[&str] = &["flowmesh-plugin-echo", "flowmesh-plugin-container"];
+const PLUGINS: &[&str] = &[
+    "flowmesh-plugin-echo",
+    "flowmesh-plugin-container",
+    "flowmesh-plugin-inference",
+];
 
 fn main() {
     let tests_dir = Path::new(env!("CARGO_MANIFEST_DIR"));

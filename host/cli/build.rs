@@ -5,7 +5,11 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 /// The first-party plugin packages `flowmesh up` installs.
-const FIRST_PARTY: &[&str] = &["flowmesh-plugin-echo", "flowmesh-plugin-container"];
+const FIRST_PARTY: &[&str] = &[
+    "flowmesh-plugin-echo",
+    "flowmesh-plugin-container",
+    "flowmesh-plugin-inference",
+];
 
 fn main() {
     let cli_dir = Path::new(env!("CARGO_MANIFEST_DIR"));

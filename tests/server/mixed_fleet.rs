@@ -1,20 +1,26 @@
-//! A mixed fleet on real Docker: one worker whose Docker daemon answers and
-//! one whose daemon does not, behind a real server on SQLite over HTTP.
-//! `container` tasks go only where the capability is linked; when no live
-//! worker has it, the server says which worker lacks what, and why.
+//! Mixed fleets behind a real server over HTTP. On real Docker: one worker
+//! whose Docker daemon answers and one whose daemon does not; `container`
+//! tasks go only where the capability is linked, and when no live worker has
+//! it, the server says which worker lacks what, and why. With a model
+//! endpoint: the models it serves are worker labels that tasks require, and
+//! they follow the endpoint as it loads adapters.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use flowmesh_containers::{DockerConfig, DockerProbe};
+use flowmesh_llm::{LlmConfig, LlmProbe};
 use flowmesh_runtime::Probe;
-use flowmesh_tests::cluster::{Db, TestServer, eventually, task_types};
+use flowmesh_tests::cluster::{Db, TestServer, TestWorker, eventually, task_types};
 use flowmesh_tests::components;
 use flowmesh_tests::docker::{DockerProxy, TEST_IMAGE, assert_no_containers_left, docker_config};
+use flowmesh_tests::model_server::ModelServer;
 use reqwest::StatusCode;
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(60);
+
+flowmesh_tests::on_both_backends!(tasks_that_require_labels_go_only_to_workers_carrying_them);
 
 const PLUGINS: [(&str, &str); 2] = [
     ("echo", components::ECHO),
@@ -190,4 +196,100 @@ async fn a_worker_withdraws_container_while_its_daemon_is_gone_and_offers_it_aga
     let task = api.finished(&id, LONG).await;
     assert_eq!(task["state"], "succeeded", "{task:#}");
     assert_no_containers_left(&owner).await;
+}
+
+fn document(task_type: &str, fields: &str, labels: &str) -> String {
+    format!(
+        "apiVersion: flowmesh/v1\nkind: Task\nspec:\n  taskType: {task_type}\n{fields}  resources: {{labels: {labels}}}\n"
+    )
+}
+
+async fn tasks_that_require_labels_go_only_to_workers_carrying_them(db: Db) {
+    let server = TestServer::start(db, |_| {}).await;
+    server.install("inference", components::INFERENCE).await;
+    let models = ModelServer::start("vllm").await;
+    let plugins = [
+        ("echo", components::ECHO),
+        ("inference", components::INFERENCE),
+    ];
+    let llm: Vec<Arc<dyn Probe>> = vec![Arc::new(LlmProbe::new(LlmConfig::new(&models.url)))];
+    let _model_box = server.probed_worker("model-box", &plugins, llm, 2).await;
+    let _plain = TestWorker::start_with(
+        &server.url,
+        &server.worker_token,
+        "plain",
+        &plugins,
+        flowmesh_runtime::HostCapabilities::none(),
+        2,
+        |config| {
+            config.labels.insert("zone".into(), "b".into());
+        },
+    )
+    .await;
+    let api = server.admin();
+    let (_, model_box) = api.get("/workers/model-box").await;
+    assert_eq!(
+        model_box["labels"]["llm.model/test-model"], "served",
+        "{model_box:#}"
+    );
+
+    let chat = "  model: test-model\n  messages: [{role: user, content: hi}]\n";
+    let inference = api
+        .submit(&document(
+            "inference",
+            chat,
+            "{llm.model/test-model: served}",
+        ))
+        .await;
+    let zoned = api
+        .submit(&document("echo", "  message: zoned\n", "{zone: b}"))
+        .await;
+    let task = api.finished(&inference, LONG).await;
+    assert_eq!(task["state"], "succeeded", "{task:#}");
+    assert_eq!(task["worker"], "model-box");
+    assert_eq!(task["result"]["output"]["content"], "you said: hi");
+    assert_eq!(api.finished(&zoned, LONG).await["worker"], "plain");
+
+    // Nobody carries it: the task waits and says what is missing where.
+    let lost = api
+        .submit(&document("echo", "  message: lost\n", "{zone: mars}"))
+        .await;
+    let waiting = api
+        .until(&lost, LONG, |task| {
+            task["waiting"]["kind"] == "missing_labels"
+        })
+        .await;
+    let reason = waiting["waiting"]["message"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("plain lacks zone=mars") && reason.contains("model-box lacks zone=mars"),
+        "{reason}"
+    );
+
+    // A model the endpoint starts serving later: the task waits for the
+    // label, another task loads the adapter, the worker's next probe
+    // advertises it, and the waiting task runs.
+    let adapter_chat = "  model: sql-adapter\n  messages: [{role: user, content: select}]\n";
+    let later = api
+        .submit(&document(
+            "inference",
+            adapter_chat,
+            "{llm.model/sql-adapter: served}",
+        ))
+        .await;
+    api.until(&later, LONG, |task| {
+        task["waiting"]["kind"] == "missing_labels"
+    })
+    .await;
+    let loader = api
+        .submit(&document(
+            "inference",
+            "  model: test-model\n  prompt: warm up\n  lora: {name: sql-adapter, path: /adapters/sql}\n",
+            "{}",
+        ))
+        .await;
+    assert_eq!(api.finished(&loader, LONG).await["state"], "succeeded");
+    let task = api.finished(&later, LONG).await;
+    assert_eq!(task["state"], "succeeded", "{task:#}");
+    assert_eq!(task["result"]["output"]["model"], "sql-adapter");
+    api.delete(&format!("/tasks/{lost}")).await;
 }

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod cluster;
 pub mod docker;
+pub mod model_server;
 pub mod stub_containers;
 
 /// Paths of the components built by the build script.

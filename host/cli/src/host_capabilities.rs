@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flowmesh_containers::{DockerConfig, DockerProbe, ImagePolicy};
+use flowmesh_llm::{LlmConfig, LlmProbe};
 use flowmesh_runtime::Probe;
 
 /// Host capability options.
@@ -25,6 +26,22 @@ pub struct CapabilityArgs {
     /// Give a container a network when its task asks for one (default: never).
     #[arg(long)]
     allow_network: bool,
+    /// An OpenAI-compatible model endpoint (vLLM, llama.cpp server, …) that
+    /// plugins may use, e.g. http://127.0.0.1:8000. Probed with GET /v1/models;
+    /// the models it serves become labels llm.model/<id>=served.
+    #[arg(long, env = "FLOWMESH_LLM_URL", value_name = "URL")]
+    llm_url: Option<String>,
+    /// A bearer token for the model endpoint.
+    #[arg(
+        long,
+        env = "FLOWMESH_LLM_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    llm_api_key: Option<String>,
+    /// Longest one model call may take, e.g. 10m (the default).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    llm_timeout: Option<Duration>,
     /// How often capabilities are probed again, e.g. 10s (the default).
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     probe_interval: Option<Duration>,
@@ -37,6 +54,9 @@ impl CapabilityArgs {
             && !self.no_docker
             && self.allow_images.is_empty()
             && !self.allow_network
+            && self.llm_url.is_none()
+            && self.llm_api_key.is_none()
+            && self.llm_timeout.is_none()
             && self.probe_interval.is_none()
     }
 
@@ -49,6 +69,14 @@ impl CapabilityArgs {
             docker.images = ImagePolicy::new(self.allow_images.iter().cloned());
             docker.allow_network = self.allow_network;
             probes.push(Arc::new(DockerProbe::new(docker)));
+        }
+        if let Some(url) = &self.llm_url {
+            let mut llm = LlmConfig::new(url);
+            llm.api_key = self.llm_api_key.clone();
+            if let Some(timeout) = self.llm_timeout {
+                llm.timeout = timeout;
+            }
+            probes.push(Arc::new(LlmProbe::new(llm)));
         }
         probes
     }

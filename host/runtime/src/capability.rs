@@ -47,6 +47,19 @@ pub trait Capability: Send + Sync + 'static {
     /// `linker`.
     fn add_to_linker(&self, linker: &mut Linker<TaskState>) -> wasmtime::Result<()>;
 
+    /// Labels the worker advertises while it has this capability (the
+    /// models an endpoint serves); tasks can require them
+    /// (`spec.resources.labels`). None by default.
+    fn labels(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    /// Devices the worker advertises while it has this capability (the GPUs
+    /// NVML finds), added to its detected hardware. None by default.
+    fn gpus(&self) -> Vec<flowmesh_types::GpuDevice> {
+        Vec::new()
+    }
+
     /// Creates the per-task state the host functions use, for a task of a
     /// plugin that imports this capability. Retrieved with
     /// [`TaskState::capability_state`].

@@ -269,6 +269,25 @@ impl Runtime {
         }
     }
 
+    /// The labels the working capabilities add to the worker's own
+    /// ([`Capability::labels`]).
+    pub fn capability_labels(&self) -> Vec<(String, String)> {
+        self.linked()
+            .capabilities
+            .present()
+            .flat_map(|capability| capability.labels())
+            .collect()
+    }
+
+    /// The GPUs the working capabilities find ([`Capability::gpus`]).
+    pub fn capability_gpus(&self) -> Vec<flowmesh_types::GpuDevice> {
+        self.linked()
+            .capabilities
+            .present()
+            .flat_map(|capability| capability.gpus())
+            .collect()
+    }
+
     /// The working capability of `kind`, if any.
     pub fn capability(&self, kind: CapabilityKind) -> Option<Arc<dyn Capability>> {
         self.linked().capabilities.get(kind).cloned()

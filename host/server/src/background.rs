@@ -110,6 +110,7 @@ async fn place(
             explain(
                 &shape.task_type,
                 provider.as_deref(),
+                &shape.labels,
                 &shape.hardware,
                 &workers,
                 &usage,
@@ -122,7 +123,7 @@ async fn place(
     for (shape, waiting) in &reasons {
         if matches!(
             waiting.kind,
-            WaitKind::NoWorkerForType | WaitKind::InsufficientHardware
+            WaitKind::NoWorkerForType | WaitKind::MissingLabels | WaitKind::InsufficientHardware
         ) {
             let key = shape_key(shape);
             let since = unplaceable_since.get(&key).copied().unwrap_or(now);

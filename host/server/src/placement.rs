@@ -7,7 +7,7 @@
 //! leaves no worker names the case, and the counts show how far each got.
 //! The claim applies the same checks in SQL; this module explains them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use flowmesh_types::api::{PlacementCounts, WaitKind, Waiting};
 use flowmesh_types::document::HardwareRequest;
@@ -73,6 +73,7 @@ pub fn no_worker_for_type(
 pub fn explain(
     task_type: &str,
     provider: Option<&str>,
+    labels: &BTreeMap<String, String>,
     request: &HardwareRequest,
     workers: &[WorkerRecord],
     usage: &HashMap<String, Usage>,
@@ -93,8 +94,34 @@ pub fn explain(
             counts,
         });
     }
+    let labelled: Vec<&WorkerRecord> = advertising
+        .iter()
+        .copied()
+        .filter(|worker| missing_labels(labels, worker).is_empty())
+        .collect();
+    if labelled.is_empty() {
+        let missing: Vec<String> = advertising
+            .iter()
+            .map(|worker| {
+                format!(
+                    "{} lacks {}",
+                    worker.name,
+                    missing_labels(labels, worker).join(", ")
+                )
+            })
+            .collect();
+        return Some(Waiting {
+            kind: WaitKind::MissingLabels,
+            message: format!(
+                "{} worker(s) advertise task type {task_type:?}, but none carries the labels it requires: {}",
+                advertising.len(),
+                missing.join("; ")
+            ),
+            counts,
+        });
+    }
     let mut shortfalls = Vec::new();
-    let fitting: Vec<&&WorkerRecord> = advertising
+    let fitting: Vec<&&WorkerRecord> = labelled
         .iter()
         .filter(|worker| match hardware_shortfall(request, worker) {
             None => true,
@@ -112,7 +139,7 @@ pub fn explain(
             kind: WaitKind::InsufficientHardware,
             message: format!(
                 "{} worker(s) advertise task type {task_type:?}, but none has the hardware: {}",
-                advertising.len(),
+                labelled.len(),
                 shortfalls.join("; ")
             ),
             counts,
@@ -133,6 +160,16 @@ pub fn explain(
         ),
         counts,
     })
+}
+
+/// The required labels `worker` does not carry with the required value, as
+/// `key=value`.
+fn missing_labels(labels: &BTreeMap<String, String>, worker: &WorkerRecord) -> Vec<String> {
+    labels
+        .iter()
+        .filter(|(key, value)| worker.labels.get(*key) != Some(*value))
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect()
 }
 
 /// What the worker's hardware lacks for the request even when idle, in words.
@@ -275,6 +312,7 @@ mod tests {
         let waiting = explain(
             "train",
             None,
+            &BTreeMap::new(),
             &request(0, 0, None),
             &workers,
             &HashMap::new(),
@@ -296,6 +334,7 @@ mod tests {
         let waiting = explain(
             "train",
             None,
+            &BTreeMap::new(),
             &request(0, 1, Some("H100")),
             &workers,
             &HashMap::new(),
@@ -310,6 +349,7 @@ mod tests {
         let waiting = explain(
             "train",
             None,
+            &BTreeMap::new(),
             &request(1 << 40, 0, None),
             &workers,
             &HashMap::new(),
@@ -326,6 +366,7 @@ mod tests {
             explain(
                 "train",
                 None,
+                &BTreeMap::new(),
                 &request(0, 1, Some("a100")),
                 &workers,
                 &HashMap::new()
@@ -345,7 +386,15 @@ mod tests {
                 ..Usage::default()
             },
         );
-        let waiting = explain("echo", None, &request(0, 0, None), &workers, &usage).expect("busy");
+        let waiting = explain(
+            "echo",
+            None,
+            &BTreeMap::new(),
+            &request(0, 0, None),
+            &workers,
+            &usage,
+        )
+        .expect("busy");
         assert_eq!(waiting.kind, WaitKind::WorkersBusy);
         assert_eq!(waiting.counts.fitting_hardware, 1);
         assert_eq!(waiting.counts.with_free_capacity, 0);
@@ -356,6 +405,16 @@ mod tests {
                 ..Usage::default()
             },
         );
-        assert!(explain("echo", None, &request(0, 0, None), &workers, &usage).is_none());
+        assert!(
+            explain(
+                "echo",
+                None,
+                &BTreeMap::new(),
+                &request(0, 0, None),
+                &workers,
+                &usage
+            )
+            .is_none()
+        );
     }
 }

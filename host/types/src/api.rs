@@ -96,6 +96,9 @@ impl std::fmt::Display for TaskState {
 pub enum WaitKind {
     /// No live worker advertises the task type.
     NoWorkerForType,
+    /// Workers advertise the type, but none carries the labels the task
+    /// requires (`spec.resources.labels`).
+    MissingLabels,
     /// Workers advertise the type, but none has the hardware the task asks for.
     InsufficientHardware,
     /// Workers could run it, but their slots or hardware are in use.
@@ -109,6 +112,7 @@ impl WaitKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NoWorkerForType => "no_worker_for_type",
+            Self::MissingLabels => "missing_labels",
             Self::InsufficientHardware => "insufficient_hardware",
             Self::WorkersBusy => "workers_busy",
             Self::RetryBackoff => "retry_backoff",
@@ -335,18 +339,7 @@ impl EventBody {
     }
 }
 
-/// A GPU as the worker detected it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
-pub struct GpuDevice {
-    /// Device index on the host.
-    pub index: u32,
-    /// Product name (`NVIDIA H100 80GB HBM3`).
-    pub model: String,
-    /// Device memory in bytes.
-    pub memory_bytes: u64,
-}
+pub use crate::capability::GpuDevice;
 
 /// A worker's hardware, detected on the host, never configured.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -481,6 +474,14 @@ pub struct Heartbeat {
     /// What it can run now (sent when it changed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<WorkerCapabilities>,
+    /// Its labels now, operator labels and those of its capabilities (sent
+    /// when they changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Its hardware now (sent when it changed: GPUs appear with the GPU
+    /// capability).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<Hardware>,
 }
 
 /// `POST /worker/heartbeat`'s answer.

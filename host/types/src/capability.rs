@@ -200,3 +200,16 @@ mod tests {
         assert_eq!(back, report);
     }
 }
+
+/// A GPU as the worker detected it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct GpuDevice {
+    /// Device index on the host.
+    pub index: u32,
+    /// Product name (`NVIDIA H100 80GB HBM3`).
+    pub model: String,
+    /// Device memory in bytes.
+    pub memory_bytes: u64,
+}

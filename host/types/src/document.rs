@@ -92,6 +92,9 @@ pub struct TaskSpec {
 pub struct Resources {
     /// Hardware the task needs on its worker.
     pub hardware: HardwareRequest,
+    /// Labels its worker must carry, each with exactly this value (operator
+    /// labels, or those a capability adds, such as `llm.model/<id>`).
+    pub labels: BTreeMap<String, String>,
 }
 
 /// `spec.resources.hardware`: what a worker must have free to run the task.
@@ -252,7 +255,7 @@ fn check_document(value: &Value, errors: &mut Errors) -> Option<TaskDocument> {
 /// Whether `key` may name a label (and be used in a label filter).
 pub fn is_label_key(key: &str) -> bool {
     !key.is_empty()
-        && key.len() <= 63
+        && key.len() <= 253
         && key
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
@@ -276,37 +279,46 @@ fn check_metadata(value: &Value, errors: &mut Errors) -> Metadata {
             format!("must be a string, not {}", kind_of(other)),
         ),
     }
-    if let Some(labels) = object.get("labels")
-        && let Some(labels) = errors.object("metadata.labels", labels)
-    {
-        for (key, value) in labels {
-            let path = join("metadata.labels", key);
-            if !is_label_key(key) {
-                errors.add(
-                    &path,
-                    "a label key is letters, digits, '-', '_', '.' and '/', at most 63 characters",
-                );
-                continue;
-            }
-            if value
-                .as_str()
-                .is_some_and(|text| text.chars().any(char::is_control))
-            {
-                errors.add(&path, "must not contain control characters");
-                continue;
-            }
-            match value {
-                Value::String(text) => {
-                    metadata.labels.insert(key.clone(), text.clone());
-                }
-                Value::Number(_) | Value::Bool(_) => {
-                    metadata.labels.insert(key.clone(), value.to_string());
-                }
-                other => errors.add(&path, format!("must be a string, not {}", kind_of(other))),
-            }
-        }
+    if let Some(labels) = object.get("labels") {
+        metadata.labels = check_labels("metadata.labels", labels, errors);
     }
     metadata
+}
+
+/// A map of labels at `path`: keys by [`is_label_key`], values strings (a
+/// number or boolean is taken as its text).
+fn check_labels(path: &str, value: &Value, errors: &mut Errors) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let Some(object) = errors.object(path, value) else {
+        return labels;
+    };
+    for (key, value) in object {
+        let path = join(path, key);
+        if !is_label_key(key) {
+            errors.add(
+                &path,
+                "a label key is letters, digits, '-', '_', '.' and '/', at most 253 characters",
+            );
+            continue;
+        }
+        if value
+            .as_str()
+            .is_some_and(|text| text.chars().any(char::is_control))
+        {
+            errors.add(&path, "must not contain control characters");
+            continue;
+        }
+        match value {
+            Value::String(text) => {
+                labels.insert(key.clone(), text.clone());
+            }
+            Value::Number(_) | Value::Bool(_) => {
+                labels.insert(key.clone(), value.to_string());
+            }
+            other => errors.add(&path, format!("must be a string, not {}", kind_of(other))),
+        }
+    }
+    labels
 }
 
 fn check_spec(value: &Value, errors: &mut Errors) -> Option<TaskSpec> {
@@ -403,7 +415,10 @@ fn check_resources(value: &Value, errors: &mut Errors) -> Resources {
     let Some(object) = errors.object("spec.resources", value) else {
         return resources;
     };
-    errors.unknown_fields("spec.resources", object, &["hardware"]);
+    errors.unknown_fields("spec.resources", object, &["hardware", "labels"]);
+    if let Some(labels) = object.get("labels") {
+        resources.labels = check_labels("spec.resources.labels", labels, errors);
+    }
     let Some(hardware) = object.get("hardware") else {
         return resources;
     };

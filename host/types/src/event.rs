@@ -32,6 +32,8 @@ pub enum LogStream {
     Stderr,
     /// The host itself (truncation notices, sandbox messages).
     Host,
+    /// Text a model generates, streamed as it arrives.
+    Model,
 }
 
 /// One event of a running task.

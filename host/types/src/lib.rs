@@ -22,7 +22,7 @@ pub mod manifest;
 pub mod task_error;
 
 pub use capability::{
-    CapabilityKind, CapabilityReport, CapabilityStatus, PluginReport, PluginStatus,
+    CapabilityKind, CapabilityReport, CapabilityStatus, GpuDevice, PluginReport, PluginStatus,
     WorkerCapabilities,
 };
 #[cfg(feature = "document")]

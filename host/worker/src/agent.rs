@@ -87,6 +87,14 @@ enum Outgoing {
     Complete(Completion),
 }
 
+/// What a worker tells the server about itself besides its leases.
+#[derive(Debug, Clone, PartialEq)]
+struct Advertised {
+    capabilities: WorkerCapabilities,
+    labels: BTreeMap<String, String>,
+    hardware: Hardware,
+}
+
 struct Running {
     lease_token: String,
     cancel: CancellationToken,
@@ -105,9 +113,9 @@ struct Shared {
     beat_now: Arc<Notify>,
     /// The server's plugin catalog, as last heard.
     catalog: watch::Sender<Option<Vec<PluginRef>>>,
-    /// What the server was last told this worker can run (registration or
-    /// heartbeat): a heartbeat carries the capabilities when they differ.
-    advertised: Mutex<Option<WorkerCapabilities>>,
+    /// What the server was last told (registration or heartbeat): a
+    /// heartbeat carries what differs.
+    advertised: Mutex<Option<Advertised>>,
     outbox: mpsc::UnboundedSender<Outgoing>,
     /// Stop claiming; interrupt running attempts and report them as retryable.
     stopping: CancellationToken,
@@ -258,12 +266,28 @@ impl Shared {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// What the worker advertises now: what it can run, its labels (the
+    /// operator's and its capabilities'), its hardware (detected, and the
+    /// GPUs its capabilities find).
+    fn advertised_now(&self) -> Advertised {
+        let mut labels = self.config.labels.clone();
+        labels.extend(self.runtime.capability_labels());
+        let mut hardware = self.config.hardware.clone();
+        hardware.gpus.extend(self.runtime.capability_gpus());
+        Advertised {
+            capabilities: self.runtime.capabilities(),
+            labels,
+            hardware,
+        }
+    }
+
     fn registration_message(&self) -> WorkerRegistration {
+        let advertised = self.advertised_now();
         WorkerRegistration {
             name: self.config.name.clone(),
-            capabilities: self.runtime.capabilities(),
-            hardware: self.config.hardware.clone(),
-            labels: self.config.labels.clone(),
+            capabilities: advertised.capabilities,
+            hardware: advertised.hardware,
+            labels: advertised.labels,
             slots: self.config.slots,
             version: env!("CARGO_PKG_VERSION").to_string(),
         }
@@ -290,8 +314,11 @@ impl Shared {
                     *self
                         .advertised
                         .lock()
-                        .unwrap_or_else(PoisonError::into_inner) =
-                        Some(message.capabilities.clone());
+                        .unwrap_or_else(PoisonError::into_inner) = Some(Advertised {
+                        capabilities: message.capabilities.clone(),
+                        labels: message.labels.clone(),
+                        hardware: message.hardware.clone(),
+                    });
                     self.catalog.send_replace(Some(registered.plugins.clone()));
                     *self.registration.write().await = Some(registered);
                     return Ok(());
@@ -513,17 +540,23 @@ async fn heartbeat_loop(shared: Arc<Shared>) {
                 lease_token: running.lease_token.clone(),
             })
             .collect();
-        let capabilities = shared.runtime.capabilities();
-        let changed = shared
+        let now = shared.advertised_now();
+        let before = shared
             .advertised
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            != Some(&capabilities);
+            .clone();
+        let changed = before.as_ref() != Some(&now);
+        let differs = |same: fn(&Advertised, &Advertised) -> bool| {
+            before.as_ref().is_none_or(|before| !same(before, &now))
+        };
         let beat = Heartbeat {
             worker_id: worker_id.clone(),
             leases,
-            capabilities: changed.then(|| capabilities.clone()),
+            capabilities: differs(|a, b| a.capabilities == b.capabilities)
+                .then(|| now.capabilities.clone()),
+            labels: differs(|a, b| a.labels == b.labels).then(|| now.labels.clone()),
+            hardware: differs(|a, b| a.hardware == b.hardware).then(|| now.hardware.clone()),
         };
         match shared
             .client
@@ -535,7 +568,7 @@ async fn heartbeat_loop(shared: Arc<Shared>) {
                     *shared
                         .advertised
                         .lock()
-                        .unwrap_or_else(PoisonError::into_inner) = Some(capabilities);
+                        .unwrap_or_else(PoisonError::into_inner) = Some(now);
                 }
                 shared.catalog.send_replace(Some(answer.plugins));
                 let running = shared.lock_running();

@@ -103,16 +103,10 @@ pub(super) async fn heartbeat(
     let beat: Heartbeat = parse_json(&body)?;
     let outcome = state
         .store
-        .heartbeat(
-            &beat.worker_id,
-            &beat.leases,
-            beat.capabilities.as_ref(),
-            now_ms(),
-            state.lease_ttl_ms(),
-        )
+        .heartbeat(&beat, now_ms(), state.lease_ttl_ms())
         .await?
         .ok_or_else(|| unknown_worker(&beat.worker_id))?;
-    if beat.capabilities.is_some() {
+    if beat.capabilities.is_some() || beat.labels.is_some() || beat.hardware.is_some() {
         state.work.notify();
     }
     Ok(Json(HeartbeatResponse {

@@ -198,17 +198,46 @@ impl Store {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let sql = match self.backend {
-            Backend::Sqlite => include_str!("../../../../migrations/sqlite/0001_initial.sql"),
-            Backend::Postgres => include_str!("../../../../migrations/postgres/0001_initial.sql"),
+        let scripts: &[(i64, &str, &str)] = match self.backend {
+            Backend::Sqlite => &[
+                (
+                    1,
+                    "initial",
+                    include_str!("../../../../migrations/sqlite/0001_initial.sql"),
+                ),
+                (
+                    2,
+                    "worker labels",
+                    include_str!("../../../../migrations/sqlite/0002_worker_labels.sql"),
+                ),
+            ],
+            Backend::Postgres => &[
+                (
+                    1,
+                    "initial",
+                    include_str!("../../../../migrations/postgres/0001_initial.sql"),
+                ),
+                (
+                    2,
+                    "worker labels",
+                    include_str!("../../../../migrations/postgres/0002_worker_labels.sql"),
+                ),
+            ],
         };
-        let migrator = Migrator::with_migrations(vec![Migration::new(
-            1,
-            "initial".into(),
-            MigrationType::Simple,
-            AssertSqlSafe(sql).into_sql_str(),
-            false,
-        )]);
+        let migrator = Migrator::with_migrations(
+            scripts
+                .iter()
+                .map(|(version, name, sql)| {
+                    Migration::new(
+                        *version,
+                        (*name).into(),
+                        MigrationType::Simple,
+                        AssertSqlSafe(*sql).into_sql_str(),
+                        false,
+                    )
+                })
+                .collect(),
+        );
         migrator.run(&self.pool).await?;
         Ok(())
     }

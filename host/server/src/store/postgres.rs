@@ -11,7 +11,7 @@ pub(crate) static DIALECT: Dialect = Dialect {
     begin_write: "BEGIN",
     claim: r#"
 WITH w AS (
-    SELECT id, name, slots, cpu_millis, memory_bytes, gpu_count, hardware, task_types
+    SELECT id, name, slots, cpu_millis, memory_bytes, gpu_count, hardware, task_types, labels
     FROM workers WHERE id = $1 AND state = 'live'
     FOR UPDATE
 ),
@@ -27,6 +27,7 @@ cand AS (
       AND t.task_type IN (SELECT jsonb_array_elements_text(w.task_types::jsonb))
       AND t.run_after <= $2
       AND (t.avoid_worker IS NULL OR t.avoid_worker <> w.name OR t.avoid_until <= $2)
+      AND (t.worker_labels = '{}' OR w.labels::jsonb @> t.worker_labels::jsonb)
       AND t.cpu_millis <= w.cpu_millis - used.cpu
       AND t.memory_bytes <= w.memory_bytes - used.mem
       AND (t.gpu_count = 0 OR (

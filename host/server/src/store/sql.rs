@@ -27,6 +27,11 @@ pub(super) const TOUCH_WORKER: &str =
     "UPDATE workers SET heartbeat_at = $2 WHERE id = $1 AND state = 'live'";
 pub(super) const UPDATE_WORKER_CAPABILITIES: &str =
     "UPDATE workers SET capabilities = $2, task_types = $3 WHERE id = $1";
+pub(super) const UPDATE_WORKER_LABELS: &str = "UPDATE workers SET labels = $2 WHERE id = $1";
+pub(super) const UPDATE_WORKER_HARDWARE: &str = "\
+UPDATE workers SET hardware = $2, cpu_millis = $3, memory_bytes = $4, gpu_count = $5,
+    gpu_models = $6, gpu_memory_bytes = $7
+WHERE id = $1";
 pub(super) const EXPIRE_WORKERS: &str =
     "UPDATE workers SET state = 'gone' WHERE state = 'live' AND heartbeat_at < $1 RETURNING id";
 pub(super) const LIST_WORKERS: &str = "SELECT * FROM workers ORDER BY name, registered_at DESC";
@@ -42,10 +47,10 @@ FROM tasks WHERE state IN ('running', 'cancelling') AND worker_id IS NOT NULL
 GROUP BY worker_id";
 pub(super) const INSERT_TASKS: &str = "\
 INSERT INTO tasks (id, tenant, name, labels, task_type, spec, cpu_millis, memory_bytes, gpu_count,
-    gpu_model, gpu_memory_bytes, timeout_ms, max_attempts, state, attempt, run_after,
-    created_at, updated_at) VALUES ";
+    gpu_model, gpu_memory_bytes, worker_labels, timeout_ms, max_attempts, state, attempt,
+    run_after, created_at, updated_at) VALUES ";
 /// Parameters per row of [`INSERT_TASKS`].
-pub(super) const TASK_PARAMS: usize = 14;
+pub(super) const TASK_PARAMS: usize = 15;
 
 /// One row of [`INSERT_TASKS`] whose parameters start after `base`.
 pub(super) fn task_row(base: usize) -> String {
@@ -111,22 +116,23 @@ WHERE seq = $1";
 pub(super) const MARK_CANCELLING: &str =
     "UPDATE tasks SET state = 'cancelling', updated_at = $2 WHERE seq = $1";
 pub(super) const PENDING_SHAPES: &str = "\
-SELECT task_type, cpu_millis, memory_bytes, gpu_count, gpu_model, gpu_memory_bytes,
+SELECT task_type, cpu_millis, memory_bytes, gpu_count, gpu_model, gpu_memory_bytes, worker_labels,
        COUNT(*) AS n, MIN(updated_at) AS oldest
 FROM tasks WHERE state = 'pending'
-GROUP BY task_type, cpu_millis, memory_bytes, gpu_count, gpu_model, gpu_memory_bytes";
+GROUP BY task_type, cpu_millis, memory_bytes, gpu_count, gpu_model, gpu_memory_bytes, worker_labels";
 pub(super) const SET_WAITING: &str = "\
-UPDATE tasks SET waiting = $7, waiting_kind = $8
+UPDATE tasks SET waiting = $8, waiting_kind = $9
 WHERE state = 'pending' AND task_type = $1 AND cpu_millis = $2 AND memory_bytes = $3
   AND gpu_count = $4 AND COALESCE(gpu_model, '') = $5 AND gpu_memory_bytes = $6
-  AND (waiting_kind IS NULL OR waiting_kind <> 'retry_backoff' OR run_after <= $9)
-  AND (waiting IS NULL OR waiting <> $7)";
+  AND worker_labels = $7
+  AND (waiting_kind IS NULL OR waiting_kind <> 'retry_backoff' OR run_after <= $10)
+  AND (waiting IS NULL OR waiting <> $8)";
 pub(super) const FAIL_UNPLACEABLE: &str = "\
-UPDATE tasks SET state = 'failed', error = $7, updated_at = $9, finished_at = $9,
+UPDATE tasks SET state = 'failed', error = $8, updated_at = $10, finished_at = $10,
     waiting = NULL, waiting_kind = NULL
 WHERE state = 'pending' AND task_type = $1 AND cpu_millis = $2 AND memory_bytes = $3
   AND gpu_count = $4 AND COALESCE(gpu_model, '') = $5 AND gpu_memory_bytes = $6
-  AND updated_at <= $8
+  AND worker_labels = $7 AND updated_at <= $9
 RETURNING id, attempt";
 pub(super) const QUEUE_DEPTH: &str =
     "SELECT task_type, state, COUNT(*) AS n FROM tasks GROUP BY task_type, state";

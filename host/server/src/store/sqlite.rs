@@ -9,7 +9,7 @@ pub(crate) static DIALECT: Dialect = Dialect {
     begin_write: "BEGIN IMMEDIATE",
     claim: r#"
 WITH w AS (
-    SELECT id, name, slots, cpu_millis, memory_bytes, gpu_count, hardware, task_types
+    SELECT id, name, slots, cpu_millis, memory_bytes, gpu_count, hardware, task_types, labels
     FROM workers WHERE id = $1 AND state = 'live'
 ),
 used AS (
@@ -24,6 +24,10 @@ cand AS (
       AND t.task_type IN (SELECT value FROM json_each((SELECT task_types FROM w)))
       AND t.run_after <= $2
       AND (t.avoid_worker IS NULL OR t.avoid_until <= $2 OR t.avoid_worker <> (SELECT name FROM w))
+      AND (t.worker_labels = '{}' OR NOT EXISTS (
+            SELECT 1 FROM json_each(t.worker_labels) r
+            WHERE r.value IS NOT (SELECT l.value FROM json_each((SELECT labels FROM w)) l
+                                  WHERE l.key = r.key)))
       AND t.cpu_millis <= (SELECT w.cpu_millis - used.cpu FROM w, used)
       AND t.memory_bytes <= (SELECT w.memory_bytes - used.mem FROM w, used)
       AND (t.gpu_count = 0 OR (

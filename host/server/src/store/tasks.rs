@@ -120,6 +120,8 @@ pub struct PendingShape {
     pub task_type: String,
     /// Hardware request.
     pub hardware: HardwareRequest,
+    /// Labels the worker must carry.
+    pub labels: BTreeMap<String, String>,
     /// How many tasks.
     pub count: i64,
     /// The oldest last change among them.
@@ -247,6 +249,7 @@ impl Store {
                     .bind(i64::from(hardware.gpu.count))
                     .bind(hardware.gpu.model.clone())
                     .bind(hardware.gpu.memory_bytes as i64)
+                    .bind(encode_json(&spec.resources.labels))
                     .bind(spec.timeout.map(|timeout| timeout.as_millis() as i64))
                     .bind(i64::from(spec.max_attempts))
                     .bind(task.now);
@@ -545,6 +548,7 @@ impl Store {
                 Ok(PendingShape {
                     task_type: get_str(row, "task_type")?,
                     hardware: hardware_from_row(row)?,
+                    labels: decode_json("worker_labels", &get_str(row, "worker_labels")?)?,
                     count: get_i64(row, "n")?,
                     oldest_update: get_i64(row, "oldest")?,
                 })
@@ -655,6 +659,7 @@ fn shape_query<'q>(
         .bind(i64::from(hardware.gpu.count))
         .bind(hardware.gpu.model.clone().unwrap_or_default())
         .bind(hardware.gpu.memory_bytes as i64)
+        .bind(encode_json(&shape.labels))
 }
 
 /// Decides and records how an attempt ends: the terminal state, or a retry.

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use flowmesh_types::WorkerCapabilities;
-use flowmesh_types::api::{Hardware, Lease, TaskState, WorkerRegistration, WorkerState};
+use flowmesh_types::api::{Hardware, Heartbeat, TaskState, WorkerRegistration, WorkerState};
 use sqlx::any::AnyRow;
 
 use super::rows::{get_i64, get_str};
@@ -93,33 +93,56 @@ impl WorkerRecord {
     }
 }
 
+/// A worker's hardware as its columns store it: the whole document, and
+/// what claims compare without parsing it.
+struct HardwareColumns {
+    json: String,
+    cpu_millis: i64,
+    memory_bytes: i64,
+    gpu_count: i64,
+    gpu_models: String,
+    gpu_memory_bytes: i64,
+}
+
+impl HardwareColumns {
+    fn of(hardware: &Hardware) -> Self {
+        let gpu_models: Vec<&str> = hardware.gpus.iter().map(|gpu| gpu.model.as_str()).collect();
+        Self {
+            json: encode_json(hardware),
+            cpu_millis: hardware.cpu_millis(),
+            memory_bytes: hardware.memory_bytes as i64,
+            gpu_count: hardware.gpus.len() as i64,
+            gpu_models: encode_json(&gpu_models),
+            gpu_memory_bytes: hardware
+                .gpus
+                .iter()
+                .map(|gpu| gpu.memory_bytes)
+                .min()
+                .unwrap_or(0) as i64,
+        }
+    }
+}
+
 impl Store {
     /// Stores a registration and retires earlier live registrations of the
     /// same name, returning their ids.
     pub async fn register_worker(&self, worker: &NewWorker<'_>) -> Result<Vec<String>, StoreError> {
         let registration = worker.registration;
-        let hardware = &registration.hardware;
-        let gpu_models: Vec<&str> = hardware.gpus.iter().map(|gpu| gpu.model.as_str()).collect();
-        let gpu_memory = hardware
-            .gpus
-            .iter()
-            .map(|gpu| gpu.memory_bytes)
-            .min()
-            .unwrap_or(0);
+        let hardware = HardwareColumns::of(&registration.hardware);
         let (_gate, mut tx) = self.write().await?;
         sqlx::query(sql::INSERT_WORKER)
             .bind(worker.id)
             .bind(&registration.name)
             .bind(encode_json(&registration.capabilities))
             .bind(encode_json(&registration.capabilities.supported_task_types))
-            .bind(encode_json(hardware))
+            .bind(hardware.json)
             .bind(encode_json(&registration.labels))
             .bind(i64::from(registration.slots))
-            .bind(hardware.cpu_millis())
-            .bind(hardware.memory_bytes as i64)
-            .bind(hardware.gpus.len() as i64)
-            .bind(encode_json(&gpu_models))
-            .bind(gpu_memory as i64)
+            .bind(hardware.cpu_millis)
+            .bind(hardware.memory_bytes)
+            .bind(hardware.gpu_count)
+            .bind(hardware.gpu_models)
+            .bind(hardware.gpu_memory_bytes)
             .bind(&registration.version)
             .bind(worker.now)
             .execute(&mut *tx)
@@ -136,14 +159,15 @@ impl Store {
     /// Records a heartbeat: renews the leases the worker lists and says which
     /// of them to cancel or drop. `None` if the registration is not live (the
     /// worker must register again).
+    /// What changed on the worker (capabilities, labels, hardware) is
+    /// stored with it.
     pub async fn heartbeat(
         &self,
-        worker_id: &str,
-        leases: &[Lease],
-        capabilities: Option<&WorkerCapabilities>,
+        beat: &Heartbeat,
         now: i64,
         lease_ttl_ms: i64,
     ) -> Result<Option<HeartbeatOutcome>, StoreError> {
+        let (worker_id, leases) = (beat.worker_id.as_str(), &beat.leases);
         let (_gate, mut tx) = self.write().await?;
         let touched = sqlx::query(sql::TOUCH_WORKER)
             .bind(worker_id)
@@ -154,11 +178,31 @@ impl Store {
         if touched == 0 {
             return Ok(None);
         }
-        if let Some(capabilities) = capabilities {
+        if let Some(capabilities) = &beat.capabilities {
             sqlx::query(sql::UPDATE_WORKER_CAPABILITIES)
                 .bind(worker_id)
                 .bind(encode_json(capabilities))
                 .bind(encode_json(&capabilities.supported_task_types))
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(labels) = &beat.labels {
+            sqlx::query(sql::UPDATE_WORKER_LABELS)
+                .bind(worker_id)
+                .bind(encode_json(labels))
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(hardware) = &beat.hardware {
+            let hardware = HardwareColumns::of(hardware);
+            sqlx::query(sql::UPDATE_WORKER_HARDWARE)
+                .bind(worker_id)
+                .bind(hardware.json)
+                .bind(hardware.cpu_millis)
+                .bind(hardware.memory_bytes)
+                .bind(hardware.gpu_count)
+                .bind(hardware.gpu_models)
+                .bind(hardware.gpu_memory_bytes)
                 .execute(&mut *tx)
                 .await?;
         }
