@@ -10,6 +10,7 @@ const PLUGINS: &[&str] = &[
     "flowmesh-plugin-echo",
     "flowmesh-plugin-container",
     "flowmesh-plugin-inference",
+    "flowmesh-plugin-train",
 ];
 
 fn main() {

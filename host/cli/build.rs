@@ -9,6 +9,7 @@ const FIRST_PARTY: &[&str] = &[
     "flowmesh-plugin-echo",
     "flowmesh-plugin-container",
     "flowmesh-plugin-inference",
+    "flowmesh-plugin-train",
 ];
 
 fn main() {

@@ -13,7 +13,7 @@ use flowmesh_tests::docker::{
     TEST_IMAGE, assert_no_containers_left, container_runtime, containers_of, docker_config,
     test_image,
 };
-use flowmesh_tests::{TestRuntime, cancel_after, output};
+use flowmesh_tests::{TestRuntime, cancel_after, components, output};
 use flowmesh_types::{LogStream, TaskErrorCode, TaskEvent};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -115,18 +115,18 @@ async fn a_container_over_its_memory_limit_is_killed() {
 }
 
 #[tokio::test]
-async fn a_container_past_its_timeout_is_killed() {
+async fn a_container_past_its_own_timeout_is_killed() {
     let config = docker_config("timeout");
     let owner = config.owner.clone();
     let test = container_runtime(config).await;
-    let spec = json!({"command": ["sleep", "60"], "timeout": "1s"});
-    let (run, _) = run(&test, spec, TaskLimits::default(), CancellationToken::new()).await;
+    test.load("uses-containers", components::guests::USES_CONTAINERS)
+        .await;
+    let spec = json!({"image": TEST_IMAGE, "command": ["sleep", "60"], "timeout_ms": 1000});
+    let run = test.run("uses-containers", &spec.to_string()).await;
     assert_eq!(
         failure(&run),
-        (
-            TaskErrorCode::Failed,
-            "the container ran past its timeout of 1s and was killed".into()
-        )
+        (TaskErrorCode::Failed, "ContainerError::TimedOut".into()),
+        "the request's timeout-ms ends the container"
     );
     assert_no_containers_left(&owner).await;
 }

@@ -58,6 +58,14 @@ async fn uses_containers() {
 }
 
 #[tokio::test]
+async fn uses_gpu() {
+    // Covered in depth by runtime_gpu; here: it cannot even start.
+    let test = runtime_with("uses-gpu", components::guests::USES_GPU).await;
+    let run = test.run("uses-gpu", "{}").await;
+    fails_alone(&test, run, TaskErrorCode::UnknownTaskType).await;
+}
+
+#[tokio::test]
 async fn infinite_loop() {
     let test = runtime_with("infinite-loop", components::guests::INFINITE_LOOP).await;
     let deadline = Duration::from_secs(1);

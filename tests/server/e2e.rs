@@ -678,6 +678,7 @@ async fn every_example_document_is_accepted(db: Db) {
     let server = TestServer::start(db, |_| {}).await;
     server.install("container", components::CONTAINER).await;
     server.install("inference", components::INFERENCE).await;
+    server.install("train", components::TRAIN).await;
     let api = server.admin();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tasks");
     let mut checked = 0;
@@ -688,7 +689,7 @@ async fn every_example_document_is_accepted(db: Db) {
         assert_eq!(status, StatusCode::CREATED, "{}: {body}", path.display());
         checked += 1;
     }
-    assert!(checked >= 5, "the examples are there");
+    assert!(checked >= 6, "the examples are there");
 }
 
 async fn health_metrics_and_openapi_answer(db: Db) {

@@ -14,6 +14,7 @@ use flowmesh_runtime::Probe;
 use flowmesh_tests::cluster::{Db, TestServer, TestWorker, eventually, task_types};
 use flowmesh_tests::components;
 use flowmesh_tests::docker::{DockerProxy, TEST_IMAGE, assert_no_containers_left, docker_config};
+use flowmesh_tests::fake_gpus::FakeGpus;
 use flowmesh_tests::model_server::ModelServer;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -292,4 +293,121 @@ async fn tasks_that_require_labels_go_only_to_workers_carrying_them(db: Db) {
     assert_eq!(task["state"], "succeeded", "{task:#}");
     assert_eq!(task["result"]["output"]["model"], "sql-adapter");
     api.delete(&format!("/tasks/{lost}")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gpu_tasks_go_to_the_worker_with_gpus_and_each_gets_its_own_devices() {
+    let server = TestServer::start(Db::Sqlite, |_| {}).await;
+    server
+        .install("uses-gpu", components::guests::USES_GPU)
+        .await;
+    server.install("train", components::TRAIN).await;
+    let gpus = FakeGpus::new(2, "NVIDIA H100 80GB HBM3", 80);
+    let docker = docker_config("train");
+    let owner = docker.owner.clone();
+    let plugins = [
+        ("echo", components::ECHO),
+        ("uses-gpu", components::guests::USES_GPU),
+        ("train", components::TRAIN),
+    ];
+    let probes: Vec<Arc<dyn Probe>> =
+        vec![Arc::new(gpus.probe()), Arc::new(DockerProbe::new(docker))];
+    let _gpu_box = server.probed_worker("gpu-box", &plugins, probes, 4).await;
+    let _cpu_box = server
+        .worker(
+            "cpu-box",
+            &plugins,
+            flowmesh_runtime::HostCapabilities::none(),
+            4,
+        )
+        .await;
+    let api = server.admin();
+    let (_, gpu_box) = api.get("/workers/gpu-box").await;
+    assert_eq!(
+        gpu_box["hardware"]["gpus"].as_array().map(Vec::len),
+        Some(2),
+        "{gpu_box:#}"
+    );
+    let (_, cpu_box) = api.get("/workers/cpu-box").await;
+    assert!(!task_types(&cpu_box).contains(&"uses-gpu".to_string()));
+
+    // Two tasks that hold one GPU each for a while: seen running at the
+    // same time, they hold different devices.
+    let one_gpu = "apiVersion: flowmesh/v1\nkind: Task\nspec:\n  taskType: uses-gpu\n  hold_ms: 1500\n  resources: {hardware: {gpu: {count: 1, type: H100}}}\n";
+    let first = api.submit(one_gpu).await;
+    let second = api.submit(one_gpu).await;
+    eventually("both to run at once", LONG, || {
+        let api = api.clone();
+        let (first, second) = (first.clone(), second.clone());
+        async move {
+            let states = (
+                api.task(&first).await["state"].clone(),
+                api.task(&second).await["state"].clone(),
+            );
+            if states.0 == "running" && states.1 == "running" {
+                Ok(())
+            } else {
+                Err(format!("{states:?}"))
+            }
+        }
+    })
+    .await;
+    let mut devices = Vec::new();
+    for id in [&first, &second] {
+        let task = api.finished(id, LONG).await;
+        assert_eq!(task["state"], "succeeded", "{task:#}");
+        assert_eq!(task["worker"], "gpu-box");
+        let held = task["result"]["output"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(held.len(), 1, "exactly one device: {task:#}");
+        devices.push(held[0].clone());
+    }
+    assert_ne!(
+        devices[0], devices[1],
+        "tasks running together shared a device"
+    );
+
+    // The train plugin asks Docker for the task's devices: with the fake
+    // devices there is no NVIDIA runtime to give them, and Docker says so.
+    let train = "apiVersion: flowmesh/v1\nkind: Task\nspec:\n  taskType: train\n  image: flowmesh-test/busybox:1\n  command: [sh, -c, 'echo $FLOWMESH_GPUS']\n  maxAttempts: 1\n  resources: {hardware: {gpu: {count: 2}}}\n";
+    let id = api.submit(train).await;
+    let task = api.finished(&id, LONG).await;
+    assert_eq!(task["worker"], "gpu-box", "{task:#}");
+    let message = task["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(
+        message.contains("could not select device driver \"nvidia\"")
+            // Where the NVIDIA runtime is installed, it refuses the fake ids.
+            || (std::path::Path::new("/dev/nvidiactl").exists() && message.contains("gpu-fake")),
+        "the device request reached Docker: {task:#}"
+    );
+    let events = api.events(&id, LONG).await;
+    assert!(
+        events.iter().any(|(_, event)| event["data"]["message"]
+            .as_str()
+            .is_some_and(|line| line.starts_with("GPU 0 NVIDIA H100"))),
+        "the plugin logged its devices: {events:?}"
+    );
+    assert_no_containers_left(&owner).await;
+
+    // A type no worker has: the task waits and says so.
+    let a100 = "apiVersion: flowmesh/v1\nkind: Task\nspec:\n  taskType: uses-gpu\n  resources: {hardware: {gpu: {count: 1, type: A100}}}\n";
+    let id = api.submit(a100).await;
+    let task = api
+        .until(&id, LONG, |task| {
+            task["waiting"]["kind"] == "insufficient_hardware"
+        })
+        .await;
+    assert!(
+        task["waiting"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("A100"),
+        "{task:#}"
+    );
+    api.delete(&format!("/tasks/{id}")).await;
 }

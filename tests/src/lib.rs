@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod cluster;
 pub mod docker;
+pub mod fake_gpus;
 pub mod model_server;
 pub mod stub_containers;
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flowmesh_containers::{DockerConfig, DockerProbe, ImagePolicy};
+use flowmesh_gpu::GpuProbe;
 use flowmesh_llm::{LlmConfig, LlmProbe};
 use flowmesh_runtime::Probe;
 
@@ -26,6 +27,10 @@ pub struct CapabilityArgs {
     /// Give a container a network when its task asks for one (default: never).
     #[arg(long)]
     allow_network: bool,
+    /// Do not look for NVIDIA GPUs (by default NVML is asked; where it is
+    /// missing, the GPU capability is absent and says why).
+    #[arg(long)]
+    no_gpu: bool,
     /// An OpenAI-compatible model endpoint (vLLM, llama.cpp server, …) that
     /// plugins may use, e.g. http://127.0.0.1:8000. Probed with GET /v1/models;
     /// the models it serves become labels llm.model/<id>=served.
@@ -54,6 +59,7 @@ impl CapabilityArgs {
             && !self.no_docker
             && self.allow_images.is_empty()
             && !self.allow_network
+            && !self.no_gpu
             && self.llm_url.is_none()
             && self.llm_api_key.is_none()
             && self.llm_timeout.is_none()
@@ -69,6 +75,9 @@ impl CapabilityArgs {
             docker.images = ImagePolicy::new(self.allow_images.iter().cloned());
             docker.allow_network = self.allow_network;
             probes.push(Arc::new(DockerProbe::new(docker)));
+        }
+        if !self.no_gpu {
+            probes.push(Arc::new(GpuProbe::new()));
         }
         if let Some(url) = &self.llm_url {
             let mut llm = LlmConfig::new(url);

@@ -60,6 +60,12 @@ pub trait Capability: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// The devices this capability hands out to tasks, one task at a time
+    /// each (the GPU capability's). None by default.
+    fn devices(&self) -> Option<&dyn DeviceAssigner> {
+        None
+    }
+
     /// Creates the per-task state the host functions use, for a task of a
     /// plugin that imports this capability. Retrieved with
     /// [`TaskState::capability_state`].
@@ -78,6 +84,61 @@ pub trait Probe: Send + Sync + 'static {
     /// return the same `Arc` as last time: the runtime then leaves its
     /// plugins linked as they are.
     async fn probe(&self) -> Result<Arc<dyn Capability>, String>;
+}
+
+/// What a task asks of a host's GPUs (`spec.resources.hardware.gpu`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceRequest {
+    /// Whole devices.
+    pub count: u32,
+    /// A substring the device name must contain (case-insensitive).
+    pub model: Option<String>,
+    /// Memory each device must have, in bytes.
+    pub memory_bytes: u64,
+}
+
+/// Assigns a host's devices to tasks, exclusively: a device is in at most
+/// one [`DeviceLease`] at a time.
+pub trait DeviceAssigner: Send + Sync {
+    /// Devices that fit `request` and are free now, or why there are not
+    /// enough.
+    fn assign(&self, request: &DeviceRequest) -> Result<DeviceLease, String>;
+}
+
+/// Devices assigned to one task, by id (NVML UUIDs for GPUs); they are free
+/// again when this is dropped.
+pub struct DeviceLease {
+    ids: Vec<String>,
+    release: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl DeviceLease {
+    /// A lease of `ids`, running `release` when dropped.
+    pub fn new(ids: Vec<String>, release: impl FnOnce() + Send + 'static) -> Self {
+        Self {
+            ids,
+            release: Some(Box::new(release)),
+        }
+    }
+
+    /// The assigned devices' ids.
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+}
+
+impl Drop for DeviceLease {
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            release();
+        }
+    }
+}
+
+impl std::fmt::Debug for DeviceLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("DeviceLease").field(&self.ids).finish()
+    }
 }
 
 impl std::fmt::Debug for dyn Probe {

@@ -83,7 +83,9 @@ mod task_log;
 mod task_state;
 
 pub use artifact_cache::{ArtifactCache, CacheStats, ComponentDigest};
-pub use capability::{Capability, HostCapabilities, Probe};
+pub use capability::{
+    Capability, DeviceAssigner, DeviceLease, DeviceRequest, HostCapabilities, Probe,
+};
 pub use config::{PoolConfig, RuntimeConfig, TaskLimits};
 pub use runtime::{
     LoadError, PluginIdentity, PreparedPlugin, Runtime, RuntimeError, TaskRequest, TaskRun,

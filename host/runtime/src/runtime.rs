@@ -288,6 +288,27 @@ impl Runtime {
             .collect()
     }
 
+    /// Assigns GPUs that fit `request` to one task, exclusively, through the
+    /// GPU capability. The error says why not: no GPU capability, or not
+    /// enough free devices that fit.
+    pub fn assign_gpus(
+        &self,
+        request: &crate::capability::DeviceRequest,
+    ) -> Result<crate::capability::DeviceLease, String> {
+        let linked = self.linked();
+        let Some(gpu) = linked.capabilities.get(CapabilityKind::Gpu) else {
+            return Err(linked
+                .capabilities
+                .absence_reason(CapabilityKind::Gpu)
+                .unwrap_or("no GPU capability")
+                .to_string());
+        };
+        match gpu.devices() {
+            Some(devices) => devices.assign(request),
+            None => Err("the GPU capability assigns no devices".into()),
+        }
+    }
+
     /// The working capability of `kind`, if any.
     pub fn capability(&self, kind: CapabilityKind) -> Option<Arc<dyn Capability>> {
         self.linked().capabilities.get(kind).cloned()

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use flowmesh_runtime::{Probe, Runtime, TaskRequest};
+use flowmesh_runtime::{DeviceRequest, Probe, Runtime, TaskRequest};
 use flowmesh_types::api::{
     ClaimRequest, ClaimResponse, ClaimedTask, Completion, CompletionBatch, CompletionResponse,
     CompletionVerdict, EventBatch, Hardware, Heartbeat, HeartbeatResponse, Lease, PluginRef,
@@ -396,6 +396,40 @@ impl Shared {
             limits.memory_bytes = task.hardware.memory_bytes as usize;
         }
         limits.cpus = task.hardware.cpu;
+        // Whole GPUs, this task's alone until it ends (the lease is held to
+        // the end of this function).
+        let gpu = &task.hardware.gpu;
+        let _gpus = if gpu.count > 0 {
+            let request = DeviceRequest {
+                count: gpu.count,
+                model: gpu.model.clone(),
+                memory_bytes: gpu.memory_bytes,
+            };
+            match self.runtime.assign_gpus(&request) {
+                Ok(lease) => {
+                    limits.gpus = lease.ids().to_vec();
+                    Some(lease)
+                }
+                Err(reason) => {
+                    return Completion {
+                        task_id: task.id.clone(),
+                        lease_token: running.lease_token.clone(),
+                        plugin: None,
+                        elapsed_ms: 0,
+                        output: None,
+                        error: Some(TaskError::new(
+                            TaskErrorCode::Retryable,
+                            format!(
+                                "worker {} could not assign the task's GPUs: {reason}",
+                                self.config.name
+                            ),
+                        )),
+                    };
+                }
+            }
+        } else {
+            None
+        };
         let lease = Lease {
             task_id: task.id.clone(),
             lease_token: task.lease_token.clone(),

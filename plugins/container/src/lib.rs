@@ -6,10 +6,11 @@
 //! images, no network unless allowed, the task's memory, CPU and GPU limits,
 //! the task's scratch directory at `/scratch`); the plugin turns the task's
 //! spec into a request and the container's end into the task's outcome: exit
-//! code 0 succeeds, anything else fails the task with the code.
+//! code 0 succeeds, anything else fails the task with the code. The task's
+//! timeout (`spec.timeout`) is the container's: past it, the container is
+//! killed and removed.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use flowmesh_sdk::host::containers::{self, ContainerError, EnvVar, RunRequest};
 use flowmesh_sdk::{FieldError, Plugin, TaskError, TaskInfo, TaskType, TaskTypes};
@@ -39,10 +40,6 @@ pub struct ContainerSpec {
     /// Working directory inside the container (an absolute path).
     #[serde(default)]
     pub workdir: Option<String>,
-    /// Kill the container after this long, e.g. `90s`, `10m`; the task's
-    /// own timeout applies in any case.
-    #[serde(default)]
-    pub timeout: Option<String>,
     /// Give the container a network (only on workers that allow it).
     #[serde(default)]
     pub network: bool,
@@ -56,15 +53,6 @@ pub struct ContainerOutput {
     pub exit_code: i64,
     /// How long the container ran, in milliseconds.
     pub elapsed_ms: u64,
-}
-
-fn parse_timeout(text: &str) -> Result<Duration, FieldError> {
-    humantime::parse_duration(text).map_err(|error| {
-        FieldError::new(
-            "timeout",
-            format!("{error}: write a duration such as 90s or 10m"),
-        )
-    })
 }
 
 impl ContainerSpec {
@@ -86,9 +74,6 @@ impl ContainerSpec {
         {
             errors.push(FieldError::new("workdir", "must be an absolute path"));
         }
-        if let Some(Err(error)) = self.timeout.as_deref().map(parse_timeout) {
-            errors.push(error);
-        }
         errors
     }
 }
@@ -108,10 +93,6 @@ impl TaskType for Container {
     }
 
     fn execute(spec: ContainerSpec, _task: &TaskInfo) -> Result<ContainerOutput, TaskError> {
-        let timeout = match spec.timeout.as_deref().map(parse_timeout).transpose() {
-            Ok(timeout) => timeout,
-            Err(error) => return Err(TaskError::InvalidInput(vec![error])),
-        };
         let request = RunRequest {
             image: spec.image.clone(),
             entrypoint: spec.entrypoint,
@@ -125,7 +106,8 @@ impl TaskType for Container {
             scratch_mount: None,
             memory_bytes: None,
             cpus: None,
-            timeout_ms: timeout.map(|timeout| timeout.as_millis() as u64),
+            // The task's timeout (spec.timeout) ends the container with it.
+            timeout_ms: None,
             network: spec.network,
         };
         let result = containers::run(&request).map_err(|error| match error {
@@ -141,10 +123,7 @@ impl TaskType for Container {
                 };
                 TaskError::invalid(path, text)
             }
-            ContainerError::TimedOut => TaskError::failed(format!(
-                "the container ran past its timeout of {} and was killed",
-                spec.timeout.as_deref().unwrap_or("?")
-            )),
+            ContainerError::TimedOut => TaskError::failed("the container ran past its timeout"),
             ContainerError::Cancelled => TaskError::failed("cancelled while the container ran"),
             ContainerError::Daemon(message) => {
                 TaskError::retryable(format!("the Docker daemon failed: {message}"))
