@@ -13,7 +13,7 @@ use flowmesh_tests::docker::{
     TEST_IMAGE, assert_no_containers_left, container_runtime, containers_of, docker_config,
     test_image,
 };
-use flowmesh_tests::{TestRuntime, cancel_after, components, output};
+use flowmesh_tests::{TestRuntime, cancel_after, components, failure, log_lines, output};
 use flowmesh_types::{LogStream, TaskErrorCode, TaskEvent};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -32,23 +32,6 @@ async fn run(
         .await
 }
 
-fn lines(events: &[TaskEvent], stream: LogStream) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|event| match event {
-            TaskEvent::Log {
-                stream: s, message, ..
-            } if *s == stream => Some(message.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn failure(run: &TaskRun) -> (TaskErrorCode, String) {
-    let error = run.outcome.as_ref().expect_err("the task fails");
-    (error.code, error.message.clone())
-}
-
 #[tokio::test]
 async fn a_container_runs_with_its_env_and_workdir_and_its_output_streams_into_the_log() {
     let config = docker_config("output");
@@ -63,12 +46,12 @@ async fn a_container_runs_with_its_env_and_workdir_and_its_output_streams_into_t
     let out = output(&run);
     assert_eq!(out["exitCode"], 0, "{out}");
     assert_eq!(
-        lines(&events, LogStream::Stdout),
+        log_lines(&events, LogStream::Stdout),
         ["hello from /scratch", "kept"],
         "{events:?}"
     );
-    assert_eq!(lines(&events, LogStream::Stderr), ["warning"]);
-    let host = lines(&events, LogStream::Host);
+    assert_eq!(log_lines(&events, LogStream::Stderr), ["warning"]);
+    let host = log_lines(&events, LogStream::Host);
     assert!(
         host.iter().any(|line| line.contains("exited with code 0")),
         "{host:?}"
@@ -146,7 +129,7 @@ async fn a_task_past_its_deadline_or_cancelled_leaves_no_container() {
     .await;
     assert_eq!(failure(&run_cancelled).0, TaskErrorCode::Cancelled);
     assert!(
-        lines(&events, LogStream::Host)
+        log_lines(&events, LogStream::Host)
             .iter()
             .any(|line| line.contains("started from flowmesh-test/busybox:1")),
         "the container had started: {events:?}"

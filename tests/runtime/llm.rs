@@ -7,7 +7,7 @@ use std::time::Duration;
 use flowmesh_llm::{LlmConfig, LlmProbe};
 use flowmesh_runtime::{Capability, HostCapabilities, Probe, TaskLimits, TaskRun};
 use flowmesh_tests::model_server::ModelServer;
-use flowmesh_tests::{TestRuntime, components, output};
+use flowmesh_tests::{TestRuntime, components, failure, log_lines, output};
 use flowmesh_types::{CapabilityKind, LogStream, TaskErrorCode, TaskEvent};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -41,25 +41,6 @@ async fn infer(test: &TestRuntime, spec: Value) -> (TaskRun, Vec<TaskEvent>) {
     .await
 }
 
-fn model_lines(events: &[TaskEvent]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|event| match event {
-            TaskEvent::Log {
-                stream: LogStream::Model,
-                message,
-                ..
-            } => Some(message.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn failure(run: &TaskRun) -> (TaskErrorCode, String) {
-    let error = run.outcome.as_ref().expect_err("the task fails");
-    (error.code, error.message.clone())
-}
-
 #[tokio::test]
 async fn a_streamed_chat_is_logged_as_it_arrives_and_assembled() {
     let server = ModelServer::start("vllm").await;
@@ -79,7 +60,10 @@ async fn a_streamed_chat_is_logged_as_it_arrives_and_assembled() {
         out["usage"],
         json!({"promptTokens": 3, "completionTokens": 4})
     );
-    assert_eq!(model_lines(&events), ["you said: hello there model"]);
+    assert_eq!(
+        log_lines(&events, LogStream::Model),
+        ["you said: hello there model"]
+    );
     let request = &server.requests()[0];
     assert_eq!(request["stream"], true);
     assert_eq!(request["stream_options"]["include_usage"], true);
@@ -121,7 +105,7 @@ async fn a_text_completion_stops_at_max_tokens_and_long_streams_log_in_pieces() 
     )
     .await;
     assert_eq!(output(&run)["content"], vec!["lorem"; 100].join(" "));
-    let lines = model_lines(&events);
+    let lines = log_lines(&events, LogStream::Model);
     assert!(lines.len() > 1, "logged in pieces: {lines:?}");
     assert_eq!(lines.concat(), vec!["lorem"; 100].join(" "));
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use flowmesh_runtime::{
     EventSink, HostCapabilities, Runtime, RuntimeConfig, TaskLimits, TaskRequest, TaskRun,
 };
-use flowmesh_types::{PluginReport, TaskEvent};
+use flowmesh_types::{LogStream, PluginReport, TaskErrorCode, TaskEvent};
 use tokio_util::sync::CancellationToken;
 
 pub mod cluster;
@@ -151,4 +151,23 @@ pub fn output(run: &TaskRun) -> serde_json::Value {
         Ok(output) => serde_json::from_str(output.get()).expect("output is JSON"),
         Err(error) => panic!("the task failed: {error}"),
     }
+}
+
+/// The code and message of a run that must have failed.
+pub fn failure(run: &TaskRun) -> (TaskErrorCode, String) {
+    let error = run.outcome.as_ref().expect_err("the task fails");
+    (error.code, error.message.clone())
+}
+
+/// The log lines of `stream` among `events`, in order.
+pub fn log_lines(events: &[TaskEvent], stream: LogStream) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            TaskEvent::Log {
+                stream: s, message, ..
+            } if *s == stream => Some(message.clone()),
+            _ => None,
+        })
+        .collect()
 }
