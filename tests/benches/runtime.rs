@@ -7,13 +7,13 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use flowmesh_runtime::{
     ArtifactCache, ComponentDigest, HostCapabilities, Runtime, TaskLimits, TaskRequest,
     discard_events,
 };
-use flowmesh_tests::{TestRuntime, components};
+use flowmesh_tests::{TestRuntime, components, report};
 use tokio_util::sync::CancellationToken;
 
 const WARMUP_TASKS: usize = 2_000;
@@ -43,21 +43,6 @@ fn main() {
             cold_load().await;
         }
     });
-}
-
-fn report(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
-    let micros = |d: Duration| d.as_secs_f64() * 1e6;
-    let total: Duration = samples.iter().sum();
-    println!(
-        "{name:<50} n={:<6} p50={:>9.1} µs  p90={:>9.1} µs  p99={:>9.1} µs  mean={:>9.1} µs",
-        samples.len(),
-        micros(at(0.50)),
-        micros(at(0.90)),
-        micros(at(0.99)),
-        micros(total / samples.len() as u32),
-    );
 }
 
 /// Fresh store + instantiate + `execute` of echo, plugin already loaded.

@@ -171,3 +171,19 @@ pub fn log_lines(events: &[TaskEvent], stream: LogStream) -> Vec<String> {
         })
         .collect()
 }
+
+/// Prints one benchmark figure: percentiles of `samples`, in microseconds.
+pub fn report(name: &str, mut samples: Vec<std::time::Duration>) {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    let micros = |d: std::time::Duration| d.as_secs_f64() * 1e6;
+    let total: std::time::Duration = samples.iter().sum();
+    println!(
+        "{name:<50} n={:<6} p50={:>9.1} µs  p90={:>9.1} µs  p99={:>9.1} µs  mean={:>9.1} µs",
+        samples.len(),
+        micros(at(0.50)),
+        micros(at(0.90)),
+        micros(at(0.99)),
+        micros(total / samples.len() as u32),
+    );
+}
