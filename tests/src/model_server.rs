@@ -21,6 +21,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
@@ -60,6 +61,10 @@ impl ModelServer {
             .await
             .expect("binding the model server");
         let url = format!("http://{}", listener.local_addr().expect("address"));
+        // As vLLM's server does: streamed chunks go out as they are written.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

@@ -1,5 +1,6 @@
 //! Starting and stopping a server.
 
+use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -100,6 +101,13 @@ impl Server {
             .await
             .with_context(|| format!("listening on {bind}"))?;
         let addr = listener.local_addr()?;
+        // Event streams and long-poll answers are small writes: without
+        // TCP_NODELAY each can wait on the client's delayed ACK (~40 ms).
+        let listener = listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "could not set TCP_NODELAY on a connection");
+            }
+        });
         let app = crate::api::router(state.clone());
         let serve = {
             let shutdown = shutdown.clone();

@@ -210,6 +210,13 @@ impl Store {
                     "worker labels",
                     include_str!("../../../../migrations/sqlite/0002_worker_labels.sql"),
                 ),
+                (
+                    3,
+                    "drop unread worker columns",
+                    include_str!(
+                        "../../../../migrations/sqlite/0003_drop_unread_worker_columns.sql"
+                    ),
+                ),
             ],
             Backend::Postgres => &[
                 (
@@ -221,6 +228,13 @@ impl Store {
                     2,
                     "worker labels",
                     include_str!("../../../../migrations/postgres/0002_worker_labels.sql"),
+                ),
+                (
+                    3,
+                    "drop unread worker columns",
+                    include_str!(
+                        "../../../../migrations/postgres/0003_drop_unread_worker_columns.sql"
+                    ),
                 ),
             ],
         };

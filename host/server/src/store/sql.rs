@@ -20,8 +20,8 @@ pub(super) const DELETE_PLUGIN: &str = "DELETE FROM plugins WHERE name = $1";
 
 pub(super) const INSERT_WORKER: &str = "\
 INSERT INTO workers (id, name, state, capabilities, task_types, hardware, labels, slots,
-    cpu_millis, memory_bytes, gpu_count, gpu_models, gpu_memory_bytes, version, registered_at, heartbeat_at)
-VALUES ($1, $2, 'live', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)";
+    cpu_millis, memory_bytes, gpu_count, version, registered_at, heartbeat_at)
+VALUES ($1, $2, 'live', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)";
 pub(super) const RETIRE_WORKERS_NAMED: &str = "UPDATE workers SET state = 'gone' WHERE name = $1 AND id <> $2 AND state = 'live' RETURNING id";
 pub(super) const TOUCH_WORKER: &str =
     "UPDATE workers SET heartbeat_at = $2 WHERE id = $1 AND state = 'live'";
@@ -29,8 +29,7 @@ pub(super) const UPDATE_WORKER_CAPABILITIES: &str =
     "UPDATE workers SET capabilities = $2, task_types = $3 WHERE id = $1";
 pub(super) const UPDATE_WORKER_LABELS: &str = "UPDATE workers SET labels = $2 WHERE id = $1";
 pub(super) const UPDATE_WORKER_HARDWARE: &str = "\
-UPDATE workers SET hardware = $2, cpu_millis = $3, memory_bytes = $4, gpu_count = $5,
-    gpu_models = $6, gpu_memory_bytes = $7
+UPDATE workers SET hardware = $2, cpu_millis = $3, memory_bytes = $4, gpu_count = $5
 WHERE id = $1";
 pub(super) const EXPIRE_WORKERS: &str =
     "UPDATE workers SET state = 'gone' WHERE state = 'live' AND heartbeat_at < $1 RETURNING id";

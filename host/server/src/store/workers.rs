@@ -100,25 +100,15 @@ struct HardwareColumns {
     cpu_millis: i64,
     memory_bytes: i64,
     gpu_count: i64,
-    gpu_models: String,
-    gpu_memory_bytes: i64,
 }
 
 impl HardwareColumns {
     fn of(hardware: &Hardware) -> Self {
-        let gpu_models: Vec<&str> = hardware.gpus.iter().map(|gpu| gpu.model.as_str()).collect();
         Self {
             json: encode_json(hardware),
             cpu_millis: hardware.cpu_millis(),
             memory_bytes: hardware.memory_bytes as i64,
             gpu_count: hardware.gpus.len() as i64,
-            gpu_models: encode_json(&gpu_models),
-            gpu_memory_bytes: hardware
-                .gpus
-                .iter()
-                .map(|gpu| gpu.memory_bytes)
-                .min()
-                .unwrap_or(0) as i64,
         }
     }
 }
@@ -141,8 +131,6 @@ impl Store {
             .bind(hardware.cpu_millis)
             .bind(hardware.memory_bytes)
             .bind(hardware.gpu_count)
-            .bind(hardware.gpu_models)
-            .bind(hardware.gpu_memory_bytes)
             .bind(&registration.version)
             .bind(worker.now)
             .execute(&mut *tx)
@@ -201,8 +189,6 @@ impl Store {
                 .bind(hardware.cpu_millis)
                 .bind(hardware.memory_bytes)
                 .bind(hardware.gpu_count)
-                .bind(hardware.gpu_models)
-                .bind(hardware.gpu_memory_bytes)
                 .execute(&mut *tx)
                 .await?;
         }
