@@ -16,7 +16,7 @@ use flowmesh_llm::{LlmConfig, LlmProbe};
 use flowmesh_runtime::{HostCapabilities, Probe, TaskLimits};
 use flowmesh_tests::docker::{TEST_IMAGE, container_runtime, docker_config};
 use flowmesh_tests::model_server::ModelServer;
-use flowmesh_tests::{TestRuntime, components, output, report};
+use flowmesh_tests::{TestRuntime, components, output, report, wanted_figures};
 use flowmesh_types::CapabilityKind;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -29,11 +29,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|arg| !arg.starts_with("--"))
-        .collect();
-    let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    let wanted = wanted_figures();
     tokio.block_on(async {
         if wanted("container") {
             containers().await;

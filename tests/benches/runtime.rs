@@ -13,7 +13,7 @@ use flowmesh_runtime::{
     ArtifactCache, ComponentDigest, HostCapabilities, Runtime, TaskLimits, TaskRequest,
     discard_events,
 };
-use flowmesh_tests::{TestRuntime, components, report};
+use flowmesh_tests::{TestRuntime, components, report, wanted_figures};
 use tokio_util::sync::CancellationToken;
 
 const WARMUP_TASKS: usize = 2_000;
@@ -28,13 +28,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    // `cargo bench --bench runtime -- task` runs only the figures whose name
-    // contains `task`, and so on.
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|arg| !arg.starts_with("--"))
-        .collect();
-    let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    let wanted = wanted_figures();
     tokio.block_on(async {
         if wanted("task") {
             per_task().await;

@@ -187,3 +187,13 @@ pub fn report(name: &str, mut samples: Vec<std::time::Duration>) {
         micros(total / samples.len() as u32),
     );
 }
+
+/// Which figures a benchmark run asks for: `cargo bench --bench NAME -- task`
+/// runs only the figures whose name contains `task`; no argument runs all.
+pub fn wanted_figures() -> impl Fn(&str) -> bool {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
+    move |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()))
+}

@@ -10,7 +10,6 @@ use flowmesh_runtime::{TaskOutput, TaskState};
 use flowmesh_types::CapabilityKind;
 use wasmtime::component::{HasData, Linker};
 
-use crate::MODEL_LABEL_PREFIX;
 use crate::endpoint::{Endpoint, ModelInfo};
 
 /// `flowmesh:host/llm` on one endpoint, with the models it served when it
@@ -162,7 +161,7 @@ impl Capability for LlmCapability {
     fn labels(&self) -> Vec<(String, String)> {
         self.models()
             .iter()
-            .map(|model| (format!("{MODEL_LABEL_PREFIX}{}", model.id), "served".into()))
+            .map(|model| (crate::model_label(&model.id), "served".into()))
             .collect()
     }
 

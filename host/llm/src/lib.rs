@@ -34,8 +34,26 @@ pub use endpoint::ModelInfo;
 pub use probe::LlmProbe;
 
 /// The label prefix of the models a worker's endpoint serves:
-/// `llm.model/<model id>` = `served`.
+/// `llm.model/<model id>` = `served` (see [`model_label`]).
 pub const MODEL_LABEL_PREFIX: &str = "llm.model/";
+
+/// The label a worker carries while its endpoint serves `model`:
+/// `llm.model/<id>`, with characters a label key cannot hold (anything but
+/// letters, digits, `-`, `_`, `.` and `/`) written as `-`, e.g.
+/// `llm.model/llama3-8b` for `llama3:8b`.
+pub fn model_label(model: &str) -> String {
+    let id: String = model
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("{MODEL_LABEL_PREFIX}{id}")
+}
 
 /// How a worker uses its model endpoint.
 #[derive(Debug, Clone)]
@@ -67,5 +85,20 @@ impl LlmConfig {
     pub fn base(&self) -> String {
         let url = self.url.trim_end_matches('/');
         url.strip_suffix("/v1").unwrap_or(url).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_ids_become_label_keys() {
+        assert_eq!(
+            model_label("meta-llama/Llama-3.1-8B-Instruct"),
+            "llm.model/meta-llama/Llama-3.1-8B-Instruct"
+        );
+        assert_eq!(model_label("llama3:8b"), "llm.model/llama3-8b");
+        assert_eq!(LlmConfig::new("http://h:8000/v1/").base(), "http://h:8000");
     }
 }
