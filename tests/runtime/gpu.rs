@@ -5,14 +5,14 @@
 use std::sync::Arc;
 
 use flowmesh_gpu::GpuProbe;
-use flowmesh_runtime::{DeviceRequest, HostCapabilities, Probe, TaskLimits};
+use flowmesh_runtime::{HostCapabilities, Probe, TaskLimits};
 use flowmesh_tests::fake_gpus::FakeGpus;
 use flowmesh_tests::{TestRuntime, components, output};
-use flowmesh_types::{CapabilityKind, PluginStatus};
+use flowmesh_types::{CapabilityKind, GpuRequest, PluginStatus};
 use tokio_util::sync::CancellationToken;
 
-fn request(count: u32, model: Option<&str>) -> DeviceRequest {
-    DeviceRequest {
+fn request(count: u32, model: Option<&str>) -> GpuRequest {
+    GpuRequest {
         count,
         model: model.map(str::to_string),
         memory_bytes: 0,

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use flowmesh_runtime::DeviceRequest;
+use flowmesh_types::GpuRequest;
 
 use crate::DeviceState;
 
@@ -13,7 +13,7 @@ use crate::DeviceState;
 pub fn choose(
     devices: &[DeviceState],
     taken: &HashSet<String>,
-    request: &DeviceRequest,
+    request: &GpuRequest,
 ) -> Result<Vec<String>, String> {
     let model = request.model.as_deref().map(str::to_lowercase);
     let fitting: Vec<&DeviceState> = devices
@@ -73,8 +73,8 @@ mod tests {
         }
     }
 
-    fn request(count: u32, model: Option<&str>, gib: u64) -> DeviceRequest {
-        DeviceRequest {
+    fn request(count: u32, model: Option<&str>, gib: u64) -> GpuRequest {
+        GpuRequest {
             count,
             model: model.map(str::to_string),
             memory_bytes: gib << 30,

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use flowmesh_runtime::bindings::flowmesh::host::gpu;
 use flowmesh_runtime::capability::{Capability, TaskInfo};
-use flowmesh_runtime::{DeviceAssigner, DeviceLease, DeviceRequest, TaskState};
-use flowmesh_types::{CapabilityKind, GpuDevice, format_bytes};
+use flowmesh_runtime::{DeviceAssigner, DeviceLease, TaskState};
+use flowmesh_types::{CapabilityKind, GpuDevice, GpuRequest, format_bytes};
 use wasmtime::component::{HasData, Linker};
 
 use crate::{DeviceState, Inventory, choose};
@@ -53,7 +53,7 @@ impl GpuCapability {
 }
 
 impl DeviceAssigner for GpuCapability {
-    fn assign(&self, request: &DeviceRequest) -> Result<DeviceLease, String> {
+    fn assign(&self, request: &GpuRequest) -> Result<DeviceLease, String> {
         // Fresh readings: a process started outside since the probe counts.
         let devices = self.shared.inventory.devices()?;
         let mut taken = self.taken();

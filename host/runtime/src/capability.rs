@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use flowmesh_types::{CapabilityKind, CapabilityReport, CapabilityStatus};
+use flowmesh_types::{CapabilityKind, CapabilityReport, CapabilityStatus, GpuRequest};
 use wasmtime::component::Linker;
 
 use crate::TaskState;
@@ -86,23 +86,12 @@ pub trait Probe: Send + Sync + 'static {
     async fn probe(&self) -> Result<Arc<dyn Capability>, String>;
 }
 
-/// What a task asks of a host's GPUs (`spec.resources.hardware.gpu`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeviceRequest {
-    /// Whole devices.
-    pub count: u32,
-    /// A substring the device name must contain (case-insensitive).
-    pub model: Option<String>,
-    /// Memory each device must have, in bytes.
-    pub memory_bytes: u64,
-}
-
 /// Assigns a host's devices to tasks, exclusively: a device is in at most
 /// one [`DeviceLease`] at a time.
 pub trait DeviceAssigner: Send + Sync {
     /// Devices that fit `request` and are free now, or why there are not
     /// enough.
-    fn assign(&self, request: &DeviceRequest) -> Result<DeviceLease, String>;
+    fn assign(&self, request: &GpuRequest) -> Result<DeviceLease, String>;
 }
 
 /// Devices assigned to one task, by id (NVML UUIDs for GPUs); they are free

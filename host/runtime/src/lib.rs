@@ -84,7 +84,7 @@ mod task_state;
 
 pub use artifact_cache::{ArtifactCache, CacheStats, ComponentDigest};
 pub use capability::{
-    Capability, DeviceAssigner, DeviceLease, DeviceRequest, HostCapabilities, Probe,
+    Capability, DeviceAssigner, DeviceLease, HostCapabilities, Probe,
 };
 pub use config::{PoolConfig, RuntimeConfig, TaskLimits};
 pub use runtime::{

@@ -201,6 +201,8 @@ pub struct Runtime {
     linked: RwLock<Arc<Linked>>,
     /// Held while capabilities change and plugins are linked again.
     relinking: tokio::sync::Mutex<()>,
+    /// Built by [`HostCapabilities::validation_only`]: never executes tasks.
+    validation_only: bool,
     cache: Arc<ArtifactCache>,
     config: RuntimeConfig,
     scratch: Arc<ScratchPool>,
@@ -216,6 +218,7 @@ impl Runtime {
         capabilities: HostCapabilities,
     ) -> Result<Self, RuntimeError> {
         let engine = build_engine(&config).map_err(RuntimeError::Engine)?;
+        let validation_only = capabilities.is_validation_only();
         let linked = Linked::new(&engine, capabilities, 0)?;
         let scratch =
             ScratchPool::new(&config.scratch_root).map_err(|source| RuntimeError::Io {
@@ -234,6 +237,7 @@ impl Runtime {
             engine,
             linked: RwLock::new(Arc::new(linked)),
             relinking: tokio::sync::Mutex::new(()),
+            validation_only,
             cache,
             config,
             scratch,
@@ -293,7 +297,7 @@ impl Runtime {
     /// enough free devices that fit.
     pub fn assign_gpus(
         &self,
-        request: &crate::capability::DeviceRequest,
+        request: &flowmesh_types::GpuRequest,
     ) -> Result<crate::capability::DeviceLease, String> {
         let linked = self.linked();
         let Some(gpu) = linked.capabilities.get(CapabilityKind::Gpu) else {
@@ -307,11 +311,6 @@ impl Runtime {
             Some(devices) => devices.assign(request),
             None => Err("the GPU capability assigns no devices".into()),
         }
-    }
-
-    /// The working capability of `kind`, if any.
-    pub fn capability(&self, kind: CapabilityKind) -> Option<Arc<dyn Capability>> {
-        self.linked().capabilities.get(kind).cloned()
     }
 
     fn linked(&self) -> Arc<Linked> {
@@ -660,7 +659,7 @@ impl Runtime {
         cancel: CancellationToken,
     ) -> TaskRun {
         let started = Instant::now();
-        if self.linked().capabilities.is_validation_only() {
+        if self.validation_only {
             return TaskRun {
                 plugin: None,
                 elapsed: started.elapsed(),

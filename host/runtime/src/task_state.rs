@@ -75,14 +75,8 @@ impl TaskState {
             .and_then(|(_, state)| state.downcast_mut())
     }
 
-    /// Appends a record to the task log, under the task's log cap: how
-    /// capabilities stream what they run (container output, model tokens).
-    pub fn log(&self, stream: LogStream, level: LogLevel, message: String) {
-        self.log.record_from(stream, level, message);
-    }
-
-    /// An owned handle on the task log, for host functions that stream into
-    /// it while they wait on something else.
+    /// An owned handle on the task log: how capabilities stream what they
+    /// run (container output, model tokens) while they wait on it.
     pub fn output(&self) -> TaskOutput {
         TaskOutput(self.log.clone())
     }

@@ -118,19 +118,7 @@ impl HardwareRequest {
     }
 }
 
-/// `spec.resources.hardware.gpu`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
-pub struct GpuRequest {
-    /// Whole devices, assigned exclusively.
-    pub count: u32,
-    /// A substring the device name must contain (`H100`); `None` for any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    /// Memory each device must have, in bytes; 0 for any.
-    pub memory_bytes: u64,
-}
+pub use crate::capability::GpuRequest;
 
 /// Parses a YAML or JSON task document and checks its envelope.
 ///

@@ -22,7 +22,8 @@ pub mod manifest;
 pub mod task_error;
 
 pub use capability::{
-    CapabilityKind, CapabilityReport, CapabilityStatus, GpuDevice, PluginReport, PluginStatus,
+    CapabilityKind, CapabilityReport, CapabilityStatus, GpuDevice, GpuRequest, PluginReport,
+    PluginStatus,
     WorkerCapabilities,
 };
 #[cfg(feature = "document")]

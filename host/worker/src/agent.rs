@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use flowmesh_runtime::{DeviceRequest, Probe, Runtime, TaskRequest};
+use flowmesh_runtime::{Probe, Runtime, TaskRequest};
 use flowmesh_types::api::{
     ClaimRequest, ClaimResponse, ClaimedTask, Completion, CompletionBatch, CompletionResponse,
     CompletionVerdict, EventBatch, Hardware, Heartbeat, HeartbeatResponse, Lease, PluginRef,
@@ -400,12 +400,7 @@ impl Shared {
         // the end of this function).
         let gpu = &task.hardware.gpu;
         let _gpus = if gpu.count > 0 {
-            let request = DeviceRequest {
-                count: gpu.count,
-                model: gpu.model.clone(),
-                memory_bytes: gpu.memory_bytes,
-            };
-            match self.runtime.assign_gpus(&request) {
+            match self.runtime.assign_gpus(gpu) {
                 Ok(lease) => {
                     limits.gpus = lease.ids().to_vec();
                     Some(lease)
