@@ -84,7 +84,7 @@ async fn a_container_over_its_memory_limit_is_killed() {
     // The string doubles until the 32 MiB limit (no swap) kills the shell.
     let spec = json!({"command": ["sh", "-c", "x=0123456789; while true; do x=$x$x; done"]});
     let limits = TaskLimits {
-        memory_bytes: 32 << 20,
+        container_memory_bytes: 32 << 20,
         ..TaskLimits::default()
     };
     let (run, _) = run(&test, spec, limits, CancellationToken::new()).await;
@@ -124,14 +124,15 @@ async fn a_task_past_its_deadline_or_cancelled_leaves_no_container() {
         &test,
         spec.clone(),
         TaskLimits::default(),
-        cancel_after(Duration::from_secs(1)),
+        // Long enough for the container to have started on a loaded machine.
+        cancel_after(Duration::from_secs(5)),
     )
     .await;
     assert_eq!(failure(&run_cancelled).0, TaskErrorCode::Cancelled);
     assert!(
         log_lines(&events, LogStream::Host)
             .iter()
-            .any(|line| line.contains("started from flowmesh-test/busybox:1")),
+            .any(|line| line.contains(&format!("started from {TEST_IMAGE}"))),
         "the container had started: {events:?}"
     );
     let limits = TaskLimits {

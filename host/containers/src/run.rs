@@ -130,13 +130,14 @@ impl ContainerRun<'_> {
                 env.name
             ));
         }
+        // The request's, else the task's (0: none asked, no limit).
         let memory = request.memory_bytes.unwrap_or(self.task.memory_bytes);
-        if memory < MIN_MEMORY_BYTES {
+        if memory > 0 && memory < MIN_MEMORY_BYTES {
             return invalid(format!(
                 "memory-bytes: {memory} is below Docker's minimum of {MIN_MEMORY_BYTES} bytes"
             ));
         }
-        let memory = i64::try_from(memory).unwrap_or(i64::MAX);
+        let memory = (memory > 0).then(|| i64::try_from(memory).unwrap_or(i64::MAX));
         let cpus = request.cpus.unwrap_or(self.task.cpus);
         if !cpus.is_finite() || cpus < 0.0 {
             return invalid(format!("cpus: {cpus} must be a positive number of cores"));
@@ -170,8 +171,8 @@ impl ContainerRun<'_> {
                 read_only: Some(false),
                 ..Default::default()
             }]),
-            memory: Some(memory),
-            memory_swap: Some(memory),
+            memory,
+            memory_swap: memory,
             nano_cpus: (cpus > 0.0).then_some((cpus * 1e9) as i64),
             pids_limit: Some(self.config.pids_limit),
             network_mode: Some(if request.network { "bridge" } else { "none" }.into()),
@@ -247,10 +248,18 @@ impl ContainerRun<'_> {
 
     /// The exit code and whether the kernel killed it for memory.
     async fn exit_status(&self, id: &str, started: Instant) -> Result<RunResult, ContainerError> {
-        // Returns once it has stopped; a non-zero exit is an error here, and
-        // the inspection below reads the code either way.
+        // Returns once it has stopped (bollard reports a non-zero exit as a
+        // wait error); anything else means the daemon lost track of it.
         let mut wait = self.docker.wait_container(id, None::<WaitContainerOptions>);
-        let _ = wait.next().await;
+        match wait.next().await {
+            Some(Ok(_) | Err(DockerError::DockerContainerWaitError { .. })) => {}
+            Some(Err(error)) => return Err(daemon("waiting for the container", &error)),
+            None => {
+                return Err(ContainerError::Daemon(
+                    "waiting for the container: the daemon closed the wait without a status".into(),
+                ));
+            }
+        }
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let inspected = self
             .docker
@@ -258,6 +267,11 @@ impl ContainerRun<'_> {
             .await
             .map_err(|error| daemon("reading the container's exit status", &error))?;
         let state = inspected.state.unwrap_or_default();
+        if state.running == Some(true) {
+            return Err(ContainerError::Daemon(
+                "the container still runs after its wait ended".into(),
+            ));
+        }
         let exit_code = state.exit_code.unwrap_or(-1);
         let oom_killed = state.oom_killed.unwrap_or(false);
         let level = if exit_code == 0 {

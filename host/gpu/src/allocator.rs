@@ -15,15 +15,9 @@ pub fn choose(
     taken: &HashSet<String>,
     request: &GpuRequest,
 ) -> Result<Vec<String>, String> {
-    let model = request.model.as_deref().map(str::to_lowercase);
     let fitting: Vec<&DeviceState> = devices
         .iter()
-        .filter(|device| device.memory_total >= request.memory_bytes)
-        .filter(|device| {
-            model
-                .as_deref()
-                .is_none_or(|model| device.name.to_lowercase().contains(model))
-        })
+        .filter(|device| request.fits(&device.name, device.memory_total))
         .collect();
     let mut free: Vec<&DeviceState> = fitting
         .iter()

@@ -28,19 +28,26 @@ struct Shared {
 }
 
 impl GpuCapability {
-    /// The capability over `devices` as `inventory` reported them.
-    pub fn new(inventory: Arc<dyn Inventory>, devices: Vec<DeviceState>) -> Self {
+    /// The capability over `devices` as `inventory` reported them, with
+    /// `taken` the UUIDs assigned to running tasks: kept by the probe, so
+    /// that a capability made after the device list changed still knows
+    /// which devices running tasks hold.
+    pub fn new(
+        inventory: Arc<dyn Inventory>,
+        devices: Vec<DeviceState>,
+        taken: Arc<Mutex<HashSet<String>>>,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 inventory,
                 devices,
-                taken: Arc::new(Mutex::new(HashSet::new())),
+                taken,
             }),
         }
     }
 
     /// The devices when probed.
-    pub fn devices(&self) -> &[DeviceState] {
+    pub fn probed(&self) -> &[DeviceState] {
         &self.shared.devices
     }
 
@@ -116,7 +123,7 @@ impl Capability for GpuCapability {
 
     fn detail(&self) -> String {
         let devices: Vec<String> = self
-            .devices()
+            .probed()
             .iter()
             .map(|device| {
                 format!(
@@ -142,7 +149,7 @@ impl Capability for GpuCapability {
             Ok(devices) => devices,
             Err(error) => {
                 tracing::warn!(%error, "could not read the GPUs; advertising them as probed");
-                self.devices().to_vec()
+                self.probed().to_vec()
             }
         };
         let taken = self.taken();

@@ -1,5 +1,6 @@
 //! Finding the GPUs: NVML init, then the device list.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
@@ -14,6 +15,8 @@ use crate::{GpuCapability, Inventory, NvmlInventory};
 pub struct GpuProbe {
     inventory: Mutex<Option<Arc<dyn Inventory>>>,
     current: Mutex<Option<Arc<GpuCapability>>>,
+    /// UUIDs of the devices assigned to running tasks, across capabilities.
+    taken: Arc<Mutex<HashSet<String>>>,
     init: Box<dyn Fn() -> Result<Arc<dyn Inventory>, String> + Send + Sync>,
 }
 
@@ -31,6 +34,7 @@ impl GpuProbe {
         Self {
             inventory: Mutex::new(None),
             current: Mutex::new(None),
+            taken: Arc::default(),
             init: Box::new(init),
         }
     }
@@ -77,11 +81,11 @@ impl Probe for GpuProbe {
             devices.iter().map(|device| device.uuid.clone()).collect()
         };
         if let Some(existing) = current.as_ref()
-            && uuids(existing.devices()) == uuids(&devices)
+            && uuids(existing.probed()) == uuids(&devices)
         {
             return Ok(existing.clone());
         }
-        let capability = Arc::new(GpuCapability::new(inventory, devices));
+        let capability = Arc::new(GpuCapability::new(inventory, devices, self.taken.clone()));
         *current = Some(capability.clone());
         Ok(capability)
     }

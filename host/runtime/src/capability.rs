@@ -156,7 +156,7 @@ pub struct TaskInfo {
     pub scratch_dir: std::path::PathBuf,
     /// When the task times out.
     pub deadline: std::time::Instant,
-    /// The task's memory limit in bytes, for the containers it starts.
+    /// Memory its containers may use, in bytes; 0 for no limit.
     pub memory_bytes: u64,
     /// CPU cores its containers may use; 0 for no limit.
     pub cpus: f64,

@@ -100,9 +100,11 @@ impl Default for PoolConfig {
 pub struct TaskLimits {
     /// Wall-clock time from instantiation to result. Default 5 min.
     pub timeout: Duration,
-    /// Linear memory of the plugin instance, in bytes; also the memory limit
-    /// of the containers it starts. Default 256 MiB.
+    /// Linear memory of the plugin instance, in bytes. Default 256 MiB.
     pub memory_bytes: usize,
+    /// Memory the containers it starts may use, in bytes (the task's
+    /// `resources.hardware.memory`); 0 for no limit. Default 0.
+    pub container_memory_bytes: u64,
     /// CPU cores the containers it starts may use (fractions allowed); 0
     /// for no limit. Default 0.
     pub cpus: f64,
@@ -128,6 +130,7 @@ impl Default for TaskLimits {
         Self {
             timeout: Duration::from_secs(300),
             memory_bytes: 256 << 20,
+            container_memory_bytes: 0,
             cpus: 0.0,
             gpus: Vec::new(),
             fuel: None,

@@ -734,7 +734,7 @@ impl Runtime {
                 attempt: task.attempt,
                 scratch_dir: scratch.path().to_path_buf(),
                 deadline,
-                memory_bytes: limits.memory_bytes as u64,
+                memory_bytes: limits.container_memory_bytes,
                 cpus: limits.cpus,
                 gpus: limits.gpus.clone(),
                 cancel: cancel.clone(),

@@ -194,12 +194,7 @@ fn hardware_shortfall(request: &HardwareRequest, worker: &WorkerRecord) -> Optio
         let matching = hardware
             .gpus
             .iter()
-            .filter(|device| device.memory_bytes >= gpu.memory_bytes)
-            .filter(|device| {
-                gpu.model
-                    .as_ref()
-                    .is_none_or(|model| device.model.to_lowercase().contains(&model.to_lowercase()))
-            })
+            .filter(|device| gpu.fits(&device.model, device.memory_bytes))
             .count();
         if (matching as u32) < gpu.count {
             let mut wanted = format!("{} GPU(s)", gpu.count);

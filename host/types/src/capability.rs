@@ -227,3 +227,17 @@ pub struct GpuRequest {
     /// Memory each device must have, in bytes; 0 for any.
     pub memory_bytes: u64,
 }
+
+impl GpuRequest {
+    /// Whether a device named `name` with `memory_bytes` could serve this
+    /// request: it contains the requested name (case-insensitive) and has
+    /// the memory. The server's placement and the worker's assignment both
+    /// ask this.
+    pub fn fits(&self, name: &str, memory_bytes: u64) -> bool {
+        memory_bytes >= self.memory_bytes
+            && self
+                .model
+                .as_ref()
+                .is_none_or(|model| name.to_lowercase().contains(&model.to_lowercase()))
+    }
+}

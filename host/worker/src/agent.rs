@@ -395,6 +395,7 @@ impl Shared {
         if task.hardware.memory_bytes > 0 {
             limits.memory_bytes = task.hardware.memory_bytes as usize;
         }
+        limits.container_memory_bytes = task.hardware.memory_bytes;
         limits.cpus = task.hardware.cpu;
         // Whole GPUs, this task's alone until it ends (the lease is held to
         // the end of this function).
