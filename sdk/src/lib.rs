@@ -237,6 +237,36 @@ impl TaskError {
     }
 }
 
+/// A container that could not run or finish, as the task's error: the
+/// worker's refusals (image policy, a missing image) fail the task, a
+/// request the worker refuses names the spec field the host named
+/// (`network`, `workdir`, `env`), and a failing daemon may pass on another
+/// attempt.
+impl From<host::containers::ContainerError> for TaskError {
+    fn from(error: host::containers::ContainerError) -> Self {
+        use host::containers::ContainerError;
+        match error {
+            ContainerError::ImageNotAllowed(message) | ContainerError::ImageNotFound(message) => {
+                Self::failed(message)
+            }
+            ContainerError::InvalidRequest(message) => {
+                // The host names the request field first: `network: …`.
+                let (field, text) = message.split_once(": ").unwrap_or(("", &message));
+                let path = match field {
+                    "network" | "workdir" | "env" => field,
+                    _ => "",
+                };
+                Self::invalid(path, text)
+            }
+            ContainerError::TimedOut => Self::failed("the container ran past its timeout"),
+            ContainerError::Cancelled => Self::failed("cancelled while the container ran"),
+            ContainerError::Daemon(message) => {
+                Self::retryable(format!("the Docker daemon failed: {message}"))
+            }
+        }
+    }
+}
+
 impl std::fmt::Display for TaskError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use flowmesh_sdk::host::containers::{self, ContainerError, EnvVar, RunRequest};
+use flowmesh_sdk::host::containers::{self, EnvVar, RunRequest};
 use flowmesh_sdk::{FieldError, Plugin, TaskError, TaskInfo, TaskType, TaskTypes};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -110,25 +110,7 @@ impl TaskType for Container {
             timeout_ms: None,
             network: spec.network,
         };
-        let result = containers::run(&request).map_err(|error| match error {
-            ContainerError::ImageNotAllowed(message) | ContainerError::ImageNotFound(message) => {
-                TaskError::failed(message)
-            }
-            ContainerError::InvalidRequest(message) => {
-                // The host names the request field first: `network: …`.
-                let (field, text) = message.split_once(": ").unwrap_or(("", &message));
-                let path = match field {
-                    "network" | "workdir" | "env" => field,
-                    _ => "",
-                };
-                TaskError::invalid(path, text)
-            }
-            ContainerError::TimedOut => TaskError::failed("the container ran past its timeout"),
-            ContainerError::Cancelled => TaskError::failed("cancelled while the container ran"),
-            ContainerError::Daemon(message) => {
-                TaskError::retryable(format!("the Docker daemon failed: {message}"))
-            }
-        })?;
+        let result = containers::run(&request)?;
         if result.oom_killed {
             return Err(TaskError::failed(format!(
                 "the container was killed for using more memory than its limit (exit code {}); ask for more with resources.hardware.memory",

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use flowmesh_sdk::host::containers::{self, ContainerError, EnvVar, RunRequest};
+use flowmesh_sdk::host::containers::{self, EnvVar, RunRequest};
 use flowmesh_sdk::host::gpu;
 use flowmesh_sdk::{FieldError, Plugin, TaskError, TaskInfo, TaskType, TaskTypes};
 use schemars::JsonSchema;
@@ -124,13 +124,6 @@ impl TaskType for Train {
             // The task's timeout (spec.timeout) ends the container with it.
             timeout_ms: None,
             network: false,
-        })
-        .map_err(|error| match error {
-            ContainerError::Daemon(message) => {
-                TaskError::retryable(format!("the Docker daemon failed: {message}"))
-            }
-            ContainerError::TimedOut => TaskError::failed("training ran past its timeout"),
-            other => TaskError::failed(format!("{other:?}")),
         })?;
         if result.oom_killed || result.exit_code != 0 {
             return Err(TaskError::failed(format!(
