@@ -281,4 +281,12 @@ async fn the_probe_reports_the_models_as_labels_and_an_unreachable_endpoint_with
         error.starts_with("the model endpoint at http://127.0.0.1:9 does not answer:"),
         "{error}"
     );
+    let error = match LlmProbe::new(LlmConfig::new("https://models.example"))
+        .probe()
+        .await
+    {
+        Ok(_) => panic!("no TLS client"),
+        Err(error) => error,
+    };
+    assert!(error.contains("has no TLS client yet"), "{error}");
 }

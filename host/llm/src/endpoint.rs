@@ -44,9 +44,15 @@ impl Endpoint {
             .build()
             .map_err(|error| format!("cannot set up an HTTP client: {error}"))?;
         let base = config.base();
-        if !base.starts_with("http://") && !base.starts_with("https://") {
+        if base.starts_with("https://") {
             return Err(format!(
-                "the model endpoint {:?} is not an http:// or https:// URL",
+                "the model endpoint {:?} is https://, and this worker has no TLS client yet; reach it over http:// (a local endpoint, or a TLS-terminating proxy next to the worker)",
+                config.url
+            ));
+        }
+        if !base.starts_with("http://") {
+            return Err(format!(
+                "the model endpoint {:?} is not an http:// URL",
                 config.url
             ));
         }
@@ -208,10 +214,15 @@ impl Endpoint {
             } else {
                 let body = self.read_body(response).await?;
                 let choice = &body["choices"][0];
-                let content = kind.text(choice, false).unwrap_or_default().to_string();
-                if !content.is_empty() {
-                    output.log(LogStream::Model, LogLevel::Info, content.clone());
-                }
+                let Some(content) = kind.text(choice, false).map(str::to_string) else {
+                    return Err(LlmError::Unavailable(format!(
+                        "{} answered without a choice",
+                        self.base
+                    )));
+                };
+                let mut pieces = LogPieces::new(output);
+                pieces.push(&content);
+                pieces.finish();
                 Ok(Response {
                     model: body["model"].as_str().unwrap_or_default().to_string(),
                     content,
@@ -237,12 +248,20 @@ impl Endpoint {
             finish_reason: None,
             usage: None,
         };
-        let mut piece = String::new();
+        let mut pieces = LogPieces::new(output);
+        // The raw stream counts against the limit, not only the text in it.
+        let mut received = 0;
+        let mut done = false;
         while let Some(event) = events.next().await {
             let event = event.map_err(|error| {
                 LlmError::Unavailable(format!("the stream from {} broke: {error}", self.base))
             })?;
+            received += event.data.len();
+            if received > self.config.max_response_bytes {
+                return Err(too_large(self.config.max_response_bytes));
+            }
             if event.data.trim() == "[DONE]" {
+                done = true;
                 break;
             }
             let chunk: Value = serde_json::from_str(&event.data).map_err(|error| {
@@ -269,20 +288,15 @@ impl Endpoint {
             let Some(text) = kind.text(choice, true) else {
                 continue;
             };
-            if assembled.content.len() + text.len() > self.config.max_response_bytes {
-                return Err(too_large(self.config.max_response_bytes));
-            }
             assembled.content.push_str(text);
-            piece.push_str(text);
-            while let Some(end) = piece_end(&piece) {
-                let rest = piece.split_off(end);
-                let line = std::mem::replace(&mut piece, rest);
-                let line = line.strip_suffix('\n').unwrap_or(&line);
-                output.log(LogStream::Model, LogLevel::Info, line.to_string());
-            }
+            pieces.push(text);
         }
-        if !piece.is_empty() {
-            output.log(LogStream::Model, LogLevel::Info, piece);
+        pieces.finish();
+        if !done && assembled.finish_reason.is_none() {
+            return Err(LlmError::Unavailable(format!(
+                "the stream from {} ended before the answer was complete",
+                self.base
+            )));
         }
         Ok(assembled)
     }
@@ -344,10 +358,48 @@ impl Kind {
     }
 }
 
-/// Where the next logged piece of `text` ends: after a line end, or at
-/// [`LOG_PIECE`] bytes (on a character boundary).
+/// Generated text into the task log: a record per line, and per
+/// [`LOG_PIECE`] bytes of a longer line, as the text arrives.
+struct LogPieces<'a> {
+    output: &'a TaskOutput,
+    pending: String,
+}
+
+impl<'a> LogPieces<'a> {
+    fn new(output: &'a TaskOutput) -> Self {
+        Self {
+            output,
+            pending: String::new(),
+        }
+    }
+
+    fn push(&mut self, text: &str) {
+        self.pending.push_str(text);
+        while let Some(end) = piece_end(&self.pending) {
+            let rest = self.pending.split_off(end);
+            let piece = std::mem::replace(&mut self.pending, rest);
+            self.emit(piece.strip_suffix('\n').unwrap_or(&piece));
+        }
+    }
+
+    fn finish(mut self) {
+        let rest = std::mem::take(&mut self.pending);
+        if !rest.is_empty() {
+            self.emit(&rest);
+        }
+    }
+
+    fn emit(&self, piece: &str) {
+        self.output
+            .log(LogStream::Model, LogLevel::Info, piece.to_string());
+    }
+}
+
+/// Where the next logged piece of `text` ends: after a line end within the
+/// first [`LOG_PIECE`] bytes, or at [`LOG_PIECE`] bytes (on a character
+/// boundary).
 fn piece_end(text: &str) -> Option<usize> {
-    if let Some(newline) = text.find('\n') {
+    if let Some(newline) = text.find('\n').filter(|&at| at < LOG_PIECE) {
         return Some(newline + 1);
     }
     if text.len() < LOG_PIECE {
@@ -454,6 +506,8 @@ fn status_error(status: reqwest::StatusCode, body: &str) -> LlmError {
     let message = format!("HTTP {}: {message}", status.as_u16());
     match status.as_u16() {
         404 if message.contains("model") => LlmError::UnknownModel(message),
+        // Busy or slow: another attempt may pass.
+        408 | 429 => LlmError::Unavailable(message),
         400..=499 => LlmError::BadRequest(message),
         _ => LlmError::Unavailable(message),
     }
@@ -470,6 +524,12 @@ mod tests {
         let long = "é".repeat(100);
         let end = piece_end(&long).expect("over the piece size");
         assert!(end <= LOG_PIECE && long.is_char_boundary(end));
+        let late_newline = format!("{}\nrest", "x".repeat(200));
+        assert_eq!(
+            piece_end(&late_newline),
+            Some(LOG_PIECE),
+            "a piece stays short"
+        );
     }
 
     #[test]

@@ -66,7 +66,8 @@ pub struct LlmConfig {
     /// Longest one call may take (the task's deadline applies in any case).
     /// Default 10 min.
     pub timeout: Duration,
-    /// Largest response body or generated text, in bytes. Default 4 MiB.
+    /// Largest response, in bytes (a streamed one counted as it arrives).
+    /// Default 1 MiB, the default limit of a task's output.
     pub max_response_bytes: usize,
 }
 
@@ -77,7 +78,7 @@ impl LlmConfig {
             url: url.into(),
             api_key: None,
             timeout: Duration::from_secs(600),
-            max_response_bytes: 4 << 20,
+            max_response_bytes: 1 << 20,
         }
     }
 
