@@ -87,8 +87,9 @@ async fn tasks_go_only_to_workers_that_advertise_their_type(db: Db) {
     let _plain = server
         .worker("plain", &plugins, HostCapabilities::none(), 4)
         .await;
-    // No Docker-backed capability exists yet: the stub makes the worker one
-    // that links flowmesh:host/containers, which is all routing looks at.
+    // The stub makes the worker one that links flowmesh:host/containers,
+    // which is all routing looks at, without a Docker daemon (real Docker:
+    // server_mixed_fleet).
     let docker = HostCapabilities::none().with_probe(
         CapabilityKind::Containers,
         Ok(std::sync::Arc::new(StubContainers::ExitZero)),

@@ -3,7 +3,8 @@
 //! tasks go only where the capability is linked, and when no live worker has
 //! it, the server says which worker lacks what, and why. With a model
 //! endpoint: the models it serves are worker labels that tasks require, and
-//! they follow the endpoint as it loads adapters.
+//! they follow the endpoint as it loads adapters. The GPU fleet runs on
+//! devices from memory (`FakeGpus`) where the machine has no NVIDIA GPU.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use flowmesh_containers::{DockerConfig, DockerProbe};
 use flowmesh_llm::{LlmConfig, LlmProbe};
 use flowmesh_runtime::Probe;
-use flowmesh_tests::cluster::{Db, TestServer, TestWorker, eventually, task_types};
+use flowmesh_tests::cluster::{Db, TestServer, eventually, task_types};
 use flowmesh_tests::components;
 use flowmesh_tests::docker::{DockerProxy, TEST_IMAGE, assert_no_containers_left, docker_config};
 use flowmesh_tests::fake_gpus::FakeGpus;
@@ -215,18 +216,17 @@ async fn tasks_that_require_labels_go_only_to_workers_carrying_them(db: Db) {
     ];
     let llm: Vec<Arc<dyn Probe>> = vec![Arc::new(LlmProbe::new(LlmConfig::new(&models.url)))];
     let _model_box = server.probed_worker("model-box", &plugins, llm, 2).await;
-    let _plain = TestWorker::start_with(
-        &server.url,
-        &server.worker_token,
-        "plain",
-        &plugins,
-        flowmesh_runtime::HostCapabilities::none(),
-        2,
-        |config| {
-            config.labels.insert("zone".into(), "b".into());
-        },
-    )
-    .await;
+    let _plain = server
+        .worker_with(
+            "plain",
+            &plugins,
+            flowmesh_runtime::HostCapabilities::none(),
+            2,
+            |config| {
+                config.labels.insert("zone".into(), "b".into());
+            },
+        )
+        .await;
     let api = server.admin();
     let (_, model_box) = api.get("/workers/model-box").await;
     assert_eq!(
@@ -333,7 +333,7 @@ async fn gpu_tasks_go_to_the_worker_with_gpus_and_each_gets_its_own_devices() {
 
     // Two tasks that hold one GPU each for a while: seen running at the
     // same time, they hold different devices.
-    let one_gpu = "apiVersion: flowmesh/v1\nkind: Task\nspec:\n  taskType: uses-gpu\n  hold_ms: 1500\n  resources: {hardware: {gpu: {count: 1, type: H100}}}\n";
+    let one_gpu = "apiVersion: flowmesh/v1\nkind: Task\nspec:\n  taskType: uses-gpu\n  hold_ms: 5000\n  resources: {hardware: {gpu: {count: 1, type: H100}}}\n";
     let first = api.submit(one_gpu).await;
     let second = api.submit(one_gpu).await;
     eventually("both to run at once", LONG, || {
@@ -371,10 +371,13 @@ async fn gpu_tasks_go_to_the_worker_with_gpus_and_each_gets_its_own_devices() {
 
     // The train plugin asks Docker for the task's devices: with the fake
     // devices there is no NVIDIA runtime to give them, and Docker says so.
-    let train = "apiVersion: flowmesh/v1\nkind: Task\nspec:\n  taskType: train\n  image: flowmesh-test/busybox:1\n  command: [sh, -c, 'echo $FLOWMESH_GPUS']\n  maxAttempts: 1\n  resources: {hardware: {gpu: {count: 2}}}\n";
-    let id = api.submit(train).await;
+    let train = format!(
+        "apiVersion: flowmesh/v1\nkind: Task\nspec:\n  taskType: train\n  image: {TEST_IMAGE}\n  command: [sh, -c, 'echo $FLOWMESH_GPUS']\n  maxAttempts: 1\n  resources: {{hardware: {{gpu: {{count: 2}}}}}}\n"
+    );
+    let id = api.submit(&train).await;
     let task = api.finished(&id, LONG).await;
     assert_eq!(task["worker"], "gpu-box", "{task:#}");
+    assert_eq!(task["state"], "failed", "{task:#}");
     let message = task["error"]["message"]
         .as_str()
         .unwrap_or_default()

@@ -271,15 +271,8 @@ impl TestServer {
         capabilities: HostCapabilities,
         slots: u32,
     ) -> TestWorker {
-        TestWorker::start(
-            &self.url,
-            &self.worker_token,
-            name,
-            plugins,
-            capabilities,
-            slots,
-        )
-        .await
+        self.worker_with(name, plugins, capabilities, slots, |_| {})
+            .await
     }
 
     /// A worker that finds its capabilities with `probes`, before it
@@ -291,17 +284,31 @@ impl TestServer {
         probes: Vec<std::sync::Arc<dyn flowmesh_runtime::Probe>>,
         slots: u32,
     ) -> TestWorker {
-        TestWorker::start_with(
+        self.worker_with(name, plugins, HostCapabilities::none(), slots, |config| {
+            config.probes = probes;
+            config.probe_interval = Duration::from_millis(200);
+        })
+        .await
+    }
+
+    /// A worker as [`TestServer::worker`] makes it, its configuration
+    /// adjusted by `configure`.
+    pub async fn worker_with(
+        &self,
+        name: &str,
+        plugins: &[(&str, &str)],
+        capabilities: HostCapabilities,
+        slots: u32,
+        configure: impl FnOnce(&mut WorkerConfig),
+    ) -> TestWorker {
+        TestWorker::start(
             &self.url,
             &self.worker_token,
             name,
             plugins,
-            HostCapabilities::none(),
+            capabilities,
             slots,
-            |config| {
-                config.probes = probes;
-                config.probe_interval = Duration::from_millis(200);
-            },
+            configure,
         )
         .await
     }
@@ -327,21 +334,9 @@ pub struct TestWorker {
 }
 
 impl TestWorker {
-    /// Starts a worker against `url`.
-    pub async fn start(
-        url: &str,
-        token: &str,
-        name: &str,
-        plugins: &[(&str, &str)],
-        capabilities: HostCapabilities,
-        slots: u32,
-    ) -> Self {
-        Self::start_with(url, token, name, plugins, capabilities, slots, |_| {}).await
-    }
-
     /// Starts a worker against `url`, its configuration adjusted by
     /// `configure`.
-    pub async fn start_with(
+    pub async fn start(
         url: &str,
         token: &str,
         name: &str,

@@ -54,11 +54,12 @@ pub fn test_image() -> &'static str {
 }
 
 /// A Docker configuration for one test: the local daemon, the test image
-/// allowed, and an owner label of its own, so that the test can check that
-/// none of its containers is left.
+/// allowed, and an owner label of its own (the same in every run), so that
+/// the test can check that none of its containers is left, and its first
+/// probe removes what an earlier, failed run of it left.
 pub fn docker_config(test: &str) -> DockerConfig {
     test_image();
-    let mut config = DockerConfig::new(format!("test-{test}-{}", std::process::id()));
+    let mut config = DockerConfig::new(format!("test-{test}"));
     config.images = ImagePolicy::new([TEST_IMAGE]);
     config
 }
@@ -126,9 +127,6 @@ pub struct DockerProxy {
     accept: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// The daemon's socket.
-const DOCKER_SOCKET: &str = "/var/run/docker.sock";
-
 impl DockerProxy {
     /// Listens at `path` and forwards every connection.
     pub fn start(path: &std::path::Path) -> Self {
@@ -159,12 +157,17 @@ impl DockerProxy {
         self.stop();
         let listener =
             tokio::net::UnixListener::bind(&self.path).expect("binding the proxy socket");
+        // The daemon every other part of the tests uses: DOCKER_HOST, else
+        // the local socket.
+        let host = DockerConfig::new("").host_name();
+        let daemon_socket: Arc<str> = host.trim_start_matches("unix://").into();
         self.accept = Some(tokio::spawn(async move {
             // Dropped with this task: aborting it cuts every connection.
             let mut connections = tokio::task::JoinSet::new();
             while let Ok((mut client, _)) = listener.accept().await {
+                let daemon_socket = daemon_socket.clone();
                 connections.spawn(async move {
-                    if let Ok(mut daemon) = tokio::net::UnixStream::connect(DOCKER_SOCKET).await {
+                    if let Ok(mut daemon) = tokio::net::UnixStream::connect(&*daemon_socket).await {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut daemon).await;
                     }
                 });

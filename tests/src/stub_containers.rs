@@ -1,11 +1,12 @@
 //! A `flowmesh:host/containers` capability that starts no container.
 //!
-//! No Docker-backed containers capability exists yet, so tests that need a
-//! worker *with* the capability (to check that linking it makes a plugin
-//! available, and that routing sends container tasks only to such workers)
-//! link this stand-in instead. It says so in its detail, and what it answers
-//! is fixed: tests must not read more into a container task's outcome than
-//! that the plugin ran on that worker and got the stub's answer.
+//! For the tests of linking and routing that must not depend on a Docker
+//! daemon (the gating tests of the runtime, and the server routing test that
+//! runs on both database backends): a worker that links the interface with a
+//! fixed answer. It says so in its detail, and tests must not read more into
+//! a container task's outcome than that the plugin ran on that worker and
+//! got the stub's answer. Real Docker is exercised by `runtime_containers`
+//! and `server_mixed_fleet`.
 
 use std::any::Any;
 

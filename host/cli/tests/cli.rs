@@ -372,11 +372,23 @@ fn a_plugin_from_new_to_result_through_a_local_cluster() {
         "containers",
         "absent",
         "slots:",
-        "container",
         &format!("cannot reach the Docker daemon at {NO_DOCKER}"),
     ] {
         assert!(inspected.contains(expected), "{expected}: {inspected}");
     }
+    let as_json = home.json(&["worker", "inspect", &name]);
+    let container = as_json["capabilities"]["plugins"]
+        .as_array()
+        .and_then(|plugins| plugins.iter().find(|plugin| plugin["name"] == "container"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(container["status"], "unavailable", "{as_json:#}");
+    assert!(
+        container["reason"].as_str().unwrap_or_default().contains(&format!(
+            "imports flowmesh:host/containers@0.1.0, which this worker does not provide: no Docker capability: cannot reach the Docker daemon at {NO_DOCKER}"
+        )),
+        "{container:#}"
+    );
     let plugin = home.ok(&["plugin", "inspect", "greet"]);
     for expected in ["task type greet", "\"excitement\"", &name, "available"] {
         assert!(plugin.contains(expected), "{expected}: {plugin}");

@@ -83,9 +83,7 @@ mod task_log;
 mod task_state;
 
 pub use artifact_cache::{ArtifactCache, CacheStats, ComponentDigest};
-pub use capability::{
-    Capability, DeviceAssigner, DeviceLease, HostCapabilities, Probe,
-};
+pub use capability::{Capability, DeviceAssigner, DeviceLease, HostCapabilities, Probe};
 pub use config::{PoolConfig, RuntimeConfig, TaskLimits};
 pub use runtime::{
     LoadError, PluginIdentity, PreparedPlugin, Runtime, RuntimeError, TaskRequest, TaskRun,

@@ -23,8 +23,7 @@ pub mod task_error;
 
 pub use capability::{
     CapabilityKind, CapabilityReport, CapabilityStatus, GpuDevice, GpuRequest, PluginReport,
-    PluginStatus,
-    WorkerCapabilities,
+    PluginStatus, WorkerCapabilities,
 };
 #[cfg(feature = "document")]
 pub use document::{TaskDocument, TaskSpec, format_bytes, parse_document};
