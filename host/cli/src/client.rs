@@ -89,14 +89,15 @@ impl ApiClient {
         self.json(response).await
     }
 
-    /// The events of task `id` as they come: the stored ones, then (with
-    /// `follow`) live ones until the result.
+    /// The events of `of` (`/tasks/{id}` or `/workflows/{id}`) as they
+    /// come: the stored ones, then (with `follow`) live ones until the task's
+    /// result or the workflow's end.
     pub async fn events(
         &self,
-        id: &str,
+        of: &str,
         follow: bool,
     ) -> CliResult<impl Stream<Item = CliResult<EventRecord>> + use<>> {
-        let path = format!("/tasks/{id}/events?follow={follow}");
+        let path = format!("{of}/events?follow={follow}");
         let response = self
             .send(
                 self.request(reqwest::Method::GET, &path)

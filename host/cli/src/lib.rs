@@ -3,6 +3,7 @@
 //! - Operators: `up` (a local cluster in one process), `server`, `worker`.
 //! - Plugin authors and admins: `plugin install | list | inspect | remove | new`.
 //! - Clients: `task submit | get | list | cancel | logs | watch`,
+//!   `workflow get | list | cancel | watch`,
 //!   `worker list | inspect`, `validate`.
 //!
 //! Client commands find their server and token through `--server` /
@@ -24,6 +25,7 @@ mod validate;
 mod watch;
 mod work;
 mod workers;
+mod workflows;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -94,10 +96,14 @@ enum Command {
     /// Install, list, inspect, remove and create plugins.
     #[command(subcommand)]
     Plugin(plugins::PluginCommand),
-    /// Submit, read, follow and cancel tasks.
+    /// Submit, read, follow and cancel tasks (and submit workflows).
     #[command(subcommand)]
     Task(tasks::TaskCommand),
-    /// Check task documents: the envelope offline, plugin schemas with a server.
+    /// Read, follow and cancel workflows.
+    #[command(subcommand)]
+    Workflow(workflows::WorkflowCommand),
+    /// Check task and workflow documents: the envelope and graph offline,
+    /// plugin schemas and validate() with a server.
     Validate(validate::ValidateArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
@@ -168,6 +174,7 @@ async fn run(cli: Cli) -> CliResult {
         }
         Command::Plugin(command) => plugins::run(command, client, output).await,
         Command::Task(command) => tasks::run(command, client()?, output).await,
+        Command::Workflow(command) => workflows::run(command, client()?, output).await,
         Command::Validate(args) => {
             let config = ConfigFile::load(&config_path)?;
             let target = Target::resolve(cli.server.clone(), cli.token.clone(), &config)?;

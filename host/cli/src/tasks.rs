@@ -3,7 +3,9 @@
 use std::io::Read;
 use std::time::Duration;
 
-use flowmesh_types::api::{EventBody, Submitted, TaskPage, TaskState, TaskView};
+use flowmesh_types::api::{
+    EventBody, Submitted, SubmittedWorkflow, TaskPage, TaskState, TaskView, WorkflowState,
+};
 use flowmesh_types::{LogStream, TaskEvent};
 use futures::StreamExt;
 
@@ -15,13 +17,14 @@ use crate::watch;
 /// Task commands.
 #[derive(Debug, clap::Subcommand)]
 pub enum TaskCommand {
-    /// Submit task documents (YAML or JSON; `-` reads standard input).
+    /// Submit task and workflow documents (YAML or JSON; `-` reads standard
+    /// input).
     Submit {
-        /// Task documents; `-` for standard input.
+        /// Task or workflow documents; `-` for standard input.
         #[arg(required = true, value_name = "FILE|-")]
         files: Vec<String>,
-        /// Wait for each task to finish, showing its progress; exit 1 if
-        /// one failed or was cancelled.
+        /// Wait for each task or workflow to finish, showing its progress;
+        /// exit 1 if one did not succeed.
         #[arg(long)]
         wait: bool,
         /// Like --wait, and print the task's log lines as they come.
@@ -30,8 +33,8 @@ pub enum TaskCommand {
         /// Give up waiting after this long (exit 7); the task keeps running.
         #[arg(long, value_parser = humantime::parse_duration)]
         timeout: Option<Duration>,
-        /// Refuse the task (exit 3) when no live worker runs its type,
-        /// instead of queueing it.
+        /// Refuse the task or workflow (exit 3) when no live worker runs its
+        /// type (each stage's), instead of queueing it.
         #[arg(long)]
         fail_fast: bool,
     },
@@ -42,7 +45,8 @@ pub enum TaskCommand {
     },
     /// List tasks, newest first.
     List {
-        /// Only tasks in this state (pending, running, succeeded, failed, cancelled).
+        /// Only tasks in this state (pending, running, cancelling, succeeded,
+        /// failed, cancelled, skipped).
         #[arg(long)]
         state: Option<String>,
         /// Only tasks of this type.
@@ -189,48 +193,102 @@ async fn submit(
         } else {
             "/tasks"
         };
-        let answer: Submitted = client
+        let answer: serde_json::Value = client
             .post(path, document, content_type(file), Duration::from_secs(60))
             .await
             .map_err(|error| in_file(file, error))?;
+        let answer = Answer::from(answer)?;
         if output == Output::Table && !wait {
-            crate::outln!(
-                "submitted {} ({}): {}",
-                answer.id,
-                answer.task.task_type,
-                answer.task.state.as_str()
-            );
+            match &answer {
+                Answer::Task(answer) => crate::outln!(
+                    "submitted {} ({}): {}",
+                    answer.id,
+                    answer.task.task_type,
+                    answer.task.state.as_str()
+                ),
+                Answer::Workflow(answer) => crate::outln!(
+                    "submitted workflow {} ({} stages): {}",
+                    answer.id,
+                    answer.workflow.stages.len(),
+                    answer.workflow.state
+                ),
+            }
         }
         submitted.push(answer);
     }
     if !wait {
         if output == Output::Json {
-            print_one_or_many(&submitted);
+            let answers: Vec<serde_json::Value> = submitted.iter().map(Answer::to_json).collect();
+            print_one_or_many(&answers);
         }
         return Ok(());
     }
     let mut views = Vec::new();
     let mut failures = 0;
     for answer in &submitted {
-        let task = watch::follow(client, &answer.id, follow, timeout, output).await?;
-        if task.state != TaskState::Succeeded {
-            failures += 1;
+        match answer {
+            Answer::Task(answer) => {
+                let task = watch::follow(client, &answer.id, follow, timeout, output).await?;
+                if task.state != TaskState::Succeeded {
+                    failures += 1;
+                }
+                if output == Output::Table {
+                    print_outcome(&task);
+                }
+                views.push(serde_json::to_value(&task).unwrap_or_default());
+            }
+            Answer::Workflow(answer) => {
+                let workflow =
+                    crate::workflows::follow(client, &answer.id, follow, timeout, output).await?;
+                if workflow.state != WorkflowState::Succeeded {
+                    failures += 1;
+                }
+                if output == Output::Table {
+                    crate::workflows::print_workflow(&workflow);
+                }
+                views.push(serde_json::to_value(&workflow).unwrap_or_default());
+            }
         }
-        if output == Output::Table {
-            print_outcome(&task);
-        }
-        views.push(task);
     }
     if output == Output::Json {
         print_one_or_many(&views);
     }
     if failures > 0 {
         return Err(CliError::Failed(format!(
-            "{failures} of {} task(s) did not succeed",
+            "{failures} of {} submission(s) did not succeed",
             views.len()
         )));
     }
     Ok(())
+}
+
+/// What `POST /tasks` answered: a task, or a workflow.
+enum Answer {
+    Task(Box<Submitted>),
+    Workflow(Box<SubmittedWorkflow>),
+}
+
+impl Answer {
+    fn from(value: serde_json::Value) -> CliResult<Self> {
+        let answer = if value.get("workflow").is_some() {
+            serde_json::from_value(value).map(|answer| Self::Workflow(Box::new(answer)))
+        } else {
+            serde_json::from_value(value).map(|answer| Self::Task(Box::new(answer)))
+        };
+        answer.map_err(|error| {
+            CliError::Other(anyhow::anyhow!(
+                "the server's answer is not one this client understands: {error}"
+            ))
+        })
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        match self {
+            Self::Task(answer) => serde_json::to_value(answer),
+            Self::Workflow(answer) => serde_json::to_value(answer),
+        }
+        .unwrap_or_default()
+    }
 }
 
 /// Prints a finished task and says whether it succeeded.
@@ -251,7 +309,8 @@ fn finished(task: &TaskView, output: Output) -> CliResult {
 }
 
 async fn logs(client: &ApiClient, id: &str, follow: bool) -> CliResult {
-    let mut events = Box::pin(client.events(path_segment(id)?, follow).await?);
+    let of = format!("/tasks/{}", path_segment(id)?);
+    let mut events = Box::pin(client.events(&of, follow).await?);
     while let Some(event) = events.next().await {
         match event?.body {
             EventBody::Task(TaskEvent::Log {
@@ -276,7 +335,7 @@ async fn logs(client: &ApiClient, id: &str, follow: bool) -> CliResult {
                     .map(|e| format!(": {}: {}", e.code.as_str(), e.message))
                     .unwrap_or_default()
             ),
-            EventBody::Task(TaskEvent::Progress { .. }) => {}
+            EventBody::Task(TaskEvent::Progress { .. }) | EventBody::Workflow { .. } => {}
         }
     }
     Ok(())
@@ -413,7 +472,7 @@ fn print_page(page: &TaskPage) {
     }
 }
 
-fn print_one_or_many<T: serde::Serialize>(items: &[T]) {
+pub(crate) fn print_one_or_many<T: serde::Serialize>(items: &[T]) {
     match items {
         [one] => output::print_json(one),
         many => output::print_json(&many),

@@ -1,7 +1,9 @@
-//! `flowmesh validate FILE...`: checks task documents without running them.
+//! `flowmesh validate FILE...`: checks task and workflow documents without
+//! running them.
 //!
 //! Offline, it checks the envelope (apiVersion, kind, metadata, taskType,
-//! resources, timeout, maxAttempts) exactly as the server parses it. With a
+//! resources, timeout, maxAttempts) exactly as the server parses it, and a
+//! workflow's graph (names, references, cycles, placeholders). With a
 //! server — one named by `--server`, `FLOWMESH_SERVER` or the config file,
 //! unless `--offline` — it also asks the server to check each document
 //! against its plugin's JSON Schema and `validate()` (`POST
@@ -9,7 +11,7 @@
 
 use std::time::Duration;
 
-use flowmesh_types::parse_document;
+use flowmesh_types::{Document, parse};
 use serde_json::Value;
 
 use crate::client::ApiClient;
@@ -20,7 +22,7 @@ use crate::tasks::read_input;
 /// `flowmesh validate` options.
 #[derive(Debug, clap::Args)]
 pub struct ValidateArgs {
-    /// Task documents (YAML or JSON); `-` for standard input.
+    /// Task or workflow documents (YAML or JSON); `-` for standard input.
     #[arg(required = true, value_name = "FILE|-")]
     files: Vec<String>,
     /// Check the envelope only, even when a server is configured.
@@ -105,10 +107,24 @@ async fn check(file: &str, bytes: Vec<u8>, client: Option<&ApiClient>) -> CliRes
         verdict.message = Some("not UTF-8 text; write YAML or JSON".into());
         return Ok(verdict);
     };
-    match parse_document(text) {
-        Ok(document) => verdict.task_type = Some(document.spec.task_type),
+    match parse(text) {
+        Ok(Document::Task(document)) => verdict.task_type = Some(document.spec.task_type),
+        Ok(Document::Workflow(workflow)) => {
+            let mut types: Vec<&str> = workflow
+                .stages
+                .iter()
+                .map(|stage| stage.spec.task_type.as_str())
+                .collect();
+            types.sort_unstable();
+            types.dedup();
+            verdict.task_type = Some(format!(
+                "workflow of {} stage(s): {}",
+                workflow.stages.len(),
+                types.join(", ")
+            ));
+        }
         Err(errors) => {
-            verdict.message = Some(format!("{} problem(s) in the envelope", errors.len()));
+            verdict.message = Some(format!("{} problem(s) in the document", errors.len()));
             verdict.errors = errors;
             return Ok(verdict);
         }

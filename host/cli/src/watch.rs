@@ -31,7 +31,7 @@ pub async fn follow(
     bar.enable_steady_tick(Duration::from_millis(120));
     bar.set_message(format!("{id}: pending"));
     let run = async {
-        let mut events = Box::pin(client.events(id, true).await?);
+        let mut events = Box::pin(client.events(&format!("/tasks/{id}"), true).await?);
         let mut poll = tokio::time::interval(WAITING_POLL);
         let mut state = TaskState::Pending;
         loop {
@@ -67,6 +67,7 @@ pub async fn follow(
                                 }
                             }
                             EventBody::Result { .. } => return Ok(()),
+                            EventBody::Workflow { .. } => {}
                         }
                     }
                     None => return Err(CliError::Unreachable {

@@ -31,6 +31,7 @@ pub mod state;
 pub mod store;
 pub mod submissions;
 pub mod validation;
+pub mod workflows;
 
 pub use config::ServerConfig;
 pub use server::{BootstrapTokens, Server, write_private_file};

@@ -121,11 +121,12 @@ impl Server {
             })
         };
         let background = tokio::spawn(crate::background::run(state.clone()));
+        let releaser = tokio::spawn(crate::workflows::run(state.clone()));
         tracing::info!(%addr, store = ?state.store.backend(), "server listening");
         Ok(Self {
             addr,
             state,
-            tasks: vec![serve, background],
+            tasks: vec![serve, background, releaser],
             bootstrap,
         })
     }

@@ -29,6 +29,9 @@ pub struct AppState {
     pub bus: EventBus,
     /// Wakes waiting claims.
     pub work: WorkSignal,
+    /// Wakes the workflow releaser ([`crate::workflows`]): a stage finished
+    /// or a workflow was submitted.
+    pub releaser: tokio::sync::Notify,
     /// The installed plugins as workers are told (name, version, digest);
     /// waiting claims answer with it when it changes. Kept by
     /// [`crate::installed_plugins`].
@@ -64,6 +67,7 @@ impl AppState {
             validator,
             bus: EventBus::new(1 << 16),
             work: WorkSignal::default(),
+            releaser: tokio::sync::Notify::new(),
             catalog: tokio::sync::watch::Sender::new(Arc::new(Vec::new())),
             metrics: Metrics::default(),
             plugin_changes: tokio::sync::Mutex::new(()),
@@ -110,10 +114,12 @@ impl AppState {
         self.config.lease_ttl.as_millis() as i64
     }
 
-    /// Records stored events: publishes them and counts finished tasks.
+    /// Records stored events: publishes them, counts finished tasks, and
+    /// wakes the workflow releaser when a task finished.
     pub fn publish(&self, events: Vec<crate::store::StoredEvent>) {
         for event in &events {
             if let flowmesh_types::api::EventBody::Result { state, .. } = &event.body {
+                self.releaser.notify_one();
                 self.metrics
                     .finished
                     .get_or_create(&crate::metrics::StateLabel {

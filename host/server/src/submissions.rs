@@ -72,6 +72,7 @@ async fn write_loop(store: Store, mut receiver: mpsc::Receiver<Submission>) {
                 tenant: &submission.tenant,
                 document: &submission.document,
                 now: submission.now,
+                stage: None,
             })
             .collect();
         let outcome = store.insert_tasks(&tasks).await;

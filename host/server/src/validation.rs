@@ -165,6 +165,25 @@ impl Validator {
         task_type: &str,
         spec: &Map<String, Value>,
     ) -> Result<(), SpecRejection> {
+        self.check_deferring(task_type, spec, &[]).await
+    }
+
+    /// Checks the plugin fields of a `task_type` spec in which the fields at
+    /// the `deferred` paths (`spec.model`) still hold placeholders: problems
+    /// reported at those fields, or inside them, wait until they are
+    /// resolved; everything else is checked now.
+    pub async fn check_deferring(
+        &self,
+        task_type: &str,
+        spec: &Map<String, Value>,
+        deferred: &[String],
+    ) -> Result<(), SpecRejection> {
+        let now = |errors: Vec<FieldError>| -> Vec<FieldError> {
+            errors
+                .into_iter()
+                .filter(|error| !is_deferred(&error.path, deferred))
+                .collect()
+        };
         let provided = self
             .task_types
             .read()
@@ -174,10 +193,10 @@ impl Validator {
             .ok_or_else(|| SpecRejection::UnknownTaskType(task_type.to_string()))?;
         let instance = Value::Object(spec.clone());
         if let Some(schema) = provided.schema {
-            let errors: Vec<FieldError> = schema
+            let errors: Vec<FieldError> = now(schema
                 .iter_errors(&instance)
                 .flat_map(|error| field_errors(&error))
-                .collect();
+                .collect());
             if !errors.is_empty() {
                 return Err(SpecRejection::Invalid(errors));
             }
@@ -188,15 +207,46 @@ impl Validator {
             .await
         {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(errors)) => Err(SpecRejection::Invalid(
-                errors
+            Ok(Err(errors)) => {
+                let errors = now(errors
                     .into_iter()
                     .map(|error| FieldError::new(spec_field(&error.path), error.message))
-                    .collect(),
-            )),
+                    .collect());
+                if errors.is_empty() {
+                    Ok(())
+                } else {
+                    Err(SpecRejection::Invalid(errors))
+                }
+            }
             Err(error) => Err(SpecRejection::CheckFailed(error)),
         }
     }
+}
+
+/// A path in one spelling: `spec.messages[0].role` → `spec.messages.0.role`.
+pub fn normalize_path(path: &str) -> String {
+    path.replace('[', ".").replace(']', "").replace("..", ".")
+}
+
+/// Whether `inner` is `outer` or a path inside it.
+pub fn is_within(inner: &str, outer: &str) -> bool {
+    inner
+        .strip_prefix(outer)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+}
+
+/// Whether a problem reported at `path` is about one of the still
+/// unresolved `fields`: at one, inside one, or at a mapping or list that
+/// holds one (a schema's `oneOf` is reported there) other than the whole
+/// spec.
+pub fn is_deferred(path: &str, fields: &[String]) -> bool {
+    if fields.is_empty() {
+        return false;
+    }
+    let path = normalize_path(path);
+    fields
+        .iter()
+        .any(|field| is_within(&path, field) || (path != "spec" && is_within(field, &path)))
 }
 
 /// One schema violation as field errors, each at the field it is about: an

@@ -35,7 +35,8 @@ pub const RESULT_SCHEMA_VERSION: u32 = 1;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
-    /// Waiting for a worker; [`TaskView::waiting`] says why it is not running.
+    /// Waiting for the workflow stages it depends on, or for a worker;
+    /// [`TaskView::waiting`] says which and why.
     Pending,
     /// Claimed by a worker under a lease.
     Running,
@@ -47,17 +48,21 @@ pub enum TaskState {
     Failed,
     /// Cancelled before it finished.
     Cancelled,
+    /// A workflow stage that did not run: its condition did not hold, or a
+    /// stage it depends on was skipped.
+    Skipped,
 }
 
 impl TaskState {
     /// Every state, in life order.
-    pub const ALL: [TaskState; 6] = [
+    pub const ALL: [TaskState; 7] = [
         Self::Pending,
         Self::Running,
         Self::Cancelling,
         Self::Succeeded,
         Self::Failed,
         Self::Cancelled,
+        Self::Skipped,
     ];
 
     /// The name used on the wire and in the database.
@@ -69,6 +74,7 @@ impl TaskState {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
+            Self::Skipped => "skipped",
         }
     }
 
@@ -79,7 +85,10 @@ impl TaskState {
 
     /// Whether the task is finished for good.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Cancelled | Self::Skipped
+        )
     }
 }
 
@@ -105,6 +114,8 @@ pub enum WaitKind {
     WorkersBusy,
     /// A failed attempt is waiting out its retry delay.
     RetryBackoff,
+    /// A workflow stage waits for the stages it depends on to finish.
+    Dependencies,
 }
 
 impl WaitKind {
@@ -116,6 +127,7 @@ impl WaitKind {
             Self::InsufficientHardware => "insufficient_hardware",
             Self::WorkersBusy => "workers_busy",
             Self::RetryBackoff => "retry_backoff",
+            Self::Dependencies => "dependencies",
         }
     }
 }
@@ -233,6 +245,9 @@ pub struct TaskView {
     /// `spec.timeout` in milliseconds, if set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// The workflow stage it is, if it is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<StageRef>,
     /// Why it waits, while pending.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<Waiting>,
@@ -281,6 +296,158 @@ pub struct TaskPage {
     pub next_cursor: Option<String>,
 }
 
+/// The workflow stage a task is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct StageRef {
+    /// The workflow's id.
+    pub workflow_id: String,
+    /// The stage's name.
+    pub stage: String,
+}
+
+/// Where a workflow is: running until every stage is finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum WorkflowState {
+    /// Some stage has not finished.
+    Running,
+    /// Every stage succeeded or was skipped.
+    Succeeded,
+    /// Every stage finished, and one failed (or was cancelled on its own).
+    Failed,
+    /// The workflow was cancelled.
+    Cancelled,
+}
+
+impl WorkflowState {
+    /// Every state.
+    pub const ALL: [WorkflowState; 4] = [
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    /// The name on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses [`WorkflowState::as_str`]'s names.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == name)
+    }
+
+    /// Whether the workflow is over.
+    pub fn is_terminal(self) -> bool {
+        self != Self::Running
+    }
+}
+
+impl std::fmt::Display for WorkflowState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One stage of a workflow as `GET /workflows/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct StageView {
+    /// Stage name.
+    pub name: String,
+    /// Its task (`GET /tasks/{id}` has the details).
+    pub task_id: String,
+    /// Its task type.
+    pub task_type: String,
+    /// Its task's state.
+    pub state: TaskState,
+    /// The stages it waits for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// When it runs at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<crate::workflow::Condition>,
+    /// The current (or last) attempt.
+    pub attempt: u32,
+    /// The worker running it or that ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// Why it waits, while pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
+    /// Why it failed, was cancelled or skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<TaskError>,
+    /// Its output, once succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// When it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+}
+
+/// A workflow: its state and its stages' states.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowView {
+    /// Workflow id.
+    pub id: String,
+    /// `metadata.name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `metadata.labels` (every stage's task carries them too).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Its state.
+    pub state: WorkflowState,
+    /// How many stages are in each task state.
+    pub stage_states: BTreeMap<String, u32>,
+    /// The stages in document order (empty in lists).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageView>,
+    /// When it was submitted.
+    pub created_at: String,
+    /// When a stage last changed.
+    pub updated_at: String,
+    /// When its last stage finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+}
+
+/// `POST /tasks`'s answer for a workflow document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct SubmittedWorkflow {
+    /// Id of the new workflow.
+    pub id: String,
+    /// The workflow, as stored (or as finished, with `?wait=`).
+    pub workflow: WorkflowView,
+}
+
+/// One page of `GET /workflows`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowPage {
+    /// Newest first, without their stages.
+    pub workflows: Vec<WorkflowView>,
+    /// Pass as `?cursor=` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
 /// A stored task event, as the SSE stream sends it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -288,7 +455,7 @@ pub struct TaskPage {
 pub struct EventRecord {
     /// Position in the task's stream; the SSE `id`.
     pub seq: i64,
-    /// The task.
+    /// The task (the workflow, for a `workflow` event).
     pub task_id: String,
     /// When the server recorded it.
     pub at: String,
@@ -314,6 +481,15 @@ pub enum EventBody {
     },
     /// A log line or progress report from the running attempt.
     Task(TaskEvent),
+    /// A workflow changed state; only in a workflow's event stream, where
+    /// `taskId` is the workflow's id.
+    Workflow {
+        /// Its state.
+        state: WorkflowState,
+        /// Why, in words.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
     /// The terminal outcome.
     Result {
         /// Terminal state.
@@ -335,6 +511,7 @@ impl EventBody {
             Self::Task(TaskEvent::Log { .. }) => "log",
             Self::Task(TaskEvent::Progress { .. }) => "progress",
             Self::Result { .. } => "result",
+            Self::Workflow { .. } => "workflow",
         }
     }
 }

@@ -47,7 +47,7 @@ pub const MAX_QUANTITY: u64 = i64::MAX as u64;
 pub const MAX_DOCUMENT_BYTES: usize = 1 << 20;
 
 /// Host-owned fields of `spec`; everything else is the plugin's.
-const HOST_SPEC_FIELDS: [&str; 4] = ["taskType", "resources", "timeout", "maxAttempts"];
+pub(crate) const HOST_SPEC_FIELDS: [&str; 4] = ["taskType", "resources", "timeout", "maxAttempts"];
 
 /// A parsed, envelope-checked task document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,10 +120,22 @@ impl HardwareRequest {
 
 pub use crate::capability::GpuRequest;
 
-/// Parses a YAML or JSON task document and checks its envelope.
+/// A parsed, checked document of either kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Document {
+    /// `kind: Task`.
+    Task(TaskDocument),
+    /// `kind: Workflow`.
+    Workflow(WorkflowDocument),
+}
+
+pub use crate::workflow::WorkflowDocument;
+
+/// Parses a YAML or JSON document of either kind and checks it: the task
+/// envelope, or a workflow's stages, graph and placeholders.
 ///
 /// All problems are reported at once, each with its path.
-pub fn parse_document(text: &str) -> Result<TaskDocument, Vec<FieldError>> {
+pub fn parse(text: &str) -> Result<Document, Vec<FieldError>> {
     if text.len() > MAX_DOCUMENT_BYTES {
         return Err(vec![FieldError::new(
             "",
@@ -142,9 +154,21 @@ pub fn parse_document(text: &str) -> Result<TaskDocument, Vec<FieldError>> {
     }
 }
 
+/// Parses a YAML or JSON task document and checks its envelope; a workflow
+/// is an error (see [`parse`] for both).
+pub fn parse_document(text: &str) -> Result<TaskDocument, Vec<FieldError>> {
+    match parse(text)? {
+        Document::Task(document) => Ok(document),
+        Document::Workflow(_) => Err(vec![FieldError::new(
+            "kind",
+            "a Workflow document where a Task is expected",
+        )]),
+    }
+}
+
 /// JSON when it looks like JSON, YAML otherwise (YAML is a superset, but JSON
 /// errors are clearer for JSON input).
-fn parse_value(text: &str) -> Result<Value, String> {
+pub(crate) fn parse_value(text: &str) -> Result<Value, String> {
     if text.trim_start().starts_with('{') {
         serde_json::from_str(text).map_err(|error| format!("not a valid JSON document: {error}"))
     } else {
@@ -153,15 +177,20 @@ fn parse_value(text: &str) -> Result<Value, String> {
 }
 
 #[derive(Default)]
-struct Errors(Vec<FieldError>);
+pub(crate) struct Errors(pub(crate) Vec<FieldError>);
 
 impl Errors {
-    fn add(&mut self, path: &str, message: impl Into<String>) {
+    pub(crate) fn add(&mut self, path: &str, message: impl Into<String>) {
         self.0.push(FieldError::new(path, message));
     }
 
     /// Reports every key of `object` not in `known`.
-    fn unknown_fields(&mut self, path: &str, object: &Map<String, Value>, known: &[&str]) {
+    pub(crate) fn unknown_fields(
+        &mut self,
+        path: &str,
+        object: &Map<String, Value>,
+        known: &[&str],
+    ) {
         for key in object.keys().filter(|key| !known.contains(&key.as_str())) {
             self.add(
                 &join(path, key),
@@ -170,7 +199,11 @@ impl Errors {
         }
     }
 
-    fn object<'v>(&mut self, path: &str, value: &'v Value) -> Option<&'v Map<String, Value>> {
+    pub(crate) fn object<'v>(
+        &mut self,
+        path: &str,
+        value: &'v Value,
+    ) -> Option<&'v Map<String, Value>> {
         match value {
             Value::Object(object) => Some(object),
             other => {
@@ -181,7 +214,7 @@ impl Errors {
     }
 }
 
-fn join(path: &str, key: &str) -> String {
+pub(crate) fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()
     } else {
@@ -189,7 +222,7 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-fn kind_of(value: &Value) -> &'static str {
+pub(crate) fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -200,7 +233,7 @@ fn kind_of(value: &Value) -> &'static str {
     }
 }
 
-fn check_document(value: &Value, errors: &mut Errors) -> Option<TaskDocument> {
+fn check_document(value: &Value, errors: &mut Errors) -> Option<Document> {
     let root = errors.object("", value)?;
     errors.unknown_fields("", root, &["apiVersion", "kind", "metadata", "spec"]);
     match root.get("apiVersion") {
@@ -214,30 +247,43 @@ fn check_document(value: &Value, errors: &mut Errors) -> Option<TaskDocument> {
             format!("missing; write apiVersion: {API_VERSION}"),
         ),
     }
-    match root.get("kind") {
-        Some(Value::String(kind)) if kind == "Task" => {}
-        Some(Value::String(kind)) if kind == "Workflow" => errors.add(
-            "kind",
-            "Workflow documents are not accepted by this version; submit each stage as a Task",
-        ),
-        Some(other) => errors.add("kind", format!("unknown kind {other}; write kind: Task")),
-        None => errors.add("kind", "missing; write kind: Task"),
-    }
+    // An unknown kind is checked as a task, so that every problem shows.
+    let workflow = match root.get("kind") {
+        Some(Value::String(kind)) if kind == "Task" => false,
+        Some(Value::String(kind)) if kind == "Workflow" => true,
+        Some(other) => {
+            errors.add(
+                "kind",
+                format!("unknown kind {other}; write kind: Task or kind: Workflow"),
+            );
+            false
+        }
+        None => {
+            errors.add("kind", "missing; write kind: Task or kind: Workflow");
+            false
+        }
+    };
     let metadata = root
         .get("metadata")
         .map(|value| check_metadata(value, errors))
         .unwrap_or_default();
-    let spec = match root.get("spec") {
-        Some(value) => check_spec(value, errors),
-        None => {
-            errors.add("spec", "missing; a task needs at least spec.taskType");
-            None
-        }
+    let Some(spec) = root.get("spec") else {
+        errors.add(
+            "spec",
+            if workflow {
+                "missing; a workflow needs spec.stages or spec.graph.nodes"
+            } else {
+                "missing; a task needs at least spec.taskType"
+            },
+        );
+        return None;
     };
-    Some(TaskDocument {
-        metadata,
-        spec: spec?,
-    })
+    if workflow {
+        crate::workflow::check_workflow(metadata, spec, errors).map(Document::Workflow)
+    } else {
+        let spec = check_spec("spec", spec, errors)?;
+        Some(Document::Task(TaskDocument { metadata, spec }))
+    }
 }
 
 /// Whether `key` may name a label (and be used in a label filter).
@@ -249,7 +295,7 @@ pub fn is_label_key(key: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
 }
 
-fn check_metadata(value: &Value, errors: &mut Errors) -> Metadata {
+pub(crate) fn check_metadata(value: &Value, errors: &mut Errors) -> Metadata {
     let mut metadata = Metadata::default();
     let Some(object) = errors.object("metadata", value) else {
         return metadata;
@@ -309,13 +355,13 @@ fn check_labels(path: &str, value: &Value, errors: &mut Errors) -> BTreeMap<Stri
     labels
 }
 
-fn check_spec(value: &Value, errors: &mut Errors) -> Option<TaskSpec> {
-    let object = errors.object("spec", value)?;
+pub(crate) fn check_spec(path: &str, value: &Value, errors: &mut Errors) -> Option<TaskSpec> {
+    let object = errors.object(path, value)?;
     let task_type = match object.get("taskType") {
         Some(Value::String(task_type)) if is_valid_name(task_type) => Some(task_type.clone()),
         Some(Value::String(task_type)) => {
             errors.add(
-                "spec.taskType",
+                &join(path, "taskType"),
                 format!(
                     "{task_type:?} is not a task type name: use lowercase letters, digits and '-'"
                 ),
@@ -324,14 +370,14 @@ fn check_spec(value: &Value, errors: &mut Errors) -> Option<TaskSpec> {
         }
         Some(other) => {
             errors.add(
-                "spec.taskType",
+                &join(path, "taskType"),
                 format!("must be a string, not {}", kind_of(other)),
             );
             None
         }
         None => {
             errors.add(
-                "spec.taskType",
+                &join(path, "taskType"),
                 "missing; name the task type to run, e.g. taskType: echo",
             );
             None
@@ -339,22 +385,22 @@ fn check_spec(value: &Value, errors: &mut Errors) -> Option<TaskSpec> {
     };
     let resources = object
         .get("resources")
-        .map(|value| check_resources(value, errors))
+        .map(|value| check_resources(&join(path, "resources"), value, errors))
         .unwrap_or_default();
     let timeout = object.get("timeout").and_then(|value| match value {
         Value::String(text) => match humantime::parse_duration(text) {
             Ok(duration) if duration.is_zero() => {
-                errors.add("spec.timeout", "must be longer than 0s");
+                errors.add(&join(path, "timeout"), "must be longer than 0s");
                 None
             }
             Ok(duration) if duration > MAX_TIMEOUT => {
-                errors.add("spec.timeout", "must be at most 7 days");
+                errors.add(&join(path, "timeout"), "must be at most 7 days");
                 None
             }
             Ok(duration) => Some(duration),
             Err(error) => {
                 errors.add(
-                    "spec.timeout",
+                    &join(path, "timeout"),
                     format!("{error}: write a duration such as 30s, 5m or 2h"),
                 );
                 None
@@ -362,7 +408,7 @@ fn check_spec(value: &Value, errors: &mut Errors) -> Option<TaskSpec> {
         },
         other => {
             errors.add(
-                "spec.timeout",
+                &join(path, "timeout"),
                 format!(
                     "must be a duration string such as 30s, not {}",
                     kind_of(other)
@@ -377,7 +423,7 @@ fn check_spec(value: &Value, errors: &mut Errors) -> Option<TaskSpec> {
             Some(n) if (1..=MAX_ATTEMPTS_LIMIT).contains(&n) => n,
             _ => {
                 errors.add(
-                    "spec.maxAttempts",
+                    &join(path, "maxAttempts"),
                     format!("must be a whole number from 1 to {MAX_ATTEMPTS_LIMIT}, got {value}"),
                 );
                 DEFAULT_MAX_ATTEMPTS
@@ -398,19 +444,19 @@ fn check_spec(value: &Value, errors: &mut Errors) -> Option<TaskSpec> {
     })
 }
 
-fn check_resources(value: &Value, errors: &mut Errors) -> Resources {
+fn check_resources(base: &str, value: &Value, errors: &mut Errors) -> Resources {
     let mut resources = Resources::default();
-    let Some(object) = errors.object("spec.resources", value) else {
+    let Some(object) = errors.object(base, value) else {
         return resources;
     };
-    errors.unknown_fields("spec.resources", object, &["hardware", "labels"]);
+    errors.unknown_fields(base, object, &["hardware", "labels"]);
     if let Some(labels) = object.get("labels") {
-        resources.labels = check_labels("spec.resources.labels", labels, errors);
+        resources.labels = check_labels(&join(base, "labels"), labels, errors);
     }
     let Some(hardware) = object.get("hardware") else {
         return resources;
     };
-    let path = "spec.resources.hardware";
+    let path = &join(base, "hardware");
     let Some(hardware) = errors.object(path, hardware) else {
         return resources;
     };
@@ -419,17 +465,17 @@ fn check_resources(value: &Value, errors: &mut Errors) -> Resources {
     if let Some(cpu) = hardware.get("cpu") {
         match parse_cpu(cpu) {
             Ok(cores) => request.cpu = cores,
-            Err(message) => errors.add("spec.resources.hardware.cpu", message),
+            Err(message) => errors.add(&join(path, "cpu"), message),
         }
     }
     if let Some(memory) = hardware.get("memory") {
         match parse_quantity(memory) {
             Ok(bytes) => request.memory_bytes = bytes,
-            Err(message) => errors.add("spec.resources.hardware.memory", message),
+            Err(message) => errors.add(&join(path, "memory"), message),
         }
     }
     if let Some(gpu) = hardware.get("gpu") {
-        let path = "spec.resources.hardware.gpu";
+        let path = &join(path, "gpu");
         if let Some(gpu) = errors.object(path, gpu) {
             errors.unknown_fields(path, gpu, &["count", "type", "memory"]);
             match gpu
@@ -438,22 +484,18 @@ fn check_resources(value: &Value, errors: &mut Errors) -> Resources {
             {
                 None => {}
                 Some(Some(count)) if count <= 64 => request.gpu.count = count,
-                Some(_) => errors.add(
-                    "spec.resources.hardware.gpu.count",
-                    "must be a whole number from 0 to 64",
-                ),
+                Some(_) => errors.add(&join(path, "count"), "must be a whole number from 0 to 64"),
             }
             match gpu.get("type") {
                 None | Some(Value::Null) => {}
                 Some(Value::String(model))
                     if model.eq_ignore_ascii_case("any") || model.is_empty() => {}
-                Some(Value::String(model)) if model.chars().any(char::is_control) => errors.add(
-                    "spec.resources.hardware.gpu.type",
-                    "must not contain control characters",
-                ),
+                Some(Value::String(model)) if model.chars().any(char::is_control) => {
+                    errors.add(&join(path, "type"), "must not contain control characters")
+                }
                 Some(Value::String(model)) => request.gpu.model = Some(model.clone()),
                 Some(other) => errors.add(
-                    "spec.resources.hardware.gpu.type",
+                    &join(path, "type"),
                     format!(
                         "must be a string such as H100 or any, not {}",
                         kind_of(other)
@@ -463,7 +505,7 @@ fn check_resources(value: &Value, errors: &mut Errors) -> Resources {
             if let Some(memory) = gpu.get("memory") {
                 match parse_quantity(memory) {
                     Ok(bytes) => request.gpu.memory_bytes = bytes,
-                    Err(message) => errors.add("spec.resources.hardware.gpu.memory", message),
+                    Err(message) => errors.add(&join(path, "memory"), message),
                 }
             }
         }

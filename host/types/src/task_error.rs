@@ -49,6 +49,12 @@ pub enum TaskErrorCode {
     /// The worker shut down cleanly and handed the attempt back; the task
     /// runs again without this attempt counting against `maxAttempts`.
     Released,
+    /// A workflow stage did not run because a stage it depends on failed or
+    /// was cancelled; the message names that stage.
+    UpstreamFailed,
+    /// A workflow stage did not run: its condition did not hold, or a stage
+    /// it depends on was skipped. The task's state is `skipped`.
+    Skipped,
 }
 
 impl TaskErrorCode {
@@ -71,6 +77,8 @@ impl TaskErrorCode {
             Self::LeaseExpired => "lease_expired",
             Self::NoEligibleWorker => "no_eligible_worker",
             Self::Released => "released",
+            Self::UpstreamFailed => "upstream_failed",
+            Self::Skipped => "skipped",
         }
     }
 

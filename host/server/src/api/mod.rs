@@ -3,6 +3,7 @@
 //! | route | who |
 //! |---|---|
 //! | `POST /tasks`, `GET /tasks`, `GET /tasks/{id}`, `DELETE /tasks/{id}`, `GET /tasks/{id}/events` | users and admins, their own tenant's tasks |
+//! | `GET /workflows`, `GET /workflows/{id}`, `DELETE /workflows/{id}`, `GET /workflows/{id}/events` | users and admins, their own tenant's workflows (submitted through `POST /tasks`) |
 //! | `GET /workers`, `GET /workers/{id}` | users and admins |
 //! | `GET /plugins`, `GET /plugins/{name}` | users and admins |
 //! | `POST /plugins`, `DELETE /plugins/{name}`, `POST /tokens` | admins |
@@ -20,6 +21,7 @@ pub mod openapi;
 mod ops;
 mod tasks;
 mod worker;
+mod workflows;
 
 use std::sync::Arc;
 
@@ -37,6 +39,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/tasks", post(tasks::submit).get(tasks::list))
         .route("/tasks/{id}", get(tasks::get).delete(tasks::cancel))
         .route("/tasks/{id}/events", get(tasks::events))
+        .route("/workflows", get(workflows::list))
+        .route(
+            "/workflows/{id}",
+            get(workflows::get).delete(workflows::cancel),
+        )
+        .route("/workflows/{id}/events", get(workflows::events))
         .route("/workers", get(fleet::list_workers))
         .route("/workers/{id}", get(fleet::get_worker))
         .route(

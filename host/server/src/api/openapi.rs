@@ -5,13 +5,14 @@ use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{fleet, ops, tasks, worker};
+use super::{fleet, ops, tasks, worker, workflows};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "FlowMesh", description = "Tasks on a fleet of WebAssembly workers."),
     paths(
         tasks::submit, tasks::list, tasks::get, tasks::cancel, tasks::events,
+        workflows::list, workflows::get, workflows::cancel, workflows::events,
         worker::register, worker::heartbeat, worker::claim, worker::events, worker::complete,
         worker::plugin_component,
         fleet::list_workers, fleet::get_worker, fleet::install_plugin, fleet::list_plugins,

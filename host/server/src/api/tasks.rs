@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use flowmesh_types::api::{Submitted, TaskPage, TaskState, TaskView};
-use flowmesh_types::{FieldError, parse_document};
+use flowmesh_types::{Document, FieldError, parse};
 use futures::Stream;
 
 use super::event_cursor::EventCursor;
@@ -29,7 +29,10 @@ const PAGE: u32 = 50;
 const MAX_PAGE: u32 = 500;
 
 /// Rejects query parameters the route does not know, naming them.
-fn known_params(params: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiFailure> {
+pub(super) fn known_params(
+    params: &HashMap<String, String>,
+    known: &[&str],
+) -> Result<(), ApiFailure> {
     match params.keys().find(|key| !known.contains(&key.as_str())) {
         Some(key) => Err(ApiFailure::bad_param(
             key,
@@ -39,7 +42,7 @@ fn known_params(params: &HashMap<String, String>, known: &[&str]) -> Result<(), 
     }
 }
 
-fn parse_wait(params: &HashMap<String, String>) -> Result<Option<Duration>, ApiFailure> {
+pub(super) fn parse_wait(params: &HashMap<String, String>) -> Result<Option<Duration>, ApiFailure> {
     params
         .get("wait")
         .map(|text| {
@@ -52,7 +55,7 @@ fn parse_wait(params: &HashMap<String, String>) -> Result<Option<Duration>, ApiF
         .transpose()
 }
 
-fn parse_bool(params: &HashMap<String, String>, name: &str) -> Result<bool, ApiFailure> {
+pub(super) fn parse_bool(params: &HashMap<String, String>, name: &str) -> Result<bool, ApiFailure> {
     match params.get(name).map(String::as_str) {
         None | Some("false") => Ok(false),
         Some("true") | Some("") => Ok(true),
@@ -65,11 +68,11 @@ fn parse_bool(params: &HashMap<String, String>, name: &str) -> Result<bool, ApiF
 
 /// `POST /tasks`: checks and stores a task document.
 #[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks",
-    request_body(content = String, description = "A Task document, YAML or JSON", content_type = "application/yaml"),
+    request_body(content = String, description = "A Task or Workflow document, YAML or JSON", content_type = "application/yaml"),
     params(("wait" = Option<String>, Query, description = "Wait up to this long (30s) for a terminal state"),
            ("failFast" = Option<bool>, Query, description = "Answer 422 when no live worker serves the type"),
            ("dryRun" = Option<bool>, Query, description = "Check everything, store nothing: 200 {valid, taskType}")),
-    responses((status = 201, body = Submitted), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 201, body = Submitted, description = "A task: {id, task}; a workflow: SubmittedWorkflow {id, workflow}"), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn submit(
     State(state): State<Arc<AppState>>,
@@ -89,17 +92,24 @@ pub(super) async fn submit(
             "the document is not UTF-8 text; send YAML or JSON",
         )
     })?;
-    let document = parse_document(text).map_err(|errors| {
+    let document = match parse(text).map_err(|errors| {
         ApiFailure::new(
             StatusCode::BAD_REQUEST,
             "invalid_document",
-            format!(
-                "the task document has {} problem(s); see details",
-                errors.len()
-            ),
+            format!("the document has {} problem(s); see details", errors.len()),
         )
         .with_details(errors)
-    })?;
+    })? {
+        Document::Task(document) => document,
+        Document::Workflow(workflow) => {
+            let options = super::workflows::SubmitOptions {
+                wait,
+                fail_fast,
+                dry_run,
+            };
+            return super::workflows::submit(state, principal, workflow, options).await;
+        }
+    };
     let task_type = &document.spec.task_type;
     state
         .validator
@@ -198,7 +208,11 @@ pub(super) async fn submit(
     Ok((StatusCode::CREATED, Json(Submitted { id, task })).into_response())
 }
 
-async fn load(state: &AppState, tenant: &str, id: &str) -> Result<TaskRecord, ApiFailure> {
+pub(super) async fn load(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+) -> Result<TaskRecord, ApiFailure> {
     state
         .store
         .task(Some(tenant), id)
@@ -230,6 +244,7 @@ fn submitted_view(id: &str, document: flowmesh_types::TaskDocument, now: i64) ->
         spec: serde_json::Value::Object(spec.plugin_fields),
         hardware: spec.resources.hardware,
         timeout_ms: spec.timeout.map(|timeout| timeout.as_millis() as u64),
+        workflow: None,
         waiting: None,
         worker: None,
         result: None,
@@ -253,6 +268,7 @@ fn view_with(task: TaskRecord, attempts: Vec<flowmesh_types::api::AttemptRecord>
         spec: task.spec,
         hardware: task.hardware,
         timeout_ms: task.timeout_ms,
+        workflow: task.workflow,
         waiting: task.waiting.filter(|_| task.state == TaskState::Pending),
         worker: task.worker_name,
         result: task.result,
@@ -321,6 +337,37 @@ pub(super) async fn list(
                 })
         })
         .transpose()?;
+    let (limit, before_seq) = page_params(&params)?;
+    let records = state
+        .store
+        .list_tasks(
+            &principal.tenant,
+            &TaskFilter {
+                state: state_filter,
+                task_type: params.get("taskType").cloned(),
+                label,
+                before_seq,
+                limit: limit + 1,
+            },
+        )
+        .await?;
+    let more = records.len() > limit as usize;
+    let records: Vec<TaskRecord> = records.into_iter().take(limit as usize).collect();
+    let next_cursor = more
+        .then(|| records.last().map(|task| task.seq.to_string()))
+        .flatten();
+    let tasks = records
+        .into_iter()
+        .map(|task| view_with(task, Vec::new()))
+        .collect();
+    Ok(Json(TaskPage { tasks, next_cursor }))
+}
+
+/// `?limit=` (default [`PAGE`], at most [`MAX_PAGE`]) and `?cursor=` (the
+/// sequence number to list before) of a list route.
+pub(super) fn page_params(
+    params: &HashMap<String, String>,
+) -> Result<(u32, Option<i64>), ApiFailure> {
     let limit = params
         .get("limit")
         .map(|text| {
@@ -347,29 +394,7 @@ pub(super) async fn list(
             })
         })
         .transpose()?;
-    let records = state
-        .store
-        .list_tasks(
-            &principal.tenant,
-            &TaskFilter {
-                state: state_filter,
-                task_type: params.get("taskType").cloned(),
-                label,
-                before_seq,
-                limit: limit + 1,
-            },
-        )
-        .await?;
-    let more = records.len() > limit as usize;
-    let records: Vec<TaskRecord> = records.into_iter().take(limit as usize).collect();
-    let next_cursor = more
-        .then(|| records.last().map(|task| task.seq.to_string()))
-        .flatten();
-    let tasks = records
-        .into_iter()
-        .map(|task| view_with(task, Vec::new()))
-        .collect();
-    Ok(Json(TaskPage { tasks, next_cursor }))
+    Ok((limit, before_seq))
 }
 
 /// `DELETE /tasks/{id}`: cancels in any state; a finished task is left as is.
@@ -412,23 +437,33 @@ pub(super) async fn events(
     known_params(&params, &["follow"])?;
     let follow = !params.contains_key("follow") || parse_bool(&params, "follow")?;
     load(&state, &principal.tenant, &id).await?;
-    let after = headers
+    let after = last_event_id(&headers);
+    Ok(server_sent(EventCursor::new(state, id, after, follow)))
+}
+
+/// The `Last-Event-ID` a reconnecting client sends; 0 for none.
+pub(super) fn last_event_id(headers: &HeaderMap) -> i64 {
+    headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<i64>().ok())
-        .unwrap_or(0);
-    let stream = futures::stream::unfold(
-        EventCursor::new(state, id, after, follow),
-        |mut cursor| async move {
-            let event = cursor.next().await?;
-            let sse = Event::default()
-                .id(event.seq.to_string())
-                .event(event.body.name())
-                .data(serde_json::to_string(&to_record(&event)).unwrap_or_default());
-            Some((Ok(sse), cursor))
-        },
-    );
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+        .unwrap_or(0)
+}
+
+/// A cursor's events as server-sent events: `id` the event's sequence
+/// number, `event` its kind, `data` the [`EventRecord`].
+pub(super) fn server_sent(
+    cursor: EventCursor,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let stream = futures::stream::unfold(cursor, |mut cursor| async move {
+        let event = cursor.next().await?;
+        let sse = Event::default()
+            .id(event.seq.to_string())
+            .event(event.body.name())
+            .data(serde_json::to_string(&to_record(&event)).unwrap_or_default());
+        Some((Ok(sse), cursor))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
 fn to_record(event: &StoredEvent) -> EventRecord {

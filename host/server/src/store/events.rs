@@ -1,7 +1,7 @@
 //! Task events: state changes, logs, progress and results, in one ordered
 //! stream per task. The sequence number is the SSE event id.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use flowmesh_types::api::EventBody;
 use sqlx::{Any, AssertSqlSafe, Transaction};
@@ -23,13 +23,32 @@ pub struct StoredEvent {
 }
 
 /// Events a transaction produces, written together before it commits.
+/// Whose events to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventStream<'a> {
+    /// One task's.
+    Task(&'a str),
+    /// A workflow's own and all its stages'.
+    Workflow(&'a str),
+}
+
+/// What a write transaction records besides its own rows: events, and the
+/// workflows whose stages it finished.
 #[derive(Default)]
-pub(super) struct NewEvents(Vec<(String, EventBody)>);
+pub(super) struct NewEvents(Vec<(String, EventBody)>, BTreeSet<String>);
 
 impl NewEvents {
     /// Adds an event of task `task_id`.
     pub(super) fn push(&mut self, task_id: &str, body: EventBody) {
         self.0.push((task_id.to_string(), body));
+    }
+
+    /// Notes that a stage of `workflow` finished: [`NewEvents::write`] tells
+    /// the releaser, once per workflow, in id order, as the transaction's
+    /// last writes (after every task row it locked, so that transactions
+    /// lock workflow rows in one order).
+    pub(super) fn workflow_changed(&mut self, workflow: String) {
+        self.1.insert(workflow);
     }
 
     /// Inserts the events, in order, with multi-row statements. Sequence
@@ -40,6 +59,13 @@ impl NewEvents {
         tx: &mut Transaction<'static, Any>,
         at: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        for workflow in &self.1 {
+            sqlx::query(sql::WORKFLOW_CHANGED)
+                .bind(workflow)
+                .bind(at)
+                .execute(&mut **tx)
+                .await?;
+        }
         let mut rest = self.0;
         let mut stored = Vec::with_capacity(rest.len());
         while !rest.is_empty() {
@@ -115,12 +141,16 @@ impl Store {
     /// Events of `task_id` after `after_seq`, oldest first, at most `limit`.
     pub async fn events_after(
         &self,
-        task_id: &str,
+        stream: EventStream<'_>,
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = sqlx::query(sql::EVENTS_AFTER)
-            .bind(task_id)
+        let (statement, id) = match stream {
+            EventStream::Task(id) => (sql::EVENTS_AFTER, id),
+            EventStream::Workflow(id) => (sql::WORKFLOW_EVENTS_AFTER, id),
+        };
+        let rows = sqlx::query(statement)
+            .bind(id)
             .bind(after_seq)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)

@@ -27,6 +27,7 @@ mod sql;
 mod sqlite;
 mod tasks;
 mod workers;
+mod workflows;
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -38,13 +39,14 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, SqlSafeStr, Transaction};
 
 pub use auth::{Principal, TokenRecord, token_hash};
-pub use events::StoredEvent;
+pub use events::{EventStream, StoredEvent};
 pub use plugins::PluginRecord;
 pub use rows::rfc3339;
 pub use tasks::{
-    AttemptEnd, CancelOutcome, NewTask, PendingShape, RetryPolicy, TaskFilter, TaskRecord,
+    AttemptEnd, CancelOutcome, NewStage, NewTask, PendingShape, RetryPolicy, TaskFilter, TaskRecord,
 };
 pub use workers::{HeartbeatOutcome, NewWorker, Usage, WorkerRecord};
+pub use workflows::{NewWorkflow, StagePlan, WorkflowFilter, WorkflowRecord};
 
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +105,8 @@ pub(crate) struct Dialect {
     task_for_update: &'static str,
     /// The running tasks of registration `$1`, locked.
     tasks_of_worker: &'static str,
+    /// The pending and running stages of workflow `$1`, locked.
+    workflow_tasks_for_update: &'static str,
     /// Task list filter on a label: `$1` key, `$2` value, both may be NULL.
     list_tasks: &'static str,
 }
@@ -198,46 +202,23 @@ impl Store {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let scripts: &[(i64, &str, &str)] = match self.backend {
-            Backend::Sqlite => &[
-                (
-                    1,
-                    "initial",
-                    include_str!("../../../../migrations/sqlite/0001_initial.sql"),
-                ),
-                (
-                    2,
-                    "worker labels",
-                    include_str!("../../../../migrations/sqlite/0002_worker_labels.sql"),
-                ),
-                (
-                    3,
-                    "drop unread worker columns",
-                    include_str!(
-                        "../../../../migrations/sqlite/0003_drop_unread_worker_columns.sql"
-                    ),
-                ),
-            ],
-            Backend::Postgres => &[
-                (
-                    1,
-                    "initial",
-                    include_str!("../../../../migrations/postgres/0001_initial.sql"),
-                ),
-                (
-                    2,
-                    "worker labels",
-                    include_str!("../../../../migrations/postgres/0002_worker_labels.sql"),
-                ),
-                (
-                    3,
-                    "drop unread worker columns",
-                    include_str!(
-                        "../../../../migrations/postgres/0003_drop_unread_worker_columns.sql"
-                    ),
-                ),
-            ],
-        };
+        /// Each migration once, both backends' scripts from their folders.
+        macro_rules! scripts {
+            ($($version:literal $name:literal $file:literal),* $(,)?) => {
+                match self.backend {
+                    Backend::Sqlite => &[$(($version, $name, include_str!(
+                        concat!("../../../../migrations/sqlite/", $file, ".sql")))),*],
+                    Backend::Postgres => &[$(($version, $name, include_str!(
+                        concat!("../../../../migrations/postgres/", $file, ".sql")))),*],
+                }
+            };
+        }
+        let scripts: &[(i64, &str, &str)] = scripts!(
+            1 "initial" "0001_initial",
+            2 "worker labels" "0002_worker_labels",
+            3 "drop unread worker columns" "0003_drop_unread_worker_columns",
+            4 "workflows" "0004_workflows",
+        );
         let migrator = Migrator::with_migrations(
             scripts
                 .iter()

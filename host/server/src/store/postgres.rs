@@ -23,7 +23,7 @@ used AS (
 cand AS (
     SELECT t.seq, t.cpu_millis, t.memory_bytes, t.gpu_count
     FROM tasks t, w, used
-    WHERE t.state = 'pending'
+    WHERE t.state = 'pending' AND t.blocked = 0
       AND t.task_type IN (SELECT jsonb_array_elements_text(w.task_types::jsonb))
       AND t.run_after <= $2
       AND (t.avoid_worker IS NULL OR t.avoid_worker <> w.name OR t.avoid_until <= $2)
@@ -99,6 +99,12 @@ FOR UPDATE SKIP LOCKED
     task_for_update: r#"
 SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
 FROM tasks WHERE id = $1
+FOR UPDATE
+"#,
+    workflow_tasks_for_update: r#"
+SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
+FROM tasks WHERE workflow_id = $1 AND state IN ('pending', 'running')
+ORDER BY seq
 FOR UPDATE
 "#,
     tasks_of_worker: r#"

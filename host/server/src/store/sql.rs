@@ -47,16 +47,19 @@ GROUP BY worker_id";
 pub(super) const INSERT_TASKS: &str = "\
 INSERT INTO tasks (id, tenant, name, labels, task_type, spec, cpu_millis, memory_bytes, gpu_count,
     gpu_model, gpu_memory_bytes, worker_labels, timeout_ms, max_attempts, state, attempt,
-    run_after, created_at, updated_at) VALUES ";
+    run_after, created_at, updated_at, workflow_id, stage, stage_plan, blocked, waiting,
+    waiting_kind) VALUES ";
 /// Parameters per row of [`INSERT_TASKS`].
-pub(super) const TASK_PARAMS: usize = 15;
+pub(super) const TASK_PARAMS: usize = 21;
 
-/// One row of [`INSERT_TASKS`] whose parameters start after `base`.
+/// One row of [`INSERT_TASKS`] whose parameters start after `base`: 14
+/// values, the time, then the 6 workflow columns.
 pub(super) fn task_row(base: usize) -> String {
-    let now = base + TASK_PARAMS;
+    let now = base + 15;
     format!(
-        "({}, 'pending', 1, ${now}, ${now}, ${now})",
-        placeholders(base, TASK_PARAMS - 1)
+        "({}, 'pending', 1, ${now}, ${now}, ${now}, {})",
+        placeholders(base, 14),
+        placeholders(now, 6)
     )
 }
 
@@ -101,8 +104,12 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (task_id, attempt) DO NOTHING";
 pub(super) const FINISH_TASK: &str = "\
 UPDATE tasks SET state = $2, result = $3, error = $4, updated_at = $5, finished_at = $5,
-    lease_token = NULL, lease_expires_at = NULL, waiting = NULL, waiting_kind = NULL
-WHERE seq = $1";
+    lease_token = NULL, lease_expires_at = NULL, waiting = NULL, waiting_kind = NULL, blocked = 0
+WHERE seq = $1
+RETURNING workflow_id";
+/// A stage of workflow `$1` finished at `$2`: the releaser has work.
+pub(super) const WORKFLOW_CHANGED: &str =
+    "UPDATE workflows SET changes = changes + 1, updated_at = $2 WHERE id = $1";
 /// Sends a task back to pending for its next attempt; `$8` is added to
 /// `max_attempts` (1 for an attempt its worker handed back, which does not
 /// count).
@@ -117,11 +124,11 @@ pub(super) const MARK_CANCELLING: &str =
 pub(super) const PENDING_SHAPES: &str = "\
 SELECT task_type, cpu_millis, memory_bytes, gpu_count, gpu_model, gpu_memory_bytes, worker_labels,
        COUNT(*) AS n, MIN(updated_at) AS oldest
-FROM tasks WHERE state = 'pending'
+FROM tasks WHERE state = 'pending' AND blocked = 0
 GROUP BY task_type, cpu_millis, memory_bytes, gpu_count, gpu_model, gpu_memory_bytes, worker_labels";
 pub(super) const SET_WAITING: &str = "\
 UPDATE tasks SET waiting = $8, waiting_kind = $9
-WHERE state = 'pending' AND task_type = $1 AND cpu_millis = $2 AND memory_bytes = $3
+WHERE state = 'pending' AND blocked = 0 AND task_type = $1 AND cpu_millis = $2 AND memory_bytes = $3
   AND gpu_count = $4 AND COALESCE(gpu_model, '') = $5 AND gpu_memory_bytes = $6
   AND worker_labels = $7
   AND (waiting_kind IS NULL OR waiting_kind <> 'retry_backoff' OR run_after <= $10)
@@ -129,20 +136,73 @@ WHERE state = 'pending' AND task_type = $1 AND cpu_millis = $2 AND memory_bytes 
 pub(super) const FAIL_UNPLACEABLE: &str = "\
 UPDATE tasks SET state = 'failed', error = $8, updated_at = $10, finished_at = $10,
     waiting = NULL, waiting_kind = NULL
-WHERE state = 'pending' AND task_type = $1 AND cpu_millis = $2 AND memory_bytes = $3
-  AND gpu_count = $4 AND COALESCE(gpu_model, '') = $5 AND gpu_memory_bytes = $6
-  AND worker_labels = $7 AND updated_at <= $9
-RETURNING id, attempt";
+WHERE state = 'pending' AND blocked = 0 AND task_type = $1 AND cpu_millis = $2
+  AND memory_bytes = $3 AND gpu_count = $4 AND COALESCE(gpu_model, '') = $5
+  AND gpu_memory_bytes = $6 AND worker_labels = $7 AND updated_at <= $9
+RETURNING id, attempt, workflow_id";
 pub(super) const QUEUE_DEPTH: &str =
     "SELECT task_type, state, COUNT(*) AS n FROM tasks GROUP BY task_type, state";
+// Tasks finished before `$1`, but not the stages of a workflow that had not
+// finished by then: its later stages still read their results.
 pub(super) const GC_EVENTS: &str = "\
-DELETE FROM task_events WHERE task_id IN (SELECT id FROM tasks WHERE finished_at < $1)";
+DELETE FROM task_events WHERE task_id IN (SELECT id FROM tasks WHERE finished_at < $1
+    AND (workflow_id IS NULL OR workflow_id IN (SELECT id FROM workflows WHERE finished_at < $1)))";
 pub(super) const GC_ATTEMPTS: &str = "\
-DELETE FROM task_attempts WHERE task_id IN (SELECT id FROM tasks WHERE finished_at < $1)";
-pub(super) const GC_TASKS: &str = "DELETE FROM tasks WHERE finished_at < $1";
+DELETE FROM task_attempts WHERE task_id IN (SELECT id FROM tasks WHERE finished_at < $1
+    AND (workflow_id IS NULL OR workflow_id IN (SELECT id FROM workflows WHERE finished_at < $1)))";
+pub(super) const GC_TASKS: &str = "\
+DELETE FROM tasks WHERE finished_at < $1
+    AND (workflow_id IS NULL OR workflow_id IN (SELECT id FROM workflows WHERE finished_at < $1))";
+pub(super) const GC_WORKFLOW_EVENTS: &str = "\
+DELETE FROM task_events WHERE task_id IN (SELECT id FROM workflows WHERE finished_at < $1)";
+pub(super) const GC_WORKFLOWS: &str = "DELETE FROM workflows WHERE finished_at < $1";
 
 pub(super) const EVENTS_AFTER: &str = "\
 SELECT seq, task_id, at, body FROM task_events WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+
+pub(super) const WORKFLOW_EVENTS_AFTER: &str = "\
+SELECT seq, task_id, at, body FROM task_events
+WHERE task_id IN (SELECT id FROM tasks WHERE workflow_id = $1 UNION ALL SELECT $1) AND seq > $2
+ORDER BY seq LIMIT $3";
+
+pub(super) const INSERT_WORKFLOW: &str = "\
+INSERT INTO workflows (id, tenant, name, labels, state, changes, created_at, updated_at)
+VALUES ($1, $2, $3, $4, 'running', 1, $5, $5)";
+pub(super) const WORKFLOW_BY_ID: &str = "SELECT * FROM workflows WHERE id = $1";
+pub(super) const STAGES_OF_WORKFLOW: &str =
+    "SELECT * FROM tasks WHERE workflow_id = $1 ORDER BY seq";
+pub(super) const LIST_WORKFLOWS: &str = "\
+SELECT * FROM workflows
+WHERE tenant = $1 AND ($2 IS NULL OR state = $2) AND seq < $3
+ORDER BY seq DESC LIMIT $4";
+/// Stage states of tenant `$1`'s workflows with `seq` from `$2` to `$3`.
+pub(super) const STAGE_COUNTS: &str = "\
+SELECT t.workflow_id, t.state, COUNT(*) AS n
+FROM tasks t JOIN workflows w ON w.id = t.workflow_id
+WHERE w.tenant = $1 AND w.seq >= $2 AND w.seq <= $3
+GROUP BY t.workflow_id, t.state";
+pub(super) const UNSETTLED_WORKFLOWS: &str =
+    "SELECT id, changes FROM workflows WHERE changes <> settled ORDER BY seq LIMIT $1";
+pub(super) const SETTLE_WORKFLOW: &str =
+    "UPDATE workflows SET settled = $2 WHERE id = $1 AND settled < $2";
+pub(super) const REQUEST_WORKFLOW_CANCEL: &str = "\
+UPDATE workflows SET cancel_requested = 1, changes = changes + 1, updated_at = $2
+WHERE id = $1 AND state = 'running' AND cancel_requested = 0";
+pub(super) const FINISH_WORKFLOW: &str = "\
+UPDATE workflows SET state = $2, updated_at = $3, finished_at = $3
+WHERE id = $1 AND state = 'running'";
+/// Lets a held-back stage go with its resolved spec, if it is still held.
+pub(super) const RELEASE_STAGE: &str = "\
+UPDATE tasks SET spec = $2, blocked = 0, waiting = NULL, waiting_kind = NULL, updated_at = $3
+WHERE id = $1 AND state = 'pending' AND blocked = 1
+RETURNING attempt";
+/// Ends a held-back stage without running it (failed or skipped), if it is
+/// still held.
+pub(super) const END_STAGE: &str = "\
+UPDATE tasks SET state = $2, error = $3, updated_at = $4, finished_at = $4, blocked = 0,
+    waiting = NULL, waiting_kind = NULL
+WHERE id = $1 AND state = 'pending' AND blocked = 1
+RETURNING attempt, workflow_id";
 
 pub(super) const EXTEND_LEASES: &str = "\
 UPDATE tasks SET lease_expires_at = $1

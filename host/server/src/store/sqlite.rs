@@ -20,7 +20,7 @@ used AS (
 cand AS (
     SELECT t.seq, t.cpu_millis, t.memory_bytes, t.gpu_count
     FROM tasks t
-    WHERE t.state = 'pending'
+    WHERE t.state = 'pending' AND t.blocked = 0
       AND t.task_type IN (SELECT value FROM json_each((SELECT task_types FROM w)))
       AND t.run_after <= $2
       AND (t.avoid_worker IS NULL OR t.avoid_until <= $2 OR t.avoid_worker <> (SELECT name FROM w))
@@ -94,6 +94,11 @@ ORDER BY seq LIMIT 500
     task_for_update: r#"
 SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
 FROM tasks WHERE id = $1
+"#,
+    workflow_tasks_for_update: r#"
+SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
+FROM tasks WHERE workflow_id = $1 AND state IN ('pending', 'running')
+ORDER BY seq
 "#,
     tasks_of_worker: r#"
 SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at

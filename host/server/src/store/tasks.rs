@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use flowmesh_types::api::{
-    AttemptRecord, ClaimedTask, Completion, CompletionVerdict, EventBody, ResultEnvelope,
+    AttemptRecord, ClaimedTask, Completion, CompletionVerdict, EventBody, ResultEnvelope, StageRef,
     TaskState, Waiting,
 };
 use flowmesh_types::document::{GpuRequest, HardwareRequest, TaskDocument};
@@ -18,6 +18,7 @@ use sqlx::{Any, AssertSqlSafe, Transaction};
 
 use super::events::{NewEvents, StoredEvent};
 use super::rows::{get_i64, get_opt_i64, get_opt_json, get_opt_str, get_str, rfc3339};
+use super::workflows::StagePlan;
 use super::{Store, StoreError, decode_json, encode_json, sql};
 
 /// The most tasks one claim hands out.
@@ -33,6 +34,21 @@ pub struct NewTask<'a> {
     pub document: &'a TaskDocument,
     /// Submission time.
     pub now: i64,
+    /// The workflow stage it is, if it is one.
+    pub stage: Option<NewStage<'a>>,
+}
+
+/// What a workflow stage's task stores besides the task.
+pub struct NewStage<'a> {
+    /// The workflow.
+    pub workflow_id: &'a str,
+    /// The stage's name.
+    pub name: &'a str,
+    /// What it waits for.
+    pub plan: &'a StagePlan,
+    /// Held back until the releaser lets it go (it has upstream stages,
+    /// placeholders or a condition), with the reason shown meanwhile.
+    pub blocked: Option<Waiting>,
 }
 
 /// A stored task.
@@ -76,6 +92,12 @@ pub struct TaskRecord {
     pub updated_at: i64,
     /// Terminal.
     pub finished_at: Option<i64>,
+    /// The workflow stage it is, if it is one.
+    pub workflow: Option<StageRef>,
+    /// What the stage waits for (workflow stages only).
+    pub plan: Option<StagePlan>,
+    /// Held back until its upstream stages finish.
+    pub blocked: bool,
 }
 
 /// What [`Store::list_tasks`] filters on.
@@ -141,11 +163,11 @@ pub struct RetryPolicy {
 }
 
 /// The columns of a task that decide how an attempt ends.
-struct LockedTask {
+pub(super) struct LockedTask {
     seq: i64,
-    id: String,
+    pub(super) id: String,
     task_type: String,
-    state: TaskState,
+    pub(super) state: TaskState,
     attempt: u32,
     max_attempts: u32,
     worker_name: Option<String>,
@@ -154,7 +176,7 @@ struct LockedTask {
 }
 
 impl LockedTask {
-    fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
+    pub(super) fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
         Ok(Self {
             seq: get_i64(row, "seq")?,
             id: get_str(row, "id")?,
@@ -189,7 +211,7 @@ fn hardware_from_row(row: &AnyRow) -> Result<HardwareRequest, StoreError> {
 }
 
 impl TaskRecord {
-    fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
+    pub(super) fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
         Ok(Self {
             seq: get_i64(row, "seq")?,
             id: get_str(row, "id")?,
@@ -210,6 +232,12 @@ impl TaskRecord {
             created_at: get_i64(row, "created_at")?,
             updated_at: get_i64(row, "updated_at")?,
             finished_at: get_opt_i64(row, "finished_at")?,
+            workflow: match (get_opt_str(row, "workflow_id")?, get_opt_str(row, "stage")?) {
+                (Some(workflow_id), Some(stage)) => Some(StageRef { workflow_id, stage }),
+                _ => None,
+            },
+            plan: get_opt_json(row, "stage_plan")?,
+            blocked: get_i64(row, "blocked")? != 0,
         })
     }
 }
@@ -228,44 +256,7 @@ impl Store {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let (_gate, mut tx) = self.write().await?;
         let mut events = NewEvents::default();
-        for chunk in sql::fixed_chunks(tasks, 64) {
-            let rows: Vec<String> = (0..chunk.len())
-                .map(|row| sql::task_row(row * sql::TASK_PARAMS))
-                .collect();
-            let statement = format!("{}{}", sql::INSERT_TASKS, rows.join(", "));
-            let mut query = sqlx::query(AssertSqlSafe(statement));
-            for task in chunk {
-                let spec = &task.document.spec;
-                let hardware = &spec.resources.hardware;
-                query = query
-                    .bind(task.id.to_string())
-                    .bind(task.tenant.to_string())
-                    .bind(task.document.metadata.name.clone())
-                    .bind(encode_json(&task.document.metadata.labels))
-                    .bind(spec.task_type.clone())
-                    .bind(encode_json(&spec.plugin_fields))
-                    .bind(hardware.cpu_millis())
-                    .bind(hardware.memory_bytes as i64)
-                    .bind(i64::from(hardware.gpu.count))
-                    .bind(hardware.gpu.model.clone())
-                    .bind(hardware.gpu.memory_bytes as i64)
-                    .bind(encode_json(&spec.resources.labels))
-                    .bind(spec.timeout.map(|timeout| timeout.as_millis() as i64))
-                    .bind(i64::from(spec.max_attempts))
-                    .bind(task.now);
-            }
-            query.execute(&mut *tx).await?;
-            for task in chunk {
-                events.push(
-                    task.id,
-                    EventBody::State {
-                        state: TaskState::Pending,
-                        attempt: 1,
-                        message: Some("submitted".into()),
-                    },
-                );
-            }
-        }
+        insert_task_rows(&mut tx, tasks, &mut events).await?;
         let now = tasks.iter().map(|task| task.now).max().unwrap_or_default();
         let events = events.write(&mut tx, now).await?;
         tx.commit().await?;
@@ -352,39 +343,7 @@ impl Store {
             return Ok(None);
         }
         let mut events = NewEvents::default();
-        let outcome = match task.state {
-            TaskState::Pending => {
-                let error = TaskError::new(TaskErrorCode::Cancelled, "cancelled before it started");
-                finish(
-                    &mut tx,
-                    &task,
-                    TaskState::Cancelled,
-                    None,
-                    Some(&error),
-                    now,
-                    &mut events,
-                )
-                .await?;
-                CancelOutcome::Cancelled
-            }
-            TaskState::Running => {
-                sqlx::query(sql::MARK_CANCELLING)
-                    .bind(task.seq)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                events.push(
-                    &task.id,
-                    EventBody::State {
-                        state: TaskState::Cancelling,
-                        attempt: task.attempt,
-                        message: Some("cancel requested; the worker is interrupting it".into()),
-                    },
-                );
-                CancelOutcome::Cancelling
-            }
-            state => CancelOutcome::Unchanged(state),
-        };
+        let outcome = cancel_locked(&mut tx, &task, now, &mut events).await?;
         let events = events.write(&mut tx, now).await?;
         tx.commit().await?;
         Ok(Some((outcome, events)))
@@ -599,6 +558,9 @@ impl Store {
         for row in &rows {
             let id = get_str(row, "id")?;
             let attempt = get_i64(row, "attempt")? as u32;
+            if let Some(workflow) = get_opt_str(row, "workflow_id")? {
+                events.workflow_changed(workflow);
+            }
             terminal_events(
                 &id,
                 attempt,
@@ -631,7 +593,12 @@ impl Store {
     /// attempts. Returns how many tasks.
     pub async fn collect_garbage(&self, cutoff: i64) -> Result<u64, StoreError> {
         let (_gate, mut tx) = self.write().await?;
-        for statement in [sql::GC_EVENTS, sql::GC_ATTEMPTS] {
+        for statement in [
+            sql::GC_EVENTS,
+            sql::GC_ATTEMPTS,
+            sql::GC_WORKFLOW_EVENTS,
+            sql::GC_WORKFLOWS,
+        ] {
             sqlx::query(statement)
                 .bind(cutoff)
                 .execute(&mut *tx)
@@ -660,6 +627,114 @@ fn shape_query<'q>(
         .bind(hardware.gpu.model.clone().unwrap_or_default())
         .bind(hardware.gpu.memory_bytes as i64)
         .bind(encode_json(&shape.labels))
+}
+
+/// Inserts `tasks` with multi-row statements and queues their first events.
+pub(super) async fn insert_task_rows(
+    tx: &mut Transaction<'static, Any>,
+    tasks: &[NewTask<'_>],
+    events: &mut NewEvents,
+) -> Result<(), StoreError> {
+    for chunk in sql::fixed_chunks(tasks, 64) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|row| sql::task_row(row * sql::TASK_PARAMS))
+            .collect();
+        let statement = format!("{}{}", sql::INSERT_TASKS, rows.join(", "));
+        let mut query = sqlx::query(AssertSqlSafe(statement));
+        for task in chunk {
+            let spec = &task.document.spec;
+            let hardware = &spec.resources.hardware;
+            let stage = task.stage.as_ref();
+            let blocked = stage.and_then(|stage| stage.blocked.as_ref());
+            query = query
+                .bind(task.id.to_string())
+                .bind(task.tenant.to_string())
+                .bind(task.document.metadata.name.clone())
+                .bind(encode_json(&task.document.metadata.labels))
+                .bind(spec.task_type.clone())
+                .bind(encode_json(&spec.plugin_fields))
+                .bind(hardware.cpu_millis())
+                .bind(hardware.memory_bytes as i64)
+                .bind(i64::from(hardware.gpu.count))
+                .bind(hardware.gpu.model.clone())
+                .bind(hardware.gpu.memory_bytes as i64)
+                .bind(encode_json(&spec.resources.labels))
+                .bind(spec.timeout.map(|timeout| timeout.as_millis() as i64))
+                .bind(i64::from(spec.max_attempts))
+                .bind(task.now)
+                .bind(stage.map(|stage| stage.workflow_id.to_string()))
+                .bind(stage.map(|stage| stage.name.to_string()))
+                .bind(stage.map(|stage| encode_json(stage.plan)))
+                .bind(i64::from(blocked.is_some()))
+                .bind(blocked.map(encode_json))
+                .bind(blocked.map(|waiting| waiting.kind.as_str()));
+        }
+        query.execute(&mut **tx).await?;
+        for task in chunk {
+            let message = match &task.stage {
+                Some(NewStage {
+                    name,
+                    blocked: Some(waiting),
+                    ..
+                }) => format!("submitted as stage {name}; {}", waiting.message),
+                Some(NewStage { name, .. }) => format!("submitted as stage {name}"),
+                None => "submitted".to_string(),
+            };
+            events.push(
+                task.id,
+                EventBody::State {
+                    state: TaskState::Pending,
+                    attempt: 1,
+                    message: Some(message),
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Cancels a locked task: pending ⇒ cancelled, running ⇒ cancelling,
+/// otherwise unchanged.
+pub(super) async fn cancel_locked(
+    tx: &mut Transaction<'static, Any>,
+    task: &LockedTask,
+    now: i64,
+    events: &mut NewEvents,
+) -> Result<CancelOutcome, StoreError> {
+    let outcome = match task.state {
+        TaskState::Pending => {
+            let error = TaskError::new(TaskErrorCode::Cancelled, "cancelled before it started");
+            finish(
+                tx,
+                task,
+                TaskState::Cancelled,
+                None,
+                Some(&error),
+                now,
+                events,
+            )
+            .await?;
+            CancelOutcome::Cancelled
+        }
+        TaskState::Running => {
+            sqlx::query(sql::MARK_CANCELLING)
+                .bind(task.seq)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            events.push(
+                &task.id,
+                EventBody::State {
+                    state: TaskState::Cancelling,
+                    attempt: task.attempt,
+                    message: Some("cancel requested; the worker is interrupting it".into()),
+                },
+            );
+            CancelOutcome::Cancelling
+        }
+        state => CancelOutcome::Unchanged(state),
+    };
+    Ok(outcome)
 }
 
 /// Decides and records how an attempt ends: the terminal state, or a retry.
@@ -811,7 +886,7 @@ async fn end_attempt(
 }
 
 /// Moves a task to a terminal state and records its events.
-async fn finish(
+pub(super) async fn finish(
     tx: &mut Transaction<'static, Any>,
     task: &LockedTask,
     state: TaskState,
@@ -820,20 +895,26 @@ async fn finish(
     now: i64,
     events: &mut NewEvents,
 ) -> Result<(), StoreError> {
-    sqlx::query(sql::FINISH_TASK)
+    let workflow = sqlx::query(sql::FINISH_TASK)
         .bind(task.seq)
         .bind(state.as_str())
         .bind(result.as_ref().map(encode_json))
         .bind(error.map(encode_json))
         .bind(now)
-        .execute(&mut **tx)
-        .await?;
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|row| get_opt_str(&row, "workflow_id"))
+        .transpose()?
+        .flatten();
+    if let Some(workflow) = workflow {
+        events.workflow_changed(workflow);
+    }
     terminal_events(&task.id, task.attempt, state, result, error, events);
     Ok(())
 }
 
 /// The state and result events of a task that just finished.
-fn terminal_events(
+pub(super) fn terminal_events(
     id: &str,
     attempt: u32,
     state: TaskState,

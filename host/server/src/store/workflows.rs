@@ -1,0 +1,385 @@
+//! Workflows: a row per workflow, a task row per stage.
+//!
+//! A stage with upstream stages, placeholders or a condition is stored
+//! *blocked*: pending, but invisible to claims and placement, with the
+//! waiting reason `dependencies`. Whenever a stage finishes, its workflow's
+//! `changes` counter moves in the same transaction; the releaser
+//! ([`crate::workflows`]) looks at workflows whose `changes` it has not
+//! settled yet, so a stage finishing while the server is down is still
+//! acted on after a restart. Releasing and ending a blocked stage are
+//! conditional updates (`… AND blocked = 1`), so two servers racing over the
+//! same workflow do it once.
+
+use std::collections::{BTreeMap, HashMap};
+
+use flowmesh_types::TaskError;
+use flowmesh_types::api::{EventBody, TaskState, WorkflowState};
+use flowmesh_types::document::Metadata;
+use flowmesh_types::workflow::Condition;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sqlx::any::AnyRow;
+
+use super::events::{NewEvents, StoredEvent};
+use super::rows::{get_i64, get_opt_i64, get_opt_str, get_str};
+use super::tasks::{
+    CancelOutcome, LockedTask, NewTask, cancel_locked, insert_task_rows, terminal_events,
+};
+use super::{Store, StoreError, decode_json, encode_json, sql};
+
+/// What a stage waits for, stored with its task.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StagePlan {
+    /// Upstream stages, by name.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// When to run it at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Condition>,
+}
+
+/// A workflow to store, with its stages' tasks.
+pub struct NewWorkflow<'a> {
+    /// Its id.
+    pub id: &'a str,
+    /// The owner.
+    pub tenant: &'a str,
+    /// Name and labels.
+    pub metadata: &'a Metadata,
+    /// One task per stage, in document order.
+    pub stages: Vec<NewTask<'a>>,
+    /// Submission time.
+    pub now: i64,
+}
+
+/// A stored workflow.
+#[derive(Debug, Clone)]
+pub struct WorkflowRecord {
+    /// Submission order.
+    pub seq: i64,
+    /// Id.
+    pub id: String,
+    /// Owner.
+    pub tenant: String,
+    /// `metadata.name`.
+    pub name: Option<String>,
+    /// `metadata.labels`.
+    pub labels: BTreeMap<String, String>,
+    /// State.
+    pub state: WorkflowState,
+    /// Cancelled by a request (its stages are being cancelled).
+    pub cancel_requested: bool,
+    /// Submitted.
+    pub created_at: i64,
+    /// Last change of a stage.
+    pub updated_at: i64,
+    /// When its last stage finished.
+    pub finished_at: Option<i64>,
+}
+
+impl WorkflowRecord {
+    fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
+        let state = get_str(row, "state")?;
+        Ok(Self {
+            seq: get_i64(row, "seq")?,
+            id: get_str(row, "id")?,
+            tenant: get_str(row, "tenant")?,
+            name: get_opt_str(row, "name")?,
+            labels: decode_json("labels", &get_str(row, "labels")?)?,
+            state: WorkflowState::parse(&state).ok_or_else(|| StoreError::Corrupt {
+                what: "workflow state",
+                error: format!("unknown state {state:?}"),
+            })?,
+            cancel_requested: get_i64(row, "cancel_requested")? != 0,
+            created_at: get_i64(row, "created_at")?,
+            updated_at: get_i64(row, "updated_at")?,
+            finished_at: get_opt_i64(row, "finished_at")?,
+        })
+    }
+}
+
+/// What [`Store::list_workflows`] filters on.
+#[derive(Debug, Clone, Default)]
+pub struct WorkflowFilter {
+    /// Only this state.
+    pub state: Option<WorkflowState>,
+    /// Only workflows submitted before the one with this sequence number.
+    pub before_seq: Option<i64>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+impl Store {
+    /// Stores a workflow and all its stages' tasks in one transaction.
+    pub async fn insert_workflow(
+        &self,
+        workflow: &NewWorkflow<'_>,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let (_gate, mut tx) = self.write().await?;
+        sqlx::query(sql::INSERT_WORKFLOW)
+            .bind(workflow.id)
+            .bind(workflow.tenant)
+            .bind(workflow.metadata.name.clone())
+            .bind(encode_json(&workflow.metadata.labels))
+            .bind(workflow.now)
+            .execute(&mut *tx)
+            .await?;
+        let mut events = NewEvents::default();
+        events.push(
+            workflow.id,
+            EventBody::Workflow {
+                state: WorkflowState::Running,
+                message: Some(format!("submitted with {} stage(s)", workflow.stages.len())),
+            },
+        );
+        insert_task_rows(&mut tx, &workflow.stages, &mut events).await?;
+        let events = events.write(&mut tx, workflow.now).await?;
+        tx.commit().await?;
+        Ok(events)
+    }
+
+    /// One workflow; `None` if it does not exist or belongs to another
+    /// tenant (when `tenant` is given).
+    pub async fn workflow(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+    ) -> Result<Option<WorkflowRecord>, StoreError> {
+        let row = sqlx::query(sql::WORKFLOW_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let record = WorkflowRecord::from_row(&row)?;
+        Ok(tenant
+            .is_none_or(|tenant| record.tenant == tenant)
+            .then_some(record))
+    }
+
+    /// A workflow's stages' tasks, in document order.
+    pub async fn workflow_stages(&self, id: &str) -> Result<Vec<super::TaskRecord>, StoreError> {
+        let rows = sqlx::query(sql::STAGES_OF_WORKFLOW)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(super::TaskRecord::from_row).collect()
+    }
+
+    /// A tenant's workflows, newest first, each with how many of its stages
+    /// are in each state.
+    pub async fn list_workflows(
+        &self,
+        tenant: &str,
+        filter: &WorkflowFilter,
+    ) -> Result<Vec<(WorkflowRecord, BTreeMap<String, u32>)>, StoreError> {
+        let rows = sqlx::query(sql::LIST_WORKFLOWS)
+            .bind(tenant)
+            .bind(filter.state.map(|state| state.as_str()))
+            .bind(filter.before_seq.unwrap_or(i64::MAX))
+            .bind(i64::from(filter.limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let records = rows
+            .iter()
+            .map(WorkflowRecord::from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let (Some(low), Some(high)) = (
+            records.iter().map(|record| record.seq).min(),
+            records.iter().map(|record| record.seq).max(),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let mut counts: HashMap<String, BTreeMap<String, u32>> = HashMap::new();
+        for row in sqlx::query(sql::STAGE_COUNTS)
+            .bind(tenant)
+            .bind(low)
+            .bind(high)
+            .fetch_all(&self.pool)
+            .await?
+        {
+            counts
+                .entry(get_str(&row, "workflow_id")?)
+                .or_default()
+                .insert(get_str(&row, "state")?, get_i64(&row, "n")? as u32);
+        }
+        Ok(records
+            .into_iter()
+            .map(|record| {
+                let counts = counts.remove(&record.id).unwrap_or_default();
+                (record, counts)
+            })
+            .collect())
+    }
+
+    /// Workflows with stage changes the releaser has not acted on: `(id,
+    /// changes)`, oldest first.
+    pub async fn unsettled_workflows(&self, limit: u32) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(sql::UNSETTLED_WORKFLOWS)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((get_str(row, "id")?, get_i64(row, "changes")?)))
+            .collect()
+    }
+
+    /// Records that the releaser acted on `changes` of workflow `id`.
+    pub async fn settle_workflow(&self, id: &str, changes: i64) -> Result<(), StoreError> {
+        let (_gate, mut tx) = self.write().await?;
+        sqlx::query(sql::SETTLE_WORKFLOW)
+            .bind(id)
+            .bind(changes)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Cancels a workflow of `tenant`: every pending stage (held back or
+    /// not) is cancelled, every running one asked to stop; the workflow ends
+    /// `cancelled` once they have. `None` if there is no such workflow for
+    /// the tenant.
+    pub async fn cancel_workflow(
+        &self,
+        tenant: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<Vec<StoredEvent>>, StoreError> {
+        let Some(workflow) = self.workflow(Some(tenant), id).await? else {
+            return Ok(None);
+        };
+        let (_gate, mut tx) = self.write().await?;
+        // Stage rows first, the workflow row last, as every transaction that
+        // finishes a stage does: no lock-order inversion on PostgreSQL.
+        let rows = sqlx::query(self.dialect.workflow_tasks_for_update)
+            .bind(&workflow.id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut events = NewEvents::default();
+        for row in &rows {
+            let task = LockedTask::from_row(row)?;
+            if let CancelOutcome::Unchanged(state) =
+                cancel_locked(&mut tx, &task, now, &mut events).await?
+            {
+                tracing::debug!(task = task.id, %state, "stage already finished");
+            }
+        }
+        let requested = sqlx::query(sql::REQUEST_WORKFLOW_CANCEL)
+            .bind(&workflow.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if requested > 0 {
+            events.push(
+                &workflow.id,
+                EventBody::Workflow {
+                    state: WorkflowState::Running,
+                    message: Some(format!(
+                        "cancel requested; {} stage(s) stopping",
+                        rows.len()
+                    )),
+                },
+            );
+        }
+        let events = events.write(&mut tx, now).await?;
+        tx.commit().await?;
+        Ok(Some(events))
+    }
+
+    /// Lets a held-back stage be claimed, with its resolved plugin fields.
+    /// Returns its event, or nothing if it was no longer held back.
+    pub async fn release_stage(
+        &self,
+        task_id: &str,
+        spec: &Map<String, Value>,
+        message: String,
+        now: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let (_gate, mut tx) = self.write().await?;
+        let row = sqlx::query(sql::RELEASE_STAGE)
+            .bind(task_id)
+            .bind(encode_json(spec))
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let mut events = NewEvents::default();
+        if let Some(row) = row {
+            events.push(
+                task_id,
+                EventBody::State {
+                    state: TaskState::Pending,
+                    attempt: get_i64(&row, "attempt")? as u32,
+                    message: Some(message),
+                },
+            );
+        }
+        let events = events.write(&mut tx, now).await?;
+        tx.commit().await?;
+        Ok(events)
+    }
+
+    /// Ends a held-back stage without running it: `failed` (an upstream
+    /// stage failed, or its resolved spec is invalid) or `skipped`. Returns
+    /// its events, or nothing if it was no longer held back.
+    pub async fn end_stage(
+        &self,
+        task_id: &str,
+        state: TaskState,
+        error: &TaskError,
+        now: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let (_gate, mut tx) = self.write().await?;
+        let row = sqlx::query(sql::END_STAGE)
+            .bind(task_id)
+            .bind(state.as_str())
+            .bind(encode_json(error))
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let mut events = NewEvents::default();
+        if let Some(row) = row {
+            if let Some(workflow) = get_opt_str(&row, "workflow_id")? {
+                events.workflow_changed(workflow);
+            }
+            let attempt = get_i64(&row, "attempt")? as u32;
+            terminal_events(task_id, attempt, state, None, Some(error), &mut events);
+        }
+        let events = events.write(&mut tx, now).await?;
+        tx.commit().await?;
+        Ok(events)
+    }
+
+    /// Marks a running workflow finished in `state`; its event, or nothing
+    /// if it had already finished.
+    pub async fn finish_workflow(
+        &self,
+        id: &str,
+        state: WorkflowState,
+        message: String,
+        now: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let (_gate, mut tx) = self.write().await?;
+        let finished = sqlx::query(sql::FINISH_WORKFLOW)
+            .bind(id)
+            .bind(state.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let mut events = NewEvents::default();
+        if finished > 0 {
+            events.push(
+                id,
+                EventBody::Workflow {
+                    state,
+                    message: Some(message),
+                },
+            );
+        }
+        let events = events.write(&mut tx, now).await?;
+        tx.commit().await?;
+        Ok(events)
+    }
+}

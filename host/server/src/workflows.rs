@@ -1,0 +1,535 @@
+//! The releaser: moves workflows forward as their stages finish.
+//!
+//! A stage with upstream stages is stored held back (pending, `blocked`,
+//! unclaimable). When a stage finishes, its workflow is marked changed in
+//! the same transaction; the releaser wakes (on the finish event, on a
+//! submit, and once a second for changes made through other servers or
+//! before a restart), and for each changed workflow looks at every held-back
+//! stage whose upstream stages have all finished:
+//!
+//! 1. an upstream stage failed or was cancelled ⇒ the stage fails,
+//!    `upstream_failed`, naming that stage;
+//! 2. an upstream stage was skipped ⇒ the stage is skipped too (its inputs
+//!    will never exist);
+//! 3. its `condition` does not hold ⇒ skipped; names a field the output
+//!    lacks ⇒ failed;
+//! 4. its placeholders are resolved from the upstream results, and the
+//!    resolved spec is checked again, schema and plugin `validate()`, as at
+//!    submit ⇒ released to the queue, or failed with the placeholder and the
+//!    value that made it invalid. A worker never sees an unresolved or
+//!    invalid spec.
+//!
+//! When every stage has finished, the workflow ends: `cancelled` if it was
+//! cancelled, `failed` if a stage failed or was cancelled, else `succeeded`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flowmesh_types::api::{TaskState, WorkflowState};
+use flowmesh_types::placeholder::{self, Reference, Substitution, excerpt};
+use flowmesh_types::{FieldError, TaskError, TaskErrorCode};
+use serde_json::{Map, Value, json};
+
+use crate::state::{AppState, now_ms};
+use crate::store::{StagePlan, StoreError, TaskRecord, WorkflowRecord};
+use crate::validation::{SpecRejection, is_within, normalize_path};
+
+/// How often the releaser looks for changes it was not told about.
+const RECHECK: Duration = Duration::from_secs(1);
+/// Changed workflows handled per pass.
+const BATCH: u32 = 64;
+
+/// Runs until the server shuts down.
+pub async fn run(state: Arc<AppState>) {
+    let mut timer = tokio::time::interval(RECHECK);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = timer.tick() => {}
+            _ = state.releaser.notified() => {}
+        }
+        if let Err(error) = settle(&state).await {
+            tracing::warn!(%error, "workflow release pass failed; retrying");
+        }
+    }
+}
+
+/// Advances every changed workflow, again whenever advancing it changed it,
+/// until none is left. A workflow that cannot be advanced now (a store
+/// error, a stage whose plugin is missing here) is left for the next pass
+/// without holding up the others.
+pub async fn settle(state: &AppState) -> Result<(), StoreError> {
+    let mut seen: HashSet<(String, i64)> = HashSet::new();
+    loop {
+        let changed: Vec<(String, i64)> = state
+            .store
+            .unsettled_workflows(BATCH)
+            .await?
+            .into_iter()
+            .filter(|change| seen.insert(change.clone()))
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        for (id, changes) in changed {
+            match advance(state, &id).await {
+                Ok(Progress::Settled) => state.store.settle_workflow(&id, changes).await?,
+                Ok(Progress::Later) => {}
+                Err(error) => tracing::warn!(
+                    workflow = id,
+                    %error,
+                    "advancing the workflow failed; retrying on the next pass"
+                ),
+            }
+        }
+    }
+}
+
+/// Whether [`advance`] did all it could.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Nothing more to do until a stage finishes.
+    Settled,
+    /// A stage must be looked at again soon (its plugin could not check it
+    /// on this server yet).
+    Later,
+}
+
+/// What happens to one held-back stage now.
+enum Decision {
+    /// An upstream stage has not finished.
+    Wait,
+    /// Its check could not run on this server yet: look again later.
+    Retry(String),
+    /// Queue it with these resolved plugin fields.
+    Release(Map<String, Value>, String),
+    /// End it without running it.
+    End(TaskState, TaskError),
+}
+
+/// Releases or ends what can be released or ended in workflow `id`, and
+/// ends the workflow when all its stages have.
+pub async fn advance(state: &AppState, id: &str) -> Result<Progress, StoreError> {
+    let Some(workflow) = state.store.workflow(None, id).await? else {
+        return Ok(Progress::Settled);
+    };
+    if workflow.state.is_terminal() {
+        return Ok(Progress::Settled);
+    }
+    let mut progress = Progress::Settled;
+    let mut stages = state.store.workflow_stages(id).await?;
+    // Each round settles at least one more level of the graph.
+    for _ in 0..=flowmesh_types::workflow::MAX_DEPTH {
+        let mut acted = false;
+        for stage in stages
+            .iter()
+            .filter(|stage| stage.state == TaskState::Pending && stage.blocked)
+        {
+            let events = match decide(state, &workflow, stage, &stages).await {
+                Decision::Wait => continue,
+                Decision::Retry(reason) => {
+                    tracing::info!(
+                        workflow = workflow.id,
+                        task = stage.id,
+                        reason,
+                        "stage check deferred"
+                    );
+                    progress = Progress::Later;
+                    continue;
+                }
+                Decision::Release(spec, message) => {
+                    let events = state
+                        .store
+                        .release_stage(&stage.id, &spec, message, now_ms())
+                        .await?;
+                    state.work.notify();
+                    events
+                }
+                Decision::End(end, error) => {
+                    tracing::info!(
+                        workflow = workflow.id,
+                        task = stage.id,
+                        state = %end,
+                        reason = error.message,
+                        "workflow stage ended without running"
+                    );
+                    state
+                        .store
+                        .end_stage(&stage.id, end, &error, now_ms())
+                        .await?
+                }
+            };
+            acted |= !events.is_empty();
+            state.publish(events);
+        }
+        if !acted {
+            break;
+        }
+        stages = state.store.workflow_stages(id).await?;
+    }
+    if stages.iter().all(|stage| stage.state.is_terminal()) {
+        // Read after the stages: a cancel that finished any of them shows.
+        let cancel_requested = state
+            .store
+            .workflow(None, id)
+            .await?
+            .is_some_and(|workflow| workflow.cancel_requested);
+        let (end, message) = outcome(cancel_requested, &stages);
+        let events = state
+            .store
+            .finish_workflow(id, end, message, now_ms())
+            .await?;
+        state.publish(events);
+    }
+    Ok(progress)
+}
+
+/// How a workflow whose stages have all finished ends, and a summary.
+fn outcome(cancel_requested: bool, stages: &[TaskRecord]) -> (WorkflowState, String) {
+    let mut counts: Vec<(TaskState, usize)> = Vec::new();
+    for stage in stages {
+        match counts.iter_mut().find(|(state, _)| *state == stage.state) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((stage.state, 1)),
+        }
+    }
+    let summary = counts
+        .iter()
+        .map(|(state, n)| format!("{n} {state}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let failed = stages
+        .iter()
+        .any(|stage| matches!(stage.state, TaskState::Failed | TaskState::Cancelled));
+    let cancelled = stages
+        .iter()
+        .any(|stage| stage.state == TaskState::Cancelled);
+    let state = if cancel_requested && cancelled {
+        WorkflowState::Cancelled
+    } else if failed {
+        WorkflowState::Failed
+    } else {
+        WorkflowState::Succeeded
+    };
+    (state, format!("stages: {summary}"))
+}
+
+fn stage_name(stage: &TaskRecord) -> &str {
+    stage
+        .workflow
+        .as_ref()
+        .map_or(stage.id.as_str(), |at| at.stage.as_str())
+}
+
+async fn decide(
+    state: &AppState,
+    workflow: &WorkflowRecord,
+    stage: &TaskRecord,
+    stages: &[TaskRecord],
+) -> Decision {
+    let by_name: HashMap<&str, &TaskRecord> = stages
+        .iter()
+        .map(|stage| (stage_name(stage), stage))
+        .collect();
+    let plan = stage.plan.clone().unwrap_or_default();
+    let upstream: Vec<(&str, Option<&TaskRecord>)> = plan
+        .depends_on
+        .iter()
+        .map(|name| (name.as_str(), by_name.get(name.as_str()).copied()))
+        .collect();
+    if upstream
+        .iter()
+        .any(|(_, task)| task.is_some_and(|task| !task.state.is_terminal()))
+    {
+        return Decision::Wait;
+    }
+    if let Some(end) = upstream_outcome(&upstream) {
+        return end;
+    }
+    if let Some(end) = check_condition(&plan, &by_name) {
+        return end;
+    }
+    let lookup = |reference: &Reference| lookup(reference, workflow, &by_name);
+    let plugin_fields = stage.spec.as_object().cloned().unwrap_or_default();
+    let (resolved, substitutions) = match placeholder::resolve(
+        &Value::Object(plugin_fields),
+        "spec",
+        flowmesh_types::document::MAX_DOCUMENT_BYTES,
+        &lookup,
+    ) {
+        Ok(resolved) => resolved,
+        Err(error) => {
+            return Decision::End(
+                TaskState::Failed,
+                invalid(
+                    format!(
+                        "a placeholder of this stage could not be resolved: {}: {}",
+                        error.path, error.message
+                    ),
+                    vec![error],
+                ),
+            );
+        }
+    };
+    let resolved = match resolved {
+        Value::Object(fields) => fields,
+        _ => Map::new(),
+    };
+    match state.validator.check(&stage.task_type, &resolved).await {
+        Ok(()) => Decision::Release(
+            resolved,
+            if substitutions.is_empty() {
+                "the stages it depends on finished; queued".to_string()
+            } else {
+                format!(
+                    "the stages it depends on finished; {} placeholder(s) resolved and the spec checked again; queued",
+                    substitutions.len()
+                )
+            },
+        ),
+        Err(SpecRejection::Invalid(errors)) => {
+            let details = explain(errors, &substitutions);
+            let first = details.first().map(ToString::to_string).unwrap_or_default();
+            Decision::End(
+                TaskState::Failed,
+                invalid(
+                    format!(
+                        "the spec resolved from upstream outputs is invalid, so the stage was not queued: {first}"
+                    ),
+                    details,
+                ),
+            )
+        }
+        Err(SpecRejection::UnknownTaskType(task_type)) => retry_or_fail(
+            state,
+            stage,
+            stages,
+            TaskErrorCode::UnknownTaskType,
+            format!("no plugin loaded on this server provides task type {task_type:?}"),
+        ),
+        Err(SpecRejection::CheckFailed(error)) => retry_or_fail(
+            state,
+            stage,
+            stages,
+            TaskErrorCode::InvalidInput,
+            format!(
+                "the plugin could not check the resolved spec ({})",
+                error.message
+            ),
+        ),
+    }
+}
+
+/// A check that could not run here may pass on a later pass (a plugin just
+/// installed through another server, a validation that timed out under
+/// load): retried until the stage has been ready for the no-worker grace
+/// period, then the stage fails.
+fn retry_or_fail(
+    state: &AppState,
+    stage: &TaskRecord,
+    stages: &[TaskRecord],
+    code: TaskErrorCode,
+    reason: String,
+) -> Decision {
+    let plan = stage.plan.clone().unwrap_or_default();
+    let ready_since = stages
+        .iter()
+        .filter(|other| plan.depends_on.contains(&stage_name(other).to_string()))
+        .filter_map(|other| other.finished_at)
+        .max()
+        .unwrap_or(stage.created_at);
+    let grace = state.config.no_worker_grace;
+    if now_ms() - ready_since < grace.as_millis() as i64 {
+        return Decision::Retry(reason);
+    }
+    Decision::End(
+        TaskState::Failed,
+        TaskError::new(
+            code,
+            format!(
+                "{reason} for {}; the stage was not queued",
+                humantime::format_duration(grace)
+            ),
+        ),
+    )
+}
+
+/// Fails or skips the stage for what its upstream stages did.
+fn upstream_outcome(upstream: &[(&str, Option<&TaskRecord>)]) -> Option<Decision> {
+    for (name, task) in upstream {
+        let Some(task) = task else {
+            return Some(Decision::End(
+                TaskState::Failed,
+                TaskError::new(
+                    TaskErrorCode::UpstreamFailed,
+                    format!("upstream stage {name:?} is missing from the workflow"),
+                ),
+            ));
+        };
+        let verb = match task.state {
+            TaskState::Failed => "failed",
+            TaskState::Cancelled => "was cancelled",
+            _ => continue,
+        };
+        let why = task
+            .error
+            .as_ref()
+            .map(|error| format!(" ({}: {})", error.code, error.message))
+            .unwrap_or_default();
+        return Some(Decision::End(
+            TaskState::Failed,
+            TaskError::new(
+                TaskErrorCode::UpstreamFailed,
+                format!("upstream stage {name:?} {verb}{why}; this stage did not run"),
+            ),
+        ));
+    }
+    upstream
+        .iter()
+        .find(|(_, task)| task.is_some_and(|task| task.state == TaskState::Skipped))
+        .map(|(name, _)| {
+            Decision::End(
+                TaskState::Skipped,
+                TaskError::new(
+                    TaskErrorCode::Skipped,
+                    format!("upstream stage {name:?} was skipped, so this stage is skipped too"),
+                ),
+            )
+        })
+}
+
+/// Skips or fails the stage when its condition does not hold.
+fn check_condition(plan: &StagePlan, by_name: &HashMap<&str, &TaskRecord>) -> Option<Decision> {
+    let condition = plan.condition.as_ref()?;
+    let output = by_name
+        .get(condition.stage.as_str())
+        .and_then(|task| task.result.as_ref())
+        .map(|result| result.output.clone())
+        .unwrap_or(Value::Null);
+    let field = format!("{}.output.{}", condition.stage, condition.field);
+    match placeholder::lookup_path(&output, &condition.path()) {
+        Ok(value) if value == condition.equals => None,
+        Ok(value) => Some(Decision::End(
+            TaskState::Skipped,
+            TaskError::new(
+                TaskErrorCode::Skipped,
+                format!(
+                    "condition not met: {field} is {}, not {}",
+                    excerpt(&value),
+                    excerpt(&condition.equals)
+                ),
+            ),
+        )),
+        Err(message) => Some(Decision::End(
+            TaskState::Failed,
+            invalid(
+                format!("the condition on {field} cannot be evaluated: {message}"),
+                vec![FieldError::new("condition.field", message)],
+            ),
+        )),
+    }
+}
+
+/// The value of a placeholder's reference.
+fn lookup(
+    reference: &Reference,
+    workflow: &WorkflowRecord,
+    by_name: &HashMap<&str, &TaskRecord>,
+) -> Result<Value, String> {
+    let task = |stage: &str| {
+        by_name
+            .get(stage)
+            .copied()
+            .ok_or_else(|| format!("the workflow has no stage {stage:?}"))
+    };
+    match reference {
+        Reference::WorkflowId => Ok(json!(workflow.id)),
+        Reference::WorkflowName => workflow
+            .name
+            .as_ref()
+            .map(|name| json!(name))
+            .ok_or_else(|| "the workflow has no metadata.name".to_string()),
+        Reference::Id { stage } => Ok(json!(task(stage)?.id)),
+        Reference::Worker { stage } => task(stage)?
+            .worker_name
+            .as_ref()
+            .map(|worker| json!(worker))
+            .ok_or_else(|| format!("stage {stage:?} did not run on a worker")),
+        Reference::Output { stage, path } => {
+            let task = task(stage)?;
+            let output = task
+                .result
+                .as_ref()
+                .map(|result| &result.output)
+                .ok_or_else(|| format!("stage {stage:?} has no output (it {})", task.state))?;
+            placeholder::lookup_path(output, path)
+        }
+    }
+}
+
+/// Each error, with the placeholders whose values landed at or around its
+/// field and what they were.
+fn explain(errors: Vec<FieldError>, substitutions: &[Substitution]) -> Vec<FieldError> {
+    errors
+        .into_iter()
+        .map(|error| {
+            let path = normalize_path(&error.path);
+            let related: Vec<String> = substitutions
+                .iter()
+                .filter(|s| is_within(&path, &s.path) || is_within(&s.path, &path))
+                .map(|s| format!("{} resolved to {}", s.text, s.value))
+                .collect();
+            if related.is_empty() {
+                error
+            } else {
+                FieldError::new(
+                    error.path,
+                    format!("{} ({})", error.message, related.join("; ")),
+                )
+            }
+        })
+        .collect()
+}
+
+fn invalid(message: String, details: Vec<FieldError>) -> TaskError {
+    TaskError {
+        code: TaskErrorCode::InvalidInput,
+        message,
+        details,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_placeholders_that_fed_their_field() {
+        let substitutions = vec![
+            Substitution {
+                path: "spec.repeat".into(),
+                text: "${a.output.n}".into(),
+                value: "500".into(),
+            },
+            Substitution {
+                path: "spec.message".into(),
+                text: "${a.output.m}".into(),
+                value: "\"hi\"".into(),
+            },
+        ];
+        let explained = explain(
+            vec![
+                FieldError::new("spec.repeat", "must be at most 100"),
+                FieldError::new("spec.other", "unknown"),
+            ],
+            &substitutions,
+        );
+        assert_eq!(
+            explained[0].message,
+            "must be at most 100 (${a.output.n} resolved to 500)"
+        );
+        assert_eq!(explained[1].message, "unknown");
+    }
+}
