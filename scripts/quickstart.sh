@@ -55,8 +55,9 @@ done
 cat "$FLOWMESH_HOME/up.out"
 
 run plugin list
-run validate examples/tasks/*
+run validate examples/tasks/* examples/workflows/*
 run task submit examples/tasks/echo.yaml --wait
+run task submit examples/workflows/hello-pipeline.yaml --wait
 run task submit examples/tasks/sleep.yaml --follow
 if [ "$containers" = yes ]; then
     run task submit examples/tasks/container.yaml --follow
@@ -67,6 +68,7 @@ sleep 2
 run task get "$gpu"
 run task cancel "$gpu"
 run task list
+run workflow list
 run worker list
 
 printf '\n# Ctrl-C: stop the worker (running tasks go back to pending), then the server\n'

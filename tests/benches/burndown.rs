@@ -2,15 +2,21 @@
 //! worker with several slots, over HTTP, on SQLite and on PostgreSQL.
 //!
 //! ```text
-//! cargo bench -p flowmesh-tests --bench burndown -- [sqlite] [postgres] [--tasks N] [--slots S]
+//! cargo bench -p flowmesh-tests --bench burndown -- [sqlite] [postgres] [--tasks N] [--slots S] [--workflows W]
 //! ```
 //!
-//! Two phases per backend:
+//! Three phases per backend:
 //! - **drain**: the queue is filled first, then the worker starts; tasks/s is
 //!   pure claim → run → complete throughput.
 //! - **live**: the worker runs while 16 clients submit; reports submit rate,
 //!   burn-down tasks/s (first submit to last completion), and submit → start
 //!   latency (task created → attempt claimed) p50/p99.
+//! - **workflows**: a chain of 32 echo stages, each reading the previous
+//!   one's output through a placeholder, reports the hand-off (a stage
+//!   finished → the next one claimed: release, placeholder resolution,
+//!   validation of the resolved spec, claim) p50/p99; then W three-stage
+//!   workflows submitted by 16 clients report workflows/s and submit →
+//!   finished p50/p99.
 
 use std::time::{Duration, Instant};
 
@@ -25,12 +31,14 @@ struct Options {
     backends: Vec<Db>,
     tasks: usize,
     slots: u32,
+    workflows: usize,
 }
 
 fn options() -> Options {
     let mut backends = Vec::new();
     let mut tasks = 20_000;
     let mut slots = 16;
+    let mut workflows = 500;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -38,6 +46,12 @@ fn options() -> Options {
             "postgres" => backends.push(Db::Postgres),
             "--tasks" => tasks = args.next().and_then(|n| n.parse().ok()).unwrap_or(tasks),
             "--slots" => slots = args.next().and_then(|n| n.parse().ok()).unwrap_or(slots),
+            "--workflows" => {
+                workflows = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(workflows)
+            }
             _ => {} // cargo bench passes --bench
         }
     }
@@ -48,6 +62,7 @@ fn options() -> Options {
         backends,
         tasks,
         slots,
+        workflows,
     }
 }
 
@@ -61,17 +76,27 @@ async fn start(db: Db) -> TestServer {
 }
 
 async fn submit_all(api: &Api, tasks: usize) -> Duration {
+    submit_many(api, tasks, |n| echo_document(&format!("task {n}"))).await
+}
+
+/// Submits `count` documents made by `document` from 16 clients at once.
+async fn submit_many(
+    api: &Api,
+    count: usize,
+    document: impl Fn(usize) -> String + Clone + Send + 'static,
+) -> Duration {
     let started = Instant::now();
-    let per = tasks.div_ceil(SUBMITTERS);
+    let per = count.div_ceil(SUBMITTERS);
     let clients = (0..SUBMITTERS).map(|client| {
         let api = api.clone();
+        let document = document.clone();
         tokio::spawn(async move {
             for i in 0..per {
                 let n = client * per + i;
-                if n >= tasks {
+                if n >= count {
                     break;
                 }
-                api.submit(&echo_document(&format!("task {n}"))).await;
+                api.submit(&document(n)).await;
             }
         })
     });
@@ -114,18 +139,117 @@ async fn wait_done(store: &Store, tasks: usize) {
 
 /// Submit → start latencies in milliseconds, sorted.
 async fn latencies(url: &str) -> Vec<i64> {
+    sorted_column(
+        url,
+        "SELECT a.started_at - t.created_at AS ms FROM task_attempts a JOIN tasks t ON t.id = a.task_id",
+    )
+    .await
+}
+
+/// The `ms` column of `query`'s rows, sorted.
+async fn sorted_column(url: &str, query: &str) -> Vec<i64> {
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(url).await.expect("connect");
-    let rows = sqlx::query(
-        "SELECT a.started_at - t.created_at AS wait FROM task_attempts a JOIN tasks t ON t.id = a.task_id",
-    )
-    .fetch_all(&pool)
-    .await
-    .expect("latencies");
-    let mut waits: Vec<i64> = rows.iter().map(|row| row.get::<i64, _>("wait")).collect();
-    waits.sort_unstable();
+    let rows = sqlx::query(sqlx::AssertSqlSafe(query.to_string()))
+        .fetch_all(&pool)
+        .await
+        .expect("query");
+    let mut values: Vec<i64> = rows.iter().map(|row| row.get::<i64, _>("ms")).collect();
+    values.sort_unstable();
     pool.close().await;
-    waits
+    values
+}
+
+/// A workflow of `stages` echo stages in a chain, each stage's message the
+/// previous stage's output.
+fn chain(stages: usize) -> String {
+    let mut document = String::from(
+        "apiVersion: flowmesh/v1\nkind: Workflow\nspec:\n  defaults: {taskType: echo}\n  stages:\n    - {name: s0, spec: {message: go}}\n",
+    );
+    for stage in 1..stages {
+        document.push_str(&format!(
+            "    - {{name: s{stage}, spec: {{message: '${{s{}.output.message}}'}}}}\n",
+            stage - 1
+        ));
+    }
+    document
+}
+
+/// Waits until `count` workflows have finished, and checks that every stage
+/// succeeded.
+async fn wait_workflows(store: &Store, url: &str, count: usize) {
+    const LIMIT: Duration = Duration::from_secs(600);
+    let started = tokio::time::Instant::now();
+    loop {
+        let done = sorted_column(
+            url,
+            "SELECT COUNT(*) AS ms FROM workflows WHERE state <> 'running'",
+        )
+        .await;
+        if done.first().copied().unwrap_or(0) as usize >= count {
+            break;
+        }
+        assert!(
+            started.elapsed() < LIMIT,
+            "workflows not finished after {LIMIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let depth = store.queue_depth().await.expect("queue depth");
+    assert!(
+        depth
+            .iter()
+            .all(|(_, state, _)| *state == TaskState::Succeeded),
+        "stages did not all succeed: {depth:?}"
+    );
+}
+
+async fn workflows(db: Db, name: &str, options: &Options) {
+    const CHAIN: usize = 32;
+    let server = start(db).await;
+    let api = server.admin();
+    let _worker = server.echo_worker("bench", options.slots).await;
+    let started = Instant::now();
+    api.submit(&chain(CHAIN)).await;
+    wait_workflows(server.server.store(), &server.db.url, 1).await;
+    let elapsed = started.elapsed();
+    let handoffs = sorted_column(
+        &server.db.url,
+        "SELECT b.started_at - a.finished_at AS ms FROM tasks a JOIN tasks b \
+         ON b.workflow_id = a.workflow_id AND b.seq = a.seq + 1",
+    )
+    .await;
+    println!(
+        "{name:<9} chain  {CHAIN} stages: {:.2}s, hand-off (stage finished -> next claimed) p50 {} ms, p99 {} ms",
+        elapsed.as_secs_f64(),
+        percentile(&handoffs, 0.50),
+        percentile(&handoffs, 0.99),
+    );
+    server.server.shutdown().await;
+
+    let server = start(db).await;
+    let api = server.admin();
+    let _worker = server.echo_worker("bench", options.slots).await;
+    let started = Instant::now();
+    let submit = submit_many(&api, options.workflows, |_| chain(3)).await;
+    wait_workflows(server.server.store(), &server.db.url, options.workflows).await;
+    let total = started.elapsed();
+    let spans = sorted_column(
+        &server.db.url,
+        "SELECT finished_at - created_at AS ms FROM workflows",
+    )
+    .await;
+    println!(
+        "{name:<9} flows  {} workflows of 3 stages, {} slots: submit {:>5.0}/s, {:>5.0} workflows/s ({:.2}s), submit->finished p50 {} ms, p99 {} ms",
+        options.workflows,
+        options.slots,
+        options.workflows as f64 / submit.as_secs_f64(),
+        options.workflows as f64 / total.as_secs_f64(),
+        total.as_secs_f64(),
+        percentile(&spans, 0.50),
+        percentile(&spans, 0.99),
+    );
+    server.server.shutdown().await;
 }
 
 fn percentile(sorted: &[i64], p: f64) -> i64 {
@@ -180,6 +304,8 @@ async fn run(db: Db, options: &Options) {
         percentile(&waits, 0.99),
     );
     server.server.shutdown().await;
+
+    workflows(db, name, options).await;
 }
 
 fn main() {

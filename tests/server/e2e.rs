@@ -675,22 +675,51 @@ async fn list_filters_and_pages(db: Db) {
     assert_eq!(typed["tasks"], json!([]));
 }
 
+/// Every document under examples/ is submitted through the API, as a user
+/// would: envelope, workflow graph, plugin schema and `validate()`. A file
+/// there that is not a document this test checks fails it.
 async fn every_example_document_is_accepted(db: Db) {
     let server = TestServer::start(db, |_| {}).await;
     server.install("container", components::CONTAINER).await;
     server.install("inference", components::INFERENCE).await;
     server.install("train", components::TRAIN).await;
     let api = server.admin();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tasks");
-    let mut checked = 0;
-    for entry in std::fs::read_dir(&dir).expect("examples/tasks") {
-        let path = entry.expect("entry").path();
-        let document = std::fs::read_to_string(&path).expect("readable");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut files = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("examples") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut kinds = std::collections::BTreeMap::new();
+    for path in &files {
+        let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        assert!(
+            matches!(extension, "yaml" | "yml" | "json"),
+            "{}: not a task or workflow document, and no test checks it",
+            path.display()
+        );
+        let document = std::fs::read_to_string(path).expect("readable");
         let (status, body) = api.submit_raw("", &document).await;
         assert_eq!(status, StatusCode::CREATED, "{}: {body}", path.display());
-        checked += 1;
+        let kind = if body.get("workflow").is_some() {
+            "workflow"
+        } else {
+            "task"
+        };
+        *kinds.entry(kind).or_insert(0) += 1;
     }
-    assert!(checked >= 6, "the examples are there");
+    assert!(
+        kinds.get("task") >= Some(&6) && kinds.get("workflow") >= Some(&3),
+        "the examples are there: {kinds:?}"
+    );
 }
 
 async fn health_metrics_and_openapi_answer(db: Db) {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use flowmesh_server::store::{NewTask, NewWorker, RetryPolicy, Store};
+use flowmesh_server::store::{EventStream, NewTask, NewWorker, RetryPolicy, Store};
 use flowmesh_tests::cluster::{Db, TestDb};
 use flowmesh_types::WorkerCapabilities;
 use flowmesh_types::api::{
@@ -43,6 +43,7 @@ async fn submit(store: &Store, yaml: &str) -> String {
             tenant: "t",
             document: &document,
             now: 1_000,
+            stage: None,
         })
         .await
         .expect("stored");
@@ -298,7 +299,7 @@ async fn garbage_collection_deletes_only_old_finished_tasks(db: Db) {
     assert!(store.task(None, &old).await.expect("read").is_none());
     assert!(
         store
-            .events_after(&old, 0, 100)
+            .events_after(EventStream::Task(&old), 0, 100)
             .await
             .expect("events")
             .is_empty()

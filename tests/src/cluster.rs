@@ -204,6 +204,8 @@ pub struct TestServer {
     pub worker_token: String,
     /// The database (kept alive with the server).
     pub db: TestDb,
+    /// Its configuration, for a restart.
+    config: ServerConfig,
 }
 
 impl TestServer {
@@ -214,7 +216,7 @@ impl TestServer {
         let mut config = fast_config(db.dir.path());
         config.database_url = Some(db.url.clone());
         configure(&mut config);
-        let server = Server::start(config).await.expect("server starts");
+        let server = Server::start(config.clone()).await.expect("server starts");
         let tokens = server.bootstrap_tokens().expect("fresh database").clone();
         let url = server.url();
         let test = Self {
@@ -223,9 +225,26 @@ impl TestServer {
             admin: tokens.admin,
             worker_token: tokens.worker,
             db,
+            config,
         };
         test.install("echo", crate::components::ECHO).await;
         test
+    }
+
+    /// Stops the server and starts it again on the same database and
+    /// address; workers keep running and reconnect.
+    pub async fn restart(self) -> Self {
+        let mut config = self.config.clone();
+        config.bind = self.server.addr();
+        self.server.shutdown().await;
+        let server = Server::start(config.clone())
+            .await
+            .expect("server starts again");
+        Self {
+            server,
+            config,
+            ..self
+        }
     }
 
     /// Installs a plugin through the API; it must be accepted.
@@ -498,9 +517,35 @@ impl Api {
 
     /// The SSE stream of task `id`, read to its end: `(event, data)` pairs.
     pub async fn events(&self, id: &str, within: Duration) -> Vec<(String, Value)> {
+        self.event_stream(&format!("/tasks/{id}/events"), within)
+            .await
+    }
+
+    /// `GET /workflows/{id}`, which must exist.
+    pub async fn workflow(&self, id: &str) -> Value {
+        let (status, body) = self.get(&format!("/workflows/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// Waits until workflow `id` has finished; returns it.
+    pub async fn workflow_finished(&self, id: &str, within: Duration) -> Value {
+        eventually(&format!("workflow {id} finishing"), within, || async {
+            let workflow = self.workflow(id).await;
+            if workflow["state"] != "running" {
+                Ok(workflow)
+            } else {
+                Err(format!("{workflow:#}"))
+            }
+        })
+        .await
+    }
+
+    /// The SSE stream at `path`, read to its end: `(event, data)` pairs.
+    pub async fn event_stream(&self, path: &str, within: Duration) -> Vec<(String, Value)> {
         use futures::StreamExt;
         let response = self
-            .request(reqwest::Method::GET, &format!("/tasks/{id}/events"))
+            .request(reqwest::Method::GET, path)
             .send()
             .await
             .expect("request");

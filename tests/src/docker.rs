@@ -31,6 +31,15 @@ pub fn test_image() -> &'static str {
             return;
         }
         let context = tempfile::tempdir().expect("temporary directory");
+        if !std::path::Path::new(BUSYBOX).exists() {
+            // As the PostgreSQL tests do: install what a fresh machine lacks.
+            let script =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/busybox.sh");
+            let status = std::process::Command::new(&script)
+                .status()
+                .unwrap_or_else(|error| panic!("running {}: {error}", script.display()));
+            assert!(status.success(), "{} failed", script.display());
+        }
         std::fs::copy(BUSYBOX, context.path().join("busybox")).unwrap_or_else(|error| {
             panic!("{BUSYBOX} is needed to build the test image (apt-get install busybox-static): {error}")
         });

@@ -531,13 +531,71 @@ fn ctrl_c_hands_running_tasks_back_and_the_next_up_runs_them() {
 }
 
 #[test]
+fn workflows_are_submitted_followed_listed_and_cancelled() {
+    let home = Home::new();
+    let up = home.up();
+    let pipeline = Path::new(WORKSPACE).join("examples/workflows/hello-pipeline.yaml");
+    let pipeline = pipeline.to_str().expect("utf-8");
+    let run = home.run(&["task", "submit", pipeline, "--wait"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.stderr.contains("» report: running"), "{run}");
+    assert!(
+        run.stderr.contains("» workflow ") && run.stderr.contains(": succeeded"),
+        "{run}"
+    );
+    assert!(
+        run.stdout
+            .contains("hello from FlowMesh, after a 500 ms pause (workflow hello-pipeline)"),
+        "{run}"
+    );
+
+    let page = home.json(&["workflow", "list"]);
+    let listed = &page["workflows"][0];
+    assert_eq!(listed["state"], "succeeded", "{page:#}");
+    assert_eq!(listed["stageStates"]["succeeded"], 3, "{page:#}");
+    let id = listed["id"].as_str().expect("id").to_string();
+    let shown = home.ok(&["workflow", "get", &id]);
+    for stage in ["greet", "pause", "report"] {
+        assert!(shown.contains(stage), "{shown}");
+    }
+
+    let long = home.run_with_input(
+        &["task", "submit", "-", "--output", "json"],
+        "apiVersion: flowmesh/v1
+kind: Workflow
+spec:
+  stages:
+    - {name: wait, spec: {taskType: sleep, duration: 60s}}
+    - {name: then, spec: {taskType: echo, message: never}}
+",
+    );
+    assert_eq!(long.code, 0, "{long}");
+    let submitted: Value = serde_json::from_str(&long.stdout).expect("json");
+    let long_id = submitted["id"].as_str().expect("id").to_string();
+    let cancelled = home.ok(&["workflow", "cancel", &long_id]);
+    assert!(cancelled.contains(&long_id), "{cancelled}");
+    let watched = home.run(&["workflow", "watch", &long_id, "--timeout", "60s"]);
+    assert_eq!(
+        watched.code, 1,
+        "a cancelled workflow did not succeed: {watched}"
+    );
+    assert!(watched.stdout.contains("cancelled"), "{watched}");
+    let missing = home.run(&["workflow", "get", "nonesuch"]);
+    assert_ne!(missing.code, 0, "{missing}");
+    up.interrupt();
+}
+
+#[test]
 fn validate_works_offline_and_completions_print() {
     let home = Home::new();
-    let examples = Path::new(WORKSPACE).join("examples/tasks");
-    let mut files: Vec<String> = std::fs::read_dir(&examples)
-        .expect("examples/tasks")
-        .filter_map(Result::ok)
-        .map(|entry| entry.path().display().to_string())
+    let mut files: Vec<String> = ["examples/tasks", "examples/workflows"]
+        .iter()
+        .flat_map(|dir| {
+            std::fs::read_dir(Path::new(WORKSPACE).join(dir))
+                .expect("examples")
+                .filter_map(Result::ok)
+                .map(|entry| entry.path().display().to_string())
+        })
         .collect();
     files.sort();
     let mut args = vec!["validate"];
