@@ -3,13 +3,16 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use flowmesh_server::store::{EventStream, NewTask, NewWorker, RetryPolicy, Store};
+use flowmesh_server::store::{
+    EventStream, NewStage, NewTask, NewWorker, NewWorkflow, RetryPolicy, StagePlan, Store,
+};
 use flowmesh_tests::cluster::{Db, TestDb};
 use flowmesh_types::WorkerCapabilities;
+use flowmesh_types::api::WorkflowState;
 use flowmesh_types::api::{
     Completion, CompletionVerdict, GpuDevice, Hardware, TaskState, WorkerRegistration,
 };
-use flowmesh_types::parse_document;
+use flowmesh_types::{TaskDocument, parse_document};
 
 flowmesh_tests::on_both_backends!(
     a_claim_hands_out_only_advertised_types,
@@ -19,6 +22,7 @@ flowmesh_tests::on_both_backends!(
     an_expired_lease_sends_the_task_back_with_the_next_attempt,
     a_stale_or_forged_lease_cannot_complete,
     garbage_collection_deletes_only_old_finished_tasks,
+    garbage_collection_keeps_the_stages_of_a_running_workflow,
     a_gpu_request_is_matched_device_by_device,
 );
 
@@ -307,6 +311,84 @@ async fn garbage_collection_deletes_only_old_finished_tasks(db: Db) {
     assert!(
         store.task(None, &waiting).await.expect("read").is_some(),
         "pending tasks are kept"
+    );
+}
+
+async fn garbage_collection_keeps_the_stages_of_a_running_workflow(db: Db) {
+    let (store, _db) = open(db).await;
+    let document = match flowmesh_types::parse(
+        "apiVersion: flowmesh/v1\nkind: Workflow\nspec:\n  stages:\n    - {name: a, spec: {taskType: echo}}\n    - {name: b, spec: {taskType: echo, message: '${a.output.message}'}}\n",
+    ) {
+        Ok(flowmesh_types::Document::Workflow(workflow)) => workflow,
+        other => panic!("not a workflow: {other:?}"),
+    };
+    let ids = ["a-task", "b-task"];
+    let plans: Vec<StagePlan> = document
+        .stages
+        .iter()
+        .map(|stage| StagePlan {
+            depends_on: stage.depends_on.clone(),
+            condition: None,
+        })
+        .collect();
+    let tasks: Vec<TaskDocument> = document
+        .stages
+        .iter()
+        .map(|stage| TaskDocument {
+            metadata: Default::default(),
+            spec: stage.spec.clone(),
+        })
+        .collect();
+    let stages = (0..2)
+        .map(|i| NewTask {
+            id: ids[i],
+            tenant: "t",
+            document: &tasks[i],
+            now: 1_000,
+            stage: Some(NewStage {
+                workflow_id: "wf",
+                name: &document.stages[i].name,
+                plan: &plans[i],
+                blocked: None,
+            }),
+        })
+        .collect();
+    store
+        .insert_workflow(&NewWorkflow {
+            id: "wf",
+            tenant: "t",
+            metadata: &document.metadata,
+            stages,
+            now: 1_000,
+        })
+        .await
+        .expect("stored");
+    store
+        .cancel_task("t", "a-task", 2_000)
+        .await
+        .expect("cancel");
+    assert_eq!(
+        store.collect_garbage(9_000).await.expect("gc"),
+        0,
+        "the workflow is running: its finished stage is kept"
+    );
+    store
+        .cancel_workflow("t", "wf", 3_000)
+        .await
+        .expect("cancel")
+        .expect("exists");
+    store
+        .finish_workflow("wf", WorkflowState::Cancelled, "cancelled".into(), 3_000)
+        .await
+        .expect("finish");
+    assert_eq!(store.collect_garbage(9_000).await.expect("gc"), 2);
+    assert!(store.workflow(None, "wf").await.expect("read").is_none());
+    assert!(
+        store
+            .events_after(EventStream::Workflow("wf"), 0, 100)
+            .await
+            .expect("events")
+            .is_empty()
     );
 }
 

@@ -593,22 +593,24 @@ impl Store {
     /// attempts. Returns how many tasks.
     pub async fn collect_garbage(&self, cutoff: i64) -> Result<u64, StoreError> {
         let (_gate, mut tx) = self.write().await?;
+        // Workflows last: which stages may go depends on their workflow rows.
+        let mut deleted = 0;
         for statement in [
             sql::GC_EVENTS,
             sql::GC_ATTEMPTS,
+            sql::GC_TASKS,
             sql::GC_WORKFLOW_EVENTS,
             sql::GC_WORKFLOWS,
         ] {
-            sqlx::query(statement)
+            let rows = sqlx::query(statement)
                 .bind(cutoff)
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected();
+            if statement == sql::GC_TASKS {
+                deleted = rows;
+            }
         }
-        let deleted = sqlx::query(sql::GC_TASKS)
-            .bind(cutoff)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
         tx.commit().await?;
         Ok(deleted)
     }
