@@ -146,27 +146,15 @@ pub(crate) async fn run(command: TaskCommand, client: ApiClient, output: Output)
             Ok(())
         }
         TaskCommand::Cancel { ids } => {
-            let mut views = Vec::new();
-            for id in &ids {
-                let value = client
-                    .delete(&format!("/tasks/{}", path_segment(id)?))
-                    .await?;
-                let view: TaskView =
-                    serde_json::from_value(value).map_err(|error| CliError::Other(error.into()))?;
-                if output == Output::Table {
-                    let note = if view.state.is_terminal() {
-                        ""
-                    } else {
-                        " (its worker interrupts it within one heartbeat)"
-                    };
-                    crate::outln!("{}: {}{note}", view.id, view.state.as_str());
-                }
-                views.push(view);
-            }
-            if output == Output::Json {
-                print_one_or_many(&views);
-            }
-            Ok(())
+            cancel_each(&client, "tasks", &ids, output, |view: &TaskView| {
+                let note = if view.state.is_terminal() {
+                    ""
+                } else {
+                    " (its worker interrupts it within one heartbeat)"
+                };
+                format!("{}: {}{note}", view.id, view.state.as_str())
+            })
+            .await
         }
         TaskCommand::Logs { id, follow } => logs(&client, &id, follow).await,
         TaskCommand::Watch { id, logs, timeout } => {
@@ -258,6 +246,33 @@ async fn submit(
             "{failures} of {} submission(s) did not succeed",
             views.len()
         )));
+    }
+    Ok(())
+}
+
+/// `DELETE /{collection}/{id}` for each of `ids`: a line per answer from
+/// `line`, or (JSON) the answers.
+pub(crate) async fn cancel_each<T: serde::de::DeserializeOwned + serde::Serialize>(
+    client: &ApiClient,
+    collection: &str,
+    ids: &[String],
+    output: Output,
+    line: impl Fn(&T) -> String,
+) -> CliResult {
+    let mut views = Vec::new();
+    for id in ids {
+        let value = client
+            .delete(&format!("/{collection}/{}", path_segment(id)?))
+            .await?;
+        let view: T =
+            serde_json::from_value(value).map_err(|error| CliError::Other(error.into()))?;
+        if output == Output::Table {
+            crate::outln!("{}", line(&view));
+        }
+        views.push(view);
+    }
+    if output == Output::Json {
+        print_one_or_many(&views);
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use crate::client::ApiClient;
 use crate::error::{CliError, CliResult};
 use crate::output::{self, Output};
-use crate::tasks::{encode, path_segment, print_one_or_many};
+use crate::tasks::{cancel_each, encode, path_segment};
 
 /// Workflow commands.
 #[derive(Debug, clap::Subcommand)]
@@ -86,22 +86,10 @@ pub(crate) async fn run(command: WorkflowCommand, client: ApiClient, output: Out
             Ok(())
         }
         WorkflowCommand::Cancel { ids } => {
-            let mut views = Vec::new();
-            for id in &ids {
-                let value = client
-                    .delete(&format!("/workflows/{}", path_segment(id)?))
-                    .await?;
-                let view: WorkflowView =
-                    serde_json::from_value(value).map_err(|error| CliError::Other(error.into()))?;
-                if output == Output::Table {
-                    crate::outln!("{}: {} (stages: {})", view.id, view.state, counts(&view));
-                }
-                views.push(view);
-            }
-            if output == Output::Json {
-                print_one_or_many(&views);
-            }
-            Ok(())
+            cancel_each(&client, "workflows", &ids, output, |view: &WorkflowView| {
+                format!("{}: {} (stages: {})", view.id, view.state, counts(view))
+            })
+            .await
         }
         WorkflowCommand::Watch { id, logs, timeout } => {
             let workflow = follow(&client, path_segment(&id)?, logs, timeout, output).await?;
