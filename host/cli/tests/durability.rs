@@ -1,7 +1,8 @@
 //! The `flowmesh` binary as operators run it: a server process and a worker
 //! process. The server is killed with SIGKILL in the middle of a run and
 //! started again on the same database: no task is lost, none completes
-//! twice, all finish. On SQLite and on PostgreSQL.
+//! twice, all finish, and a workflow in flight completes. On SQLite and on
+//! PostgreSQL.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -116,6 +117,12 @@ async fn killed_server_loses_nothing(db: Db) {
             .expect("worker starts"),
     );
 
+    // A workflow whose stages run, and are released, across the kill.
+    let workflow = api
+        .submit(
+            "apiVersion: flowmesh/v1\nkind: Workflow\nspec:\n  stages:\n    - {name: s0, spec: {taskType: sleep, duration: 300ms}}\n    - {name: s1, spec: {taskType: echo, message: 'slept ${s0.output.sleptMs}'}}\n    - {name: s2, spec: {taskType: sleep, duration: 300ms}}\n    - {name: s3, spec: {taskType: echo, message: '${s1.output.message}+${s2.output.sleptMs}'}}\n",
+        )
+        .await;
     let mut ids = Vec::new();
     for i in 0..TASKS {
         let document = if i % 2 == 0 {
@@ -161,5 +168,12 @@ async fn killed_server_loses_nothing(db: Db) {
         succeeded_twice.is_empty(),
         "completed more than once: {succeeded_twice:?}"
     );
-    assert_eq!(count(&api, "succeeded").await, TASKS, "no task lost");
+    let workflow = api.workflow_finished(&workflow, Duration::from_secs(120)).await;
+    assert_eq!(workflow["state"], "succeeded", "{workflow:#}");
+    assert_eq!(workflow["stages"][3]["output"]["message"], "slept 300+300");
+    assert_eq!(
+        count(&api, "succeeded").await,
+        TASKS + 4,
+        "no task or stage lost"
+    );
 }
