@@ -106,6 +106,21 @@ async fn a_stage_consumes_upstream_outputs_and_the_workflow_succeeds(db: Db) {
         "{events:?}"
     );
 
+    let metrics = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("flowmesh_workflows_finished_total{state=\"succeeded\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("flowmesh_workflows_submitted_total 1"),
+        "{metrics}"
+    );
+
     // Listed with its counts; invisible to another tenant.
     let (_, page) = api.get("/workflows?state=succeeded").await;
     assert_eq!(page["workflows"][0]["id"], id.as_str());

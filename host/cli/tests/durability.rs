@@ -168,7 +168,9 @@ async fn killed_server_loses_nothing(db: Db) {
         succeeded_twice.is_empty(),
         "completed more than once: {succeeded_twice:?}"
     );
-    let workflow = api.workflow_finished(&workflow, Duration::from_secs(120)).await;
+    let workflow = api
+        .workflow_finished(&workflow, Duration::from_secs(120))
+        .await;
     assert_eq!(workflow["state"], "succeeded", "{workflow:#}");
     assert_eq!(workflow["stages"][3]["output"]["message"], "slept 300+300");
     assert_eq!(

@@ -69,6 +69,10 @@ pub struct Metrics {
     pub task_seconds: Family<PluginOutcome, Histogram>,
     /// Leases that expired.
     pub leases_expired: Counter,
+    /// Workflows submitted.
+    pub workflows_submitted: Counter,
+    /// Workflows that finished, by state.
+    pub workflows_finished: Family<StateLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -118,6 +122,18 @@ impl Default for Metrics {
             "Leases that expired",
             leases_expired.clone(),
         );
+        let workflows_submitted = Counter::default();
+        registry.register(
+            "workflows_submitted",
+            "Workflows submitted",
+            workflows_submitted.clone(),
+        );
+        let workflows_finished = Family::<StateLabel, Counter>::default();
+        registry.register(
+            "workflows_finished",
+            "Workflows finished, by state",
+            workflows_finished.clone(),
+        );
         Self {
             registry,
             queue_depth,
@@ -129,6 +145,8 @@ impl Default for Metrics {
             claimed,
             task_seconds,
             leases_expired,
+            workflows_submitted,
+            workflows_finished,
         }
     }
 }

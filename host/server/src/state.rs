@@ -117,15 +117,27 @@ impl AppState {
     /// Records stored events: publishes them, counts finished tasks, and
     /// wakes the workflow releaser when a task finished.
     pub fn publish(&self, events: Vec<crate::store::StoredEvent>) {
+        use flowmesh_types::api::EventBody;
         for event in &events {
-            if let flowmesh_types::api::EventBody::Result { state, .. } = &event.body {
-                self.releaser.notify_one();
-                self.metrics
-                    .finished
-                    .get_or_create(&crate::metrics::StateLabel {
-                        state: state.as_str().to_string(),
-                    })
-                    .inc();
+            match &event.body {
+                EventBody::Result { state, .. } => {
+                    self.releaser.notify_one();
+                    self.metrics
+                        .finished
+                        .get_or_create(&crate::metrics::StateLabel {
+                            state: state.as_str().to_string(),
+                        })
+                        .inc();
+                }
+                EventBody::Workflow { state, .. } if state.is_terminal() => {
+                    self.metrics
+                        .workflows_finished
+                        .get_or_create(&crate::metrics::StateLabel {
+                            state: state.as_str().to_string(),
+                        })
+                        .inc();
+                }
+                _ => {}
             }
         }
         self.bus.publish(events);

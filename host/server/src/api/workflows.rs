@@ -143,6 +143,7 @@ pub(super) async fn submit(
         )
     });
     state.publish(events);
+    state.metrics.workflows_submitted.inc();
     for stage in &workflow.stages {
         state
             .metrics
