@@ -22,9 +22,9 @@
 //! When every stage has finished, the workflow ends: `cancelled` if it was
 //! cancelled, `failed` if a stage failed or was cancelled, else `succeeded`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use flowmesh_types::api::{TaskState, WorkflowState};
 use flowmesh_types::placeholder::{self, Reference, Substitution, excerpt};
@@ -44,45 +44,58 @@ const BATCH: u32 = 64;
 pub async fn run(state: Arc<AppState>) {
     let mut timer = tokio::time::interval(RECHECK);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut deferred = Deferred::default();
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => return,
             _ = timer.tick() => {}
             _ = state.releaser.notified() => {}
         }
-        if let Err(error) = settle(&state).await {
+        if let Err(error) = settle(&state, &mut deferred).await {
             tracing::warn!(%error, "workflow release pass failed; retrying");
         }
     }
 }
 
-/// Advances every changed workflow, again whenever advancing it changed it,
-/// until none is left. A workflow that cannot be advanced now (a store
-/// error, a stage whose plugin is missing here) is left for the next pass
-/// without holding up the others.
-pub async fn settle(state: &AppState) -> Result<(), StoreError> {
-    let mut seen: HashSet<(String, i64)> = HashSet::new();
+/// Workflows to look at again no sooner than a given time: a stage whose
+/// check could not run, or a workflow whose advance failed.
+#[derive(Default)]
+pub struct Deferred(HashMap<String, Instant>);
+
+/// Advances every changed workflow once, oldest first, in pages. A workflow
+/// that cannot be advanced now (a store error, a stage whose plugin is
+/// missing here) is skipped for [`RECHECK`] without holding up the others;
+/// what a pass itself changed is picked up by the next pass, which the
+/// stages it ended wake.
+pub async fn settle(state: &AppState, deferred: &mut Deferred) -> Result<(), StoreError> {
+    let now = Instant::now();
+    deferred.0.retain(|_, until| *until > now);
+    let mut after = 0;
     loop {
-        let changed: Vec<(String, i64)> = state
-            .store
-            .unsettled_workflows(BATCH)
-            .await?
-            .into_iter()
-            .filter(|change| seen.insert(change.clone()))
-            .collect();
-        if changed.is_empty() {
-            return Ok(());
-        }
-        for (id, changes) in changed {
+        let changed = state.store.unsettled_workflows(after, BATCH).await?;
+        let full = changed.len() == BATCH as usize;
+        for (seq, id, changes) in changed {
+            after = seq;
+            if deferred.0.contains_key(&id) {
+                continue;
+            }
             match advance(state, &id).await {
                 Ok(Progress::Settled) => state.store.settle_workflow(&id, changes).await?,
-                Ok(Progress::Later) => {}
-                Err(error) => tracing::warn!(
-                    workflow = id,
-                    %error,
-                    "advancing the workflow failed; retrying on the next pass"
-                ),
+                Ok(Progress::Later) => {
+                    deferred.0.insert(id, now + RECHECK);
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        workflow = id,
+                        %error,
+                        "advancing the workflow failed; retrying on a later pass"
+                    );
+                    deferred.0.insert(id, now + RECHECK);
+                }
             }
+        }
+        if !full {
+            return Ok(());
         }
     }
 }

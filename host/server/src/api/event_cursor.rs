@@ -153,7 +153,7 @@ impl EventCursor {
         self.sent.insert(event.seq);
         self.last = self.last.max(event.seq);
         // Keep only what a read can return again.
-        self.sent = self.sent.split_off(&(self.last - LATE));
+        self.sent = self.sent.split_off(&self.last.saturating_sub(LATE));
         self.done = match &event.body {
             EventBody::Result { .. } => self.stages.is_none(),
             EventBody::Workflow { state, .. } => state.is_terminal(),
@@ -191,7 +191,7 @@ impl EventCursor {
     async fn refill(&mut self) -> Option<()> {
         let from = self
             .continue_from
-            .unwrap_or_else(|| self.after.max(self.last - LATE));
+            .unwrap_or_else(|| self.after.max(self.last.saturating_sub(LATE)));
         let stream = match self.stages {
             Some(_) => EventStream::Workflow(&self.id),
             None => EventStream::Task(&self.id),

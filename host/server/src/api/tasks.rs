@@ -447,6 +447,7 @@ pub(super) fn last_event_id(headers: &HeaderMap) -> i64 {
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<i64>().ok())
+        .filter(|seq| *seq >= 0)
         .unwrap_or(0)
 }
 

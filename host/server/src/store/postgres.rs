@@ -93,7 +93,7 @@ WHERE worker_id = $1 AND state IN ('running', 'cancelling')
 SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
 FROM tasks
 WHERE state IN ('running', 'cancelling') AND lease_expires_at < $1
-ORDER BY seq LIMIT 500
+ORDER BY id LIMIT 500
 FOR UPDATE SKIP LOCKED
 "#,
     task_for_update: r#"
@@ -104,12 +104,13 @@ FOR UPDATE
     workflow_tasks_for_update: r#"
 SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
 FROM tasks WHERE workflow_id = $1 AND state IN ('pending', 'running')
-ORDER BY seq
+ORDER BY id
 FOR UPDATE
 "#,
     tasks_of_worker: r#"
 SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
 FROM tasks WHERE state IN ('running', 'cancelling') AND worker_id = $1
+ORDER BY id
 FOR UPDATE
 "#,
     list_tasks: r#"

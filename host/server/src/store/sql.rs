@@ -142,20 +142,27 @@ WHERE state = 'pending' AND blocked = 0 AND task_type = $1 AND cpu_millis = $2
 RETURNING id, attempt, workflow_id";
 pub(super) const QUEUE_DEPTH: &str =
     "SELECT task_type, state, COUNT(*) AS n FROM tasks GROUP BY task_type, state";
-// Tasks finished before `$1`, but not the stages of a workflow that had not
+// Tasks finished before `$1`, but not the stages of a workflow that has not
 // finished by then: its later stages still read their results.
 pub(super) const GC_EVENTS: &str = "\
-DELETE FROM task_events WHERE task_id IN (SELECT id FROM tasks WHERE finished_at < $1
-    AND (workflow_id IS NULL OR workflow_id IN (SELECT id FROM workflows WHERE finished_at < $1)))";
+DELETE FROM task_events WHERE task_id IN (SELECT t.id FROM tasks t WHERE t.finished_at < $1
+    AND NOT EXISTS (SELECT 1 FROM workflows w WHERE w.id = t.workflow_id
+                    AND (w.finished_at IS NULL OR w.finished_at >= $1)))";
 pub(super) const GC_ATTEMPTS: &str = "\
-DELETE FROM task_attempts WHERE task_id IN (SELECT id FROM tasks WHERE finished_at < $1
-    AND (workflow_id IS NULL OR workflow_id IN (SELECT id FROM workflows WHERE finished_at < $1)))";
+DELETE FROM task_attempts WHERE task_id IN (SELECT t.id FROM tasks t WHERE t.finished_at < $1
+    AND NOT EXISTS (SELECT 1 FROM workflows w WHERE w.id = t.workflow_id
+                    AND (w.finished_at IS NULL OR w.finished_at >= $1)))";
 pub(super) const GC_TASKS: &str = "\
 DELETE FROM tasks WHERE finished_at < $1
-    AND (workflow_id IS NULL OR workflow_id IN (SELECT id FROM workflows WHERE finished_at < $1))";
+    AND NOT EXISTS (SELECT 1 FROM workflows w WHERE w.id = tasks.workflow_id
+                    AND (w.finished_at IS NULL OR w.finished_at >= $1))";
+// A finished workflow goes once its stages have (run after GC_TASKS).
 pub(super) const GC_WORKFLOW_EVENTS: &str = "\
-DELETE FROM task_events WHERE task_id IN (SELECT id FROM workflows WHERE finished_at < $1)";
-pub(super) const GC_WORKFLOWS: &str = "DELETE FROM workflows WHERE finished_at < $1";
+DELETE FROM task_events WHERE task_id IN (SELECT w.id FROM workflows w WHERE w.finished_at < $1
+    AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.workflow_id = w.id))";
+pub(super) const GC_WORKFLOWS: &str = "\
+DELETE FROM workflows WHERE finished_at < $1
+    AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.workflow_id = workflows.id)";
 
 pub(super) const EVENTS_AFTER: &str = "\
 SELECT seq, task_id, at, body FROM task_events WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
@@ -181,8 +188,10 @@ SELECT t.workflow_id, t.state, COUNT(*) AS n
 FROM tasks t JOIN workflows w ON w.id = t.workflow_id
 WHERE w.tenant = $1 AND w.seq >= $2 AND w.seq <= $3
 GROUP BY t.workflow_id, t.state";
-pub(super) const UNSETTLED_WORKFLOWS: &str =
-    "SELECT id, changes FROM workflows WHERE changes <> settled ORDER BY seq LIMIT $1";
+/// Workflows with unsettled changes after submission order `$2`.
+pub(super) const UNSETTLED_WORKFLOWS: &str = "\
+SELECT seq, id, changes FROM workflows WHERE changes <> settled AND seq > $2
+ORDER BY seq LIMIT $1";
 pub(super) const SETTLE_WORKFLOW: &str =
     "UPDATE workflows SET settled = $2 WHERE id = $1 AND settled < $2";
 pub(super) const REQUEST_WORKFLOW_CANCEL: &str = "\

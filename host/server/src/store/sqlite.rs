@@ -89,7 +89,7 @@ WHERE worker_id = $1 AND state IN ('running', 'cancelling')
 SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
 FROM tasks
 WHERE state IN ('running', 'cancelling') AND lease_expires_at < $1
-ORDER BY seq LIMIT 500
+ORDER BY id LIMIT 500
 "#,
     task_for_update: r#"
 SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
@@ -98,11 +98,12 @@ FROM tasks WHERE id = $1
     workflow_tasks_for_update: r#"
 SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
 FROM tasks WHERE workflow_id = $1 AND state IN ('pending', 'running')
-ORDER BY seq
+ORDER BY id
 "#,
     tasks_of_worker: r#"
 SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
 FROM tasks WHERE state IN ('running', 'cancelling') AND worker_id = $1
+ORDER BY id
 "#,
     list_tasks: r#"
 SELECT * FROM tasks

@@ -410,9 +410,14 @@ impl Store {
         retry: &RetryPolicy,
     ) -> Result<(Vec<CompletionVerdict>, Vec<StoredEvent>), StoreError> {
         let (_gate, mut tx) = self.write().await?;
-        let mut verdicts = Vec::with_capacity(completions.len());
+        let mut verdicts = vec![CompletionVerdict::StaleLease; completions.len()];
         let mut events = NewEvents::default();
-        for completion in completions {
+        // Rows are locked in id order, as every transaction that locks
+        // several tasks does, so that two never wait on each other.
+        let mut order: Vec<usize> = (0..completions.len()).collect();
+        order.sort_by(|a, b| completions[*a].task_id.cmp(&completions[*b].task_id));
+        for index in order {
+            let completion = &completions[index];
             let row = sqlx::query(self.dialect.fenced_task)
                 .bind(&completion.task_id)
                 .bind(&completion.lease_token)
@@ -421,7 +426,6 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
             let Some(row) = row else {
-                verdicts.push(CompletionVerdict::StaleLease);
                 continue;
             };
             let task = LockedTask::from_row(&row)?;
@@ -434,7 +438,7 @@ impl Store {
                 &mut events,
             )
             .await?;
-            verdicts.push(CompletionVerdict::Accepted);
+            verdicts[index] = CompletionVerdict::Accepted;
         }
         let events = events.write(&mut tx, now).await?;
         tx.commit().await?;

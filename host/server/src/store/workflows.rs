@@ -212,15 +212,27 @@ impl Store {
             .collect())
     }
 
-    /// Workflows with stage changes the releaser has not acted on: `(id,
-    /// changes)`, oldest first.
-    pub async fn unsettled_workflows(&self, limit: u32) -> Result<Vec<(String, i64)>, StoreError> {
+    /// Up to `limit` workflows submitted after `after_seq` with stage
+    /// changes the releaser has not acted on: `(seq, id, changes)`, oldest
+    /// first.
+    pub async fn unsettled_workflows(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, String, i64)>, StoreError> {
         let rows = sqlx::query(sql::UNSETTLED_WORKFLOWS)
             .bind(i64::from(limit))
+            .bind(after_seq)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|row| Ok((get_str(row, "id")?, get_i64(row, "changes")?)))
+            .map(|row| {
+                Ok((
+                    get_i64(row, "seq")?,
+                    get_str(row, "id")?,
+                    get_i64(row, "changes")?,
+                ))
+            })
             .collect()
     }
 
