@@ -771,7 +771,13 @@ async fn health_metrics_and_openapi_answer(db: Db) {
 }
 
 async fn a_worker_shutting_down_hands_its_tasks_back(db: Db) {
-    let server = TestServer::start(db, |_| {}).await;
+    // A lease long enough that the handed-back completion, which no
+    // heartbeat renews while it waits in the worker's outbox, arrives in
+    // time on a loaded machine.
+    let server = TestServer::start(db, |config| {
+        config.lease_ttl = Duration::from_secs(10);
+    })
+    .await;
     let api = server.admin();
     let mut leaving = server.echo_worker("leaving", 1).await;
     let id = api
