@@ -127,18 +127,16 @@ pub(crate) async fn run(command: TaskCommand, client: ApiClient, output: Output)
             limit,
             cursor,
         } => {
-            let mut query = vec![format!("limit={limit}")];
-            for (key, value) in [
-                ("state", state),
-                ("taskType", task_type),
-                ("label", label),
-                ("cursor", cursor),
-            ] {
-                if let Some(value) = value {
-                    query.push(format!("{key}={}", encode(&value)));
-                }
-            }
-            let page: TaskPage = client.get(&format!("/tasks?{}", query.join("&"))).await?;
+            let query = list_query(
+                limit,
+                [
+                    ("state", state),
+                    ("taskType", task_type),
+                    ("label", label),
+                    ("cursor", cursor),
+                ],
+            );
+            let page: TaskPage = client.get(&format!("/tasks?{query}")).await?;
             match output {
                 Output::Json => output::print_json(&page),
                 Output::Table => print_page(&page),
@@ -549,6 +547,20 @@ pub(crate) fn path_segment(id: &str) -> CliResult<&str> {
             "{id:?} is not an id or name: use letters, digits, '-', '_', '.' or ':'"
         )))
     }
+}
+
+/// `limit=N` and each given filter, percent-encoded: a list route's query.
+pub(crate) fn list_query<const N: usize>(
+    limit: u32,
+    filters: [(&str, Option<String>); N],
+) -> String {
+    let mut query = vec![format!("limit={limit}")];
+    for (key, value) in filters {
+        if let Some(value) = value {
+            query.push(format!("{key}={}", encode(&value)));
+        }
+    }
+    query.join("&")
 }
 
 /// Percent-encodes a query value.

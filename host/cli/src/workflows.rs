@@ -10,7 +10,7 @@ use futures::StreamExt;
 use crate::client::ApiClient;
 use crate::error::{CliError, CliResult};
 use crate::output::{self, Output};
-use crate::tasks::{cancel_each, encode, path_segment};
+use crate::tasks::{cancel_each, list_query, path_segment};
 
 /// Workflow commands.
 #[derive(Debug, clap::Subcommand)]
@@ -70,15 +70,8 @@ pub(crate) async fn run(command: WorkflowCommand, client: ApiClient, output: Out
             limit,
             cursor,
         } => {
-            let mut query = vec![format!("limit={limit}")];
-            for (key, value) in [("state", state), ("cursor", cursor)] {
-                if let Some(value) = value {
-                    query.push(format!("{key}={}", encode(&value)));
-                }
-            }
-            let page: WorkflowPage = client
-                .get(&format!("/workflows?{}", query.join("&")))
-                .await?;
+            let query = list_query(limit, [("state", state), ("cursor", cursor)]);
+            let page: WorkflowPage = client.get(&format!("/workflows?{query}")).await?;
             match output {
                 Output::Json => output::print_json(&page),
                 Output::Table => print_page(&page),

@@ -136,11 +136,15 @@ pub async fn advance(state: &AppState, id: &str) -> Result<Progress, StoreError>
     // Each round settles at least one more level of the graph.
     for _ in 0..=flowmesh_types::workflow::MAX_DEPTH {
         let mut acted = false;
+        let by_name: HashMap<&str, &TaskRecord> = stages
+            .iter()
+            .map(|stage| (stage_name(stage), stage))
+            .collect();
         for stage in stages
             .iter()
             .filter(|stage| stage.state == TaskState::Pending && stage.blocked)
         {
-            let events = match decide(state, &workflow, stage, &stages).await {
+            let events = match decide(state, &workflow, stage, &by_name).await {
                 Decision::Wait => continue,
                 Decision::Retry(reason) => {
                     tracing::info!(
@@ -240,12 +244,8 @@ async fn decide(
     state: &AppState,
     workflow: &WorkflowRecord,
     stage: &TaskRecord,
-    stages: &[TaskRecord],
+    by_name: &HashMap<&str, &TaskRecord>,
 ) -> Decision {
-    let by_name: HashMap<&str, &TaskRecord> = stages
-        .iter()
-        .map(|stage| (stage_name(stage), stage))
-        .collect();
     let plan = stage.plan.clone().unwrap_or_default();
     let upstream: Vec<(&str, Option<&TaskRecord>)> = plan
         .depends_on
@@ -261,10 +261,10 @@ async fn decide(
     if let Some(end) = upstream_outcome(&upstream) {
         return end;
     }
-    if let Some(end) = check_condition(&plan, &by_name) {
+    if let Some(end) = check_condition(&plan, by_name) {
         return end;
     }
-    let lookup = |reference: &Reference| lookup(reference, workflow, &by_name);
+    let lookup = |reference: &Reference| lookup(reference, workflow, by_name);
     let plugin_fields = stage.spec.as_object().cloned().unwrap_or_default();
     let (resolved, substitutions) = match placeholder::resolve(
         &Value::Object(plugin_fields),
@@ -318,14 +318,14 @@ async fn decide(
         Err(SpecRejection::UnknownTaskType(task_type)) => retry_or_fail(
             state,
             stage,
-            stages,
+            &upstream,
             TaskErrorCode::UnknownTaskType,
             format!("no plugin loaded on this server provides task type {task_type:?}"),
         ),
         Err(SpecRejection::CheckFailed(error)) => retry_or_fail(
             state,
             stage,
-            stages,
+            &upstream,
             TaskErrorCode::InvalidInput,
             format!(
                 "the plugin could not check the resolved spec ({})",
@@ -342,15 +342,13 @@ async fn decide(
 fn retry_or_fail(
     state: &AppState,
     stage: &TaskRecord,
-    stages: &[TaskRecord],
+    upstream: &[(&str, Option<&TaskRecord>)],
     code: TaskErrorCode,
     reason: String,
 ) -> Decision {
-    let plan = stage.plan.clone().unwrap_or_default();
-    let ready_since = stages
+    let ready_since = upstream
         .iter()
-        .filter(|other| plan.depends_on.contains(&stage_name(other).to_string()))
-        .filter_map(|other| other.finished_at)
+        .filter_map(|(_, task)| task.and_then(|task| task.finished_at))
         .max()
         .unwrap_or(stage.created_at);
     let grace = state.config.no_worker_grace;

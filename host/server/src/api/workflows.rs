@@ -171,16 +171,14 @@ pub(super) async fn submit(
 fn unescaped(stage: &Stage) -> flowmesh_types::TaskSpec {
     let mut spec = stage.spec.clone();
     let fields = serde_json::Value::Object(std::mem::take(&mut spec.plugin_fields));
-    let resolved = flowmesh_types::placeholder::resolve(&fields, "spec", usize::MAX, &|_| {
-        Err("a stage without upstream stages has nothing to resolve".to_string())
-    });
-    spec.plugin_fields = match resolved {
-        Ok((serde_json::Value::Object(fields), _)) => fields,
-        _ => match fields {
-            serde_json::Value::Object(fields) => fields,
-            _ => Default::default(),
-        },
-    };
+    spec.plugin_fields =
+        match flowmesh_types::placeholder::resolve(&fields, "spec", usize::MAX, &|_| {
+            Err("a stage without upstream stages has nothing to resolve".to_string())
+        }) {
+            Ok((serde_json::Value::Object(resolved), _)) => resolved,
+            // Unreachable for a stage without placeholders: keep it as written.
+            _ => fields.as_object().cloned().unwrap_or_default(),
+        };
     spec
 }
 
