@@ -161,46 +161,6 @@ impl WorkerCapabilities {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn capability_kind_is_found_by_interface_with_or_without_version() {
-        assert_eq!(
-            CapabilityKind::from_interface("flowmesh:host/containers@0.1.0"),
-            Some(CapabilityKind::Containers)
-        );
-        assert_eq!(
-            CapabilityKind::from_interface("flowmesh:host/gpu"),
-            Some(CapabilityKind::Gpu)
-        );
-        assert_eq!(
-            CapabilityKind::from_interface("flowmesh:host/log@0.1.0"),
-            None
-        );
-    }
-
-    #[test]
-    fn worker_capabilities_round_trip_as_camel_case_json() {
-        let report = WorkerCapabilities {
-            supported_task_types: ["echo".to_string()].into(),
-            plugins: vec![],
-            capabilities: vec![CapabilityReport {
-                kind: CapabilityKind::Containers,
-                interface: CapabilityKind::Containers.interface().into(),
-                status: CapabilityStatus::Absent,
-                detail: "no Docker daemon configured".into(),
-            }],
-        };
-        let json = serde_json::to_value(&report).expect("serialises");
-        assert_eq!(json["supportedTaskTypes"][0], "echo");
-        assert_eq!(json["capabilities"][0]["status"], "absent");
-        let back: WorkerCapabilities = serde_json::from_value(json).expect("deserialises");
-        assert_eq!(back, report);
-    }
-}
-
 /// A GPU as the worker detected it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -239,5 +199,45 @@ impl GpuRequest {
                 .model
                 .as_ref()
                 .is_none_or(|model| name.to_lowercase().contains(&model.to_lowercase()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_kind_is_found_by_interface_with_or_without_version() {
+        assert_eq!(
+            CapabilityKind::from_interface("flowmesh:host/containers@0.1.0"),
+            Some(CapabilityKind::Containers)
+        );
+        assert_eq!(
+            CapabilityKind::from_interface("flowmesh:host/gpu"),
+            Some(CapabilityKind::Gpu)
+        );
+        assert_eq!(
+            CapabilityKind::from_interface("flowmesh:host/log@0.1.0"),
+            None
+        );
+    }
+
+    #[test]
+    fn worker_capabilities_round_trip_as_camel_case_json() {
+        let report = WorkerCapabilities {
+            supported_task_types: ["echo".to_string()].into(),
+            plugins: vec![],
+            capabilities: vec![CapabilityReport {
+                kind: CapabilityKind::Containers,
+                interface: CapabilityKind::Containers.interface().into(),
+                status: CapabilityStatus::Absent,
+                detail: "no Docker daemon configured".into(),
+            }],
+        };
+        let json = serde_json::to_value(&report).expect("serialises");
+        assert_eq!(json["supportedTaskTypes"][0], "echo");
+        assert_eq!(json["capabilities"][0]["status"], "absent");
+        let back: WorkerCapabilities = serde_json::from_value(json).expect("deserialises");
+        assert_eq!(back, report);
     }
 }

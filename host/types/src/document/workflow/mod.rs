@@ -34,80 +34,26 @@
 //! [`check_workflow`] checks all of it: names (unique, valid), references
 //! (existing, upstream), cycles, size ([`MAX_STAGES`]) and depth
 //! ([`MAX_DEPTH`]), and reports every problem with its path.
+//!
+//! The checked workflow ([`WorkflowDocument`], [`Stage`], [`Condition`]) and
+//! its limits are in `stage`; the graph checks (names, references, cycles,
+//! depth, upstream placeholders and conditions) in `graph`; this module
+//! checks the document's fields and each stage, then the graph.
 
-use std::collections::{BTreeSet, HashMap};
+mod graph;
+mod stage;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::document::{Errors, HOST_SPEC_FIELDS, Metadata, TaskSpec, check_spec, join, kind_of};
-use crate::placeholder::{self, Reference, Use};
-use crate::{FieldError, is_valid_name};
+use crate::document::fields::{Errors, join, kind_of};
+use crate::document::task::{HOST_SPEC_FIELDS, Metadata, check_spec};
+use crate::manifest::is_valid_name;
+use crate::placeholder::{self, Reference};
+use graph::check_graph;
 
-/// The most stages a workflow may have.
-pub const MAX_STAGES: usize = 100;
-/// The longest chain of dependencies a workflow may have, in stages.
-pub const MAX_DEPTH: usize = 32;
-
-/// A parsed, checked workflow.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WorkflowDocument {
-    /// Name and labels; every stage's task carries the labels.
-    pub metadata: Metadata,
-    /// The stages, in document order (an upstream stage may come later in a
-    /// graph).
-    pub stages: Vec<Stage>,
-}
-
-/// One stage of a workflow.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Stage {
-    /// Unique within the workflow.
-    pub name: String,
-    /// The stages it waits for directly.
-    pub depends_on: Vec<String>,
-    /// When to run it at all.
-    pub condition: Option<Condition>,
-    /// Its task spec, defaults merged in; plugin fields may hold placeholders.
-    pub spec: TaskSpec,
-    /// The placeholders in its plugin fields, with paths from `spec`
-    /// (`spec.messages.0.content`), as the server's validation names them.
-    pub placeholders: Vec<Use>,
-    /// Where it is in the document (`spec.stages[2]`), for errors.
-    pub path: String,
-}
-
-impl Stage {
-    /// Whether it can be queued as soon as it is submitted: no upstream
-    /// stage, nothing to resolve.
-    pub fn is_ready(&self) -> bool {
-        self.depends_on.is_empty() && self.placeholders.is_empty() && self.condition.is_none()
-    }
-}
-
-/// `condition`: run the stage only if an upstream output field equals a value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Condition {
-    /// The upstream stage whose output decides.
-    pub stage: String,
-    /// A dotted path into its output (`metrics.passed`, `items.0`).
-    pub field: String,
-    /// The value that lets the stage run (any JSON value).
-    pub equals: Value,
-}
-
-impl Condition {
-    /// `field` as path segments.
-    pub fn path(&self) -> Vec<String> {
-        self.field.split('.').map(str::to_string).collect()
-    }
-
-    /// Whether `output` satisfies it; an error when the field is not there.
-    pub fn holds(&self, output: &Value) -> Result<bool, String> {
-        placeholder::lookup_path(output, &self.path()).map(|value| value == self.equals)
-    }
-}
+pub use stage::{
+    Condition, MAX_DEPTH, MAX_STAGES, Stage, WorkflowDocument, relocate, relocate_errors,
+};
 
 /// Checks `spec` of a `kind: Workflow` document; `None` when it is too broken
 /// to go on (the errors say why).
@@ -423,193 +369,6 @@ fn check_condition(path: &str, value: &Value, errors: &mut Errors) -> Option<Con
     })
 }
 
-/// Names, references, cycles, depth, and that placeholders and conditions
-/// refer to upstream stages.
-fn check_graph(stages: &[Stage], errors: &mut Errors) {
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    for (at, stage) in stages.iter().enumerate() {
-        if let Some(first) = index.insert(&stage.name, at) {
-            errors.add(
-                &join(&stage.path, "name"),
-                format!(
-                    "duplicate stage name {:?} (also {}); stage names must be unique",
-                    stage.name, stages[first].path
-                ),
-            );
-            index.insert(&stage.name, first);
-        }
-    }
-    let mut edges: Vec<Vec<usize>> = vec![Vec::new(); stages.len()];
-    for (at, stage) in stages.iter().enumerate() {
-        let mut seen = BTreeSet::new();
-        for (position, name) in stage.depends_on.iter().enumerate() {
-            let path = format!("{}.dependsOn[{position}]", stage.path);
-            match index.get(name.as_str()) {
-                _ if !seen.insert(name) => {
-                    errors.add(&path, format!("{name:?} is listed twice"));
-                }
-                Some(&upstream) if upstream == at => {
-                    errors.add(&path, "a stage cannot depend on itself");
-                }
-                Some(&upstream) => edges[at].push(upstream),
-                None => errors.add(&path, unknown_stage(name, stages)),
-            }
-        }
-    }
-    if !errors.0.is_empty() {
-        return;
-    }
-    if let Some(cycle) = find_cycle(&edges) {
-        let names: Vec<&str> = cycle.iter().map(|&at| stages[at].name.as_str()).collect();
-        errors.add(
-            &format!("{}.dependsOn", stages[cycle[0]].path),
-            format!(
-                "the stages depend on each other in a cycle: {}; a workflow must be a graph without cycles",
-                names.join(" → ")
-            ),
-        );
-        return;
-    }
-    let depth = longest_chain(&edges);
-    if depth > MAX_DEPTH {
-        errors.add(
-            "spec",
-            format!(
-                "the longest chain of dependent stages has {depth} stages, over the limit of {MAX_DEPTH}"
-            ),
-        );
-    }
-    let ancestors = ancestors(&edges);
-    for (at, stage) in stages.iter().enumerate() {
-        let upstream = |name: &str| {
-            index
-                .get(name)
-                .is_some_and(|upstream| ancestors[at].contains(upstream))
-        };
-        for found in &stage.placeholders {
-            let Some(name) = found.reference.stage() else {
-                continue;
-            };
-            if !upstream(name) {
-                errors.add(
-                    &relocate(&found.path, &join(&stage.path, "spec")),
-                    format!(
-                        "{} refers to {}",
-                        found.text,
-                        not_upstream(name, &stage.name, stages)
-                    ),
-                );
-            }
-        }
-        if let Some(condition) = &stage.condition
-            && !upstream(&condition.stage)
-        {
-            errors.add(
-                &format!("{}.condition.stage", stage.path),
-                not_upstream(&condition.stage, &stage.name, stages),
-            );
-        }
-    }
-}
-
-fn unknown_stage(name: &str, stages: &[Stage]) -> String {
-    let names: Vec<&str> = stages.iter().map(|stage| stage.name.as_str()).collect();
-    format!(
-        "no stage is named {name:?}; the stages are: {}",
-        names.join(", ")
-    )
-}
-
-fn not_upstream(name: &str, stage: &str, stages: &[Stage]) -> String {
-    if stages.iter().any(|other| other.name == name) {
-        format!(
-            "stage {name:?}, which is not upstream of {stage:?}: it may finish after {stage:?} starts; add it to dependsOn (directly or through a stage in between)"
-        )
-    } else {
-        unknown_stage(name, stages)
-    }
-}
-
-/// A cycle in the graph (`edges[a]` lists what `a` depends on), as the
-/// stages along it, first one repeated at the end.
-fn find_cycle(edges: &[Vec<usize>]) -> Option<Vec<usize>> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        New,
-        Open,
-        Done,
-    }
-    fn visit(at: usize, edges: &[Vec<usize>], marks: &mut [Mark], stack: &mut Vec<usize>) -> bool {
-        marks[at] = Mark::Open;
-        stack.push(at);
-        for &next in &edges[at] {
-            let mark = marks[next];
-            if mark == Mark::Open {
-                let start = stack.iter().position(|&s| s == next).unwrap_or(0);
-                stack.drain(..start);
-                stack.push(next);
-                return true;
-            }
-            if mark == Mark::New && visit(next, edges, marks, stack) {
-                return true;
-            }
-        }
-        stack.pop();
-        marks[at] = Mark::Done;
-        false
-    }
-    let mut marks = vec![Mark::New; edges.len()];
-    let mut stack = Vec::new();
-    for start in 0..edges.len() {
-        if marks[start] == Mark::New && visit(start, edges, &mut marks, &mut stack) {
-            // The stack runs downstream → upstream; show it upstream first.
-            stack.reverse();
-            return Some(stack);
-        }
-    }
-    None
-}
-
-/// The most stages on one chain of dependencies (the graph has no cycle).
-fn longest_chain(edges: &[Vec<usize>]) -> usize {
-    fn depth(at: usize, edges: &[Vec<usize>], memo: &mut [usize]) -> usize {
-        if memo[at] == 0 {
-            memo[at] = 1 + edges[at]
-                .iter()
-                .map(|&up| depth(up, edges, memo))
-                .max()
-                .unwrap_or(0);
-        }
-        memo[at]
-    }
-    let mut memo = vec![0; edges.len()];
-    (0..edges.len())
-        .map(|at| depth(at, edges, &mut memo))
-        .max()
-        .unwrap_or(0)
-}
-
-/// Every stage's upstream stages, direct or not.
-fn ancestors(edges: &[Vec<usize>]) -> Vec<BTreeSet<usize>> {
-    fn collect(at: usize, edges: &[Vec<usize>], memo: &mut Vec<Option<BTreeSet<usize>>>) {
-        if memo[at].is_some() {
-            return;
-        }
-        let mut all = BTreeSet::new();
-        for &up in &edges[at] {
-            collect(up, edges, memo);
-            all.insert(up);
-            all.extend(memo[up].iter().flatten().copied());
-        }
-        memo[at] = Some(all);
-    }
-    let mut memo = vec![None; edges.len()];
-    for at in 0..edges.len() {
-        collect(at, edges, &mut memo);
-    }
-    memo.into_iter().map(Option::unwrap_or_default).collect()
-}
-
 /// Deep merge: mappings key by key, `over` winning; anything else replaced.
 pub fn merge(base: &Value, over: &Value) -> Map<String, Value> {
     let mut merged = base.as_object().cloned().unwrap_or_default();
@@ -634,31 +393,6 @@ fn visit_strings(value: &Value, visit: &mut dyn FnMut(&str)) {
         Value::Object(object) => object.values().for_each(|item| visit_strings(item, visit)),
         _ => {}
     }
-}
-
-/// `spec.x.y` (a path from a stage's spec) under the stage's own path.
-pub fn relocate(path: &str, spec_path: &str) -> String {
-    match path.strip_prefix("spec") {
-        Some(rest) => format!("{spec_path}{rest}"),
-        None => join(spec_path, path),
-    }
-}
-
-impl WorkflowDocument {
-    /// The stage named `name`.
-    pub fn stage(&self, name: &str) -> Option<&Stage> {
-        self.stages.iter().find(|stage| stage.name == name)
-    }
-}
-
-/// Field errors from checking one stage's spec (paths from `spec`) moved
-/// under the stage (`spec.stages[1].spec.…`).
-pub fn relocate_errors(errors: Vec<FieldError>, stage: &Stage) -> Vec<FieldError> {
-    let spec_path = join(&stage.path, "spec");
-    errors
-        .into_iter()
-        .map(|error| FieldError::new(relocate(&error.path, &spec_path), error.message))
-        .collect()
 }
 
 #[cfg(test)]

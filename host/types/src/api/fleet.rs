@@ -1,0 +1,216 @@
+//! The fleet as operators see and manage it: workers and their hardware,
+//! installed plugins and how each worker stands with them, and API tokens.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::capability::{PluginReport, PluginStatus, WorkerCapabilities};
+
+pub use crate::capability::GpuDevice;
+
+/// A worker's hardware, detected on the host, never configured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Hardware {
+    /// Logical CPUs available to the worker process.
+    pub cpus: f64,
+    /// Physical memory in bytes.
+    pub memory_bytes: u64,
+    /// GPUs found by NVML.
+    #[serde(default)]
+    pub gpus: Vec<GpuDevice>,
+}
+
+impl Hardware {
+    /// The CPUs in thousandths of a core, rounded down: what capacity checks
+    /// compare with [`crate::document::HardwareRequest::cpu_millis`].
+    pub fn cpu_millis(&self) -> i64 {
+        (self.cpus * 1000.0).floor() as i64
+    }
+}
+
+/// Whether a worker is heartbeating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerState {
+    /// Heartbeating within the lease TTL.
+    Live,
+    /// Stopped heartbeating, or replaced by a newer registration.
+    Gone,
+}
+
+impl WorkerState {
+    /// The name on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::Gone => "gone",
+        }
+    }
+
+    /// The state named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Live, Self::Gone]
+            .into_iter()
+            .find(|state| state.as_str() == name)
+    }
+}
+
+/// A worker as `GET /workers/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerView {
+    /// Registration id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Live or gone.
+    pub state: WorkerState,
+    /// Task types, plugins (with reasons when unavailable), capabilities.
+    pub capabilities: WorkerCapabilities,
+    /// Detected hardware.
+    pub hardware: Hardware,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Slots.
+    pub slots: u32,
+    /// Tasks it runs now.
+    pub running: u32,
+    /// The worker's version.
+    pub version: String,
+    /// When it registered.
+    pub registered_at: String,
+    /// Its last heartbeat.
+    pub last_heartbeat_at: String,
+}
+
+/// An installed plugin as `GET /plugins` and `POST /plugins` show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct PluginView {
+    /// Name, version, digest, manifest and imports, as the server loaded it.
+    #[serde(flatten)]
+    pub report: PluginReport,
+    /// When it was installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_at: Option<String>,
+    /// How each live worker stands with it (`GET /plugins/{name}` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workers: Vec<WorkerPlugin>,
+}
+
+/// How one live worker stands with an installed plugin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerPlugin {
+    /// Registration id.
+    pub id: String,
+    /// Worker name.
+    pub name: String,
+    /// Where it stands.
+    pub status: WorkerPluginStatus,
+    /// Why it is unavailable or still loading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The digest the worker runs, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+/// See [`WorkerPlugin::status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerPluginStatus {
+    /// It runs this version.
+    Available,
+    /// It has this version but cannot run it (a capability is missing).
+    Unavailable,
+    /// It has not loaded this version yet.
+    Loading,
+}
+
+impl WorkerPluginStatus {
+    /// A worker's own status of the version it has.
+    pub fn of(status: PluginStatus) -> Self {
+        match status {
+            PluginStatus::Available => Self::Available,
+            PluginStatus::Unavailable => Self::Unavailable,
+        }
+    }
+
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Available => "available",
+            Self::Unavailable => "unavailable",
+            Self::Loading => "loading",
+        }
+    }
+}
+
+/// Roles a token can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Manages tokens and plugins; also a user of its tenant.
+    Admin,
+    /// Submits and reads its tenant's tasks.
+    User,
+    /// Runs tasks: the worker routes only.
+    Worker,
+}
+
+impl Role {
+    /// The name on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::User => "user",
+            Self::Worker => "worker",
+        }
+    }
+
+    /// Parses [`Role::as_str`]'s names.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Admin, Self::User, Self::Worker]
+            .into_iter()
+            .find(|role| role.as_str() == name)
+    }
+}
+
+/// `POST /tokens` (admin).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenRequest {
+    /// The tenant whose tasks the token owns.
+    pub tenant: String,
+    /// Its role.
+    pub role: Role,
+    /// A note for people.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `POST /tokens`'s answer: the secret, shown once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct TokenCreated {
+    /// Token id (not secret).
+    pub id: String,
+    /// The bearer token; only its hash is stored.
+    pub token: String,
+    /// Tenant.
+    pub tenant: String,
+    /// Role.
+    pub role: Role,
+}
