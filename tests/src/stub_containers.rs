@@ -10,9 +10,9 @@
 
 use std::any::Any;
 
-use flowmesh_runtime::TaskState;
+use flowmesh_runtime::SandboxState;
 use flowmesh_runtime::bindings::flowmesh::host::containers;
-use flowmesh_runtime::capability::{Capability, TaskInfo};
+use flowmesh_runtime::capability::{Capability, TaskContext};
 use flowmesh_types::CapabilityKind;
 use wasmtime::component::{HasData, Linker};
 
@@ -33,7 +33,7 @@ struct StubTask {
 }
 
 /// The host side of one call.
-pub struct StubHost<'a>(&'a mut TaskState);
+pub struct StubHost<'a>(&'a mut SandboxState);
 
 impl HasData for StubContainers {
     type Data<'a> = StubHost<'a>;
@@ -74,11 +74,11 @@ impl Capability for StubContainers {
         }
     }
 
-    fn add_to_linker(&self, linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
-        containers::add_to_linker::<TaskState, StubContainers>(linker, |state| StubHost(state))
+    fn add_to_linker(&self, linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> {
+        containers::add_to_linker::<SandboxState, StubContainers>(linker, |state| StubHost(state))
     }
 
-    fn prepare(&self, task: &TaskInfo) -> wasmtime::Result<Box<dyn Any + Send>> {
+    fn prepare(&self, task: &TaskContext) -> wasmtime::Result<Box<dyn Any + Send>> {
         Ok(Box::new(StubTask {
             stub: *self,
             task_id: task.id.clone(),

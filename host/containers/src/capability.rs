@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use bollard::Docker;
 use flowmesh_runtime::bindings::flowmesh::host::containers;
-use flowmesh_runtime::capability::{Capability, TaskInfo};
-use flowmesh_runtime::{TaskOutput, TaskState};
+use flowmesh_runtime::capability::{Capability, TaskContext};
+use flowmesh_runtime::{SandboxState, TaskOutput};
 use flowmesh_types::CapabilityKind;
 use wasmtime::component::{HasData, Linker};
 
@@ -51,11 +51,11 @@ impl DockerCapability {
 /// The per-task state: the daemon and the task the containers belong to.
 struct DockerTask {
     shared: Arc<Shared>,
-    task: TaskInfo,
+    task: TaskContext,
 }
 
 /// The host side of one call.
-pub struct DockerHost<'a>(&'a mut TaskState);
+pub struct DockerHost<'a>(&'a mut SandboxState);
 
 impl HasData for DockerCapability {
     type Data<'a> = DockerHost<'a>;
@@ -94,11 +94,13 @@ impl Capability for DockerCapability {
         self.detail.clone()
     }
 
-    fn add_to_linker(&self, linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
-        containers::add_to_linker::<TaskState, DockerCapability>(linker, |state| DockerHost(state))
+    fn add_to_linker(&self, linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> {
+        containers::add_to_linker::<SandboxState, DockerCapability>(linker, |state| {
+            DockerHost(state)
+        })
     }
 
-    fn prepare(&self, task: &TaskInfo) -> wasmtime::Result<Box<dyn Any + Send>> {
+    fn prepare(&self, task: &TaskContext) -> wasmtime::Result<Box<dyn Any + Send>> {
         Ok(Box::new(DockerTask {
             shared: self.shared.clone(),
             task: task.clone(),

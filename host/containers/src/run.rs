@@ -15,7 +15,7 @@ use flowmesh_runtime::TaskOutput;
 use flowmesh_runtime::bindings::flowmesh::host::containers::{
     ContainerError, RunRequest, RunResult,
 };
-use flowmesh_runtime::capability::TaskInfo;
+use flowmesh_runtime::capability::TaskContext;
 use flowmesh_types::{LogLevel, LogStream};
 use futures::StreamExt;
 
@@ -30,7 +30,7 @@ const MIN_MEMORY_BYTES: u64 = 6 << 20;
 pub(crate) struct ContainerRun<'a> {
     pub(crate) docker: &'a Docker,
     pub(crate) config: &'a DockerConfig,
-    pub(crate) task: &'a TaskInfo,
+    pub(crate) task: &'a TaskContext,
     pub(crate) output: TaskOutput,
 }
 

@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use flowmesh_runtime::bindings::flowmesh::host::gpu;
-use flowmesh_runtime::capability::{Capability, TaskInfo};
-use flowmesh_runtime::{DeviceAssigner, DeviceLease, TaskState};
+use flowmesh_runtime::capability::{Capability, TaskContext};
+use flowmesh_runtime::{DeviceAssigner, DeviceLease, SandboxState};
 use flowmesh_types::{CapabilityKind, GpuDevice, GpuRequest, format_bytes};
 use wasmtime::component::{HasData, Linker};
 
@@ -86,7 +86,7 @@ struct GpuTask {
 }
 
 /// The host side of one call.
-pub struct GpuHost<'a>(&'a mut TaskState);
+pub struct GpuHost<'a>(&'a mut SandboxState);
 
 impl HasData for GpuCapability {
     type Data<'a> = GpuHost<'a>;
@@ -168,11 +168,11 @@ impl Capability for GpuCapability {
         Some(self)
     }
 
-    fn add_to_linker(&self, linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
-        gpu::add_to_linker::<TaskState, GpuCapability>(linker, |state| GpuHost(state))
+    fn add_to_linker(&self, linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> {
+        gpu::add_to_linker::<SandboxState, GpuCapability>(linker, |state| GpuHost(state))
     }
 
-    fn prepare(&self, task: &TaskInfo) -> wasmtime::Result<Box<dyn Any + Send>> {
+    fn prepare(&self, task: &TaskContext) -> wasmtime::Result<Box<dyn Any + Send>> {
         Ok(Box::new(GpuTask {
             inventory: self.shared.inventory.clone(),
             assigned: task.gpus.clone(),

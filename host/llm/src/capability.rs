@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use flowmesh_runtime::bindings::flowmesh::host::llm;
-use flowmesh_runtime::capability::{Capability, TaskInfo};
-use flowmesh_runtime::{TaskOutput, TaskState};
+use flowmesh_runtime::capability::{Capability, TaskContext};
+use flowmesh_runtime::{SandboxState, TaskOutput};
 use flowmesh_types::CapabilityKind;
 use wasmtime::component::{HasData, Linker};
 
@@ -71,7 +71,7 @@ struct LlmTask {
 }
 
 /// The host side of one call.
-pub struct LlmHost<'a>(&'a mut TaskState);
+pub struct LlmHost<'a>(&'a mut SandboxState);
 
 impl LlmHost<'_> {
     fn task(&mut self) -> Result<(Arc<Shared>, Instant, TaskOutput), llm::LlmError> {
@@ -165,11 +165,11 @@ impl Capability for LlmCapability {
             .collect()
     }
 
-    fn add_to_linker(&self, linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
-        llm::add_to_linker::<TaskState, LlmCapability>(linker, |state| LlmHost(state))
+    fn add_to_linker(&self, linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> {
+        llm::add_to_linker::<SandboxState, LlmCapability>(linker, |state| LlmHost(state))
     }
 
-    fn prepare(&self, task: &TaskInfo) -> wasmtime::Result<Box<dyn Any + Send>> {
+    fn prepare(&self, task: &TaskContext) -> wasmtime::Result<Box<dyn Any + Send>> {
         Ok(Box::new(LlmTask {
             shared: self.shared.clone(),
             deadline: task.deadline,

@@ -13,7 +13,8 @@
 //!    worker reports it unavailable with the probe's reason.
 //! 3. **prepare**: per task, [`Capability::prepare`] creates the state its host
 //!    functions use for that task (the GPUs assigned to it, its container
-//!    labels), stored in the task's [`TaskState`](crate::TaskState).
+//!    labels) from its [`TaskContext`], stored in the [`SandboxState`] of the
+//!    task's store.
 //!
 //! `log` and `progress` are not capabilities: every worker links them.
 //! [`HostCapabilities`] is the set a worker runs with: one entry per
@@ -33,7 +34,7 @@ use async_trait::async_trait;
 use flowmesh_types::{CapabilityKind, CapabilityReport, CapabilityStatus, GpuRequest};
 use wasmtime::component::Linker;
 
-use crate::TaskState;
+use crate::SandboxState;
 
 /// A probed, working host capability. See the module docs.
 pub trait Capability: Send + Sync + 'static {
@@ -45,7 +46,7 @@ pub trait Capability: Send + Sync + 'static {
 
     /// Defines the capability's interface ([`CapabilityKind::interface`]) in
     /// `linker`.
-    fn add_to_linker(&self, linker: &mut Linker<TaskState>) -> wasmtime::Result<()>;
+    fn add_to_linker(&self, linker: &mut Linker<SandboxState>) -> wasmtime::Result<()>;
 
     /// Labels the worker advertises while it has this capability (the
     /// models an endpoint serves); tasks can require them
@@ -68,8 +69,8 @@ pub trait Capability: Send + Sync + 'static {
 
     /// Creates the per-task state the host functions use, for a task of a
     /// plugin that imports this capability. Retrieved with
-    /// [`TaskState::capability_state`].
-    fn prepare(&self, task: &TaskInfo) -> wasmtime::Result<Box<dyn Any + Send>>;
+    /// [`SandboxState::capability_state`].
+    fn prepare(&self, task: &TaskContext) -> wasmtime::Result<Box<dyn Any + Send>>;
 }
 
 /// Finds one capability on the host: at worker start, and again every probe
@@ -136,7 +137,8 @@ impl std::fmt::Debug for dyn Probe {
     }
 }
 
-/// What a capability may know about the task it prepares for.
+/// What a capability may know about the task it prepares for
+/// ([`Capability::prepare`]).
 ///
 /// Host functions of a capability run while the task's call is in progress,
 /// and the runtime abandons that call — dropping the host function's future at
@@ -144,7 +146,7 @@ impl std::fmt::Debug for dyn Probe {
 /// Anything that must be cleaned up (a container, a connection) therefore
 /// needs a drop guard, and long waits should also watch `cancel` themselves.
 #[derive(Debug, Clone)]
-pub struct TaskInfo {
+pub struct TaskContext {
     /// The task id.
     pub id: String,
     /// Its type.

@@ -5,8 +5,8 @@ use flowmesh_types::{FieldError, TaskError, TaskErrorCode};
 use wasmtime::Trap;
 
 use crate::bindings::exports::flowmesh::executor::executor as wit;
+use crate::sandbox_state::MemoryLimitExceeded;
 use crate::task_log::TaskLog;
-use crate::task_state::MemoryLimitExceeded;
 
 /// Why the host stopped a running plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

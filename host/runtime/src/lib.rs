@@ -17,10 +17,10 @@
 //! ([`WorkerCapabilities`](flowmesh_types::WorkerCapabilities)).
 //!
 //! **Every task runs in a fresh sandbox.** [`Runtime::execute`] instantiates
-//! the plugin into a new [`Store`](wasmtime::Store) from a pre-allocated pool,
-//! with a memory limit, a deadline enforced by epoch interruption, optional
-//! fuel, a private scratch directory at `/scratch` under a size limit that no
-//! other task ever sees,
+//! the plugin into a new [`Store`](wasmtime::Store) (its data a
+//! [`SandboxState`]) from a pre-allocated pool, with a memory limit, a
+//! deadline enforced by epoch interruption, optional fuel, a private scratch
+//! directory at `/scratch` under a size limit that no other task ever sees,
 //! stdout and stderr captured into the task log under a size cap, and no
 //! environment, arguments, sockets or other files. Whatever the plugin does —
 //! loop forever, exhaust memory or stack, panic, return garbage — only its task
@@ -30,6 +30,34 @@
 //! **Compiled code is cached, and only trusted from ourselves.** Components are
 //! compiled once per engine configuration and cached on disk, sealed with a key
 //! private to the cache ([`artifact_cache`]).
+//!
+//! # Layout
+//!
+//! [`Runtime`] is one struct whose methods are split by concern over private
+//! modules. Each module imports only from modules listed before it:
+//!
+//! - the building blocks: `config` (the settings), [`artifact_cache`],
+//!   [`bindings`], `engine` (the wasmtime engine and its epoch ticker),
+//!   `scratch` (the pool of scratch directories), `task_log`,
+//!   `sandbox_state` (the data of one task's store, [`SandboxState`], and
+//!   the host side of `log` and `progress`) and `failure` (what stopped a
+//!   plugin call, as a [`TaskError`](flowmesh_types::TaskError));
+//! - [`capability`]: what a worker has, and the
+//!   [`TaskContext`](capability::TaskContext) a capability prepares a task
+//!   from; then `plugin`: the installed plugins and the route from task type
+//!   to plugin;
+//! - `runtime`: the [`Runtime`] struct, its constructor and accessors,
+//!   [`Runtime::capabilities`], [`RuntimeError`], and the snapshot of the
+//!   capabilities it runs with together with the linker that defines their
+//!   interfaces;
+//! - `execution`: [`Runtime::execute`] and [`Runtime::validate`], the sandbox
+//!   every plugin call runs in and the watchdog that stops it, with
+//!   [`TaskRequest`], [`TaskRun`] and [`PluginIdentity`];
+//! - `registry`: loading, preparing, installing, inspecting and removing
+//!   plugins ([`Runtime::load_plugin`], [`PreparedPlugin`], [`LoadError`]);
+//! - `linking`: following capability changes ([`Runtime::apply_probe`]
+//!   rebuilds the linker and links the plugins again), the labels and GPUs
+//!   the capabilities add, and [`Runtime::assign_gpus`].
 //!
 //! # Performance
 //!
@@ -75,18 +103,21 @@ pub mod bindings;
 pub mod capability;
 mod config;
 mod engine;
+mod execution;
 mod failure;
+mod linking;
 mod plugin;
+mod registry;
 mod runtime;
+mod sandbox_state;
 mod scratch;
 mod task_log;
-mod task_state;
 
 pub use artifact_cache::{ArtifactCache, CacheStats, ComponentDigest};
 pub use capability::{Capability, DeviceAssigner, DeviceLease, HostCapabilities, Probe};
 pub use config::{PoolConfig, RuntimeConfig, TaskLimits};
-pub use runtime::{
-    LoadError, PluginIdentity, PreparedPlugin, Runtime, RuntimeError, TaskRequest, TaskRun,
-};
+pub use execution::{PluginIdentity, TaskRequest, TaskRun};
+pub use registry::{LoadError, PreparedPlugin};
+pub use runtime::{Runtime, RuntimeError};
+pub use sandbox_state::{SCRATCH_GUEST_PATH, SandboxState, TaskOutput};
 pub use task_log::{EventSink, discard_events};
-pub use task_state::{SCRATCH_GUEST_PATH, TaskOutput, TaskState};

@@ -8,7 +8,7 @@ use flowmesh_types::{Manifest, PluginReport, PluginStatus, TaskTypeInfo, is_vali
 use wasmtime::component::Component;
 
 use crate::ComponentDigest;
-use crate::TaskState;
+use crate::SandboxState;
 use crate::bindings::PluginFullPre;
 use crate::bindings::exports::flowmesh::executor::executor as wit;
 use crate::capability::Capability;
@@ -17,7 +17,7 @@ use crate::capability::Capability;
 pub(crate) struct ReadyPlugin {
     pub(crate) digest: ComponentDigest,
     pub(crate) manifest: Manifest,
-    pub(crate) pre: PluginFullPre<TaskState>,
+    pub(crate) pre: PluginFullPre<SandboxState>,
     /// The optional capabilities it imports, as they were when it was
     /// linked; only these are prepared per task. A task keeps using them even
     /// when a later probe replaces them.

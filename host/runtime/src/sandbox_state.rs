@@ -1,6 +1,7 @@
-//! What a task's [`Store`](wasmtime::Store) holds: its WASI context, its
-//! resource table, its memory limiter, its log, and the per-task state of the
-//! capabilities its plugin imports.
+//! [`SandboxState`], what the [`Store`](wasmtime::Store) of one task's
+//! sandbox holds: its WASI context, its resource table, its memory limiter,
+//! its log, and the per-task state of the capabilities its plugin imports.
+//! Also the host side of `log` and `progress`, which every worker links.
 
 use std::any::Any;
 use std::path::Path;
@@ -17,9 +18,11 @@ use crate::task_log::{CapturedStdio, TaskLog};
 /// Where the task's scratch directory appears inside the sandbox.
 pub const SCRATCH_GUEST_PATH: &str = "/scratch";
 
-/// The data of one task's store. Host functions of capabilities reach their
-/// per-task state through [`TaskState::capability_state`].
-pub struct TaskState {
+/// The data of one task's store: the sandbox its plugin calls run in (not
+/// the task's lifecycle state, `flowmesh_types::api::TaskState`). Host
+/// functions of capabilities reach their per-task state through
+/// [`SandboxState::capability_state`].
+pub struct SandboxState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
@@ -27,7 +30,7 @@ pub struct TaskState {
     capabilities: Vec<(CapabilityKind, Box<dyn Any + Send>)>,
 }
 
-impl TaskState {
+impl SandboxState {
     /// A sandbox with nothing granted: no environment, no arguments, no
     /// network, no stdin, stdout and stderr captured into `log`, and — when
     /// `scratch` is given — that directory preopened read-write at
@@ -82,7 +85,7 @@ impl TaskState {
     }
 }
 
-impl WasiView for TaskState {
+impl WasiView for SandboxState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
@@ -167,10 +170,10 @@ impl ResourceLimiter for MemoryLimiter {
 struct AlwaysLinked;
 
 impl HasData for AlwaysLinked {
-    type Data<'a> = &'a mut TaskState;
+    type Data<'a> = &'a mut SandboxState;
 }
 
-impl log::Host for TaskState {
+impl log::Host for SandboxState {
     fn log(&mut self, level: log::Level, message: String) {
         let level = match level {
             log::Level::Trace => LogLevel::Trace,
@@ -183,16 +186,16 @@ impl log::Host for TaskState {
     }
 }
 
-impl progress::Host for TaskState {
+impl progress::Host for SandboxState {
     fn report(&mut self, fraction: f32, message: Option<String>) {
         self.log.progress(fraction, message);
     }
 }
 
 /// Defines WASI (with nothing granted) plus `log` and `progress` in `linker`.
-pub(crate) fn add_always_linked(linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
+pub(crate) fn add_always_linked(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
-    log::add_to_linker::<TaskState, AlwaysLinked>(linker, |state| state)?;
-    progress::add_to_linker::<TaskState, AlwaysLinked>(linker, |state| state)?;
+    log::add_to_linker::<SandboxState, AlwaysLinked>(linker, |state| state)?;
+    progress::add_to_linker::<SandboxState, AlwaysLinked>(linker, |state| state)?;
     Ok(())
 }
