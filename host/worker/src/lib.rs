@@ -7,13 +7,21 @@
 //! report its outcome fenced by the claim's lease token, and heartbeat to
 //! keep the leases alive. The plugins the server installs reach the worker
 //! through the heartbeat: it fetches, compiles and advertises them without a
-//! restart. See [`agent`] for the loops.
+//! restart. See [`agent`] for what runs and where each part lives.
 
 pub mod agent;
+mod attempt;
+mod backoff;
+mod claim_loop;
 pub mod client;
+mod config;
 pub mod hardware;
+mod heartbeat;
+mod outbox;
 mod plugin_sync;
 mod probing;
+mod registration;
+mod shared;
 
 pub use agent::{Worker, WorkerConfig};
 pub use client::{CallError, Client};

@@ -1,0 +1,51 @@
+//! How a worker runs: [`WorkerConfig`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flowmesh_runtime::Probe;
+use flowmesh_types::api::Hardware;
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The server's base URL (`http://host:7380`).
+    pub server: String,
+    /// A worker token.
+    pub token: String,
+    /// Stable name; registering again under it replaces the old registration.
+    pub name: String,
+    /// Tasks run at once.
+    pub slots: u32,
+    /// Operator labels.
+    pub labels: BTreeMap<String, String>,
+    /// Detected hardware.
+    pub hardware: Hardware,
+    /// How long one claim long-poll waits. Default 20 s.
+    pub claim_wait: Duration,
+    /// The host capabilities to look for: probed before registering and
+    /// every [`probe_interval`](Self::probe_interval) after.
+    pub probes: Vec<Arc<dyn Probe>>,
+    /// How often capabilities are probed again. Default 10 s.
+    pub probe_interval: Duration,
+}
+
+impl WorkerConfig {
+    /// Defaults for `server` and `token`: the host's name, one slot per CPU,
+    /// detected hardware.
+    pub fn new(server: impl Into<String>, token: impl Into<String>) -> Self {
+        let hardware = crate::hardware::detect();
+        Self {
+            server: server.into(),
+            token: token.into(),
+            name: crate::hardware::host_name(),
+            slots: (hardware.cpus as u32).max(1),
+            labels: BTreeMap::new(),
+            hardware,
+            claim_wait: Duration::from_secs(20),
+            probes: Vec::new(),
+            probe_interval: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Registering with the server, and registering again when it forgot the
+//! worker (a call answered `unknown_worker`).
+
+use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use flowmesh_types::api::{Registered, WorkerRegistration};
+use tokio::sync::RwLock;
+
+use crate::backoff::Backoff;
+use crate::client::CallError;
+use crate::shared::{Advertised, Shared};
+
+/// The current registration id.
+pub(crate) async fn current_id(registration: &RwLock<Option<Registered>>) -> Option<String> {
+    registration
+        .read()
+        .await
+        .as_ref()
+        .map(|registration| registration.worker_id.clone())
+}
+
+impl Shared {
+    fn registration_message(&self) -> WorkerRegistration {
+        let advertised = self.advertised_now();
+        WorkerRegistration {
+            name: self.config.name.clone(),
+            capabilities: advertised.capabilities,
+            hardware: advertised.hardware,
+            labels: advertised.labels,
+            slots: self.config.slots,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+
+    /// Registers, retrying transient failures with backoff until it works
+    /// or the worker stops.
+    pub(crate) async fn register(&self) -> Result<(), CallError> {
+        let mut backoff = Backoff::default();
+        loop {
+            let message = self.registration_message();
+            match self
+                .client
+                .call::<_, Registered>("register", &message, Duration::from_secs(30))
+                .await
+            {
+                Ok(registered) => {
+                    tracing::info!(
+                        worker = self.config.name,
+                        id = registered.worker_id,
+                        task_types = ?message.capabilities.supported_task_types,
+                        "registered"
+                    );
+                    *self
+                        .advertised
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some(Advertised {
+                        capabilities: message.capabilities.clone(),
+                        labels: message.labels.clone(),
+                        hardware: message.hardware.clone(),
+                    });
+                    self.catalog.send_replace(Some(registered.plugins.clone()));
+                    *self.registration.write().await = Some(registered);
+                    return Ok(());
+                }
+                Err(error) if error.is_transient() && !self.stopping.is_cancelled() => {
+                    tracing::warn!(%error, "registration failed; retrying");
+                    backoff.wait().await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    pub(crate) async fn worker_id(&self) -> Option<String> {
+        current_id(&self.registration).await
+    }
+
+    /// The server forgot registration `stale`: drop the attempts run under
+    /// it, and register again (once, whichever loop notices first).
+    pub(crate) async fn reregister(&self, stale: &str) {
+        {
+            let mut registration = self.registration.write().await;
+            if registration.as_ref().map(|r| r.worker_id.as_str()) != Some(stale) {
+                return;
+            }
+            *registration = None;
+        }
+        tracing::warn!(
+            worker = self.config.name,
+            "the server no longer knows this worker; registering again"
+        );
+        for running in self.lock_running().values() {
+            running.lost.store(true, Ordering::SeqCst);
+            running.cancel.cancel();
+        }
+        if let Err(error) = self.register().await {
+            tracing::error!(%error, "registering again failed");
+        }
+    }
+}
