@@ -10,15 +10,27 @@
 //! `FLOWMESH_SERVER`, `--token` / `FLOWMESH_TOKEN`, then the config file
 //! ([`settings`]); read commands print tables or, with `--output json`, the
 //! API's JSON. Exit codes are listed in [`error`].
+//!
+//! Each command has its module (`tasks`, `submit`, `workflows`, `workers`,
+//! `plugins`, `validate`, `up`, `serve`, `work`); what several of them share
+//! sits below them, never in a sibling command's module: [`client`] (the
+//! HTTP client), [`output`] (printing), `requests` (ids in paths, list
+//! queries, cancelling by id), `input` (reading the given files), `watch`
+//! (following a task to its end). `task submit` lives in `submit`, which
+//! uses `watch` and `workflows` to follow what it submitted; `tasks` only
+//! dispatches to it.
 
 pub mod client;
 pub mod error;
 mod host_capabilities;
+mod input;
 pub mod output;
 mod plugins;
+mod requests;
 mod scaffold;
 mod serve;
 pub mod settings;
+mod submit;
 mod tasks;
 mod up;
 mod validate;
@@ -297,8 +309,8 @@ mod tests {
     #[test]
     fn ids_that_would_change_the_url_are_refused() {
         for bad in ["", ".", "..", "a/b", "a?b", "a b"] {
-            assert!(tasks::path_segment(bad).is_err(), "{bad:?}");
+            assert!(requests::path_segment(bad).is_err(), "{bad:?}");
         }
-        assert!(tasks::path_segment("01a2-x_y.z").is_ok());
+        assert!(requests::path_segment("01a2-x_y.z").is_ok());
     }
 }

@@ -85,6 +85,22 @@ pub fn list<I: IntoIterator<Item = S>, S: AsRef<str>>(items: I) -> String {
     }
 }
 
+/// Prints the one item as JSON, or (none or several) the list of them.
+pub(crate) fn print_one_or_many<T: Serialize>(items: &[T]) {
+    match items {
+        [one] => print_json(one),
+        many => print_json(&many),
+    }
+}
+
+/// Prints a JSON value pretty, or as it comes when that fails.
+pub(crate) fn print_value(value: &serde_json::Value) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => crate::outln!("{text}"),
+        Err(_) => crate::outln!("{value}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

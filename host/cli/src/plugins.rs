@@ -8,9 +8,10 @@ use flowmesh_types::api::PluginView;
 
 use crate::client::ApiClient;
 use crate::error::{CliError, CliResult};
+use crate::input::in_file;
 use crate::output::{self, Output};
+use crate::requests::{encode, path_segment};
 use crate::scaffold;
-use crate::tasks::{encode, path_segment};
 
 /// Plugin commands.
 #[derive(Debug, clap::Subcommand)]
@@ -159,7 +160,7 @@ async fn install(
     let plugin: PluginView = client
         .post(&path, bytes, "application/wasm", Duration::from_secs(300))
         .await
-        .map_err(|error| crate::tasks::in_file(source, error))?;
+        .map_err(|error| in_file(source, error))?;
     match output {
         Output::Json => output::print_json(&plugin),
         Output::Table => {

@@ -1,18 +1,19 @@
-//! `flowmesh task submit | get | list | cancel | logs | watch`.
+//! `flowmesh task submit | get | list | cancel | logs | watch`: the
+//! subcommands, and all but `submit` (which has its module,
+//! [`crate::submit`], since it submits workflows too).
 
-use std::io::Read;
 use std::time::Duration;
 
-use flowmesh_types::api::{
-    EventBody, Submitted, SubmittedWorkflow, TaskPage, TaskState, TaskView, WorkflowState,
-};
+use flowmesh_types::api::{EventBody, TaskPage, TaskState, TaskView};
 use flowmesh_types::{LogStream, TaskEvent};
 use futures::StreamExt;
 
 use crate::client::ApiClient;
 use crate::error::{CliError, CliResult};
-use crate::output::{self, Output};
-use crate::watch;
+use crate::output::{self, Output, print_value};
+use crate::requests::{cancel_each, list_query, path_segment};
+use crate::submit::submit;
+use crate::watch::{self, print_outcome};
 
 /// Task commands.
 #[derive(Debug, clap::Subcommand)]
@@ -162,148 +163,6 @@ pub(crate) async fn run(command: TaskCommand, client: ApiClient, output: Output)
     }
 }
 
-async fn submit(
-    client: &ApiClient,
-    output: Output,
-    files: &[String],
-    wait: bool,
-    follow: bool,
-    timeout: Option<Duration>,
-    fail_fast: bool,
-) -> CliResult {
-    let mut submitted = Vec::new();
-    for file in files {
-        let document = read_input(file)?;
-        let path = if fail_fast {
-            "/tasks?failFast=true"
-        } else {
-            "/tasks"
-        };
-        let answer: serde_json::Value = client
-            .post(path, document, content_type(file), Duration::from_secs(60))
-            .await
-            .map_err(|error| in_file(file, error))?;
-        let answer = Answer::from(answer)?;
-        if output == Output::Table && !wait {
-            match &answer {
-                Answer::Task(answer) => crate::outln!(
-                    "submitted {} ({}): {}",
-                    answer.id,
-                    answer.task.task_type,
-                    answer.task.state.as_str()
-                ),
-                Answer::Workflow(answer) => crate::outln!(
-                    "submitted workflow {} ({} stages): {}",
-                    answer.id,
-                    answer.workflow.stages.len(),
-                    answer.workflow.state
-                ),
-            }
-        }
-        submitted.push(answer);
-    }
-    if !wait {
-        if output == Output::Json {
-            let answers: Vec<serde_json::Value> = submitted.iter().map(Answer::to_json).collect();
-            print_one_or_many(&answers);
-        }
-        return Ok(());
-    }
-    let mut views = Vec::new();
-    let mut failures = 0;
-    for answer in &submitted {
-        match answer {
-            Answer::Task(answer) => {
-                let task = watch::follow(client, &answer.id, follow, timeout, output).await?;
-                if task.state != TaskState::Succeeded {
-                    failures += 1;
-                }
-                if output == Output::Table {
-                    print_outcome(&task);
-                }
-                views.push(serde_json::to_value(&task).unwrap_or_default());
-            }
-            Answer::Workflow(answer) => {
-                let workflow =
-                    crate::workflows::follow(client, &answer.id, follow, timeout, output).await?;
-                if workflow.state != WorkflowState::Succeeded {
-                    failures += 1;
-                }
-                if output == Output::Table {
-                    crate::workflows::print_workflow(&workflow);
-                }
-                views.push(serde_json::to_value(&workflow).unwrap_or_default());
-            }
-        }
-    }
-    if output == Output::Json {
-        print_one_or_many(&views);
-    }
-    if failures > 0 {
-        return Err(CliError::Failed(format!(
-            "{failures} of {} submission(s) did not succeed",
-            views.len()
-        )));
-    }
-    Ok(())
-}
-
-/// `DELETE /{collection}/{id}` for each of `ids`: a line per answer from
-/// `line`, or (JSON) the answers.
-pub(crate) async fn cancel_each<T: serde::de::DeserializeOwned + serde::Serialize>(
-    client: &ApiClient,
-    collection: &str,
-    ids: &[String],
-    output: Output,
-    line: impl Fn(&T) -> String,
-) -> CliResult {
-    let mut views = Vec::new();
-    for id in ids {
-        let value = client
-            .delete(&format!("/{collection}/{}", path_segment(id)?))
-            .await?;
-        let view: T =
-            serde_json::from_value(value).map_err(|error| CliError::Other(error.into()))?;
-        if output == Output::Table {
-            crate::outln!("{}", line(&view));
-        }
-        views.push(view);
-    }
-    if output == Output::Json {
-        print_one_or_many(&views);
-    }
-    Ok(())
-}
-
-/// What `POST /tasks` answered: a task, or a workflow.
-enum Answer {
-    Task(Box<Submitted>),
-    Workflow(Box<SubmittedWorkflow>),
-}
-
-impl Answer {
-    fn from(value: serde_json::Value) -> CliResult<Self> {
-        let answer = if value.get("workflow").is_some() {
-            serde_json::from_value(value).map(|answer| Self::Workflow(Box::new(answer)))
-        } else {
-            serde_json::from_value(value).map(|answer| Self::Task(Box::new(answer)))
-        };
-        answer.map_err(|error| {
-            CliError::Other(anyhow::anyhow!(
-                "the server's answer is not one this client understands: {error}"
-            ))
-        })
-    }
-
-    fn to_json(&self) -> serde_json::Value {
-        match self {
-            Self::Task(answer) => serde_json::to_value(answer),
-            Self::Workflow(answer) => serde_json::to_value(answer),
-        }
-        .unwrap_or_default()
-    }
-}
-
 /// Prints a finished task and says whether it succeeded.
 fn finished(task: &TaskView, output: Output) -> CliResult {
     match output {
@@ -352,41 +211,6 @@ async fn logs(client: &ApiClient, id: &str, follow: bool) -> CliResult {
         }
     }
     Ok(())
-}
-
-/// One line on how a finished task ended, then its output.
-fn print_outcome(task: &TaskView) {
-    match (&task.result, &task.error) {
-        (Some(result), _) if task.state == TaskState::Succeeded => {
-            crate::outln!(
-                "{} {} succeeded on {} in {} ms (attempt {}/{})",
-                task.id,
-                task.task_type,
-                result.worker,
-                result.elapsed_ms,
-                task.attempt,
-                task.max_attempts
-            );
-            print_value(&result.output);
-        }
-        (_, Some(error)) => crate::outln!(
-            "{} {} {} after {} attempt(s): {}: {}",
-            task.id,
-            task.task_type,
-            task.state.as_str(),
-            task.attempts.len(),
-            error.code.as_str(),
-            error.message
-        ),
-        _ => crate::outln!("{} {} {}", task.id, task.task_type, task.state.as_str()),
-    }
-}
-
-fn print_value(value: &serde_json::Value) {
-    match serde_json::to_string_pretty(value) {
-        Ok(text) => crate::outln!("{text}"),
-        Err(_) => crate::outln!("{value}"),
-    }
 }
 
 fn print_task(task: &TaskView) {
@@ -483,96 +307,4 @@ fn print_page(page: &TaskPage) {
     if let Some(cursor) = &page.next_cursor {
         eprintln!("more tasks: add --cursor {cursor}");
     }
-}
-
-pub(crate) fn print_one_or_many<T: serde::Serialize>(items: &[T]) {
-    match items {
-        [one] => output::print_json(one),
-        many => output::print_json(&many),
-    }
-}
-
-/// The bytes of `file`, or of standard input for `-`.
-pub(crate) fn read_input(file: &str) -> CliResult<Vec<u8>> {
-    if file == "-" {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .map_err(|error| CliError::usage(format!("cannot read standard input: {error}")))?;
-        return Ok(bytes);
-    }
-    std::fs::read(file).map_err(|error| CliError::usage(format!("cannot read {file}: {error}")))
-}
-
-fn content_type(file: &str) -> &'static str {
-    if file.ends_with(".json") {
-        "application/json"
-    } else {
-        "application/yaml"
-    }
-}
-
-/// Names the file an API error is about.
-pub(crate) fn in_file(file: &str, error: CliError) -> CliError {
-    match error {
-        CliError::Api {
-            status,
-            code,
-            message,
-            details,
-            hint,
-        } => CliError::Api {
-            status,
-            code,
-            message: format!("{file}: {message}"),
-            details,
-            hint,
-        },
-        other => other,
-    }
-}
-
-/// Checks that `id` can go into a URL path as is.
-pub(crate) fn path_segment(id: &str) -> CliResult<&str> {
-    if !id.is_empty()
-        && id != "."
-        && id != ".."
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-    {
-        Ok(id)
-    } else {
-        Err(CliError::usage(format!(
-            "{id:?} is not an id or name: use letters, digits, '-', '_', '.' or ':'"
-        )))
-    }
-}
-
-/// `limit=N` and each given filter, percent-encoded: a list route's query.
-pub(crate) fn list_query<const N: usize>(
-    limit: u32,
-    filters: [(&str, Option<String>); N],
-) -> String {
-    let mut query = vec![format!("limit={limit}")];
-    for (key, value) in filters {
-        if let Some(value) = value {
-            query.push(format!("{key}={}", encode(&value)));
-        }
-    }
-    query.join("&")
-}
-
-/// Percent-encodes a query value.
-pub(crate) fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }

@@ -16,8 +16,8 @@ use serde_json::Value;
 
 use crate::client::ApiClient;
 use crate::error::{CliError, CliResult};
+use crate::input::read_input;
 use crate::output::{self, Output};
-use crate::tasks::read_input;
 
 /// `flowmesh validate` options.
 #[derive(Debug, clap::Args)]

@@ -1,6 +1,7 @@
 //! Following a task to its end: a spinner (or a progress bar once the task
 //! reports progress) fed by the task's event stream, its log lines when
-//! asked, and the waiting reason while no worker has taken it.
+//! asked, and the waiting reason while no worker has taken it; then a line
+//! on how it ended ([`print_outcome`]).
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::client::ApiClient;
 use crate::error::{CliError, CliResult};
-use crate::output::Output;
+use crate::output::{Output, print_value};
 
 /// How often a pending task's waiting reason is refreshed.
 const WAITING_POLL: Duration = Duration::from_secs(2);
@@ -108,4 +109,32 @@ fn progress_style() -> ProgressStyle {
     ProgressStyle::with_template("{spinner} [{bar:30}] {percent:>3}% {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ")
+}
+
+/// One line on how a finished task ended, then its output.
+pub(crate) fn print_outcome(task: &TaskView) {
+    match (&task.result, &task.error) {
+        (Some(result), _) if task.state == TaskState::Succeeded => {
+            crate::outln!(
+                "{} {} succeeded on {} in {} ms (attempt {}/{})",
+                task.id,
+                task.task_type,
+                result.worker,
+                result.elapsed_ms,
+                task.attempt,
+                task.max_attempts
+            );
+            print_value(&result.output);
+        }
+        (_, Some(error)) => crate::outln!(
+            "{} {} {} after {} attempt(s): {}: {}",
+            task.id,
+            task.task_type,
+            task.state.as_str(),
+            task.attempts.len(),
+            error.code.as_str(),
+            error.message
+        ),
+        _ => crate::outln!("{} {} {}", task.id, task.task_type, task.state.as_str()),
+    }
 }

@@ -6,7 +6,7 @@ use flowmesh_types::{CapabilityStatus, PluginStatus};
 use crate::client::ApiClient;
 use crate::error::CliResult;
 use crate::output::{self, Output};
-use crate::tasks::path_segment;
+use crate::requests::path_segment;
 
 /// Reading the fleet.
 #[derive(Debug, clap::Subcommand)]

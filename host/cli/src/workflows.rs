@@ -10,7 +10,7 @@ use futures::StreamExt;
 use crate::client::ApiClient;
 use crate::error::{CliError, CliResult};
 use crate::output::{self, Output};
-use crate::tasks::{cancel_each, list_query, path_segment};
+use crate::requests::{cancel_each, list_query, path_segment};
 
 /// Workflow commands.
 #[derive(Debug, clap::Subcommand)]
