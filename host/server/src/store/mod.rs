@@ -17,15 +17,38 @@
 //!
 //! Times are milliseconds since the Unix epoch, passed in by the caller; JSON
 //! documents are stored as text.
+//!
+//! The operations on tasks, by concern:
+//!
+//! - `task_record`: decoding task rows ([`TaskRecord`] and the locked
+//!   columns that decide an attempt's end); `stage_plan`: [`StagePlan`].
+//! - `tasks`: submitting, reading, listing and cancelling tasks.
+//! - `attempts`: the claim, and ending attempts — completions, expired
+//!   leases, restarted workers — by applying the decision of
+//!   [`crate::attempt_outcome`].
+//! - `pending`: placement's bookkeeping of pending tasks ([`PendingShape`]).
+//! - `terminal`: ending a task and writing its terminal events.
+//! - `gc`: deleting what finished long ago.
+//! - `workflows`: workflows, and their stages as tasks.
+//!
+//! The children import only downwards (`workflows` → `tasks` → `terminal` →
+//! `task_record` → `stage_plan`, all of them → `events` → `rows`), never each
+//! other in a circle.
 
+mod attempts;
 mod auth;
 mod events;
+mod gc;
+mod pending;
 mod plugins;
 mod postgres;
 mod rows;
 mod sql;
 mod sqlite;
+mod stage_plan;
+mod task_record;
 mod tasks;
+mod terminal;
 mod workers;
 mod workflows;
 
@@ -38,15 +61,17 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, SqlSafeStr, Transaction};
 
+pub use crate::attempt_outcome::{AttemptEnd, RetryPolicy};
 pub use auth::{Principal, TokenRecord, token_hash};
 pub use events::{EventStream, StoredEvent};
+pub use pending::PendingShape;
 pub use plugins::PluginRecord;
 pub use rows::rfc3339;
-pub use tasks::{
-    AttemptEnd, CancelOutcome, NewStage, NewTask, PendingShape, RetryPolicy, TaskFilter, TaskRecord,
-};
+pub use stage_plan::StagePlan;
+pub use task_record::TaskRecord;
+pub use tasks::{CancelOutcome, NewStage, NewTask, TaskFilter};
 pub use workers::{HeartbeatOutcome, NewWorker, Usage, WorkerRecord};
-pub use workflows::{NewWorkflow, StagePlan, WorkflowFilter, WorkflowRecord};
+pub use workflows::{NewWorkflow, WorkflowFilter, WorkflowRecord};
 
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]

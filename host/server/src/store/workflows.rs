@@ -4,40 +4,29 @@
 //! *blocked*: pending, but invisible to claims and placement, with the
 //! waiting reason `dependencies`. Whenever a stage finishes, its workflow's
 //! `changes` counter moves in the same transaction; the releaser
-//! ([`crate::workflows`]) looks at workflows whose `changes` it has not
+//! ([`crate::releaser`]) looks at workflows whose `changes` it has not
 //! settled yet, so a stage finishing while the server is down is still
 //! acted on after a restart. Releasing and ending a blocked stage are
 //! conditional updates (`… AND blocked = 1`), so two servers racing over the
 //! same workflow do it once.
+//!
+//! What a stage waits for, [`StagePlan`](super::StagePlan), is stored with
+//! its task and defined in `stage_plan.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 
 use flowmesh_types::TaskError;
 use flowmesh_types::api::{EventBody, TaskState, WorkflowState};
 use flowmesh_types::document::Metadata;
-use flowmesh_types::workflow::Condition;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 
 use super::events::{NewEvents, StoredEvent};
 use super::rows::{get_i64, get_opt_i64, get_opt_str, get_str};
-use super::tasks::{
-    CancelOutcome, LockedTask, NewTask, cancel_locked, insert_task_rows, terminal_events,
-};
+use super::task_record::{LockedTask, TaskRecord};
+use super::tasks::{CancelOutcome, NewTask, cancel_locked, insert_task_rows};
+use super::terminal::terminal_events;
 use super::{Store, StoreError, decode_json, encode_json, sql};
-
-/// What a stage waits for, stored with its task.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StagePlan {
-    /// Upstream stages, by name.
-    #[serde(default)]
-    pub depends_on: Vec<String>,
-    /// When to run it at all.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub condition: Option<Condition>,
-}
 
 /// A workflow to store, with its stages' tasks.
 pub struct NewWorkflow<'a> {
@@ -158,12 +147,12 @@ impl Store {
     }
 
     /// A workflow's stages' tasks, in document order.
-    pub async fn workflow_stages(&self, id: &str) -> Result<Vec<super::TaskRecord>, StoreError> {
+    pub async fn workflow_stages(&self, id: &str) -> Result<Vec<TaskRecord>, StoreError> {
         let rows = sqlx::query(sql::STAGES_OF_WORKFLOW)
             .bind(id)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(super::TaskRecord::from_row).collect()
+        rows.iter().map(TaskRecord::from_row).collect()
     }
 
     /// A tenant's workflows, newest first, each with how many of its stages

@@ -1,0 +1,251 @@
+//! Attempts: claiming pending tasks, and ending the attempts workers hold —
+//! reported completions, expired leases, and the tasks of a worker that
+//! registered again.
+//!
+//! How an ended attempt changes its task is decided by
+//! [`crate::attempt_outcome::decide`], a pure function; this module locks the
+//! task, records the attempt, and applies the decision with SQL and events,
+//! all in one transaction. (Lease renewals are part of the heartbeat, in
+//! `workers.rs`.)
+
+use flowmesh_types::api::{ClaimedTask, Completion, CompletionVerdict, EventBody, TaskState};
+use sqlx::{Any, Transaction};
+
+use super::events::{NewEvents, StoredEvent};
+use super::rows::{get_i64, get_opt_i64, get_str};
+use super::task_record::{LockedTask, hardware_from_row};
+use super::terminal::finish;
+use super::{Store, StoreError, decode_json, encode_json, sql};
+use crate::attempt_outcome::{self, AttemptEnd, Next, RetryPolicy};
+
+/// The most tasks one claim hands out.
+const MAX_CLAIM: u32 = 256;
+
+impl Store {
+    /// Claims up to `max` pending tasks for worker `worker_id` in one
+    /// statement: only types the worker advertises, only requests that fit
+    /// its free slots and hardware, oldest first. Considers at most `scan`
+    /// candidate rows (and no more than four per task asked for).
+    pub async fn claim(
+        &self,
+        worker_id: &str,
+        now: i64,
+        lease_ttl_ms: i64,
+        max: u32,
+        scan: u32,
+    ) -> Result<(Vec<ClaimedTask>, Vec<StoredEvent>), StoreError> {
+        let max = max.min(MAX_CLAIM);
+        let (_gate, mut tx) = self.write().await?;
+        let rows = sqlx::query(self.dialect.claim)
+            .bind(worker_id)
+            .bind(now)
+            .bind(now + lease_ttl_ms)
+            .bind(i64::from(max))
+            .bind(i64::from(scan.min(max.saturating_mul(4).max(32)).max(max)))
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        let mut events = NewEvents::default();
+        for row in &rows {
+            let task = ClaimedTask {
+                id: get_str(row, "id")?,
+                task_type: get_str(row, "task_type")?,
+                spec: decode_json("spec", &get_str(row, "spec")?)?,
+                attempt: get_i64(row, "attempt")? as u32,
+                lease_token: get_str(row, "lease_token")?,
+                timeout_ms: get_opt_i64(row, "timeout_ms")?.map(|ms| ms as u64),
+                hardware: hardware_from_row(row)?,
+            };
+            events.push(
+                &task.id,
+                EventBody::State {
+                    state: TaskState::Running,
+                    attempt: task.attempt,
+                    message: None,
+                },
+            );
+            claimed.push(task);
+        }
+        let events = events.write(&mut tx, now).await?;
+        tx.commit().await?;
+        claimed.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok((claimed, events))
+    }
+
+    /// Records the outcomes a worker reports. Each is fenced: it is accepted
+    /// only if its lease token is the task's current one, held by this
+    /// worker, and not expired.
+    pub async fn complete(
+        &self,
+        worker_id: &str,
+        completions: &[Completion],
+        now: i64,
+        retry: &RetryPolicy,
+    ) -> Result<(Vec<CompletionVerdict>, Vec<StoredEvent>), StoreError> {
+        let (_gate, mut tx) = self.write().await?;
+        let mut verdicts = vec![CompletionVerdict::StaleLease; completions.len()];
+        let mut events = NewEvents::default();
+        // Rows are locked in id order, as every transaction that locks
+        // several tasks does, so that two never wait on each other.
+        let mut order: Vec<usize> = (0..completions.len()).collect();
+        order.sort_by(|a, b| completions[*a].task_id.cmp(&completions[*b].task_id));
+        for index in order {
+            let completion = &completions[index];
+            let row = sqlx::query(self.dialect.fenced_task)
+                .bind(&completion.task_id)
+                .bind(&completion.lease_token)
+                .bind(worker_id)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else {
+                continue;
+            };
+            let task = LockedTask::from_row(&row)?;
+            end_attempt(
+                &mut tx,
+                &task,
+                &AttemptEnd::Reported(completion),
+                now,
+                retry,
+                &mut events,
+            )
+            .await?;
+            verdicts[index] = CompletionVerdict::Accepted;
+        }
+        let events = events.write(&mut tx, now).await?;
+        tx.commit().await?;
+        Ok((verdicts, events))
+    }
+
+    /// Ends the attempts whose lease expired before `now`: they are retried
+    /// (another worker preferred) or fail when out of attempts; a cancelling
+    /// task becomes cancelled. Returns how many and the events.
+    pub async fn expire_leases(
+        &self,
+        now: i64,
+        retry: &RetryPolicy,
+    ) -> Result<(usize, Vec<StoredEvent>), StoreError> {
+        let query = sqlx::query(self.dialect.expired_leases).bind(now);
+        self.lose_leases(query, now, retry, |worker| {
+            format!("the lease of worker {worker} expired: it stopped heartbeating")
+        })
+        .await
+    }
+
+    /// Ends the attempts held by registration `worker_id`, which was replaced
+    /// by a newer registration of the same worker (it restarted).
+    pub async fn release_worker_tasks(
+        &self,
+        worker_id: &str,
+        now: i64,
+        retry: &RetryPolicy,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let query = sqlx::query(self.dialect.tasks_of_worker).bind(worker_id);
+        let (_, events) = self
+            .lose_leases(query, now, retry, |worker| {
+                format!(
+                    "worker {worker} restarted and registered again; its earlier attempt is lost"
+                )
+            })
+            .await?;
+        Ok(events)
+    }
+
+    /// Ends, as lost leases, the attempts of the locked rows `query` selects;
+    /// `message` says why, given the worker's name.
+    async fn lose_leases(
+        &self,
+        query: sqlx::query::Query<'_, Any, sqlx::any::AnyArguments>,
+        now: i64,
+        retry: &RetryPolicy,
+        message: impl Fn(&str) -> String,
+    ) -> Result<(usize, Vec<StoredEvent>), StoreError> {
+        let (_gate, mut tx) = self.write().await?;
+        let rows = query.fetch_all(&mut *tx).await?;
+        let mut events = NewEvents::default();
+        for row in &rows {
+            let task = LockedTask::from_row(row)?;
+            let lost = AttemptEnd::LeaseLost(message(task.worker_name.as_deref().unwrap_or("?")));
+            end_attempt(&mut tx, &task, &lost, now, retry, &mut events).await?;
+        }
+        let events = events.write(&mut tx, now).await?;
+        tx.commit().await?;
+        Ok((rows.len(), events))
+    }
+}
+
+/// Records how the current attempt of a locked task ended and applies the
+/// [`attempt_outcome::decide`] decision: the terminal state, or a retry.
+async fn end_attempt(
+    tx: &mut Transaction<'static, Any>,
+    task: &LockedTask,
+    end: &AttemptEnd<'_>,
+    now: i64,
+    retry: &RetryPolicy,
+    events: &mut NewEvents,
+) -> Result<(), StoreError> {
+    let worker = task.worker_name.clone().unwrap_or_default();
+    let decision = attempt_outcome::decide(&task.facts(&worker), end, now, retry);
+    sqlx::query(sql::INSERT_ATTEMPT)
+        .bind(&task.id)
+        .bind(i64::from(task.attempt))
+        .bind(&worker)
+        .bind(task.started_at.unwrap_or(now))
+        .bind(now)
+        .bind(decision.outcome)
+        .bind(decision.error.as_ref().map(encode_json))
+        .execute(&mut **tx)
+        .await?;
+    match decision.next {
+        Next::Succeed(result) => {
+            finish(
+                tx,
+                task,
+                TaskState::Succeeded,
+                Some(result),
+                None,
+                now,
+                events,
+            )
+            .await
+        }
+        Next::Cancel(error) => {
+            finish(
+                tx,
+                task,
+                TaskState::Cancelled,
+                None,
+                Some(&error),
+                now,
+                events,
+            )
+            .await
+        }
+        Next::Fail(error) => {
+            finish(tx, task, TaskState::Failed, None, Some(&error), now, events).await
+        }
+        Next::Retry(next) => {
+            sqlx::query(sql::RETRY_TASK)
+                .bind(task.seq)
+                .bind(next.run_after)
+                .bind(&worker)
+                .bind(next.avoid_until)
+                .bind(encode_json(&next.error))
+                .bind(now)
+                .bind(encode_json(&next.waiting))
+                .bind(i64::from(!next.counts_attempt))
+                .execute(&mut **tx)
+                .await?;
+            events.push(
+                &task.id,
+                EventBody::State {
+                    state: TaskState::Pending,
+                    attempt: task.attempt + 1,
+                    message: Some(next.waiting.message),
+                },
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The placement bookkeeping of pending tasks: grouping them by what
+//! placement depends on, recording why each group waits, and failing a group
+//! no worker could take for the whole grace period.
+//!
+//! Pending tasks that place alike — same type, hardware request and required
+//! labels — form one [`PendingShape`], so placement explains and updates a
+//! group with one statement rather than a task at a time.
+
+use std::collections::BTreeMap;
+
+use flowmesh_types::TaskError;
+use flowmesh_types::api::{TaskState, Waiting};
+use flowmesh_types::document::HardwareRequest;
+use sqlx::Any;
+
+use super::events::{NewEvents, StoredEvent};
+use super::rows::{get_i64, get_opt_str, get_str};
+use super::task_record::hardware_from_row;
+use super::terminal::terminal_events;
+use super::{Store, StoreError, decode_json, encode_json, sql};
+
+/// A group of pending tasks that place alike: same type, same request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingShape {
+    /// Task type.
+    pub task_type: String,
+    /// Hardware request.
+    pub hardware: HardwareRequest,
+    /// Labels the worker must carry.
+    pub labels: BTreeMap<String, String>,
+    /// How many tasks.
+    pub count: i64,
+    /// The oldest last change among them.
+    pub oldest_update: i64,
+}
+
+impl Store {
+    /// Pending tasks grouped by what placement depends on.
+    pub async fn pending_shapes(&self) -> Result<Vec<PendingShape>, StoreError> {
+        let rows = sqlx::query(sql::PENDING_SHAPES)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PendingShape {
+                    task_type: get_str(row, "task_type")?,
+                    hardware: hardware_from_row(row)?,
+                    labels: decode_json("worker_labels", &get_str(row, "worker_labels")?)?,
+                    count: get_i64(row, "n")?,
+                    oldest_update: get_i64(row, "oldest")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records why the pending tasks of each shape wait (unless they are in
+    /// a retry delay that has not run out), in one transaction.
+    pub async fn set_waiting(
+        &self,
+        reasons: &[(&PendingShape, Waiting)],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if reasons.is_empty() {
+            return Ok(());
+        }
+        let (_gate, mut tx) = self.write().await?;
+        for (shape, waiting) in reasons {
+            shape_query(sql::SET_WAITING, shape)
+                .bind(encode_json(waiting))
+                .bind(waiting.kind.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Fails the pending tasks of `shape` unchanged since `cutoff` with
+    /// `error` (no eligible worker for the whole grace period).
+    pub async fn fail_unplaceable(
+        &self,
+        shape: &PendingShape,
+        cutoff: i64,
+        error: &TaskError,
+        now: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let (_gate, mut tx) = self.write().await?;
+        let rows = shape_query(sql::FAIL_UNPLACEABLE, shape)
+            .bind(encode_json(error))
+            .bind(cutoff)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut events = NewEvents::default();
+        for row in &rows {
+            let id = get_str(row, "id")?;
+            let attempt = get_i64(row, "attempt")? as u32;
+            if let Some(workflow) = get_opt_str(row, "workflow_id")? {
+                events.workflow_changed(workflow);
+            }
+            terminal_events(
+                &id,
+                attempt,
+                TaskState::Failed,
+                None,
+                Some(error),
+                &mut events,
+            );
+        }
+        let events = events.write(&mut tx, now).await?;
+        tx.commit().await?;
+        Ok(events)
+    }
+}
+
+/// `statement` with the columns of `shape` bound as `$1`–`$7`.
+fn shape_query<'q>(
+    statement: &'static str,
+    shape: &'q PendingShape,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    let hardware = &shape.hardware;
+    sqlx::query(statement)
+        .bind(&shape.task_type)
+        .bind(hardware.cpu_millis())
+        .bind(hardware.memory_bytes as i64)
+        .bind(i64::from(hardware.gpu.count))
+        .bind(hardware.gpu.model.clone().unwrap_or_default())
+        .bind(hardware.gpu.memory_bytes as i64)
+        .bind(encode_json(&shape.labels))
+}
