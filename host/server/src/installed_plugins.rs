@@ -13,17 +13,29 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::http::StatusCode;
 use flowmesh_runtime::PreparedPlugin;
 use flowmesh_types::api::PluginRef;
 use flowmesh_types::{PluginReport, PluginStatus, is_valid_name};
 
-use crate::api::ApiFailure;
 use crate::state::{AppState, now_ms};
 use crate::store::{PluginRecord, StoreError};
 
-fn invalid(message: String) -> ApiFailure {
-    ApiFailure::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin", message)
+/// Why a plugin was not installed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// The component is not a usable plugin, or clashes with one installed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The name asked for is not a valid plugin name.
+    #[error("invalid plugin name: {}", flowmesh_types::NAME_RULE)]
+    InvalidName,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn invalid(message: String) -> InstallError {
+    InstallError::Invalid(message)
 }
 
 impl AppState {
@@ -35,7 +47,7 @@ impl AppState {
         &self,
         name: Option<&str>,
         bytes: Vec<u8>,
-    ) -> Result<(PluginReport, PluginRecord), ApiFailure> {
+    ) -> Result<(PluginReport, PluginRecord), InstallError> {
         let _changing = self.plugin_changes.lock().await;
         let prepared = self.prepare(&bytes).await?;
         let name = name.map_or_else(|| manifest_name(&prepared), str::to_string);
@@ -48,7 +60,7 @@ impl AppState {
     pub async fn install_plugin_unless_named(
         &self,
         bytes: Vec<u8>,
-    ) -> Result<PluginRecord, ApiFailure> {
+    ) -> Result<PluginRecord, InstallError> {
         let _changing = self.plugin_changes.lock().await;
         let prepared = self.prepare(&bytes).await?;
         let name = manifest_name(&prepared);
@@ -119,7 +131,7 @@ impl AppState {
     }
 
     /// Compiles and links `bytes` for validation and reads the manifest.
-    async fn prepare(&self, bytes: &[u8]) -> Result<PreparedPlugin, ApiFailure> {
+    async fn prepare(&self, bytes: &[u8]) -> Result<PreparedPlugin, InstallError> {
         let prepared = self
             .validator
             .prepare(bytes.to_vec())
@@ -143,9 +155,9 @@ impl AppState {
         name: &str,
         prepared: PreparedPlugin,
         bytes: Vec<u8>,
-    ) -> Result<(PluginReport, PluginRecord), ApiFailure> {
+    ) -> Result<(PluginReport, PluginRecord), InstallError> {
         if !is_valid_name(name) {
-            return Err(ApiFailure::bad_param("name", flowmesh_types::NAME_RULE));
+            return Err(InstallError::InvalidName);
         }
         let manifest = prepared
             .manifest()

@@ -31,9 +31,10 @@ use flowmesh_types::placeholder::{self, Reference, Substitution, excerpt};
 use flowmesh_types::{FieldError, TaskError, TaskErrorCode};
 use serde_json::{Map, Value, json};
 
+use crate::admission::{RejectionKind, check_resolved};
 use crate::state::{AppState, now_ms};
 use crate::store::{StagePlan, StoreError, TaskRecord, WorkflowRecord};
-use crate::validation::{SpecRejection, is_within, normalize_path};
+use crate::validation::{is_within, normalize_path};
 
 /// How often the releaser looks for changes it was not told about.
 const RECHECK: Duration = Duration::from_secs(1);
@@ -290,7 +291,7 @@ async fn decide(
         Value::Object(fields) => fields,
         _ => Map::new(),
     };
-    match state.validator.check(&stage.task_type, &resolved).await {
+    match check_resolved(state, &stage.task_type, &resolved).await {
         Ok(()) => Decision::Release(
             resolved,
             if substitutions.is_empty() {
@@ -302,8 +303,24 @@ async fn decide(
                 )
             },
         ),
-        Err(SpecRejection::Invalid(errors)) => {
-            let details = explain(errors, &substitutions);
+        Err(rejection) if rejection.kind.may_pass_later() => {
+            let code = match rejection.kind {
+                RejectionKind::UnknownTaskType => TaskErrorCode::UnknownTaskType,
+                _ => TaskErrorCode::InvalidInput,
+            };
+            retry_or_fail(
+                state,
+                stage,
+                &upstream,
+                code,
+                format!(
+                    "the resolved spec could not be checked: {}",
+                    rejection.message
+                ),
+            )
+        }
+        Err(rejection) => {
+            let details = explain(rejection.details, &substitutions);
             let first = details.first().map(ToString::to_string).unwrap_or_default();
             Decision::End(
                 TaskState::Failed,
@@ -315,23 +332,6 @@ async fn decide(
                 ),
             )
         }
-        Err(SpecRejection::UnknownTaskType(task_type)) => retry_or_fail(
-            state,
-            stage,
-            &upstream,
-            TaskErrorCode::UnknownTaskType,
-            format!("no plugin loaded on this server provides task type {task_type:?}"),
-        ),
-        Err(SpecRejection::CheckFailed(error)) => retry_or_fail(
-            state,
-            stage,
-            &upstream,
-            TaskErrorCode::InvalidInput,
-            format!(
-                "the plugin could not check the resolved spec ({})",
-                error.message
-            ),
-        ),
     }
 }
 

@@ -93,7 +93,6 @@ impl Server {
             let (_, record) = state
                 .install_plugin(None, bytes)
                 .await
-                .map_err(|failure| anyhow::anyhow!("{}", failure.error.message))
                 .with_context(|| format!("installing plugin {}", path.display()))?;
             tracing::info!(plugin = record.name, path = %path.display(), "installed at start");
         }
@@ -121,7 +120,7 @@ impl Server {
             })
         };
         let background = tokio::spawn(crate::background::run(state.clone()));
-        let releaser = tokio::spawn(crate::workflows::run(state.clone()));
+        let releaser = tokio::spawn(crate::releaser::run(state.clone()));
         tracing::info!(%addr, store = ?state.store.backend(), "server listening");
         Ok(Self {
             addr,
@@ -157,7 +156,7 @@ impl Server {
         self.state
             .install_plugin_unless_named(bytes)
             .await
-            .map_err(|failure| anyhow::anyhow!("{}", failure.error.message))
+            .map_err(anyhow::Error::from)
     }
 
     /// The token in `file` of the data directory when it is a live token

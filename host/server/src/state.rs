@@ -9,9 +9,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{EventBus, WorkSignal};
 use crate::config::ServerConfig;
+use crate::group_commit::Submissions;
 use crate::metrics::Metrics;
 use crate::store::{Principal, RetryPolicy, Store, StoreError};
-use crate::submissions::Submissions;
 use crate::validation::Validator;
 
 /// How long a looked-up token is trusted before it is looked up again.
@@ -29,7 +29,7 @@ pub struct AppState {
     pub bus: EventBus,
     /// Wakes waiting claims.
     pub work: WorkSignal,
-    /// Wakes the workflow releaser ([`crate::workflows`]): a stage finished
+    /// Wakes the workflow releaser ([`crate::releaser`]): a stage finished
     /// or a workflow was submitted.
     pub releaser: tokio::sync::Notify,
     /// The installed plugins as workers are told (name, version, digest);

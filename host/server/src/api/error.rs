@@ -188,3 +188,33 @@ pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiFailu
         )])
     })
 }
+
+impl From<crate::admission::AdmitError> for ApiFailure {
+    fn from(error: crate::admission::AdmitError) -> Self {
+        use crate::admission::{AdmitError, RejectionKind};
+        match error {
+            AdmitError::Store(error) => error.into(),
+            AdmitError::Rejected(rejection) => {
+                let status = match rejection.kind {
+                    RejectionKind::InvalidDocument => StatusCode::BAD_REQUEST,
+                    _ => StatusCode::UNPROCESSABLE_ENTITY,
+                };
+                Self::new(status, rejection.kind.code(), rejection.message)
+                    .with_details(rejection.details)
+            }
+        }
+    }
+}
+
+impl From<crate::installed_plugins::InstallError> for ApiFailure {
+    fn from(error: crate::installed_plugins::InstallError) -> Self {
+        use crate::installed_plugins::InstallError;
+        match error {
+            InstallError::Invalid(message) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin", message)
+            }
+            InstallError::InvalidName => Self::bad_param("name", flowmesh_types::NAME_RULE),
+            InstallError::Store(error) => error.into(),
+        }
+    }
+}

@@ -1,72 +1,43 @@
 //! The task routes: submit, read, list, cancel, and the event stream.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use axum::response::sse::{Event, KeepAlive, Sse};
-use flowmesh_types::api::{Submitted, TaskPage, TaskState, TaskView};
-use flowmesh_types::{Document, FieldError, parse};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use flowmesh_types::api::{
+    ErrorBody, EventRecord, Submitted, SubmittedWorkflow, TaskPage, TaskState, TaskView,
+};
 use futures::Stream;
+use serde::Deserialize;
 
 use super::event_cursor::EventCursor;
+use super::query::{self, Follow, NoParams, Params};
+use super::sse::{last_event_id, server_sent};
 use super::{ApiFailure, Auth};
+use crate::admission::{self, Admitted, Checked};
 use crate::state::{AppState, now_ms};
-use crate::store::{CancelOutcome, StoredEvent, TaskFilter, TaskRecord, rfc3339};
-use crate::validation::SpecRejection;
-use flowmesh_types::api::{ErrorBody, EventRecord};
+use crate::store::{CancelOutcome, TaskFilter, TaskRecord, rfc3339};
 
-/// The longest `?wait=` honoured.
-const MAX_WAIT: Duration = Duration::from_secs(300);
-/// Tasks per page by default, and at most.
-const PAGE: u32 = 50;
-const MAX_PAGE: u32 = 500;
-
-/// Rejects query parameters the route does not know, naming them.
-pub(super) fn known_params(
-    params: &HashMap<String, String>,
-    known: &[&str],
-) -> Result<(), ApiFailure> {
-    match params.keys().find(|key| !known.contains(&key.as_str())) {
-        Some(key) => Err(ApiFailure::bad_param(
-            key,
-            format!("unknown parameter; expected one of: {}", known.join(", ")),
-        )),
-        None => Ok(()),
-    }
+/// `POST /tasks` query parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct SubmitParams {
+    #[serde(default, deserialize_with = "query::wait")]
+    wait: Option<Duration>,
+    #[serde(default, deserialize_with = "query::flag")]
+    fail_fast: Option<bool>,
+    #[serde(default, deserialize_with = "query::flag")]
+    dry_run: Option<bool>,
 }
 
-pub(super) fn parse_wait(params: &HashMap<String, String>) -> Result<Option<Duration>, ApiFailure> {
-    params
-        .get("wait")
-        .map(|text| {
-            humantime::parse_duration(text)
-                .map_err(|error| {
-                    ApiFailure::bad_param("wait", format!("{error}; write a duration such as 30s"))
-                })
-                .map(|wait| wait.min(MAX_WAIT))
-        })
-        .transpose()
-}
-
-pub(super) fn parse_bool(params: &HashMap<String, String>, name: &str) -> Result<bool, ApiFailure> {
-    match params.get(name).map(String::as_str) {
-        None | Some("false") => Ok(false),
-        Some("true") | Some("") => Ok(true),
-        Some(other) => Err(ApiFailure::bad_param(
-            name,
-            format!("{other:?} is not a boolean; write true or false"),
-        )),
-    }
-}
-
-/// `POST /tasks`: checks and stores a task document.
+/// `POST /tasks`: checks and stores a task or workflow document, through
+/// [`admission`](crate::admission).
 #[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks",
     request_body(content = String, description = "A Task or Workflow document, YAML or JSON", content_type = "application/yaml"),
     params(("wait" = Option<String>, Query, description = "Wait up to this long (30s) for a terminal state"),
@@ -77,135 +48,65 @@ pub(super) fn parse_bool(params: &HashMap<String, String>, name: &str) -> Result
 pub(super) async fn submit(
     State(state): State<Arc<AppState>>,
     auth: Auth,
-    Query(params): Query<HashMap<String, String>>,
+    Params(params): Params<SubmitParams>,
     body: Bytes,
-) -> Result<impl IntoResponse, ApiFailure> {
+) -> Result<Response, ApiFailure> {
     let principal = auth.client("submitting tasks")?;
-    known_params(&params, &["wait", "failFast", "dryRun"])?;
-    let wait = parse_wait(&params)?;
-    let fail_fast = parse_bool(&params, "failFast")?;
-    let dry_run = parse_bool(&params, "dryRun")?;
-    let text = std::str::from_utf8(&body).map_err(|_| {
-        ApiFailure::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_document",
-            "the document is not UTF-8 text; send YAML or JSON",
-        )
-    })?;
-    let document = match parse(text).map_err(|errors| {
-        ApiFailure::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_document",
-            format!("the document has {} problem(s); see details", errors.len()),
-        )
-        .with_details(errors)
-    })? {
-        Document::Task(document) => document,
-        Document::Workflow(workflow) => {
-            let options = super::workflows::SubmitOptions {
-                wait,
-                fail_fast,
-                dry_run,
-            };
-            return super::workflows::submit(state, principal, workflow, options).await;
-        }
+    let options = admission::Options {
+        fail_fast: params.fail_fast.unwrap_or(false),
+        dry_run: params.dry_run.unwrap_or(false),
     };
-    let task_type = &document.spec.task_type;
-    state
-        .validator
-        .check(task_type, &document.spec.plugin_fields)
-        .await
-        .map_err(|rejection| match rejection {
-            SpecRejection::UnknownTaskType(task_type) => {
-                let known = state.validator.task_types();
-                ApiFailure::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "unknown_task_type",
-                    format!(
-                        "no installed plugin provides task type {task_type:?}; installed types: {}",
-                        if known.is_empty() {
-                            "none".to_string()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                )
-                .with_details(vec![FieldError::new(
-                    "spec.taskType",
-                    "no installed plugin provides this task type",
-                )])
+    let admitted = admission::admit(&state, &principal.tenant, &body, options).await?;
+    let wait = params.wait;
+    Ok(match admitted {
+        Admitted::DryRun(Checked::Task(document)) => dry_run(serde_json::json!({
+            "valid": true,
+            "taskType": document.spec.task_type,
+            "message": "the document is valid; nothing was stored (dryRun)",
+        })),
+        Admitted::DryRun(Checked::Workflow(workflow)) => dry_run(serde_json::json!({
+            "valid": true,
+            "kind": "Workflow",
+            "stages": workflow.stages.len(),
+            "message": "the workflow is valid; nothing was stored (dryRun)",
+        })),
+        Admitted::Task { id, document, at } => {
+            if let Some(wait) = wait {
+                // The cursor reads the stored events and ends after the result.
+                let mut cursor = EventCursor::new(state.clone(), id.clone(), 0, true);
+                let _ =
+                    tokio::time::timeout(wait, async { while cursor.next().await.is_some() {} })
+                        .await;
             }
-            SpecRejection::Invalid(errors) => ApiFailure::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_spec",
-                format!("the spec does not satisfy task type {task_type:?}; see details"),
-            )
-            .with_details(errors),
-            SpecRejection::CheckFailed(error) => ApiFailure::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                format!("the plugin could not check the spec: {}", error.message),
-            ),
-        })?;
-    if fail_fast {
-        let workers = state.store.live_workers().await?;
-        if !workers
-            .iter()
-            .any(|worker| worker.capabilities.supports(task_type))
-        {
-            let provider = state.validator.provider(task_type);
-            return Err(ApiFailure::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "no_eligible_worker",
-                format!(
-                    "{}; the task was not stored",
-                    crate::placement::no_worker_for_type(task_type, provider.as_deref(), &workers)
-                ),
-            )
-            .with_details(vec![FieldError::new(
-                "spec.taskType",
-                "no live worker serves this type",
-            )]));
+            let task = if wait.is_some() {
+                view(&state, load(&state, &principal.tenant, &id).await?).await?
+            } else {
+                submitted_view(&id, document, at)
+            };
+            (StatusCode::CREATED, Json(Submitted { id, task })).into_response()
         }
-    }
-    if dry_run {
-        return Ok((
-            StatusCode::OK,
-            Json(serde_json::json!({
-                "valid": true,
-                "taskType": task_type,
-                "message": "the document is valid; nothing was stored (dryRun)",
-            })),
-        )
-            .into_response());
-    }
-    let id = uuid::Uuid::now_v7().to_string();
-    let now = now_ms();
-    let event = state
-        .submissions
-        .submit(id.clone(), principal.tenant.clone(), document.clone(), now)
-        .await?;
-    // Subscribed before the first event is published: nothing is missed.
-    let cursor = wait.map(|_| EventCursor::new(state.clone(), id.clone(), 0, true));
-    state.publish(vec![event]);
-    state
-        .metrics
-        .submitted
-        .get_or_create(&crate::metrics::TypeLabel {
-            task_type: task_type.clone(),
-        })
-        .inc();
-    state.work.notify();
-    if let (Some(wait), Some(mut cursor)) = (wait, cursor) {
-        // The cursor ends after the result event.
-        let _ = tokio::time::timeout(wait, async { while cursor.next().await.is_some() {} }).await;
-    }
-    let task = if wait.is_some() {
-        view(&state, load(&state, &principal.tenant, &id).await?).await?
-    } else {
-        submitted_view(&id, document, now)
-    };
-    Ok((StatusCode::CREATED, Json(Submitted { id, task })).into_response())
+        Admitted::Workflow { id, stage_ids } => {
+            if let Some(wait) = wait {
+                let stages = stage_ids.into_iter().collect();
+                let mut cursor = EventCursor::workflow(state.clone(), id.clone(), stages, 0, true);
+                let _ =
+                    tokio::time::timeout(wait, async { while cursor.next().await.is_some() {} })
+                        .await;
+            }
+            let workflow = super::workflows::load(&state, &principal.tenant, &id).await?;
+            let workflow = super::workflows::view(&state, workflow, true).await?;
+            (
+                StatusCode::CREATED,
+                Json(SubmittedWorkflow { id, workflow }),
+            )
+                .into_response()
+        }
+    })
+}
+
+/// A dry run's answer: `200` and what was checked.
+fn dry_run(body: serde_json::Value) -> Response {
+    (StatusCode::OK, Json(body)).into_response()
 }
 
 pub(super) async fn load(
@@ -286,6 +187,7 @@ fn view_with(task: TaskRecord, attempts: Vec<flowmesh_types::api::AttemptRecord>
 #[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path)),
     responses((status = 200, body = TaskView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn get(
+    _: Params<NoParams>,
     State(state): State<Arc<AppState>>,
     auth: Auth,
     Path(id): Path<String>,
@@ -293,6 +195,22 @@ pub(super) async fn get(
     let principal = auth.client("reading tasks")?;
     let task = load(&state, &principal.tenant, &id).await?;
     Ok(Json(view(&state, task).await?))
+}
+
+/// `GET /tasks` query parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct ListParams {
+    #[serde(default, deserialize_with = "query::task_state")]
+    state: Option<TaskState>,
+    #[serde(default)]
+    task_type: Option<String>,
+    #[serde(default, deserialize_with = "query::label")]
+    label: Option<(String, String)>,
+    #[serde(default, deserialize_with = "query::limit")]
+    limit: Option<u32>,
+    #[serde(default, deserialize_with = "query::cursor")]
+    cursor: Option<i64>,
 }
 
 /// `GET /tasks?state=&taskType=&label=k=v&limit=&cursor=`: newest first.
@@ -304,49 +222,19 @@ pub(super) async fn get(
 pub(super) async fn list(
     State(state): State<Arc<AppState>>,
     auth: Auth,
-    Query(params): Query<HashMap<String, String>>,
+    Params(params): Params<ListParams>,
 ) -> Result<Json<TaskPage>, ApiFailure> {
     let principal = auth.client("listing tasks")?;
-    known_params(&params, &["state", "taskType", "label", "limit", "cursor"])?;
-    let state_filter = params
-        .get("state")
-        .map(|name| {
-            TaskState::parse(name).ok_or_else(|| {
-                ApiFailure::bad_param(
-                    "state",
-                    format!(
-                        "unknown state {name:?}; expected one of: {}",
-                        TaskState::ALL.map(TaskState::as_str).join(", ")
-                    ),
-                )
-            })
-        })
-        .transpose()?;
-    let label = params
-        .get("label")
-        .map(|label| {
-            label
-                .split_once('=')
-                .filter(|(key, _)| flowmesh_types::document::is_label_key(key))
-                .map(|(key, value)| (key.to_string(), value.to_string()))
-                .ok_or_else(|| {
-                    ApiFailure::bad_param(
-                        "label",
-                        "write the label filter as key=value; a key is letters, digits, '-', '_', '.' and '/'",
-                    )
-                })
-        })
-        .transpose()?;
-    let (limit, before_seq) = page_params(&params)?;
+    let limit = query::page_limit(params.limit);
     let records = state
         .store
         .list_tasks(
             &principal.tenant,
             &TaskFilter {
-                state: state_filter,
-                task_type: params.get("taskType").cloned(),
-                label,
-                before_seq,
+                state: params.state,
+                task_type: params.task_type,
+                label: params.label,
+                before_seq: params.cursor,
                 limit: limit + 1,
             },
         )
@@ -363,44 +251,11 @@ pub(super) async fn list(
     Ok(Json(TaskPage { tasks, next_cursor }))
 }
 
-/// `?limit=` (default [`PAGE`], at most [`MAX_PAGE`]) and `?cursor=` (the
-/// sequence number to list before) of a list route.
-pub(super) fn page_params(
-    params: &HashMap<String, String>,
-) -> Result<(u32, Option<i64>), ApiFailure> {
-    let limit = params
-        .get("limit")
-        .map(|text| {
-            text.parse::<u32>()
-                .ok()
-                .filter(|limit| (1..=MAX_PAGE).contains(limit))
-                .ok_or_else(|| {
-                    ApiFailure::bad_param(
-                        "limit",
-                        format!("must be a whole number from 1 to {MAX_PAGE}"),
-                    )
-                })
-        })
-        .transpose()?
-        .unwrap_or(PAGE);
-    let before_seq = params
-        .get("cursor")
-        .map(|cursor| {
-            cursor.parse::<i64>().map_err(|_| {
-                ApiFailure::bad_param(
-                    "cursor",
-                    "not a cursor this server returned; pass nextCursor as is",
-                )
-            })
-        })
-        .transpose()?;
-    Ok((limit, before_seq))
-}
-
 /// `DELETE /tasks/{id}`: cancels in any state; a finished task is left as is.
 #[utoipa::path(delete, path = "/api/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path)),
     responses((status = 200, body = TaskView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn cancel(
+    _: Params<NoParams>,
     State(state): State<Arc<AppState>>,
     auth: Auth,
     Path(id): Path<String>,
@@ -430,48 +285,12 @@ pub(super) async fn events(
     State(state): State<Arc<AppState>>,
     auth: Auth,
     Path(id): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
+    Params(params): Params<Follow>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiFailure> {
     let principal = auth.client("watching tasks")?;
-    known_params(&params, &["follow"])?;
-    let follow = !params.contains_key("follow") || parse_bool(&params, "follow")?;
+    let follow = params.follow();
     load(&state, &principal.tenant, &id).await?;
     let after = last_event_id(&headers);
     Ok(server_sent(EventCursor::new(state, id, after, follow)))
-}
-
-/// The `Last-Event-ID` a reconnecting client sends; 0 for none.
-pub(super) fn last_event_id(headers: &HeaderMap) -> i64 {
-    headers
-        .get("last-event-id")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<i64>().ok())
-        .filter(|seq| *seq >= 0)
-        .unwrap_or(0)
-}
-
-/// A cursor's events as server-sent events: `id` the event's sequence
-/// number, `event` its kind, `data` the [`EventRecord`].
-pub(super) fn server_sent(
-    cursor: EventCursor,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let stream = futures::stream::unfold(cursor, |mut cursor| async move {
-        let event = cursor.next().await?;
-        let sse = Event::default()
-            .id(event.seq.to_string())
-            .event(event.body.name())
-            .data(serde_json::to_string(&to_record(&event)).unwrap_or_default());
-        Some((Ok(sse), cursor))
-    });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-}
-
-fn to_record(event: &StoredEvent) -> EventRecord {
-    EventRecord {
-        seq: event.seq,
-        task_id: event.task_id.clone(),
-        at: rfc3339(event.at),
-        body: event.body.clone(),
-    }
 }

@@ -1,304 +1,35 @@
-//! The workflow routes: submit (through `POST /tasks`), read, list, cancel,
-//! and the event stream of a workflow and all its stages.
-//!
-//! A workflow is checked whole before anything is stored: the document
-//! (graph, names, references, placeholders pointing upstream), then each
-//! stage's spec against its plugin's schema and `validate()`, with the
-//! fields that still hold placeholders left for the check at release time.
-//! Then all its tasks are stored in one transaction.
+//! The workflow routes: read, list, cancel, and the event stream of a
+//! workflow and all its stages. A workflow is submitted through `POST
+//! /tasks` and admitted by [`admission`](crate::admission), checked whole
+//! before anything is stored.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, Sse};
-use axum::response::{IntoResponse, Response};
+use flowmesh_types::TaskError;
 use flowmesh_types::api::{
-    ErrorBody, StageView, SubmittedWorkflow, TaskState, WaitKind, Waiting, WorkflowPage,
-    WorkflowState, WorkflowView,
+    ErrorBody, StageView, TaskState, WorkflowPage, WorkflowState, WorkflowView,
 };
-use flowmesh_types::document::{Metadata, TaskDocument};
-use flowmesh_types::workflow::{Stage, WorkflowDocument, relocate_errors};
-use flowmesh_types::{FieldError, TaskError};
 use futures::Stream;
+use serde::Deserialize;
 
 use super::event_cursor::EventCursor;
-use super::tasks::{known_params, last_event_id, page_params, parse_bool, server_sent};
+use super::query::{self, Follow, NoParams, Params};
+use super::sse::{last_event_id, server_sent};
 use super::{ApiFailure, Auth};
 use crate::state::{AppState, now_ms};
-use crate::store::{
-    NewStage, NewTask, NewWorkflow, Principal, StagePlan, TaskRecord, WorkflowFilter,
-    WorkflowRecord, rfc3339,
-};
-use crate::validation::SpecRejection;
+use crate::store::{TaskRecord, WorkflowFilter, WorkflowRecord, rfc3339};
 
-/// The query options of a submission.
-pub(super) struct SubmitOptions {
-    /// `?wait=`: how long to wait for the workflow to finish.
-    pub wait: Option<Duration>,
-    /// `?failFast=true`.
-    pub fail_fast: bool,
-    /// `?dryRun=true`.
-    pub dry_run: bool,
-}
-
-/// Checks and stores a workflow document (`POST /tasks` with `kind:
-/// Workflow`).
-pub(super) async fn submit(
-    state: Arc<AppState>,
-    principal: &Principal,
-    workflow: WorkflowDocument,
-    options: SubmitOptions,
-) -> Result<Response, ApiFailure> {
-    check_stages(&state, &workflow).await?;
-    if options.fail_fast {
-        fail_fast(&state, &workflow).await?;
-    }
-    if options.dry_run {
-        return Ok((
-            StatusCode::OK,
-            Json(serde_json::json!({
-                "valid": true,
-                "kind": "Workflow",
-                "stages": workflow.stages.len(),
-                "message": "the workflow is valid; nothing was stored (dryRun)",
-            })),
-        )
-            .into_response());
-    }
-    let id = uuid::Uuid::now_v7().to_string();
-    let now = now_ms();
-    let documents: Vec<TaskDocument> = workflow
-        .stages
-        .iter()
-        .map(|stage| TaskDocument {
-            metadata: Metadata {
-                name: Some(match &workflow.metadata.name {
-                    Some(name) => format!("{name}/{}", stage.name),
-                    None => stage.name.clone(),
-                }),
-                labels: workflow.metadata.labels.clone(),
-            },
-            spec: if stage.is_ready() {
-                unescaped(stage)
-            } else {
-                // The releaser resolves it, escapes included.
-                stage.spec.clone()
-            },
-        })
-        .collect();
-    let plans: Vec<StagePlan> = workflow
-        .stages
-        .iter()
-        .map(|stage| StagePlan {
-            depends_on: stage.depends_on.clone(),
-            condition: stage.condition.clone(),
-        })
-        .collect();
-    let task_ids: Vec<String> = workflow
-        .stages
-        .iter()
-        .map(|_| uuid::Uuid::now_v7().to_string())
-        .collect();
-    let stages = workflow
-        .stages
-        .iter()
-        .zip(&documents)
-        .zip(&plans)
-        .zip(&task_ids)
-        .map(|(((stage, document), plan), task_id)| NewTask {
-            id: task_id,
-            tenant: &principal.tenant,
-            document,
-            now,
-            stage: Some(NewStage {
-                workflow_id: &id,
-                name: &stage.name,
-                plan,
-                blocked: held_back(stage),
-            }),
-        })
-        .collect();
-    let events = state
-        .store
-        .insert_workflow(&NewWorkflow {
-            id: &id,
-            tenant: &principal.tenant,
-            metadata: &workflow.metadata,
-            stages,
-            now,
-        })
-        .await?;
-    let cursor = options.wait.map(|_| {
-        EventCursor::workflow(
-            state.clone(),
-            id.clone(),
-            task_ids.iter().cloned().collect(),
-            0,
-            true,
-        )
-    });
-    state.publish(events);
-    state.metrics.workflows_submitted.inc();
-    for stage in &workflow.stages {
-        state
-            .metrics
-            .submitted
-            .get_or_create(&crate::metrics::TypeLabel {
-                task_type: stage.spec.task_type.clone(),
-            })
-            .inc();
-    }
-    state.releaser.notify_one();
-    state.work.notify();
-    if let (Some(wait), Some(mut cursor)) = (options.wait, cursor) {
-        let _ = tokio::time::timeout(wait, async { while cursor.next().await.is_some() {} }).await;
-    }
-    let workflow = view(&state, load(&state, &principal.tenant, &id).await?, true).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(SubmittedWorkflow { id, workflow }),
-    )
-        .into_response())
-}
-
-/// A ready stage's spec with `$${` written as the `${` it stands for (it has
-/// no placeholder, so nothing else changes).
-fn unescaped(stage: &Stage) -> flowmesh_types::TaskSpec {
-    let mut spec = stage.spec.clone();
-    let fields = serde_json::Value::Object(std::mem::take(&mut spec.plugin_fields));
-    spec.plugin_fields =
-        match flowmesh_types::placeholder::resolve(&fields, "spec", usize::MAX, &|_| {
-            Err("a stage without upstream stages has nothing to resolve".to_string())
-        }) {
-            Ok((serde_json::Value::Object(resolved), _)) => resolved,
-            // Unreachable for a stage without placeholders: keep it as written.
-            _ => fields.as_object().cloned().unwrap_or_default(),
-        };
-    spec
-}
-
-/// Why a stage is held back when stored, or `None` if it can be queued at
-/// once.
-fn held_back(stage: &Stage) -> Option<Waiting> {
-    if stage.is_ready() {
-        return None;
-    }
-    let message = if stage.depends_on.is_empty() {
-        "waits for its placeholders to be resolved".to_string()
-    } else {
-        format!(
-            "waits for stage(s) {} to finish",
-            stage.depends_on.join(", ")
-        )
-    };
-    Some(Waiting {
-        kind: WaitKind::Dependencies,
-        message,
-        counts: Default::default(),
-    })
-}
-
-/// Each stage's spec against its plugin, placeholders deferred; all
-/// problems of all stages at once.
-async fn check_stages(state: &AppState, workflow: &WorkflowDocument) -> Result<(), ApiFailure> {
-    let mut details = Vec::new();
-    let mut unknown = Vec::new();
-    for stage in &workflow.stages {
-        let deferred: Vec<String> = stage
-            .placeholders
-            .iter()
-            .map(|found| found.path.clone())
-            .collect();
-        let task_type = &stage.spec.task_type;
-        match state
-            .validator
-            .check_deferring(task_type, &stage.spec.plugin_fields, &deferred)
-            .await
-        {
-            Ok(()) => {}
-            Err(SpecRejection::UnknownTaskType(task_type)) => {
-                details.push(FieldError::new(
-                    format!("{}.spec.taskType", stage.path),
-                    format!("no installed plugin provides task type {task_type:?}"),
-                ));
-                unknown.push(task_type);
-            }
-            Err(SpecRejection::Invalid(errors)) => details.extend(relocate_errors(errors, stage)),
-            Err(SpecRejection::CheckFailed(error)) => details.push(FieldError::new(
-                format!("{}.spec", stage.path),
-                format!("the plugin could not check the spec: {}", error.message),
-            )),
-        }
-    }
-    if details.is_empty() {
-        return Ok(());
-    }
-    let (code, message) = if unknown.len() == details.len() {
-        let known = state.validator.task_types();
-        (
-            "unknown_task_type",
-            format!(
-                "no installed plugin provides task type(s) {}; installed types: {}",
-                unknown.join(", "),
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
-            ),
-        )
-    } else {
-        (
-            "invalid_spec",
-            format!(
-                "the workflow's stages have {} problem(s); see details",
-                details.len()
-            ),
-        )
-    };
-    Err(ApiFailure::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).with_details(details))
-}
-
-/// Refuses the workflow when some stage's type has no live worker.
-async fn fail_fast(state: &AppState, workflow: &WorkflowDocument) -> Result<(), ApiFailure> {
-    let workers = state.store.live_workers().await?;
-    let mut details = Vec::new();
-    let mut reasons = Vec::new();
-    for stage in &workflow.stages {
-        let task_type = &stage.spec.task_type;
-        if workers
-            .iter()
-            .any(|worker| worker.capabilities.supports(task_type))
-        {
-            continue;
-        }
-        let provider = state.validator.provider(task_type);
-        let reason = crate::placement::no_worker_for_type(task_type, provider.as_deref(), &workers);
-        details.push(FieldError::new(
-            format!("{}.spec.taskType", stage.path),
-            "no live worker serves this type",
-        ));
-        if !reasons.contains(&reason) {
-            reasons.push(reason);
-        }
-    }
-    if details.is_empty() {
-        return Ok(());
-    }
-    Err(ApiFailure::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "no_eligible_worker",
-        format!("{}; the workflow was not stored", reasons.join("; ")),
-    )
-    .with_details(details))
-}
-
-async fn load(state: &AppState, tenant: &str, id: &str) -> Result<WorkflowRecord, ApiFailure> {
+pub(super) async fn load(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+) -> Result<WorkflowRecord, ApiFailure> {
     state
         .store
         .workflow(Some(tenant), id)
@@ -307,7 +38,7 @@ async fn load(state: &AppState, tenant: &str, id: &str) -> Result<WorkflowRecord
 }
 
 /// A stored workflow as the API shows it, with its stages if `stages`.
-async fn view(
+pub(super) async fn view(
     state: &AppState,
     workflow: WorkflowRecord,
     stages: bool,
@@ -366,6 +97,7 @@ fn stage_view(task: TaskRecord) -> StageView {
 #[utoipa::path(get, path = "/api/v1/workflows/{id}", tag = "workflows", params(("id" = String, Path)),
     responses((status = 200, body = WorkflowView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn get(
+    _: Params<NoParams>,
     State(state): State<Arc<AppState>>,
     auth: Auth,
     Path(id): Path<String>,
@@ -373,6 +105,18 @@ pub(super) async fn get(
     let principal = auth.client("reading workflows")?;
     let workflow = load(&state, &principal.tenant, &id).await?;
     Ok(Json(view(&state, workflow, true).await?))
+}
+
+/// `GET /workflows` query parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListParams {
+    #[serde(default, deserialize_with = "query::workflow_state")]
+    state: Option<WorkflowState>,
+    #[serde(default, deserialize_with = "query::limit")]
+    limit: Option<u32>,
+    #[serde(default, deserialize_with = "query::cursor")]
+    cursor: Option<i64>,
 }
 
 /// `GET /workflows?state=&limit=&cursor=`: newest first, with stage counts.
@@ -383,25 +127,11 @@ pub(super) async fn get(
 pub(super) async fn list(
     State(state): State<Arc<AppState>>,
     auth: Auth,
-    Query(params): Query<HashMap<String, String>>,
+    Params(params): Params<ListParams>,
 ) -> Result<Json<WorkflowPage>, ApiFailure> {
     let principal = auth.client("listing workflows")?;
-    known_params(&params, &["state", "limit", "cursor"])?;
-    let state_filter = params
-        .get("state")
-        .map(|name| {
-            WorkflowState::parse(name).ok_or_else(|| {
-                ApiFailure::bad_param(
-                    "state",
-                    format!(
-                        "unknown state {name:?}; expected one of: {}",
-                        WorkflowState::ALL.map(WorkflowState::as_str).join(", ")
-                    ),
-                )
-            })
-        })
-        .transpose()?;
-    let (limit, before_seq) = page_params(&params)?;
+    let limit = query::page_limit(params.limit);
+    let (state_filter, before_seq) = (params.state, params.cursor);
     let mut records = state
         .store
         .list_workflows(
@@ -433,6 +163,7 @@ pub(super) async fn list(
 #[utoipa::path(delete, path = "/api/v1/workflows/{id}", tag = "workflows", params(("id" = String, Path)),
     responses((status = 200, body = WorkflowView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn cancel(
+    _: Params<NoParams>,
     State(state): State<Arc<AppState>>,
     auth: Auth,
     Path(id): Path<String>,
@@ -445,7 +176,7 @@ pub(super) async fn cancel(
         .ok_or_else(|| ApiFailure::not_found("workflow", &id))?;
     state.publish(events);
     // Ends the workflow now if every stage has ended, so the answer says so.
-    if let Err(error) = crate::workflows::advance(&state, &id).await {
+    if let Err(error) = crate::releaser::advance(&state, &id).await {
         tracing::warn!(workflow = id, %error, "advancing a cancelled workflow failed");
     }
     state.releaser.notify_one();
@@ -465,12 +196,11 @@ pub(super) async fn events(
     State(state): State<Arc<AppState>>,
     auth: Auth,
     Path(id): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
+    Params(params): Params<Follow>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiFailure> {
     let principal = auth.client("watching workflows")?;
-    known_params(&params, &["follow"])?;
-    let follow = !params.contains_key("follow") || parse_bool(&params, "follow")?;
+    let follow = params.follow();
     let workflow = load(&state, &principal.tenant, &id).await?;
     let stages: HashSet<String> = state
         .store

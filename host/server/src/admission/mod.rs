@@ -1,0 +1,510 @@
+//! Admission: the one way a document enters the queue.
+//!
+//! Every submission, a single task or a workflow, goes through the same
+//! steps, in order, and stops at the first that refuses it:
+//!
+//! 1. **parse** the document (YAML or JSON): the envelope, and for a
+//!    workflow its graph, names, references and placeholders;
+//! 2. **check** each *unit* against its plugin: a task is one unit (its
+//!    spec), a workflow has one per stage, with the fields that still hold
+//!    placeholders left for the check at release time; the problems of all
+//!    units are reported at once, each at its path in the document;
+//! 3. **fail fast** (when asked): refuse a unit whose task type no live
+//!    worker advertises;
+//! 4. on a **dry run**, answer what was checked and store nothing;
+//! 5. otherwise mint ids, build the rows, **write** them (tasks through the
+//!    group-commit writer, a workflow and all its stages in one
+//!    transaction), then publish the first events, count the submission and
+//!    wake the claims and the releaser.
+//!
+//! A refusal is a [`Rejection`]: a [`RejectionKind`] (which the API turns
+//! into a status and an error code), a message, and field details. The
+//! releaser checks a stage's resolved spec through [`check_resolved`], so a
+//! spec is judged by the same rules, and its refusal classified the same
+//! way, at submit and at release.
+
+use flowmesh_types::document::TaskDocument;
+use flowmesh_types::workflow::{Stage, WorkflowDocument, relocate_errors};
+use flowmesh_types::{Document, FieldError};
+use serde_json::{Map, Value};
+
+mod stage_rows;
+
+use stage_rows::StageRows;
+
+use crate::metrics::TypeLabel;
+use crate::state::{AppState, now_ms};
+use crate::store::{NewWorkflow, StoreError};
+use crate::validation::SpecRejection;
+
+/// What kind of refusal a [`Rejection`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectionKind {
+    /// The document is not a well-formed task or workflow.
+    InvalidDocument,
+    /// No installed plugin provides a task type it names.
+    UnknownTaskType,
+    /// A spec does not satisfy its plugin's schema or `validate()`.
+    InvalidSpec,
+    /// The plugin could not check a spec (it trapped or timed out).
+    CheckFailed,
+    /// Fail-fast: no live worker advertises a task type it names.
+    NoEligibleWorker,
+}
+
+impl RejectionKind {
+    /// The error code clients see.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::InvalidDocument => "invalid_document",
+            Self::UnknownTaskType => "unknown_task_type",
+            Self::InvalidSpec => "invalid_spec",
+            Self::CheckFailed => "validation_failed",
+            Self::NoEligibleWorker => "no_eligible_worker",
+        }
+    }
+
+    /// Whether the same document could pass later without changing: a
+    /// plugin installed meanwhile (through another server), a check that
+    /// timed out under load, a worker that connects.
+    pub fn may_pass_later(self) -> bool {
+        matches!(
+            self,
+            Self::UnknownTaskType | Self::CheckFailed | Self::NoEligibleWorker
+        )
+    }
+}
+
+/// Why a document, or a resolved stage, was not admitted.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    /// What kind of refusal.
+    pub kind: RejectionKind,
+    /// One sentence for people.
+    pub message: String,
+    /// Each problem at its path in the document.
+    pub details: Vec<FieldError>,
+}
+
+impl Rejection {
+    fn new(kind: RejectionKind, message: String, details: Vec<FieldError>) -> Self {
+        Self {
+            kind,
+            message,
+            details,
+        }
+    }
+}
+
+/// Why a submission did not go through.
+#[derive(Debug)]
+pub enum AdmitError {
+    /// The document was refused; nothing was stored.
+    Rejected(Rejection),
+    /// The store failed.
+    Store(StoreError),
+}
+
+impl From<Rejection> for AdmitError {
+    fn from(rejection: Rejection) -> Self {
+        Self::Rejected(rejection)
+    }
+}
+
+impl From<StoreError> for AdmitError {
+    fn from(error: StoreError) -> Self {
+        Self::Store(error)
+    }
+}
+
+/// How to admit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Refuse a document some of whose task types no live worker advertises.
+    pub fail_fast: bool,
+    /// Check everything, store nothing.
+    pub dry_run: bool,
+}
+
+/// A document that passed every check.
+pub enum Checked {
+    /// A task.
+    Task(TaskDocument),
+    /// A workflow.
+    Workflow(WorkflowDocument),
+}
+
+/// What admission did with a document.
+pub enum Admitted {
+    /// A task was stored.
+    Task {
+        /// Its id.
+        id: String,
+        /// The document as stored.
+        document: TaskDocument,
+        /// When it was stored (ms since the epoch).
+        at: i64,
+    },
+    /// A workflow and its stages were stored.
+    Workflow {
+        /// The workflow's id.
+        id: String,
+        /// Its stages' task ids, in document order.
+        stage_ids: Vec<String>,
+    },
+    /// A dry run: everything passed and nothing was stored.
+    DryRun(Checked),
+}
+
+/// Parses, checks and stores one document for `tenant`.
+pub async fn admit(
+    state: &AppState,
+    tenant: &str,
+    body: &[u8],
+    options: Options,
+) -> Result<Admitted, AdmitError> {
+    let checked = check(state, parse_document(body)?, options.fail_fast).await?;
+    if options.dry_run {
+        return Ok(Admitted::DryRun(checked));
+    }
+    Ok(store(state, tenant, checked).await?)
+}
+
+/// Step 1: the document, or why it is malformed.
+pub fn parse_document(body: &[u8]) -> Result<Document, Rejection> {
+    let text = std::str::from_utf8(body).map_err(|_| {
+        Rejection::new(
+            RejectionKind::InvalidDocument,
+            "the document is not UTF-8 text; send YAML or JSON".into(),
+            Vec::new(),
+        )
+    })?;
+    flowmesh_types::parse(text).map_err(|errors| {
+        Rejection::new(
+            RejectionKind::InvalidDocument,
+            format!("the document has {} problem(s); see details", errors.len()),
+            errors,
+        )
+    })
+}
+
+/// Steps 2 and 3: every unit against its plugin, then (with `fail_fast`)
+/// against the live workers.
+pub async fn check(
+    state: &AppState,
+    document: Document,
+    fail_fast: bool,
+) -> Result<Checked, AdmitError> {
+    let units = units(&document);
+    let mut problems = Vec::new();
+    for unit in &units {
+        if let Err(rejection) = state
+            .validator
+            .check_deferring(unit.task_type, unit.fields, &unit.deferred)
+            .await
+        {
+            problems.push((unit, rejection));
+        }
+    }
+    if !problems.is_empty() {
+        let subject = Subject::of(&document);
+        return Err(classify(state, subject, problems).into());
+    }
+    if fail_fast {
+        refuse_unserved(state, &document, &units).await?;
+    }
+    Ok(match document {
+        Document::Task(task) => Checked::Task(task),
+        Document::Workflow(workflow) => Checked::Workflow(workflow),
+    })
+}
+
+/// The releaser's check of a stage whose placeholders were resolved: the
+/// same plugin check as at submit, classified the same way.
+pub async fn check_resolved(
+    state: &AppState,
+    task_type: &str,
+    fields: &Map<String, Value>,
+) -> Result<(), Rejection> {
+    let unit = Unit {
+        stage: None,
+        task_type,
+        fields,
+        deferred: Vec::new(),
+    };
+    match state.validator.check(task_type, fields).await {
+        Ok(()) => Ok(()),
+        Err(rejection) => Err(classify(state, Subject::Task, vec![(&unit, rejection)])),
+    }
+}
+
+/// Step 5: ids, rows, the write, events, metrics and wake-ups.
+pub async fn store(
+    state: &AppState,
+    tenant: &str,
+    checked: Checked,
+) -> Result<Admitted, StoreError> {
+    let now = now_ms();
+    let (admitted, events, task_types): (Admitted, _, Vec<String>) = match checked {
+        Checked::Task(document) => {
+            let id = uuid::Uuid::now_v7().to_string();
+            let event = state
+                .submissions
+                .submit(id.clone(), tenant.to_string(), document.clone(), now)
+                .await?;
+            let task_type = document.spec.task_type.clone();
+            (
+                Admitted::Task {
+                    id,
+                    document,
+                    at: now,
+                },
+                vec![event],
+                vec![task_type],
+            )
+        }
+        Checked::Workflow(workflow) => {
+            let id = uuid::Uuid::now_v7().to_string();
+            let rows = StageRows::of(&workflow);
+            let stages = rows.tasks(&workflow, &id, tenant, now);
+            let events = state
+                .store
+                .insert_workflow(&NewWorkflow {
+                    id: &id,
+                    tenant,
+                    metadata: &workflow.metadata,
+                    stages,
+                    now,
+                })
+                .await?;
+            state.metrics.workflows_submitted.inc();
+            let task_types = workflow
+                .stages
+                .iter()
+                .map(|stage| stage.spec.task_type.clone())
+                .collect();
+            (
+                Admitted::Workflow {
+                    id,
+                    stage_ids: rows.ids,
+                },
+                events,
+                task_types,
+            )
+        }
+    };
+    state.publish(events);
+    for task_type in task_types {
+        state
+            .metrics
+            .submitted
+            .get_or_create(&TypeLabel { task_type })
+            .inc();
+    }
+    if matches!(admitted, Admitted::Workflow { .. }) {
+        state.releaser.notify_one();
+    }
+    state.work.notify();
+    Ok(admitted)
+}
+
+/// One spec a plugin checks: a task's, or one stage's.
+struct Unit<'a> {
+    /// The stage, for a workflow's unit: where its paths lead.
+    stage: Option<&'a Stage>,
+    task_type: &'a str,
+    fields: &'a Map<String, Value>,
+    /// Paths of fields that still hold placeholders (`spec.model`).
+    deferred: Vec<String>,
+}
+
+impl Unit<'_> {
+    /// A path inside the unit's spec (`spec.taskType`) from the document
+    /// root.
+    fn path(&self, inner: &str) -> String {
+        match self.stage {
+            Some(stage) => format!("{}.{inner}", stage.path),
+            None => inner.to_string(),
+        }
+    }
+
+    /// The plugin's errors, at their paths from the document root.
+    fn relocate(&self, errors: Vec<FieldError>) -> Vec<FieldError> {
+        match self.stage {
+            Some(stage) => relocate_errors(errors, stage),
+            None => errors,
+        }
+    }
+}
+
+fn units(document: &Document) -> Vec<Unit<'_>> {
+    match document {
+        Document::Task(task) => vec![Unit {
+            stage: None,
+            task_type: &task.spec.task_type,
+            fields: &task.spec.plugin_fields,
+            deferred: Vec::new(),
+        }],
+        Document::Workflow(workflow) => workflow
+            .stages
+            .iter()
+            .map(|stage| Unit {
+                stage: Some(stage),
+                task_type: &stage.spec.task_type,
+                fields: &stage.spec.plugin_fields,
+                deferred: stage
+                    .placeholders
+                    .iter()
+                    .map(|found| found.path.clone())
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// What was submitted, for the wording of a refusal.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Subject {
+    Task,
+    Workflow,
+}
+
+impl Subject {
+    fn of(document: &Document) -> Self {
+        match document {
+            Document::Task(_) => Self::Task,
+            Document::Workflow(_) => Self::Workflow,
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Self::Task => "task",
+            Self::Workflow => "workflow",
+        }
+    }
+}
+
+/// The one mapping from the plugin checks' refusals to a [`Rejection`]:
+/// each problem at its path; the kind is the problems' own when they are all
+/// of one kind, else [`RejectionKind::InvalidSpec`].
+fn classify(
+    state: &AppState,
+    subject: Subject,
+    problems: Vec<(&Unit<'_>, SpecRejection)>,
+) -> Rejection {
+    let mut details = Vec::new();
+    let mut kinds = Vec::new();
+    let mut unknown = Vec::new();
+    let mut first_message = String::new();
+    for (unit, problem) in problems {
+        let (kind, message) = match problem {
+            SpecRejection::UnknownTaskType(task_type) => {
+                details.push(FieldError::new(
+                    unit.path("spec.taskType"),
+                    match subject {
+                        Subject::Task => "no installed plugin provides this task type".to_string(),
+                        Subject::Workflow => {
+                            format!("no installed plugin provides task type {task_type:?}")
+                        }
+                    },
+                ));
+                let message = format!(
+                    "no installed plugin provides task type {task_type:?}; installed types: {}",
+                    installed(state)
+                );
+                unknown.push(task_type);
+                (RejectionKind::UnknownTaskType, message)
+            }
+            SpecRejection::Invalid(errors) => {
+                details.extend(unit.relocate(errors));
+                (
+                    RejectionKind::InvalidSpec,
+                    format!(
+                        "the spec does not satisfy task type {:?}; see details",
+                        unit.task_type
+                    ),
+                )
+            }
+            SpecRejection::CheckFailed(error) => {
+                let message = format!("the plugin could not check the spec: {}", error.message);
+                details.push(FieldError::new(unit.path("spec"), message.clone()));
+                (RejectionKind::CheckFailed, message)
+            }
+        };
+        if kinds.is_empty() {
+            first_message = message;
+        }
+        kinds.push(kind);
+    }
+    let kind = match kinds.first() {
+        Some(first) if kinds.iter().all(|kind| kind == first) => *first,
+        _ => RejectionKind::InvalidSpec,
+    };
+    let message = match (subject, kind) {
+        (Subject::Task, _) => first_message,
+        (Subject::Workflow, RejectionKind::UnknownTaskType) => format!(
+            "no installed plugin provides task type(s) {}; installed types: {}",
+            unknown.join(", "),
+            installed(state)
+        ),
+        (Subject::Workflow, _) => format!(
+            "the workflow's stages have {} problem(s); see details",
+            details.len()
+        ),
+    };
+    Rejection::new(kind, message, details)
+}
+
+/// The installed task types, for a message.
+fn installed(state: &AppState) -> String {
+    let known = state.validator.task_types();
+    if known.is_empty() {
+        "none".to_string()
+    } else {
+        known.join(", ")
+    }
+}
+
+/// Fail-fast: refuses when a unit's type has no live worker, with each
+/// reason once.
+async fn refuse_unserved(
+    state: &AppState,
+    document: &Document,
+    units: &[Unit<'_>],
+) -> Result<(), AdmitError> {
+    let workers = state.store.live_workers().await?;
+    let mut details = Vec::new();
+    let mut reasons: Vec<String> = Vec::new();
+    for unit in units {
+        if workers
+            .iter()
+            .any(|worker| worker.capabilities.supports(unit.task_type))
+        {
+            continue;
+        }
+        let provider = state.validator.provider(unit.task_type);
+        let reason =
+            crate::placement::no_worker_for_type(unit.task_type, provider.as_deref(), &workers);
+        details.push(FieldError::new(
+            unit.path("spec.taskType"),
+            "no live worker serves this type",
+        ));
+        if !reasons.contains(&reason) {
+            reasons.push(reason);
+        }
+    }
+    if details.is_empty() {
+        return Ok(());
+    }
+    Err(Rejection::new(
+        RejectionKind::NoEligibleWorker,
+        format!(
+            "{}; the {} was not stored",
+            reasons.join("; "),
+            Subject::of(document).noun()
+        ),
+        details,
+    )
+    .into())
+}
