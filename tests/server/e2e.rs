@@ -33,6 +33,7 @@ flowmesh_tests::on_both_backends!(
     list_filters_and_pages,
     every_example_document_is_accepted,
     health_metrics_and_openapi_answer,
+    query_parameters_are_checked_on_every_route,
     a_worker_shutting_down_hands_its_tasks_back,
     workers_pick_up_installed_plugins_and_drop_removed_ones,
 );
@@ -720,6 +721,132 @@ async fn every_example_document_is_accepted(db: Db) {
         kinds.get("task") >= Some(&6) && kinds.get("workflow") >= Some(&3),
         "the examples are there: {kinds:?}"
     );
+}
+
+/// Every route refuses a query parameter it does not take, and a malformed
+/// value of one it does, with the JSON error body naming the parameter;
+/// nothing is stored or changed.
+async fn query_parameters_are_checked_on_every_route(db: Db) {
+    let server = TestServer::start(db, |_| {}).await;
+    let api = server.admin();
+    let id = api.echo("kept").await;
+    let http = reqwest::Client::new();
+    let cases: Vec<(reqwest::Method, String, &str)> = vec![
+        (
+            reqwest::Method::POST,
+            "/api/v1/tasks?dryrun=true".into(),
+            "dryrun",
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/tasks?wait=soon".into(),
+            "wait",
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/tasks?failFast=maybe".into(),
+            "failFast",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/tasks?limit=0".into(),
+            "limit",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/tasks?state=done".into(),
+            "state",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/tasks?label=nokey".into(),
+            "label",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/tasks?limit=1&limit=2".into(),
+            "limit",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/tasks/{id}?verbose=1"),
+            "verbose",
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("/api/v1/tasks/{id}?force=true"),
+            "force",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/tasks/{id}/events?follow=nah"),
+            "follow",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/workflows?state=done".into(),
+            "state",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/workflows?cursor=x".into(),
+            "cursor",
+        ),
+        (reqwest::Method::GET, "/api/v1/workers?all=1".into(), "all"),
+        (reqwest::Method::GET, "/api/v1/plugins?all=1".into(), "all"),
+        (
+            reqwest::Method::POST,
+            "/api/v1/plugins?sha=abc".into(),
+            "sha",
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/tokens?role=admin".into(),
+            "role",
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/worker/claim?wait=1s".into(),
+            "wait",
+        ),
+        (reqwest::Method::GET, "/healthz?deep=1".into(), "deep"),
+        (
+            reqwest::Method::GET,
+            "/metrics?format=json".into(),
+            "format",
+        ),
+        (reqwest::Method::GET, "/openapi.json?v=3".into(), "v"),
+    ];
+    for (method, path, param) in cases {
+        let response = http
+            .request(method.clone(), format!("{}{path}", server.url))
+            .bearer_auth(&server.admin)
+            .body("apiVersion: flowmesh/v1\nkind: Task\nspec: {taskType: echo, message: never}\n")
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(
+            response.status(),
+            StatusCode::BAD_REQUEST,
+            "{method} {path}"
+        );
+        let body: Value = response.json().await.expect("a JSON error body");
+        assert_eq!(
+            body["error"]["code"], "invalid_parameter",
+            "{method} {path}: {body}"
+        );
+        assert_eq!(
+            body["error"]["details"][0]["path"], param,
+            "{method} {path}: {body}"
+        );
+    }
+    let (_, page) = api.get("/tasks").await;
+    assert_eq!(
+        page["tasks"].as_array().map(Vec::len),
+        Some(1),
+        "nothing more was stored"
+    );
+    assert_eq!(api.task(&id).await["state"], "pending", "nor cancelled");
 }
 
 async fn health_metrics_and_openapi_answer(db: Db) {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use flowmesh_runtime::ComponentDigest;
 use flowmesh_types::api::{
@@ -14,6 +14,7 @@ use flowmesh_types::api::{
 use flowmesh_types::{FieldError, PluginReport, is_valid_name};
 use serde::Deserialize;
 
+use super::query::{NoParams, Params};
 use super::{ApiFailure, Auth, parse_json};
 use crate::state::{AppState, now_ms};
 use crate::store::{PluginRecord, WorkerRecord, rfc3339};
@@ -38,6 +39,7 @@ fn worker_view(worker: WorkerRecord, running: u32) -> WorkerView {
 /// `GET /workers`: live registrations first, then gone ones.
 #[utoipa::path(get, path = "/api/v1/workers", tag = "fleet", responses((status = 200, body = Vec<WorkerView>)), security(("bearer" = [])))]
 pub(super) async fn list_workers(
+    _: Params<NoParams>,
     State(state): State<Arc<AppState>>,
     auth: Auth,
 ) -> Result<Json<Vec<WorkerView>>, ApiFailure> {
@@ -62,6 +64,7 @@ pub(super) async fn list_workers(
 #[utoipa::path(get, path = "/api/v1/workers/{id}", tag = "fleet", params(("id" = String, Path, description = "Registration id or name")),
     responses((status = 200, body = WorkerView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn get_worker(
+    _: Params<NoParams>,
     State(state): State<Arc<AppState>>,
     auth: Auth,
     Path(id): Path<String>,
@@ -108,7 +111,7 @@ fn plugin_view(report: PluginReport, record: Option<&PluginRecord>) -> PluginVie
 pub(super) async fn install_plugin(
     State(state): State<Arc<AppState>>,
     auth: Auth,
-    Query(params): Query<InstallParams>,
+    Params(params): Params<InstallParams>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<PluginView>), ApiFailure> {
     auth.require(&[Role::Admin], "installing plugins")?;
@@ -152,6 +155,7 @@ pub(super) async fn install_plugin(
 /// `GET /plugins`.
 #[utoipa::path(get, path = "/api/v1/plugins", tag = "fleet", responses((status = 200, body = Vec<PluginView>)), security(("bearer" = [])))]
 pub(super) async fn list_plugins(
+    _: Params<NoParams>,
     State(state): State<Arc<AppState>>,
     auth: Auth,
 ) -> Result<Json<Vec<PluginView>>, ApiFailure> {
@@ -174,6 +178,7 @@ pub(super) async fn list_plugins(
 #[utoipa::path(get, path = "/api/v1/plugins/{name}", tag = "fleet", params(("name" = String, Path)),
     responses((status = 200, body = PluginView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn get_plugin(
+    _: Params<NoParams>,
     State(state): State<Arc<AppState>>,
     auth: Auth,
     Path(name): Path<String>,
@@ -245,6 +250,7 @@ fn worker_plugin(worker: &WorkerRecord, installed: &PluginReport) -> WorkerPlugi
 #[utoipa::path(delete, path = "/api/v1/plugins/{name}", tag = "fleet", params(("name" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn remove_plugin(
+    _: Params<NoParams>,
     State(state): State<Arc<AppState>>,
     auth: Auth,
     Path(name): Path<String>,
@@ -261,6 +267,7 @@ pub(super) async fn remove_plugin(
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "fleet", request_body = TokenRequest,
     responses((status = 201, body = TokenCreated), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn create_token(
+    _: Params<NoParams>,
     State(state): State<Arc<AppState>>,
     auth: Auth,
     body: Bytes,

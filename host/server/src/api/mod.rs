@@ -19,6 +19,8 @@ mod event_cursor;
 mod fleet;
 pub mod openapi;
 mod ops;
+mod query;
+mod sse;
 mod tasks;
 mod worker;
 mod workflows;

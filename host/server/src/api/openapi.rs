@@ -5,6 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use super::query::{NoParams, Params};
 use super::{fleet, ops, tasks, worker, workflows};
 
 #[derive(OpenApi)]
@@ -41,6 +42,6 @@ pub fn document() -> utoipa::openapi::OpenApi {
 }
 
 /// `GET /openapi.json`.
-pub(super) async fn serve() -> Json<utoipa::openapi::OpenApi> {
+pub(super) async fn serve(_: Params<NoParams>) -> Json<utoipa::openapi::OpenApi> {
     Json(document())
 }

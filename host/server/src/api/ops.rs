@@ -9,12 +9,16 @@ use axum::response::IntoResponse;
 use flowmesh_types::CapabilityStatus;
 use serde_json::json;
 
+use super::query::{NoParams, Params};
 use crate::metrics::{CapabilityLabel, TypeLabel, TypeState};
 use crate::state::AppState;
 
 /// `GET /healthz`: 200 when the store answers.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200), (status = 503)))]
-pub(super) async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+pub(super) async fn healthz(
+    _: Params<NoParams>,
+    State(state): State<Arc<AppState>>,
+) -> impl IntoResponse {
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))),
         Err(error) => (
@@ -26,7 +30,10 @@ pub(super) async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResp
 
 /// `GET /metrics`: Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+pub(super) async fn metrics(
+    _: Params<NoParams>,
+    State(state): State<Arc<AppState>>,
+) -> impl IntoResponse {
     let metrics = &state.metrics;
     if let Ok(depth) = state.store.queue_depth().await {
         metrics.queue_depth.clear();

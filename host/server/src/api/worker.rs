@@ -15,6 +15,7 @@ use flowmesh_types::api::{
 };
 use flowmesh_types::is_valid_name;
 
+use super::query::{NoParams, Params};
 use super::{ApiFailure, Auth, parse_json};
 use crate::metrics::PluginOutcome;
 use crate::state::{AppState, now_ms};
@@ -43,6 +44,7 @@ fn unknown_worker(id: &str) -> ApiFailure {
 #[utoipa::path(post, path = "/api/v1/worker/register", tag = "worker protocol", request_body = WorkerRegistration,
     responses((status = 200, body = Registered)), security(("bearer" = [])))]
 pub(super) async fn register(
+    _: Params<NoParams>,
     State(state): State<Arc<AppState>>,
     auth: Auth,
     body: Bytes,
@@ -95,6 +97,7 @@ pub(super) async fn register(
 #[utoipa::path(post, path = "/api/v1/worker/heartbeat", tag = "worker protocol", request_body = Heartbeat,
     responses((status = 200, body = HeartbeatResponse), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn heartbeat(
+    _: Params<NoParams>,
     State(state): State<Arc<AppState>>,
     auth: Auth,
     body: Bytes,
@@ -121,6 +124,7 @@ pub(super) async fn heartbeat(
 #[utoipa::path(get, path = "/api/v1/worker/plugins/{digest}", tag = "worker protocol", params(("digest" = String, Path, description = "sha256:<hex>")),
     responses((status = 200, content_type = "application/wasm", body = Vec<u8>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn plugin_component(
+    _: Params<NoParams>,
     State(state): State<Arc<AppState>>,
     auth: Auth,
     Path(digest): Path<String>,
@@ -143,6 +147,7 @@ pub(super) async fn plugin_component(
 #[utoipa::path(post, path = "/api/v1/worker/claim", tag = "worker protocol", request_body = ClaimRequest,
     responses((status = 200, body = ClaimResponse), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn claim(
+    _: Params<NoParams>,
     State(state): State<Arc<AppState>>,
     auth: Auth,
     body: Bytes,
@@ -216,6 +221,7 @@ pub(super) async fn claim(
 #[utoipa::path(post, path = "/api/v1/worker/events", tag = "worker protocol", request_body = EventBatch,
     responses((status = 204)), security(("bearer" = [])))]
 pub(super) async fn events(
+    _: Params<NoParams>,
     State(state): State<Arc<AppState>>,
     auth: Auth,
     body: Bytes,
@@ -234,6 +240,7 @@ pub(super) async fn events(
 #[utoipa::path(post, path = "/api/v1/worker/complete", tag = "worker protocol", request_body = CompletionBatch,
     responses((status = 200, body = CompletionResponse)), security(("bearer" = [])))]
 pub(super) async fn complete(
+    _: Params<NoParams>,
     State(state): State<Arc<AppState>>,
     auth: Auth,
     body: Bytes,
