@@ -12,7 +12,7 @@ use flowmesh_types::api::{EventBody, WaitKind, Waiting};
 use flowmesh_types::{TaskError, TaskErrorCode};
 use tokio_util::sync::CancellationToken;
 
-use crate::placement::explain;
+use crate::placement::{Ask, explain};
 use crate::state::{AppState, now_ms};
 use crate::store::{PendingShape, StoreError};
 
@@ -108,12 +108,11 @@ async fn place(
         .filter_map(|shape| {
             let provider = state.validator.provider(&shape.task_type);
             explain(
-                &shape.task_type,
+                &Ask::of_shape(shape),
                 provider.as_deref(),
-                &shape.labels,
-                &shape.hardware,
                 &workers,
                 &usage,
+                now,
             )
             .map(|waiting| (shape, waiting))
         })

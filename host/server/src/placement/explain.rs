@@ -1,18 +1,10 @@
-//! Why a pending task is not running.
-//!
-//! Like Nomad's feasibility checkers, placement is a chain of small checks,
-//! each narrowing the live workers and each with its own reason: does the
-//! worker advertise the task type; could its hardware hold the request at
-//! all; does it have a slot and the hardware free now. The first check that
-//! leaves no worker names the case, and the counts show how far each got.
-//! The claim applies the same checks in SQL; this module explains them.
+//! Why a pending task is not running, in words and counts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use flowmesh_types::api::{PlacementCounts, WaitKind, Waiting};
-use flowmesh_types::document::HardwareRequest;
-use flowmesh_types::format_bytes;
 
+use super::{Ask, Candidate, Constraint};
 use crate::store::{Usage, WorkerRecord};
 
 /// Why no live worker advertises `task_type`, for a task's waiting reason
@@ -67,160 +59,156 @@ pub fn no_worker_for_type(
     }
 }
 
-/// Why a task with this type and request waits, given the live workers and
-/// what they run; `None` when some worker has room for it now (it is about to
-/// be claimed).
+/// Why a task asking `ask` waits at `now`, given the live workers and what
+/// they run; `None` when some worker may run it now (it is about to be
+/// claimed). `provider` is the plugin that serves the task type, from the
+/// server's catalog, to say why workers do not advertise it.
+///
+/// The workers go through [`Constraint::ALL`] in order; each constraint
+/// keeps those it accepts, and the first that keeps none names the case,
+/// with each refused worker's reason once.
 pub fn explain(
-    task_type: &str,
+    ask: &Ask<'_>,
     provider: Option<&str>,
-    labels: &BTreeMap<String, String>,
-    request: &HardwareRequest,
     workers: &[WorkerRecord],
     usage: &HashMap<String, Usage>,
+    now: i64,
 ) -> Option<Waiting> {
     let mut counts = PlacementCounts {
         live_workers: workers.len() as u32,
         ..PlacementCounts::default()
     };
-    let advertising: Vec<&WorkerRecord> = workers
+    let mut left: Vec<Candidate<'_>> = workers
         .iter()
-        .filter(|worker| worker.capabilities.supports(task_type))
-        .collect();
-    counts.advertising_type = advertising.len() as u32;
-    if advertising.is_empty() {
-        return Some(Waiting {
-            kind: WaitKind::NoWorkerForType,
-            message: no_worker_for_type(task_type, provider, workers),
-            counts,
-        });
-    }
-    let labelled: Vec<&WorkerRecord> = advertising
-        .iter()
-        .copied()
-        .filter(|worker| missing_labels(labels, worker).is_empty())
-        .collect();
-    if labelled.is_empty() {
-        let missing: Vec<String> = advertising
-            .iter()
-            .map(|worker| {
-                format!(
-                    "{} lacks {}",
-                    worker.name,
-                    missing_labels(labels, worker).join(", ")
-                )
-            })
-            .collect();
-        return Some(Waiting {
-            kind: WaitKind::MissingLabels,
-            message: format!(
-                "{} worker(s) advertise task type {task_type:?}, but none carries the labels it requires: {}",
-                advertising.len(),
-                missing.join("; ")
-            ),
-            counts,
-        });
-    }
-    let mut shortfalls = Vec::new();
-    let fitting: Vec<&&WorkerRecord> = labelled
-        .iter()
-        .filter(|worker| match hardware_shortfall(request, worker) {
-            None => true,
-            Some(shortfall) => {
-                shortfalls.push(shortfall);
-                false
-            }
+        .map(|worker| Candidate {
+            worker,
+            usage: usage.get(&worker.id).copied().unwrap_or_default(),
         })
         .collect();
-    counts.fitting_hardware = fitting.len() as u32;
-    if fitting.is_empty() {
-        shortfalls.sort();
-        shortfalls.dedup();
-        return Some(Waiting {
-            kind: WaitKind::InsufficientHardware,
-            message: format!(
-                "{} worker(s) advertise task type {task_type:?}, but none has the hardware: {}",
-                labelled.len(),
-                shortfalls.join("; ")
-            ),
-            counts,
+    let mut hardware_reasons = Vec::new();
+    let mut with_labels = 0;
+    for constraint in Constraint::ALL {
+        let before = left.len();
+        let mut reasons: Vec<String> = Vec::new();
+        left.retain(|candidate| match constraint.check(ask, candidate, now) {
+            Ok(()) => true,
+            Err(refusal) => {
+                if !reasons.contains(&refusal.reason) {
+                    reasons.push(refusal.reason);
+                }
+                false
+            }
         });
-    }
-    counts.with_free_capacity = fitting
-        .iter()
-        .filter(|worker| has_room(request, worker, usage.get(&worker.id)))
-        .count() as u32;
-    if counts.with_free_capacity > 0 {
-        return None;
-    }
-    Some(Waiting {
-        kind: WaitKind::WorkersBusy,
-        message: format!(
-            "all {} worker(s) that can run task type {task_type:?} are busy: their slots or hardware are in use",
-            fitting.len()
-        ),
-        counts,
-    })
-}
-
-/// The required labels `worker` does not carry with the required value, as
-/// `key=value`.
-fn missing_labels(labels: &BTreeMap<String, String>, worker: &WorkerRecord) -> Vec<String> {
-    labels
-        .iter()
-        .filter(|(key, value)| worker.labels.get(*key) != Some(*value))
-        .map(|(key, value)| format!("{key}={value}"))
-        .collect()
-}
-
-/// What the worker's hardware lacks for the request even when idle, in words.
-fn hardware_shortfall(request: &HardwareRequest, worker: &WorkerRecord) -> Option<String> {
-    let hardware = &worker.hardware;
-    if request.cpu_millis() > hardware.cpu_millis() {
-        return Some(format!(
-            "needs cpu {} but the largest has {}",
-            request.cpu, hardware.cpus
-        ));
-    }
-    if request.memory_bytes > hardware.memory_bytes {
-        return Some(format!(
-            "needs memory {} but {} has {}",
-            format_bytes(request.memory_bytes),
-            worker.name,
-            format_bytes(hardware.memory_bytes)
-        ));
-    }
-    let gpu = &request.gpu;
-    if gpu.count > 0 {
-        let matching = hardware
-            .gpus
-            .iter()
-            .filter(|device| gpu.fits(&device.model, device.memory_bytes))
-            .count();
-        if (matching as u32) < gpu.count {
-            let mut wanted = format!("{} GPU(s)", gpu.count);
-            if let Some(model) = &gpu.model {
-                wanted.push_str(&format!(" of type {model}"));
+        match constraint {
+            Constraint::TaskType => counts.advertising_type = left.len() as u32,
+            Constraint::Labels => {
+                counts.with_labels = left.len() as u32;
+                with_labels = left.len();
             }
-            if gpu.memory_bytes > 0 {
-                wanted.push_str(&format!(" with {} each", format_bytes(gpu.memory_bytes)));
-            }
-            return Some(format!(
-                "needs {wanted} but {} has {matching} such GPU(s)",
-                worker.name
-            ));
+            Constraint::Gpu => counts.fitting_hardware = left.len() as u32,
+            Constraint::Capacity => counts.with_free_capacity = left.len() as u32,
+            _ => {}
         }
+        // The hardware constraints are one case: every shortfall counts.
+        if constraint.is_hardware() {
+            hardware_reasons.extend(reasons.iter().cloned());
+        }
+        if !left.is_empty() {
+            continue;
+        }
+        return Some(waiting(
+            constraint,
+            ask,
+            provider,
+            workers,
+            before,
+            with_labels,
+            &mut hardware_reasons,
+            reasons,
+            counts,
+        ));
     }
     None
 }
 
-/// Whether the worker has a slot and the hardware free for the request now.
-fn has_room(request: &HardwareRequest, worker: &WorkerRecord, usage: Option<&Usage>) -> bool {
-    let usage = usage.copied().unwrap_or_default();
-    let hardware = &worker.hardware;
-    usage.tasks < worker.slots
-        && request.cpu_millis() <= hardware.cpu_millis() - usage.cpu_millis
-        && request.memory_bytes as i64 <= hardware.memory_bytes as i64 - usage.memory_bytes
-        && i64::from(request.gpu.count) <= hardware.gpus.len() as i64 - usage.gpus
+/// The waiting reason when `constraint` left none of the `before` workers
+/// it was given.
+#[allow(clippy::too_many_arguments)]
+fn waiting(
+    constraint: Constraint,
+    ask: &Ask<'_>,
+    provider: Option<&str>,
+    workers: &[WorkerRecord],
+    before: usize,
+    with_labels: usize,
+    hardware_reasons: &mut Vec<String>,
+    reasons: Vec<String>,
+    counts: PlacementCounts,
+) -> Waiting {
+    let task_type = ask.task_type;
+    let live = workers.len();
+    let (kind, message) = match constraint {
+        Constraint::TaskType => (
+            WaitKind::NoWorkerForType,
+            no_worker_for_type(task_type, provider, workers),
+        ),
+        Constraint::Labels => (
+            WaitKind::MissingLabels,
+            format!(
+                "{live} live worker(s); {before} advertise task type {task_type:?}, but none carries the labels it requires: {}",
+                reasons.join("; ")
+            ),
+        ),
+        Constraint::Cpu | Constraint::Memory | Constraint::Gpu => {
+            hardware_reasons.sort();
+            hardware_reasons.dedup();
+            (
+                WaitKind::InsufficientHardware,
+                format!(
+                    "{live} live worker(s); {} advertise task type {task_type:?}{}, but none has the hardware: {}",
+                    counts.advertising_type,
+                    labelled(ask, with_labels),
+                    hardware_reasons.join("; ")
+                ),
+            )
+        }
+        Constraint::Backoff => (
+            WaitKind::RetryBackoff,
+            format!("{}; then it is queued again", reasons.join("; ")),
+        ),
+        Constraint::Avoid => (
+            WaitKind::RetryBackoff,
+            format!(
+                "{}; no other worker that can run task type {task_type:?} is live",
+                reasons.join("; ")
+            ),
+        ),
+        Constraint::Capacity => (
+            WaitKind::WorkersBusy,
+            format!(
+                "all {before} worker(s) that can run task type {task_type:?} are busy: their slots or hardware are in use"
+            ),
+        ),
+    };
+    Waiting {
+        kind,
+        message,
+        counts,
+    }
+}
+
+/// ", 2 of them with its labels" when the task requires labels.
+fn labelled(ask: &Ask<'_>, with_labels: usize) -> String {
+    if ask.labels.is_empty() {
+        String::new()
+    } else {
+        let labels: Vec<String> = ask
+            .labels
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        format!(", {with_labels} of them carry {}", labels.join(", "))
+    }
 }
 
 #[cfg(test)]
@@ -229,7 +217,7 @@ mod tests {
 
     use flowmesh_types::WorkerCapabilities;
     use flowmesh_types::api::{GpuDevice, Hardware, WorkerState};
-    use flowmesh_types::document::GpuRequest;
+    use flowmesh_types::document::{GpuRequest, HardwareRequest};
 
     use super::*;
 
@@ -265,6 +253,17 @@ mod tests {
                 model: model.map(str::to_string),
                 memory_bytes: 0,
             },
+        }
+    }
+
+    fn ask<'a>(task_type: &'a str, request: &'a HardwareRequest) -> Ask<'a> {
+        static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+        Ask {
+            task_type,
+            labels: &NO_LABELS,
+            hardware: request,
+            run_after: 0,
+            avoid: None,
         }
     }
 
@@ -305,12 +304,11 @@ mod tests {
     fn no_worker_advertising_the_type_is_the_first_reason() {
         let workers = [worker("a", &["echo"], 1, Vec::new())];
         let waiting = explain(
-            "train",
+            &ask("train", &request(0, 0, None)),
             None,
-            &BTreeMap::new(),
-            &request(0, 0, None),
             &workers,
             &HashMap::new(),
+            0,
         )
         .expect("cannot run");
         assert_eq!(waiting.kind, WaitKind::NoWorkerForType);
@@ -327,12 +325,11 @@ mod tests {
         };
         let workers = [worker("gpu-box", &["train"], 1, vec![a100])];
         let waiting = explain(
-            "train",
+            &ask("train", &request(0, 1, Some("H100"))),
             None,
-            &BTreeMap::new(),
-            &request(0, 1, Some("H100")),
             &workers,
             &HashMap::new(),
+            0,
         )
         .expect("cannot run");
         assert_eq!(waiting.kind, WaitKind::InsufficientHardware);
@@ -342,12 +339,11 @@ mod tests {
             waiting.message
         );
         let waiting = explain(
-            "train",
+            &ask("train", &request(1 << 40, 0, None)),
             None,
-            &BTreeMap::new(),
-            &request(1 << 40, 0, None),
             &workers,
             &HashMap::new(),
+            0,
         )
         .expect("cannot run");
         assert!(
@@ -359,12 +355,11 @@ mod tests {
         );
         assert!(
             explain(
-                "train",
+                &ask("train", &request(0, 1, Some("a100"))),
                 None,
-                &BTreeMap::new(),
-                &request(0, 1, Some("a100")),
                 &workers,
-                &HashMap::new()
+                &HashMap::new(),
+                0
             )
             .is_none()
         );
@@ -382,12 +377,11 @@ mod tests {
             },
         );
         let waiting = explain(
-            "echo",
+            &ask("echo", &request(0, 0, None)),
             None,
-            &BTreeMap::new(),
-            &request(0, 0, None),
             &workers,
             &usage,
+            0,
         )
         .expect("busy");
         assert_eq!(waiting.kind, WaitKind::WorkersBusy);
@@ -402,14 +396,85 @@ mod tests {
         );
         assert!(
             explain(
-                "echo",
+                &ask("echo", &request(0, 0, None)),
                 None,
-                &BTreeMap::new(),
-                &request(0, 0, None),
                 &workers,
-                &usage
+                &usage,
+                0
             )
             .is_none()
         );
+    }
+
+    #[test]
+    fn labels_are_counted_and_named() {
+        let mut eu = worker("eu-1", &["echo"], 1, Vec::new());
+        eu.labels.insert("zone".into(), "eu".into());
+        let workers = [eu, worker("us-1", &["echo"], 1, Vec::new())];
+        let labels = BTreeMap::from([("zone".to_string(), "ap".to_string())]);
+        let hardware = request(0, 0, None);
+        let asked = Ask {
+            labels: &labels,
+            ..ask("echo", &hardware)
+        };
+        let waiting = explain(&asked, None, &workers, &HashMap::new(), 0).expect("no label");
+        assert_eq!(waiting.kind, WaitKind::MissingLabels);
+        assert_eq!(waiting.counts.advertising_type, 2);
+        assert_eq!(waiting.counts.with_labels, 0);
+        assert!(
+            waiting.message.contains("eu-1 lacks zone=ap"),
+            "{}",
+            waiting.message
+        );
+        let labels = BTreeMap::from([("zone".to_string(), "eu".to_string())]);
+        let huge = request(1 << 40, 0, None);
+        let asked = Ask {
+            labels: &labels,
+            ..ask("echo", &huge)
+        };
+        let waiting = explain(&asked, None, &workers, &HashMap::new(), 0).expect("too big");
+        assert_eq!(waiting.counts.with_labels, 1);
+        assert!(
+            waiting
+                .message
+                .contains("2 advertise task type \"echo\", 1 of them carry zone=eu"),
+            "{}",
+            waiting.message
+        );
+    }
+
+    #[test]
+    fn the_worker_an_attempt_failed_on_is_passed_over_and_said_so() {
+        let workers = [worker("a", &["echo"], 1, Vec::new())];
+        let hardware = request(0, 0, None);
+        let asked = Ask {
+            avoid: Some(("a", 90_000)),
+            ..ask("echo", &hardware)
+        };
+        let waiting = explain(&asked, None, &workers, &HashMap::new(), 0).expect("avoided");
+        assert_eq!(waiting.kind, WaitKind::RetryBackoff);
+        assert!(
+            waiting
+                .message
+                .contains("failed on a, which is passed over for another 1m 30s"),
+            "{}",
+            waiting.message
+        );
+        assert!(
+            explain(&asked, None, &workers, &HashMap::new(), 90_000).is_none(),
+            "the time out is over"
+        );
+        let two = [workers[0].clone(), worker("b", &["echo"], 1, Vec::new())];
+        assert!(
+            explain(&asked, None, &two, &HashMap::new(), 0).is_none(),
+            "another worker takes it"
+        );
+        let asked = Ask {
+            run_after: 5_000,
+            ..ask("echo", &hardware)
+        };
+        let waiting = explain(&asked, None, &two, &HashMap::new(), 0).expect("backoff");
+        assert_eq!(waiting.kind, WaitKind::RetryBackoff);
+        assert!(waiting.message.contains("5s"), "{}", waiting.message);
     }
 }

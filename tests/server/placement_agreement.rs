@@ -1,0 +1,419 @@
+//! The claim SQL and the placement checkers agree, on SQLite and on
+//! PostgreSQL.
+//!
+//! A table of workers (a small CPU box in zone eu, a box with two A100s in
+//! zone us, an H100 box whose only slot is taken, a worker with no task
+//! types) × a table of requests (plain, labels that match and that do not,
+//! CPU, memory, GPU count, model and memory, a task whose last attempt
+//! failed on a worker that is now passed over, a task in its retry delay).
+//! For each pair the task is stored alone and claimed by that one worker
+//! through the store's SQL; `placement::check` must say the same, and
+//! `placement::explain` must say "no reason" exactly when some worker
+//! claimed it, and otherwise give the expected kind of reason.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use flowmesh_server::placement::{self, Ask, Candidate};
+use flowmesh_server::store::{NewTask, NewWorker, RetryPolicy, Store};
+use flowmesh_tests::cluster::{Db, TestDb};
+use flowmesh_types::api::{
+    Completion, GpuDevice, Hardware, TaskState, WaitKind, WorkerRegistration,
+};
+use flowmesh_types::{TaskError, TaskErrorCode, WorkerCapabilities, parse_document};
+
+flowmesh_tests::on_both_backends!(the_claim_and_the_checkers_agree_on_every_pair);
+
+const HOUR: i64 = 3_600_000;
+const LEASE: i64 = 60_000;
+
+/// How a request's task is prepared before the claims are tried.
+#[derive(Clone, Copy)]
+enum Setup {
+    /// Stored as is.
+    Fresh,
+    /// Its first attempt failed (retryable) on the A100 box, which is then
+    /// passed over for an hour; no retry delay.
+    FailedOnA100,
+    /// Its first attempt failed (retryable) on the A100 box, with an hour's
+    /// retry delay.
+    InBackoff,
+}
+
+struct Request {
+    name: &'static str,
+    task_type: &'static str,
+    resources: &'static str,
+    setup: Setup,
+    /// The waiting kind `explain` gives, `None` for "some worker runs it".
+    waits: Option<WaitKind>,
+}
+
+fn requests() -> Vec<Request> {
+    let request = |name, task_type, resources, waits| Request {
+        name,
+        task_type,
+        resources,
+        setup: Setup::Fresh,
+        waits,
+    };
+    vec![
+        request("plain echo", "echo", "{}", None),
+        request("plain train", "train", "{}", None),
+        request(
+            "unknown type",
+            "render",
+            "{}",
+            Some(WaitKind::NoWorkerForType),
+        ),
+        request("label match", "echo", "{labels: {zone: eu}}", None),
+        request(
+            "label miss",
+            "echo",
+            "{labels: {zone: ap}}",
+            Some(WaitKind::MissingLabels),
+        ),
+        request(
+            "label of a busy worker",
+            "echo",
+            "{labels: {rack: r7}}",
+            Some(WaitKind::WorkersBusy),
+        ),
+        request("cpu 4", "echo", "{hardware: {cpu: 4}}", None),
+        request(
+            "cpu 64",
+            "echo",
+            "{hardware: {cpu: 64}}",
+            Some(WaitKind::InsufficientHardware),
+        ),
+        request(
+            "memory 1Ti",
+            "echo",
+            "{hardware: {memory: 1Ti}}",
+            Some(WaitKind::InsufficientHardware),
+        ),
+        request(
+            "cpu 4 in zone eu",
+            "echo",
+            "{hardware: {cpu: 4}, labels: {zone: eu}}",
+            Some(WaitKind::InsufficientHardware),
+        ),
+        request(
+            "one A100",
+            "train",
+            "{hardware: {gpu: {count: 1, type: a100}}}",
+            None,
+        ),
+        request(
+            "two GPUs of 40Gi",
+            "train",
+            "{hardware: {gpu: {count: 2, memory: 40Gi}}}",
+            None,
+        ),
+        request(
+            "one H100",
+            "train",
+            "{hardware: {gpu: {count: 1, type: H100}}}",
+            Some(WaitKind::WorkersBusy),
+        ),
+        request(
+            "three GPUs",
+            "train",
+            "{hardware: {gpu: {count: 3}}}",
+            Some(WaitKind::InsufficientHardware),
+        ),
+        request(
+            "80Gi of GPU memory",
+            "train",
+            "{hardware: {gpu: {count: 1, memory: 80Gi}}}",
+            Some(WaitKind::WorkersBusy),
+        ),
+        Request {
+            name: "a GPU task whose attempt failed on the A100 box",
+            task_type: "train",
+            resources: "{hardware: {gpu: {count: 1, type: a100}}}",
+            setup: Setup::FailedOnA100,
+            waits: Some(WaitKind::RetryBackoff),
+        },
+        Request {
+            name: "an echo whose attempt failed on the A100 box",
+            task_type: "echo",
+            resources: "{}",
+            setup: Setup::FailedOnA100,
+            waits: None,
+        },
+        Request {
+            name: "an echo in its retry delay",
+            task_type: "echo",
+            resources: "{}",
+            setup: Setup::InBackoff,
+            waits: Some(WaitKind::RetryBackoff),
+        },
+    ]
+}
+
+async fn register(
+    store: &Store,
+    name: &str,
+    types: &[&str],
+    labels: &[(&str, &str)],
+    slots: u32,
+    hardware: Hardware,
+) -> String {
+    let id = uuid::Uuid::now_v7().to_string();
+    let registration = WorkerRegistration {
+        name: name.to_string(),
+        capabilities: WorkerCapabilities {
+            supported_task_types: types.iter().map(|t| t.to_string()).collect::<BTreeSet<_>>(),
+            plugins: Vec::new(),
+            capabilities: Vec::new(),
+        },
+        hardware,
+        labels: labels
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+        slots,
+        version: "test".into(),
+    };
+    store
+        .register_worker(&NewWorker {
+            id: &id,
+            registration: &registration,
+            now: 1_000,
+        })
+        .await
+        .expect("registered");
+    id
+}
+
+fn gpu(index: u32, model: &str, gib: u64) -> GpuDevice {
+    GpuDevice {
+        index,
+        model: model.into(),
+        memory_bytes: gib << 30,
+    }
+}
+
+async fn submit(store: &Store, task_type: &str, resources: &str, now: i64) -> String {
+    let yaml = format!(
+        "apiVersion: flowmesh/v1\nkind: Task\nspec: {{taskType: {task_type}, maxAttempts: 5, resources: {resources}}}\n"
+    );
+    let document = parse_document(&yaml).expect("valid document");
+    let id = uuid::Uuid::now_v7().to_string();
+    store
+        .insert_task(&NewTask {
+            id: &id,
+            tenant: "t",
+            document: &document,
+            now,
+            stage: None,
+        })
+        .await
+        .expect("stored");
+    id
+}
+
+/// Ends the one task `worker` holds, with `error` (or success).
+async fn finish(
+    store: &Store,
+    worker: &str,
+    claimed: &str,
+    lease: &str,
+    now: i64,
+    policy: &RetryPolicy,
+    error: Option<TaskError>,
+) {
+    let completion = Completion {
+        task_id: claimed.to_string(),
+        lease_token: lease.to_string(),
+        plugin: None,
+        elapsed_ms: 1,
+        output: error.is_none().then(|| serde_json::json!({"ok": true})),
+        error,
+    };
+    store
+        .complete(worker, &[completion], now, policy)
+        .await
+        .expect("complete");
+}
+
+async fn the_claim_and_the_checkers_agree_on_every_pair(db: Db) {
+    let test_db = TestDb::new(db).await;
+    let store = Store::open(&test_db.url).await.expect("store opens");
+    let cpu_small = register(
+        &store,
+        "cpu-small",
+        &["echo"],
+        &[("zone", "eu")],
+        4,
+        Hardware {
+            cpus: 2.0,
+            memory_bytes: 4 << 30,
+            gpus: Vec::new(),
+        },
+    )
+    .await;
+    let a100 = register(
+        &store,
+        "gpu-a100",
+        &["echo", "train"],
+        &[("zone", "us")],
+        4,
+        Hardware {
+            cpus: 16.0,
+            memory_bytes: 64 << 30,
+            gpus: vec![
+                gpu(0, "NVIDIA A100-SXM4-40GB", 40),
+                gpu(1, "NVIDIA A100-SXM4-40GB", 40),
+            ],
+        },
+    )
+    .await;
+    let h100 = register(
+        &store,
+        "busy-h100",
+        &["echo", "train", "fill"],
+        &[("rack", "r7")],
+        1,
+        Hardware {
+            cpus: 8.0,
+            memory_bytes: 32 << 30,
+            gpus: vec![gpu(0, "NVIDIA H100 80GB HBM3", 80)],
+        },
+    )
+    .await;
+    let idle = register(
+        &store,
+        "no-types",
+        &[],
+        &[],
+        8,
+        Hardware {
+            cpus: 64.0,
+            memory_bytes: 2 << 40,
+            gpus: vec![gpu(0, "NVIDIA H100 80GB HBM3", 80); 4],
+        },
+    )
+    .await;
+    // The H100 box's only slot holds a task for the whole test.
+    let mut now = 2_000;
+    submit(&store, "fill", "{}", now).await;
+    let (filled, _) = store
+        .claim(&h100, now, 100 * HOUR, 1, 10)
+        .await
+        .expect("claim");
+    assert_eq!(filled.len(), 1, "the filler runs on the H100 box");
+
+    let workers = [
+        ("cpu-small", cpu_small),
+        ("gpu-a100", a100.clone()),
+        ("busy-h100", h100),
+        ("no-types", idle),
+    ];
+    let retry_now = RetryPolicy {
+        backoff_ms: 0,
+        max_backoff_ms: 0,
+        avoid_ms: HOUR,
+    };
+    let retry_later = RetryPolicy {
+        backoff_ms: HOUR,
+        max_backoff_ms: HOUR,
+        avoid_ms: 0,
+    };
+    let done = RetryPolicy {
+        backoff_ms: 0,
+        max_backoff_ms: 0,
+        avoid_ms: 0,
+    };
+    let mut disagreements = Vec::new();
+    let mut checked = 0;
+    for request in requests() {
+        let mut claimed_by = Vec::new();
+        let mut explained = None;
+        for (name, worker) in &workers {
+            now += 1_000;
+            let id = submit(&store, request.task_type, request.resources, now).await;
+            let policy = match request.setup {
+                Setup::Fresh => None,
+                Setup::FailedOnA100 => Some(&retry_now),
+                Setup::InBackoff => Some(&retry_later),
+            };
+            if let Some(policy) = policy {
+                let (first, _) = store.claim(&a100, now, LEASE, 1, 10).await.expect("claim");
+                assert_eq!(
+                    first.len(),
+                    1,
+                    "{}: the first attempt runs on the A100 box",
+                    request.name
+                );
+                let error = TaskError::new(TaskErrorCode::Retryable, "flaky");
+                finish(
+                    &store,
+                    &a100,
+                    &id,
+                    &first[0].lease_token,
+                    now,
+                    policy,
+                    Some(error),
+                )
+                .await;
+            }
+            // What the checkers say, from what the store holds.
+            let task = store.task(None, &id).await.expect("read").expect("stored");
+            assert_eq!(task.state, TaskState::Pending, "{}", request.name);
+            let live = store.live_workers().await.expect("workers");
+            let usage = store.usage().await.expect("usage");
+            let ask = Ask::of(&task);
+            let record = live.iter().find(|live| live.name == *name).expect("live");
+            let candidate = Candidate {
+                worker: record,
+                usage: usage.get(&record.id).copied().unwrap_or_default(),
+            };
+            let expected = placement::check(&ask, &candidate, now);
+            explained = Some(placement::explain(&ask, None, &live, &usage, now));
+            // What the SQL does.
+            let (claimed, _) = store
+                .claim(worker, now, LEASE, 1, 100)
+                .await
+                .expect("claim");
+            let took = claimed.iter().any(|task| task.id == id);
+            if took != expected.is_ok() {
+                disagreements.push(format!(
+                    "{} on {name}: the claim {} it, the checkers say {:?}",
+                    request.name,
+                    if took { "took" } else { "left" },
+                    expected
+                ));
+            }
+            if took {
+                claimed_by.push(*name);
+                finish(
+                    &store,
+                    worker,
+                    &id,
+                    &claimed[0].lease_token,
+                    now,
+                    &done,
+                    None,
+                )
+                .await;
+            } else {
+                store.cancel_task("t", &id, now).await.expect("cancel");
+            }
+            checked += 1;
+        }
+        let waiting = explained.expect("checked").map(|waiting| waiting.kind);
+        if waiting.is_none() == claimed_by.is_empty() || waiting != request.waits {
+            disagreements.push(format!(
+                "{}: claimed by {claimed_by:?}, explain says {waiting:?}, expected {:?}",
+                request.name, request.waits
+            ));
+        }
+    }
+    assert!(
+        disagreements.is_empty(),
+        "{} of {checked} pairs disagree:\n{}",
+        disagreements.len(),
+        disagreements.join("\n")
+    );
+}
