@@ -19,12 +19,23 @@ unset FLOWMESH_SERVER FLOWMESH_TOKEN FLOWMESH_OUTPUT
 rm -rf "$FLOWMESH_HOME"
 mkdir -p "$FLOWMESH_HOME"
 
-# With a Docker daemon and a static busybox at hand, build the small image
-# examples/tasks/container.yaml runs (FROM scratch: nothing is pulled) and
-# allow it on the local worker.
+# With a Docker daemon, build the small image examples/tasks/container.yaml
+# runs (FROM scratch, from a static busybox that scripts/busybox.sh installs
+# when missing, as the container tests do: nothing is pulled) and allow it on
+# the local worker.
 image=flowmesh-quickstart/busybox:1
 up_args=(--bind 127.0.0.1:0)
-if docker info >/dev/null 2>&1 && [ -x /bin/busybox ]; then
+containers=no
+install_busybox() {
+    [ -x /bin/busybox ] && return
+    echo "(the container example's image needs a static busybox: installing busybox-static with scripts/busybox.sh)"
+    scripts/busybox.sh 2>"$FLOWMESH_HOME/busybox.log"
+}
+if ! docker info >/dev/null 2>&1; then
+    echo "(no Docker daemon answers at ${DOCKER_HOST:-unix:///var/run/docker.sock}: the container example is skipped; start Docker and run this again to see it)"
+elif ! install_busybox; then
+    echo "(a static busybox could not be installed, so the container example's image cannot be built and the example is skipped: $(tail -n 1 "$FLOWMESH_HOME/busybox.log"); the whole log is $FLOWMESH_HOME/busybox.log)"
+else
     if ! docker image inspect "$image" >/dev/null 2>&1; then
         context=$(mktemp -d)
         cp /bin/busybox "$context/busybox"
@@ -34,9 +45,6 @@ if docker info >/dev/null 2>&1 && [ -x /bin/busybox ]; then
     fi
     up_args+=(--allow-image "$image")
     containers=yes
-else
-    echo "(no Docker daemon or no /bin/busybox: the container example is skipped)"
-    containers=no
 fi
 
 printf '\n$ flowmesh up %s\n' "${up_args[*]}"
