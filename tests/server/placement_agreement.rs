@@ -370,7 +370,25 @@ async fn the_claim_and_the_checkers_agree_on_every_pair(db: Db) {
                 usage: usage.get(&record.id).copied().unwrap_or_default(),
             };
             let expected = placement::check(&ask, &candidate, now);
-            explained = Some(placement::explain(&ask, None, &live, &usage, now));
+            let reason = placement::explain(&ask, None, &live, &usage, now);
+            // The background pass explains groups of tasks: the same answer.
+            let shapes = store.pending_shapes(now).await.expect("shapes");
+            let by_shape: Vec<_> = shapes
+                .iter()
+                .map(|shape| placement::explain(&Ask::of_shape(shape), None, &live, &usage, now))
+                .collect();
+            let expected_shapes = if task.run_after > now {
+                vec![]
+            } else {
+                vec![reason.clone()]
+            };
+            if by_shape != expected_shapes {
+                disagreements.push(format!(
+                    "{} on {name}: the task's reason is {reason:?}, its group's {by_shape:?}",
+                    request.name
+                ));
+            }
+            explained = Some(reason);
             // What the SQL does.
             let (claimed, _) = store
                 .claim(worker, now, LEASE, 1, 100)

@@ -95,7 +95,7 @@ async fn place(
     unplaceable_since: &mut HashMap<String, i64>,
 ) -> Result<(), StoreError> {
     let now = now_ms();
-    let shapes = state.store.pending_shapes().await?;
+    let shapes = state.store.pending_shapes(now).await?;
     if shapes.is_empty() {
         unplaceable_since.clear();
         return Ok(());

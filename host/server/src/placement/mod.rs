@@ -68,7 +68,10 @@ impl<'a> Ask<'a> {
             labels: &shape.labels,
             hardware: &shape.hardware,
             run_after: 0,
-            avoid: None,
+            avoid: shape
+                .avoid
+                .as_ref()
+                .map(|(worker, until)| (worker.as_str(), *until)),
         }
     }
 }

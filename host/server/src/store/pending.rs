@@ -32,12 +32,17 @@ pub struct PendingShape {
     pub count: i64,
     /// The oldest last change among them.
     pub oldest_update: i64,
+    /// The worker (by name) their last attempts failed on, still passed
+    /// over, and until when.
+    pub avoid: Option<(String, i64)>,
 }
 
 impl Store {
-    /// Pending tasks grouped by what placement depends on.
-    pub async fn pending_shapes(&self) -> Result<Vec<PendingShape>, StoreError> {
+    /// Pending tasks past their retry delay at `now`, grouped by what
+    /// placement depends on.
+    pub async fn pending_shapes(&self, now: i64) -> Result<Vec<PendingShape>, StoreError> {
         let rows = sqlx::query(sql::PENDING_SHAPES)
+            .bind(now)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -48,6 +53,10 @@ impl Store {
                     labels: decode_json("worker_labels", &get_str(row, "worker_labels")?)?,
                     count: get_i64(row, "n")?,
                     oldest_update: get_i64(row, "oldest")?,
+                    avoid: match get_opt_str(row, "avoiding")? {
+                        Some(worker) => Some((worker, get_i64(row, "avoided_until")?)),
+                        None => None,
+                    },
                 })
             })
             .collect()
@@ -69,6 +78,12 @@ impl Store {
                 .bind(encode_json(waiting))
                 .bind(waiting.kind.as_str())
                 .bind(now)
+                .bind(
+                    shape
+                        .avoid
+                        .as_ref()
+                        .map_or("", |(worker, _)| worker.as_str()),
+                )
                 .execute(&mut *tx)
                 .await?;
         }

@@ -121,17 +121,24 @@ UPDATE tasks SET state = 'pending', attempt = attempt + 1, max_attempts = max_at
 WHERE seq = $1";
 pub(super) const MARK_CANCELLING: &str =
     "UPDATE tasks SET state = 'cancelling', updated_at = $2 WHERE seq = $1";
+/// Pending tasks past their retry delay at `$1`, grouped by what placement
+/// depends on: the request, and the worker a task's last attempt failed on
+/// while it is still passed over.
 pub(super) const PENDING_SHAPES: &str = "\
 SELECT task_type, cpu_millis, memory_bytes, gpu_count, gpu_model, gpu_memory_bytes, worker_labels,
-       COUNT(*) AS n, MIN(updated_at) AS oldest
-FROM tasks WHERE state = 'pending' AND blocked = 0
-GROUP BY task_type, cpu_millis, memory_bytes, gpu_count, gpu_model, gpu_memory_bytes, worker_labels";
+       CASE WHEN avoid_until > $1 THEN avoid_worker END AS avoiding,
+       COUNT(*) AS n, MIN(updated_at) AS oldest, MAX(avoid_until) AS avoided_until
+FROM tasks WHERE state = 'pending' AND blocked = 0 AND run_after <= $1
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8";
+/// Records the waiting reason `$8` (kind `$9`) of the pending tasks of one
+/// shape (`$1`–`$7`, and `$11` the worker passed over at `$10`, or '').
 pub(super) const SET_WAITING: &str = "\
 UPDATE tasks SET waiting = $8, waiting_kind = $9
 WHERE state = 'pending' AND blocked = 0 AND task_type = $1 AND cpu_millis = $2 AND memory_bytes = $3
   AND gpu_count = $4 AND COALESCE(gpu_model, '') = $5 AND gpu_memory_bytes = $6
   AND worker_labels = $7
   AND (waiting_kind IS NULL OR waiting_kind <> 'retry_backoff' OR run_after <= $10)
+  AND COALESCE(CASE WHEN avoid_until > $10 THEN avoid_worker END, '') = $11
   AND (waiting IS NULL OR waiting <> $8)";
 pub(super) const FAIL_UNPLACEABLE: &str = "\
 UPDATE tasks SET state = 'failed', error = $8, updated_at = $10, finished_at = $10,
