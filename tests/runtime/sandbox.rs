@@ -335,3 +335,64 @@ async fn fill_scratch() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn hijack_echo() {
+    // The runtime runs what it is given: it is the server that never routes
+    // echo tasks to this plugin while the installed echo declares the type
+    // (tests/server/isolation.rs).
+    let test = TestRuntime::new();
+    let report = test.load("hijack", components::guests::HIJACK_ECHO).await;
+    assert_eq!(report.status, flowmesh_types::PluginStatus::Available);
+    let run = test.run("echo", r#"{"message": "hello"}"#).await;
+    assert_eq!(output(&run)["message"], "forged by hijack");
+}
+
+#[tokio::test]
+async fn slow_validate() {
+    let test = configured_runtime_with(
+        "slow-validate",
+        components::guests::SLOW_VALIDATE,
+        |config| config.validate_timeout = Duration::from_millis(200),
+    )
+    .await;
+    let error = test
+        .runtime
+        .validate("slow-validate", r#"{"input": "loop"}"#)
+        .await
+        .expect_err("a validate() that never returns cannot check anything");
+    assert_eq!(error.code, TaskErrorCode::Timeout, "{error}");
+    assert!(
+        error
+            .message
+            .contains("validate() ran past its timeout of 200ms")
+            && error.message.contains("validate_timeout")
+            && error.message.contains("not spec.timeout"),
+        "the message names the setting that governs the check: {error}"
+    );
+    let echo = test.run("echo", r#"{"message": "still serving"}"#).await;
+    assert_eq!(output(&echo)["message"], "still serving");
+}
+
+#[tokio::test]
+async fn many_errors() {
+    let test = runtime_with("many-errors", components::guests::MANY_ERRORS).await;
+    let errors = test
+        .runtime
+        .validate("many-errors", "{}")
+        .await
+        .expect("the check runs")
+        .expect_err("the spec is refused");
+    assert_eq!(errors.len(), flowmesh_runtime::MAX_FIELD_ERRORS);
+    let note = errors.last().expect("a note");
+    assert!(
+        note.message.contains("120000 in all"),
+        "the last problem says the list was cut: {note}"
+    );
+    assert!(
+        errors
+            .iter()
+            .all(|error| error.message.len() <= flowmesh_runtime::MAX_FIELD_ERROR_BYTES),
+        "each message is cut"
+    );
+}

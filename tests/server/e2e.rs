@@ -252,24 +252,6 @@ async fn a_killed_workers_task_is_retried_on_another_worker(db: Db) {
 
 /// Claims for `worker_id` until a task comes (the worker of a failed attempt
 /// is passed over for a while); returns the claimed task.
-/// Registers a worker named `name` that advertises `echo`, by hand; its
-/// registration id.
-async fn register_by_hand(worker: &Api, name: &str) -> String {
-    let registration = json!({
-        "name": name,
-        "capabilities": {"supportedTaskTypes": ["echo"], "plugins": [], "capabilities": []},
-        "hardware": {"cpus": 2.0, "memoryBytes": 1_u64 << 30},
-        "slots": 1,
-        "version": "test",
-    });
-    let (status, registered) = worker.post("/worker/register", registration).await;
-    assert_eq!(status, StatusCode::OK, "{registered}");
-    registered["workerId"]
-        .as_str()
-        .expect("a registration id")
-        .to_string()
-}
-
 async fn claim_one(worker: &Api, worker_id: &str) -> Value {
     let deadline = tokio::time::Instant::now() + LONG;
     loop {
@@ -295,7 +277,9 @@ async fn a_completion_under_an_expired_lease_is_rejected(db: Db) {
     let server = TestServer::start(db, |_| {}).await;
     let api = server.admin();
     let worker = Api::new(&server.url, &server.worker_token);
-    let worker_id = register_by_hand(&worker, "manual").await;
+    let worker_id = server
+        .register_by_hand(&server.worker_token, "manual", "echo")
+        .await;
     let id = api.echo("fenced").await;
     let task = claim_one(&worker, &worker_id).await;
     assert_eq!(task["id"], id, "{task:#}");
@@ -315,7 +299,9 @@ async fn a_completion_under_an_expired_lease_is_rejected(db: Db) {
     assert_eq!(api.task(&id).await["state"], "pending");
 
     // Another worker claims the second attempt and completes it.
-    let rescuer_id = register_by_hand(&worker, "rescuer").await;
+    let rescuer_id = server
+        .register_by_hand(&server.worker_token, "rescuer", "echo")
+        .await;
     let claimed = claim_one(&worker, &rescuer_id).await;
     let lease = claimed["leaseToken"]
         .as_str()

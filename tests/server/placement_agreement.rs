@@ -3,9 +3,12 @@
 //!
 //! A table of workers (a small CPU box in zone eu, a box with two A100s in
 //! zone us, an H100 box whose only slot is taken, a worker with no task
-//! types) × a table of requests (plain, labels that match and that do not,
-//! CPU, memory, GPU count, model and memory, a task whose last attempt
-//! failed on a worker that is now passed over, a task in its retry delay).
+//! types, all shared; an echo box of tenant beta's own and a train box of
+//! tenant private's own) × a table of requests (plain, labels that match
+//! and that do not, CPU, memory, GPU count, model and memory, a task whose
+//! last attempt failed on a worker that is now passed over, a task in its
+//! retry delay, and tasks of tenant beta, which allows shared workers, and
+//! of tenant private, which does not).
 //! For each pair the task is stored alone and claimed by that one worker
 //! through the store's SQL; `placement::check` must say the same, and
 //! `placement::explain` must say "no reason" exactly when some worker
@@ -13,9 +16,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use flowmesh_server::config::{TenantPolicies, TenantPolicy};
 use flowmesh_server::placement::{self, Ask, Candidate};
-use flowmesh_server::store::{NewTask, NewWorker, RetryPolicy, Store};
+use flowmesh_server::store::{Claim, NewTask, NewWorker, RetryPolicy, Store};
 use flowmesh_tests::cluster::{Db, TestDb};
+use flowmesh_tests::store_fixtures::{TOKEN, claim_for, served};
 use flowmesh_types::api::{
     Completion, GpuDevice, Hardware, TaskState, WaitKind, WorkerRegistration,
 };
@@ -41,6 +46,8 @@ enum Setup {
 
 struct Request {
     name: &'static str,
+    /// Whose task it is: `t` unless a pool is what the request is about.
+    tenant: &'static str,
     task_type: &'static str,
     resources: &'static str,
     setup: Setup,
@@ -51,6 +58,7 @@ struct Request {
 fn requests() -> Vec<Request> {
     let request = |name, task_type, resources, waits| Request {
         name,
+        tenant: "t",
         task_type,
         resources,
         setup: Setup::Fresh,
@@ -128,7 +136,34 @@ fn requests() -> Vec<Request> {
             Some(WaitKind::WorkersBusy),
         ),
         Request {
+            tenant: "beta",
+            ..request("an echo of tenant beta", "echo", "{}", None)
+        },
+        Request {
+            tenant: "private",
+            ..request(
+                "an echo of tenant private, which has no echo worker of its own",
+                "echo",
+                "{}",
+                Some(WaitKind::NoWorkerForType),
+            )
+        },
+        Request {
+            tenant: "private",
+            ..request("a train task of tenant private", "train", "{}", None)
+        },
+        Request {
+            tenant: "beta",
+            ..request(
+                "a train task of tenant beta, on shared workers only",
+                "train",
+                "{hardware: {gpu: {count: 1, type: a100}}}",
+                None,
+            )
+        },
+        Request {
             name: "a GPU task whose attempt failed on the A100 box",
+            tenant: "t",
             task_type: "train",
             resources: "{hardware: {gpu: {count: 1, type: a100}}}",
             setup: Setup::FailedOnA100,
@@ -136,6 +171,7 @@ fn requests() -> Vec<Request> {
         },
         Request {
             name: "an echo whose attempt failed on the A100 box",
+            tenant: "t",
             task_type: "echo",
             resources: "{}",
             setup: Setup::FailedOnA100,
@@ -143,6 +179,7 @@ fn requests() -> Vec<Request> {
         },
         Request {
             name: "an echo in its retry delay",
+            tenant: "t",
             task_type: "echo",
             resources: "{}",
             setup: Setup::InBackoff,
@@ -153,6 +190,19 @@ fn requests() -> Vec<Request> {
 
 async fn register(
     store: &Store,
+    name: &str,
+    types: &[&str],
+    labels: &[(&str, &str)],
+    slots: u32,
+    hardware: Hardware,
+) -> String {
+    register_in(store, None, name, types, labels, slots, hardware).await
+}
+
+/// A worker of tenant `pool`'s own, or a shared one (`None`).
+async fn register_in(
+    store: &Store,
+    pool: Option<&str>,
     name: &str,
     types: &[&str],
     labels: &[(&str, &str)],
@@ -179,6 +229,9 @@ async fn register(
         .register_worker(&NewWorker {
             id: &id,
             registration: &registration,
+            token_id: TOKEN,
+            pool_tenant: pool,
+            served: &served(types),
             now: 1_000,
         })
         .await
@@ -195,6 +248,16 @@ fn gpu(index: u32, model: &str, gib: u64) -> GpuDevice {
 }
 
 async fn submit(store: &Store, task_type: &str, resources: &str, now: i64) -> String {
+    submit_as(store, "t", task_type, resources, now).await
+}
+
+async fn submit_as(
+    store: &Store,
+    tenant: &str,
+    task_type: &str,
+    resources: &str,
+    now: i64,
+) -> String {
     let yaml = format!(
         "apiVersion: flowmesh/v1\nkind: Task\nspec: {{taskType: {task_type}, maxAttempts: 5, resources: {resources}}}\n"
     );
@@ -203,7 +266,7 @@ async fn submit(store: &Store, task_type: &str, resources: &str, now: i64) -> St
     store
         .insert_task(&NewTask {
             id: &id,
-            tenant: "t",
+            tenant,
             document: &document,
             now,
             stage: None,
@@ -299,16 +362,53 @@ async fn the_claim_and_the_checkers_agree_on_every_pair(db: Db) {
     let mut now = 2_000;
     submit(&store, "fill", "{}", now).await;
     let (filled, _) = store
-        .claim(&h100, now, 100 * HOUR, 1, 10)
+        .claim(&claim_for(&h100, 1, 10), now, 100 * HOUR)
         .await
         .expect("claim");
     assert_eq!(filled.len(), 1, "the filler runs on the H100 box");
 
+    let small = Hardware {
+        cpus: 4.0,
+        memory_bytes: 8 << 30,
+        gpus: Vec::new(),
+    };
+    let beta = register_in(
+        &store,
+        Some("beta"),
+        "beta-echo",
+        &["echo"],
+        &[],
+        4,
+        small.clone(),
+    )
+    .await;
+    let private = register_in(
+        &store,
+        Some("private"),
+        "private-train",
+        &["train"],
+        &[],
+        4,
+        small,
+    )
+    .await;
+    let tenants = TenantPolicies {
+        default: TenantPolicy::default(),
+        tenants: BTreeMap::from([(
+            "private".to_string(),
+            TenantPolicy {
+                shared_workers: false,
+            },
+        )]),
+    };
+    let shared_exceptions = tenants.shared_exceptions();
     let workers = [
         ("cpu-small", cpu_small),
         ("gpu-a100", a100.clone()),
         ("busy-h100", h100),
         ("no-types", idle),
+        ("beta-echo", beta),
+        ("private-train", private),
     ];
     let retry_now = RetryPolicy {
         backoff_ms: 0,
@@ -332,14 +432,24 @@ async fn the_claim_and_the_checkers_agree_on_every_pair(db: Db) {
         let mut explained = None;
         for (name, worker) in &workers {
             now += 1_000;
-            let id = submit(&store, request.task_type, request.resources, now).await;
+            let id = submit_as(
+                &store,
+                request.tenant,
+                request.task_type,
+                request.resources,
+                now,
+            )
+            .await;
             let policy = match request.setup {
                 Setup::Fresh => None,
                 Setup::FailedOnA100 => Some(&retry_now),
                 Setup::InBackoff => Some(&retry_later),
             };
             if let Some(policy) = policy {
-                let (first, _) = store.claim(&a100, now, LEASE, 1, 10).await.expect("claim");
+                let (first, _) = store
+                    .claim(&claim_for(&a100, 1, 10), now, LEASE)
+                    .await
+                    .expect("claim");
                 assert_eq!(
                     first.len(),
                     1,
@@ -363,7 +473,7 @@ async fn the_claim_and_the_checkers_agree_on_every_pair(db: Db) {
             assert_eq!(task.state, TaskState::Pending, "{}", request.name);
             let live = store.live_workers().await.expect("workers");
             let usage = store.usage().await.expect("usage");
-            let ask = Ask::of(&task);
+            let ask = Ask::of(&task, &tenants);
             let record = live.iter().find(|live| live.name == *name).expect("live");
             let candidate = Candidate {
                 worker: record,
@@ -375,7 +485,9 @@ async fn the_claim_and_the_checkers_agree_on_every_pair(db: Db) {
             let shapes = store.pending_shapes(now).await.expect("shapes");
             let by_shape: Vec<_> = shapes
                 .iter()
-                .map(|shape| placement::explain(&Ask::of_shape(shape), None, &live, &usage, now))
+                .map(|shape| {
+                    placement::explain(&Ask::of_shape(shape, &tenants), None, &live, &usage, now)
+                })
                 .collect();
             let expected_shapes = if task.run_after > now {
                 vec![]
@@ -391,7 +503,14 @@ async fn the_claim_and_the_checkers_agree_on_every_pair(db: Db) {
             explained = Some(reason);
             // What the SQL does.
             let (claimed, _) = store
-                .claim(worker, now, LEASE, 1, 100)
+                .claim(
+                    &Claim {
+                        shared_exceptions: &shared_exceptions,
+                        ..claim_for(worker, 1, 100)
+                    },
+                    now,
+                    LEASE,
+                )
                 .await
                 .expect("claim");
             let took = claimed.iter().any(|task| task.id == id);
@@ -416,7 +535,10 @@ async fn the_claim_and_the_checkers_agree_on_every_pair(db: Db) {
                 )
                 .await;
             } else {
-                store.cancel_task("t", &id, now).await.expect("cancel");
+                store
+                    .cancel_task(request.tenant, &id, now)
+                    .await
+                    .expect("cancel");
             }
             checked += 1;
         }

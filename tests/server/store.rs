@@ -7,6 +7,7 @@ use flowmesh_server::store::{
     EventStream, NewStage, NewTask, NewWorker, NewWorkflow, RetryPolicy, StagePlan, Store,
 };
 use flowmesh_tests::cluster::{Db, TestDb};
+use flowmesh_tests::store_fixtures::{TOKEN, claim_for, served};
 use flowmesh_types::WorkerCapabilities;
 use flowmesh_types::api::WorkflowState;
 use flowmesh_types::api::{
@@ -82,6 +83,9 @@ async fn register(
         .register_worker(&NewWorker {
             id: &id,
             registration: &registration,
+            token_id: TOKEN,
+            pool_tenant: None,
+            served: &served(types),
             now: 1_000,
         })
         .await
@@ -103,7 +107,7 @@ async fn a_claim_hands_out_only_advertised_types(db: Db) {
     let gpu = submit(&store, &task("train")).await;
     let worker = register(&store, "w", &["echo"], 8, big()).await;
     let (claimed, _) = store
-        .claim(&worker, 2_000, 30_000, 8, 100)
+        .claim(&claim_for(&worker, 8, 100), 2_000, 30_000)
         .await
         .expect("claim");
     let ids: Vec<&str> = claimed.iter().map(|task| task.id.as_str()).collect();
@@ -117,7 +121,7 @@ async fn a_worker_with_no_task_types_never_receives_a_task(db: Db) {
     submit(&store, &task("echo")).await;
     let worker = register(&store, "idle", &[], 8, big()).await;
     let (claimed, _) = store
-        .claim(&worker, 2_000, 30_000, 8, 100)
+        .claim(&claim_for(&worker, 8, 100), 2_000, 30_000)
         .await
         .expect("claim");
     assert!(claimed.is_empty());
@@ -143,12 +147,12 @@ async fn a_claim_respects_free_slots_and_hardware(db: Db) {
     .await;
     // 8 CPUs and 16 GiB hold two tasks of 3 CPUs / 6 GiB, though 4 slots are free.
     let (first, _) = store
-        .claim(&worker, 2_000, 30_000, 4, 100)
+        .claim(&claim_for(&worker, 4, 100), 2_000, 30_000)
         .await
         .expect("claim");
     assert_eq!(first.len(), 2);
     let (second, _) = store
-        .claim(&worker, 2_000, 30_000, 4, 100)
+        .claim(&claim_for(&worker, 4, 100), 2_000, 30_000)
         .await
         .expect("claim");
     assert!(second.is_empty(), "the hardware is in use");
@@ -156,7 +160,7 @@ async fn a_claim_respects_free_slots_and_hardware(db: Db) {
     let gpu_task = submit(&store, gpu).await;
     let light = submit(&store, &task("echo")).await;
     let (third, _) = store
-        .claim(&worker, 2_000, 30_000, 4, 100)
+        .claim(&claim_for(&worker, 4, 100), 2_000, 30_000)
         .await
         .expect("claim");
     let ids: Vec<&str> = third.iter().map(|task| task.id.as_str()).collect();
@@ -191,7 +195,7 @@ async fn concurrent_claims_never_hand_out_a_task_twice(db: Db) {
             let mut mine = Vec::new();
             for _ in 0..20 {
                 let (claimed, _) = store
-                    .claim(&worker, 2_000, 30_000, 7, 64)
+                    .claim(&claim_for(&worker, 7, 64), 2_000, 30_000)
                     .await
                     .expect("claim");
                 mine.extend(claimed.into_iter().map(|task| task.id));
@@ -216,7 +220,7 @@ async fn an_expired_lease_sends_the_task_back_with_the_next_attempt(db: Db) {
     let first = register(&store, "first", &["echo"], 1, big()).await;
     let second = register(&store, "second", &["echo"], 1, big()).await;
     let (claimed, _) = store
-        .claim(&first, 2_000, 1_000, 1, 10)
+        .claim(&claim_for(&first, 1, 10), 2_000, 1_000)
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 1);
@@ -232,12 +236,12 @@ async fn an_expired_lease_sends_the_task_back_with_the_next_attempt(db: Db) {
     assert_eq!(task.attempt, 2);
     // The failed worker is passed over while another can take it.
     let (again, _) = store
-        .claim(&first, 3_002, 30_000, 1, 10)
+        .claim(&claim_for(&first, 1, 10), 3_002, 30_000)
         .await
         .expect("claim");
     assert!(again.is_empty());
     let (other, _) = store
-        .claim(&second, 3_002, 30_000, 1, 10)
+        .claim(&claim_for(&second, 1, 10), 3_002, 30_000)
         .await
         .expect("claim");
     assert_eq!(other.len(), 1);
@@ -252,7 +256,7 @@ async fn a_stale_or_forged_lease_cannot_complete(db: Db) {
     let id = submit(&store, &task("echo")).await;
     let worker = register(&store, "w", &["echo"], 1, big()).await;
     let (claimed, _) = store
-        .claim(&worker, 2_000, 1_000, 1, 10)
+        .claim(&claim_for(&worker, 1, 10), 2_000, 1_000)
         .await
         .expect("claim");
     let lease = claimed[0].lease_token.clone();
@@ -411,7 +415,7 @@ async fn a_gpu_request_is_matched_device_by_device(db: Db) {
     };
     let worker = register(&store, "mixed", &["train"], 4, mixed).await;
     let (claimed, _) = store
-        .claim(&worker, 2_000, 30_000, 4, 100)
+        .claim(&claim_for(&worker, 4, 100), 2_000, 30_000)
         .await
         .expect("claim");
     let ids: Vec<&str> = claimed.iter().map(|task| task.id.as_str()).collect();

@@ -266,6 +266,53 @@ impl TestServer {
         .await
     }
 
+    /// Registers a worker named `name` by hand with `token`, speaking the
+    /// protocol as a worker does: it reports the installed plugin `plugin`
+    /// (its digest, as the server has it) as available, so it is routed that
+    /// plugin's task types. The registration id.
+    pub async fn register_by_hand(&self, token: &str, name: &str, plugin: &str) -> String {
+        let (status, installed) = self.admin().get(&format!("/plugins/{plugin}")).await;
+        assert_eq!(status, StatusCode::OK, "{installed}");
+        let registration = json!({
+            "name": name,
+            "capabilities": {
+                "supportedTaskTypes": [],
+                "plugins": [{
+                    "name": plugin,
+                    "digest": installed["digest"],
+                    "status": "available",
+                    "imports": [],
+                }],
+                "capabilities": [],
+            },
+            "hardware": {"cpus": 2.0, "memoryBytes": 1_u64 << 30},
+            "slots": 1,
+            "version": "test",
+        });
+        let (status, registered) = Api::new(&self.url, token)
+            .post("/worker/register", registration)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{registered}");
+        registered["workerId"]
+            .as_str()
+            .expect("a registration id")
+            .to_string()
+    }
+
+    /// A worker token of `tenant`: bound to it, or `shared` (an operator's,
+    /// for workers that run every tenant's tasks that allow them).
+    pub async fn worker_token(&self, tenant: &str, shared: bool) -> String {
+        let (status, body) = self
+            .admin()
+            .post(
+                "/tokens",
+                json!({"tenant": tenant, "role": "worker", "shared": shared}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["token"].as_str().expect("token").to_string()
+    }
+
     /// A client with the admin token.
     pub fn admin(&self) -> Api {
         Api::new(&self.url, &self.admin)
@@ -442,6 +489,16 @@ impl Api {
     /// `POST path` with a JSON body.
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         Self::send(self.request(reqwest::Method::POST, path).json(&body)).await
+    }
+
+    /// `POST path` with `body` sent as it is, as JSON.
+    pub async fn post_raw(&self, path: &str, body: &str) -> (StatusCode, Value) {
+        Self::send(
+            self.request(reqwest::Method::POST, path)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string()),
+        )
+        .await
     }
 
     /// `GET path`.

@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod docker;
 pub mod fake_gpus;
 pub mod model_server;
+pub mod store_fixtures;
 pub mod stub_containers;
 
 /// Paths of the components built by the build script.

@@ -36,6 +36,33 @@ pub struct ServerArgs {
     /// Install this plugin component at start (repeatable).
     #[arg(long = "plugin", value_name = "FILE")]
     plugins: Vec<PathBuf>,
+    /// Never route tasks to a worker's own plugins (`flowmesh worker --plugin`): only installed plugins run.
+    #[arg(long)]
+    no_local_plugins: bool,
+    /// Tenants' rules, a TOML file: `[default]` and `[tenants.NAME]` tables, each with `shared-workers = true|false`.
+    #[arg(long, value_name = "FILE")]
+    tenants: Option<PathBuf>,
+    /// How long a plugin's validate() may take on one spec [default: 2s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    validation_timeout: Option<Duration>,
+    /// The largest request body accepted, such as 64Mi or 500M [default: 64Mi].
+    #[arg(long, value_parser = parse_size)]
+    max_request_size: Option<u64>,
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    flowmesh_types::document::parse_quantity(&serde_json::Value::String(text.to_string()))
+}
+
+/// Reads the tenants' rules from `path`.
+pub(crate) fn read_tenants(
+    path: &std::path::Path,
+) -> anyhow::Result<flowmesh_server::config::TenantPolicies> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| anyhow::anyhow!("reading the tenants file {}: {error}", path.display()))?;
+    toml::from_str(&text).map_err(|error| {
+        anyhow::anyhow!("the tenants file {} is not valid: {error}", path.display())
+    })
 }
 
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -60,6 +87,16 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     if let Some(backoff) = args.retry_backoff {
         config.retry_backoff = backoff;
+    }
+    config.local_plugins = !args.no_local_plugins;
+    if let Some(timeout) = args.validation_timeout {
+        config.validation_timeout = timeout;
+    }
+    if let Some(path) = &args.tenants {
+        config.tenants = read_tenants(path)?;
+    }
+    if let Some(size) = args.max_request_size {
+        config.max_request_bytes = usize::try_from(size).unwrap_or(usize::MAX);
     }
     let data_dir = config.data_dir.clone();
     let server = Server::start(config).await?;

@@ -75,8 +75,21 @@ fn print_worker(worker: &WorkerView) {
         ("state", worker.state.as_str().to_string()),
         ("version", worker.version.clone()),
         (
+            "runs tasks of",
+            worker.tenant.as_ref().map_or_else(
+                || "every tenant that allows shared workers (a shared worker)".to_string(),
+                |tenant| format!("tenant {tenant} only"),
+            ),
+        ),
+        (
             "task types",
-            output::list(&worker.capabilities.supported_task_types),
+            output::list(worker.served.types.iter().map(|(task_type, plugin)| {
+                if plugin.local {
+                    format!("{task_type} (local plugin {})", plugin.name)
+                } else {
+                    task_type.clone()
+                }
+            })),
         ),
         (
             "slots",
@@ -126,6 +139,18 @@ fn print_worker(worker: &WorkerView) {
         ]);
     }
     output::print_table(&plugins);
+    if !worker.served.refused.is_empty() {
+        crate::outln!();
+        let mut refused = output::table(&["refused task type", "plugin", "why"]);
+        for refusal in &worker.served.refused {
+            refused.add_row(vec![
+                refusal.task_type.clone(),
+                format!("{} {}", refusal.plugin.name, refusal.plugin.digest),
+                refusal.reason.clone(),
+            ]);
+        }
+        output::print_table(&refused);
+    }
     crate::outln!();
     let mut capabilities = output::table(&["capability", "interface", "status", "detail"]);
     for capability in &worker.capabilities.capabilities {

@@ -27,12 +27,15 @@ pub struct RuntimeConfig {
     /// stack overflow. Default 512 KiB.
     pub max_wasm_stack: usize,
     /// Limits of the runtime's own calls into plugins — `describe()` when a
-    /// plugin is loaded and `validate()` — and a sensible base for
+    /// plugin is loaded and `validate()`: memory, fuel when metered — and a sensible base for
     /// [`TaskRequest::limits`](crate::TaskRequest::limits).
     pub default_limits: TaskLimits,
-    /// Time allowed for a plugin's `describe()` when it is loaded and for each
-    /// `validate()` call. Default 10 s.
+    /// Time allowed for a plugin's `describe()` when it is loaded. Default
+    /// 10 s.
     pub describe_timeout: Duration,
+    /// Time allowed for each `validate()` call: it runs while a client waits
+    /// for its submit, so it must be short. Default 2 s.
+    pub validate_timeout: Duration,
     /// How often a running task's scratch directory is measured against
     /// [`TaskLimits::scratch_bytes`]. A task can overshoot its limit by what
     /// it writes in one interval. Default 250 ms.
@@ -52,6 +55,7 @@ impl RuntimeConfig {
             max_wasm_stack: 512 * 1024,
             default_limits: TaskLimits::default(),
             describe_timeout: Duration::from_secs(10),
+            validate_timeout: Duration::from_secs(2),
             scratch_check_interval: Duration::from_millis(250),
         }
     }

@@ -65,6 +65,47 @@ pub struct TaskRun {
     pub outcome: Result<Box<RawValue>, TaskError>,
 }
 
+/// The most problems [`Runtime::validate`] passes on from one call.
+pub const MAX_FIELD_ERRORS: usize = 100;
+/// The longest path or message of one problem it passes on, in bytes.
+pub const MAX_FIELD_ERROR_BYTES: usize = 1024;
+
+/// At most [`MAX_FIELD_ERRORS`] of `errors`, each cut to
+/// [`MAX_FIELD_ERROR_BYTES`], with a note of how many were left out.
+fn capped(mut errors: Vec<FieldError>) -> Vec<FieldError> {
+    let total = errors.len();
+    if total > MAX_FIELD_ERRORS {
+        errors.truncate(MAX_FIELD_ERRORS - 1);
+    }
+    for error in &mut errors {
+        cut(&mut error.path);
+        cut(&mut error.message);
+    }
+    if total > MAX_FIELD_ERRORS {
+        errors.push(FieldError::new(
+            "",
+            format!(
+                "and {} more problem(s) the plugin reported, not shown: {total} in all, over the limit of {MAX_FIELD_ERRORS}",
+                total - errors.len()
+            ),
+        ));
+    }
+    errors
+}
+
+/// Cuts `text` to [`MAX_FIELD_ERROR_BYTES`] at a character boundary, with an
+/// ellipsis.
+fn cut(text: &mut String) {
+    if text.len() > MAX_FIELD_ERROR_BYTES {
+        let mut end = MAX_FIELD_ERROR_BYTES - 3;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+}
+
 impl Runtime {
     /// Checks `spec` (plugin-owned fields, a JSON object) for `task_type` with
     /// the serving plugin's `validate()`.
@@ -72,9 +113,11 @@ impl Runtime {
     /// The outer error says the check itself could not run (no plugin serves
     /// the type here, or the plugin trapped or timed out): the spec is then
     /// neither valid nor invalid. The inner error lists the spec's problems,
-    /// with paths relative to the spec. Runs under
+    /// with paths relative to the spec: at most [`MAX_FIELD_ERRORS`] of
+    /// them, each cut to [`MAX_FIELD_ERROR_BYTES`], with a last one saying
+    /// how many were left out. Runs under
     /// [`RuntimeConfig::default_limits`](crate::RuntimeConfig::default_limits)
-    /// and [`describe_timeout`](crate::RuntimeConfig::describe_timeout).
+    /// and [`validate_timeout`](crate::RuntimeConfig::validate_timeout).
     pub async fn validate(
         &self,
         task_type: &str,
@@ -87,7 +130,7 @@ impl Runtime {
             ));
         };
         let limits = self.config.default_limits.clone();
-        let deadline = Instant::now() + self.config.describe_timeout;
+        let deadline = Instant::now() + self.config.validate_timeout;
         let log = Arc::new(TaskLog::new(discard_events(), limits.max_log_bytes));
         let mut store = self
             .new_store(&log, &limits, None, deadline, None)
@@ -110,13 +153,16 @@ impl Runtime {
         drop(store);
         drop(permit);
         match result {
-            Ok(result) => {
-                Ok(result.map_err(|errors| errors.into_iter().map(failure::field_error).collect()))
-            }
+            Ok(result) => Ok(result
+                .map_err(|errors| capped(errors.into_iter().map(failure::field_error).collect()))),
             Err(error) => Err(failure::from_wasmtime(
                 &error,
                 &log,
-                self.config.describe_timeout,
+                failure::TimeLimit {
+                    call: "validate()",
+                    timeout: self.config.validate_timeout,
+                    remedy: "validate() must return quickly: the operator's validation timeout governs it (RuntimeConfig::validate_timeout; `flowmesh server --validation-timeout`), not spec.timeout",
+                },
             )),
         }
     }
@@ -251,7 +297,9 @@ impl Runtime {
         }
         drop(scratch);
         let output = result
-            .map_err(|error| failure::from_wasmtime(&error, log, limits.timeout))?
+            .map_err(|error| {
+                failure::from_wasmtime(&error, log, failure::TimeLimit::task(limits.timeout))
+            })?
             .map_err(failure::from_plugin)?;
         if output.len() > limits.max_output_bytes {
             return Err(TaskError::new(

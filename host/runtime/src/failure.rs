@@ -21,21 +21,44 @@ pub(crate) enum Interrupted {
 
 const MIB: f64 = 1024.0 * 1024.0;
 
+/// The time a plugin call had, and the setting that governs it, for the
+/// message when it runs out.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TimeLimit {
+    /// The call, as the message names it (`the task`, `validate()`).
+    pub(crate) call: &'static str,
+    /// How long it had.
+    pub(crate) timeout: std::time::Duration,
+    /// What to do about it, naming the setting (`raise spec.timeout if it
+    /// needs longer`).
+    pub(crate) remedy: &'static str,
+}
+
+impl TimeLimit {
+    /// A task's own timeout.
+    pub(crate) fn task(timeout: std::time::Duration) -> Self {
+        Self {
+            call: "the task",
+            timeout,
+            remedy: "raise spec.timeout if it needs longer",
+        }
+    }
+
+    fn message(&self) -> String {
+        format!(
+            "{} ran past its timeout of {} and was interrupted; {}",
+            self.call,
+            humanize(self.timeout),
+            self.remedy
+        )
+    }
+}
+
 /// Classifies an error returned by instantiating or calling a plugin.
-pub(crate) fn from_wasmtime(
-    error: &wasmtime::Error,
-    log: &TaskLog,
-    timeout: std::time::Duration,
-) -> TaskError {
+pub(crate) fn from_wasmtime(error: &wasmtime::Error, log: &TaskLog, limit: TimeLimit) -> TaskError {
     if let Some(interrupted) = error.downcast_ref::<Interrupted>() {
         return match interrupted {
-            Interrupted::Timeout => TaskError::new(
-                TaskErrorCode::Timeout,
-                format!(
-                    "the task ran past its timeout of {} and was interrupted; raise spec.timeout if it needs longer",
-                    humanize(timeout)
-                ),
-            ),
+            Interrupted::Timeout => TaskError::new(TaskErrorCode::Timeout, limit.message()),
             Interrupted::Cancelled => TaskError::new(
                 TaskErrorCode::Cancelled,
                 "the task was cancelled while it ran",
@@ -79,10 +102,7 @@ pub(crate) fn from_wasmtime(
                 TaskErrorCode::FuelExhausted,
                 "the plugin used up its fuel (instruction budget) before finishing",
             ),
-            Trap::Interrupt => TaskError::new(
-                TaskErrorCode::Timeout,
-                format!("the task ran past its timeout of {}", humanize(timeout)),
-            ),
+            Trap::Interrupt => TaskError::new(TaskErrorCode::Timeout, limit.message()),
             Trap::UnreachableCodeReached => match log.panic_message() {
                 Some(panic) => TaskError::new(
                     TaskErrorCode::Trap,

@@ -116,7 +116,9 @@ mod task_log;
 pub use artifact_cache::{ArtifactCache, CacheStats, ComponentDigest};
 pub use capability::{Capability, DeviceAssigner, DeviceLease, HostCapabilities, Probe};
 pub use config::{PoolConfig, RuntimeConfig, TaskLimits};
-pub use execution::{PluginIdentity, TaskRequest, TaskRun};
+pub use execution::{
+    MAX_FIELD_ERROR_BYTES, MAX_FIELD_ERRORS, PluginIdentity, TaskRequest, TaskRun,
+};
 pub use registry::{LoadError, PreparedPlugin};
 pub use runtime::{Runtime, RuntimeError};
 pub use sandbox_state::{SCRATCH_GUEST_PATH, SandboxState, TaskOutput};

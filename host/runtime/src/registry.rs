@@ -263,7 +263,15 @@ impl Runtime {
         drop(store);
         drop(permit);
         let manifest = manifest.map_err(|error| {
-            let error = failure::from_wasmtime(&error, &log, self.config.describe_timeout);
+            let error = failure::from_wasmtime(
+                &error,
+                &log,
+                failure::TimeLimit {
+                    call: "describe()",
+                    timeout: self.config.describe_timeout,
+                    remedy: "a plugin must describe itself promptly (RuntimeConfig::describe_timeout)",
+                },
+            );
             format!("describe() failed: {}", error.message)
         })?;
         let manifest = manifest_from_wit(manifest)?;

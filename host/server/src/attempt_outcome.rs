@@ -63,6 +63,10 @@ pub struct AttemptFacts<'a> {
     pub max_attempts: u32,
     /// The name of the worker that ran the attempt (empty if unknown).
     pub worker: &'a str,
+    /// The plugin the claim routed the attempt to (`None` for a task
+    /// claimed before plugins were recorded): the result names it, whatever
+    /// the worker says ran.
+    pub plugin: Option<&'a PluginRef>,
 }
 
 /// What to record for an ended attempt, and what becomes of its task.
@@ -165,11 +169,16 @@ fn envelope(
     completion: &Completion,
     output: &serde_json::Value,
 ) -> ResultEnvelope {
-    let plugin = completion.plugin.clone().unwrap_or_else(|| PluginRef {
-        name: "?".into(),
-        version: "?".into(),
-        digest: "?".into(),
-    });
+    let plugin = task
+        .plugin
+        .or(completion.plugin.as_ref())
+        .cloned()
+        .unwrap_or_else(|| PluginRef {
+            name: "?".into(),
+            version: "?".into(),
+            digest: "?".into(),
+            local: false,
+        });
     let summary = format!(
         "{} ran on {} in {} ms (attempt {}/{}, {} {})",
         task.task_type,
@@ -260,6 +269,7 @@ mod tests {
             attempt,
             max_attempts,
             worker: "w1",
+            plugin: None,
         }
     }
 
@@ -271,6 +281,7 @@ mod tests {
                 name: "echo-plugin".into(),
                 version: "1.2.3".into(),
                 digest: "sha256:00".into(),
+                local: false,
             }),
             elapsed_ms: 42,
             output,
@@ -335,9 +346,30 @@ mod tests {
             PluginRef {
                 name: "?".into(),
                 version: "?".into(),
-                digest: "?".into()
+                digest: "?".into(),
+                local: false,
             }
         );
+    }
+
+    #[test]
+    fn the_result_names_the_plugin_the_task_was_routed_to_not_the_workers_word() {
+        let done = completion(Some(serde_json::json!(1)), None);
+        let routed = PluginRef {
+            name: "echo".into(),
+            version: "0.1.0".into(),
+            digest: "sha256:installed".into(),
+            local: false,
+        };
+        let task = AttemptFacts {
+            plugin: Some(&routed),
+            ..facts(TaskState::Running, 1, 1)
+        };
+        let decision = decide(&task, &AttemptEnd::Reported(&done), 0, &POLICY);
+        let Next::Succeed(result) = decision.next else {
+            panic!("expected success");
+        };
+        assert_eq!(result.plugin, routed);
     }
 
     #[test]

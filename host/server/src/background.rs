@@ -87,7 +87,10 @@ async fn expire(state: &AppState) -> Result<(), StoreError> {
 }
 
 fn shape_key(shape: &PendingShape) -> String {
-    format!("{}|{:?}", shape.task_type, shape.hardware)
+    format!(
+        "{}|{}|{:?}|{:?}",
+        shape.tenant, shape.task_type, shape.hardware, shape.labels
+    )
 }
 
 async fn place(
@@ -108,7 +111,7 @@ async fn place(
         .filter_map(|shape| {
             let provider = state.validator.provider(&shape.task_type);
             explain(
-                &Ask::of_shape(shape),
+                &Ask::of_shape(shape, &state.config.tenants),
                 provider.as_deref(),
                 &workers,
                 &usage,

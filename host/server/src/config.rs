@@ -40,6 +40,80 @@ pub struct ServerConfig {
     pub claim_scan: u32,
     /// Plugin components to install at start, before the server listens.
     pub install: Vec<PathBuf>,
+    /// How long a plugin's `validate()` may take on one spec before the
+    /// submit is refused with `check_failed`. Default 2 s.
+    pub validation_timeout: Duration,
+    /// Instructions one `validate()` call may run before it is stopped.
+    /// Default 2,000,000,000: far more than checking a spec takes.
+    pub validation_fuel: u64,
+    /// How many of one tenant's `validate()` calls run at once; the rest of
+    /// that tenant's wait, so one tenant's slow checks leave the other
+    /// cores and instances to the others. Default half the cores, at least
+    /// 1.
+    pub validation_share: usize,
+    /// The largest request body accepted, in bytes (a plugin component is
+    /// the largest thing sent). Default 64 MiB.
+    pub max_request_bytes: usize,
+    /// Whether a worker's own plugins (`flowmesh worker --plugin`) may serve
+    /// task types no installed plugin declares. Types an installed plugin
+    /// declares are only ever served from its digest. Default on.
+    pub local_plugins: bool,
+    /// Per-tenant rules: where a tenant's tasks may run.
+    pub tenants: TenantPolicies,
+}
+
+/// The rules of each tenant, with a default for tenants not named.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPolicies {
+    /// For tenants not listed.
+    #[serde(default)]
+    pub default: TenantPolicy,
+    /// By tenant name.
+    #[serde(default)]
+    pub tenants: std::collections::BTreeMap<String, TenantPolicy>,
+}
+
+impl TenantPolicies {
+    /// The rules of `tenant`.
+    pub fn of(&self, tenant: &str) -> &TenantPolicy {
+        self.tenants.get(tenant).unwrap_or(&self.default)
+    }
+
+    /// The tenants whose rule on shared workers differs from the default's:
+    /// with [`TenantPolicy::shared_workers`] of the default, what a claim
+    /// needs to tell whose tasks a shared worker may run.
+    pub fn shared_exceptions(&self) -> Vec<&str> {
+        self.tenants
+            .iter()
+            .filter(|(_, policy)| policy.shared_workers != self.default.shared_workers)
+            .map(|(tenant, _)| tenant.as_str())
+            .collect()
+    }
+}
+
+/// One tenant's rules.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TenantPolicy {
+    /// Whether the tenant's tasks may run on shared workers (registered with
+    /// an operator's shared worker token) as well as on the tenant's own.
+    /// Default yes; with no, they run only on workers registered with one of
+    /// the tenant's worker tokens.
+    #[serde(default = "yes")]
+    pub shared_workers: bool,
+}
+
+impl Default for TenantPolicy {
+    fn default() -> Self {
+        Self {
+            shared_workers: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl ServerConfig {
@@ -60,6 +134,13 @@ impl ServerConfig {
             placement_interval: Duration::from_secs(1),
             claim_scan: 512,
             install: Vec::new(),
+            max_request_bytes: 64 << 20,
+            validation_timeout: Duration::from_secs(2),
+            validation_fuel: 2_000_000_000,
+            validation_share: std::thread::available_parallelism()
+                .map_or(1, |cores| (cores.get() / 2).max(1)),
+            local_plugins: true,
+            tenants: TenantPolicies::default(),
         }
     }
 }

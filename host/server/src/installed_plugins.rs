@@ -14,9 +14,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use flowmesh_runtime::PreparedPlugin;
-use flowmesh_types::api::PluginRef;
+use flowmesh_types::api::{PluginRef, ServedTypes};
 use flowmesh_types::{PluginReport, PluginStatus, is_valid_name};
 
+use crate::plugin_identity::{Installed, served};
 use crate::state::{AppState, now_ms};
 use crate::store::{PluginRecord, StoreError};
 
@@ -92,7 +93,8 @@ impl AppState {
     /// database may have installed or removed some.
     pub async fn sync_plugins(&self) -> Result<(), StoreError> {
         let _changing = self.plugin_changes.lock().await;
-        let catalog = self.store.plugin_catalog().await?;
+        let records = self.store.plugins().await?;
+        let catalog = catalog_of(&records);
         let loaded: HashMap<String, String> = self
             .validator
             .reports()
@@ -126,8 +128,8 @@ impl AppState {
                 }
             }
         }
-        self.set_catalog(catalog);
-        Ok(())
+        drop(broken);
+        self.set_installed(&records).await
     }
 
     /// Compiles and links `bytes` for validation and reads the manifest.
@@ -189,10 +191,55 @@ impl AppState {
         Ok((report, record))
     }
 
-    /// Reads the catalog from the store and publishes it.
+    /// Reads the installed plugins from the store and publishes them.
     async fn publish_catalog(&self) -> Result<(), StoreError> {
-        self.set_catalog(self.store.plugin_catalog().await?);
+        let records = self.store.plugins().await?;
+        self.set_installed(&records).await
+    }
+
+    /// Publishes the installed plugins `records`: the catalog workers are
+    /// told, and, when the index of installed digests and types changed, the
+    /// task types each live worker is routed
+    /// ([`crate::plugin_identity::served`]).
+    async fn set_installed(&self, records: &[PluginRecord]) -> Result<(), StoreError> {
+        self.set_catalog(catalog_of(records));
+        let installed = Arc::new(Installed::of(records));
+        let changed = {
+            let mut current = self
+                .installed
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let changed = **current != *installed;
+            *current = installed.clone();
+            changed
+        };
+        if changed {
+            let local_plugins = self.config.local_plugins;
+            let rerouted = self
+                .store
+                .reroute_workers(|capabilities| {
+                    served(&capabilities.plugins, &installed, local_plugins)
+                })
+                .await?;
+            if rerouted > 0 {
+                tracing::info!(
+                    workers = rerouted,
+                    "installed plugins changed: workers rerouted"
+                );
+                self.work.notify();
+            }
+        }
         Ok(())
+    }
+
+    /// The task types a worker reporting `capabilities` is routed now.
+    pub fn served(&self, capabilities: &flowmesh_types::WorkerCapabilities) -> ServedTypes {
+        let installed = self
+            .installed
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        served(&capabilities.plugins, &installed, self.config.local_plugins)
     }
 
     /// Publishes `catalog` if it differs from the one published.
@@ -205,6 +252,19 @@ impl AppState {
             changed
         });
     }
+}
+
+/// The catalog (name, version, digest) of the installed plugins `records`.
+fn catalog_of(records: &[PluginRecord]) -> Vec<PluginRef> {
+    records
+        .iter()
+        .map(|record| PluginRef {
+            name: record.name.clone(),
+            version: record.version.clone(),
+            digest: record.digest.clone(),
+            local: false,
+        })
+        .collect()
 }
 
 fn manifest_name(prepared: &PreparedPlugin) -> String {

@@ -42,6 +42,7 @@ pub mod group_commit;
 pub mod installed_plugins;
 pub mod metrics;
 pub mod placement;
+pub mod plugin_identity;
 pub mod releaser;
 mod server;
 pub mod state;

@@ -40,6 +40,12 @@ use crate::validation::{is_within, normalize_path};
 const RECHECK: Duration = Duration::from_secs(1);
 /// Changed workflows handled per pass.
 const BATCH: u32 = 64;
+/// Workflows advanced at once.
+const CONCURRENCY: usize = 8;
+/// How many times a stage's resolved spec is checked when the plugin's
+/// check itself fails (`validate()` trapped, ran out of time or fuel) before
+/// the stage fails with that reason.
+pub const MAX_STAGE_CHECKS: u32 = 3;
 
 /// Runs until the server shuts down.
 pub async fn run(state: Arc<AppState>) {
@@ -63,24 +69,37 @@ pub async fn run(state: Arc<AppState>) {
 #[derive(Default)]
 pub struct Deferred(HashMap<String, Instant>);
 
-/// Advances every changed workflow once, oldest first, in pages. A workflow
-/// that cannot be advanced now (a store error, a stage whose plugin is
-/// missing here) is skipped for [`RECHECK`] without holding up the others;
-/// what a pass itself changed is picked up by the next pass, which the
-/// stages it ended wake.
+/// Advances every changed workflow once, oldest first, in pages, up to
+/// [`CONCURRENCY`] workflows at a time: a workflow whose stage checks are
+/// slow (a plugin's `validate()` running to its deadline) holds up only its
+/// own place, not the workflows behind it. A workflow that cannot be
+/// advanced now (a store error, a stage whose plugin is missing here) is
+/// skipped for [`RECHECK`] without holding up the others; what a pass itself
+/// changed is picked up by the next pass, which the stages it ended wake.
 pub async fn settle(state: &AppState, deferred: &mut Deferred) -> Result<(), StoreError> {
+    use futures::StreamExt as _;
     let now = Instant::now();
     deferred.0.retain(|_, until| *until > now);
     let mut after = 0;
     loop {
         let changed = state.store.unsettled_workflows(after, BATCH).await?;
         let full = changed.len() == BATCH as usize;
-        for (seq, id, changes) in changed {
-            after = seq;
-            if deferred.0.contains_key(&id) {
-                continue;
-            }
-            match advance(state, &id).await {
+        if let Some((seq, _, _)) = changed.last() {
+            after = *seq;
+        }
+        let due: Vec<(String, i64)> = changed
+            .into_iter()
+            .filter(|(_, id, _)| !deferred.0.contains_key(id))
+            .map(|(_, id, changes)| (id, changes))
+            .collect();
+        let mut results = futures::stream::iter(due)
+            .map(|(id, changes)| async move {
+                let result = advance(state, &id).await;
+                (id, changes, result)
+            })
+            .buffer_unordered(CONCURRENCY);
+        while let Some((id, changes, result)) = results.next().await {
+            match result {
                 Ok(Progress::Settled) => state.store.settle_workflow(&id, changes).await?,
                 Ok(Progress::Later) => {
                     deferred.0.insert(id, now + RECHECK);
@@ -291,7 +310,11 @@ async fn decide(
         Value::Object(fields) => fields,
         _ => Map::new(),
     };
-    match check_resolved(state, &stage.task_type, &resolved).await {
+    let checked = check_resolved(state, &workflow.tenant, &stage.task_type, &resolved).await;
+    if !matches!(&checked, Err(rejection) if rejection.kind == RejectionKind::CheckFailed) {
+        state.forget_stage_checks(&stage.id);
+    }
+    match checked {
         Ok(()) => Decision::Release(
             resolved,
             if substitutions.is_empty() {
@@ -303,6 +326,28 @@ async fn decide(
                 )
             },
         ),
+        // The plugin could not check it: a bounded number of times, then
+        // the stage fails with the plugin's reason.
+        Err(rejection) if rejection.kind == RejectionKind::CheckFailed => {
+            let failures = state.count_stage_check(&stage.id);
+            if failures < MAX_STAGE_CHECKS {
+                return Decision::Retry(format!(
+                    "check {failures} of {MAX_STAGE_CHECKS} could not run: {}",
+                    rejection.message
+                ));
+            }
+            state.forget_stage_checks(&stage.id);
+            Decision::End(
+                TaskState::Failed,
+                TaskError::new(
+                    TaskErrorCode::Failed,
+                    format!(
+                        "the resolved spec could not be checked ({MAX_STAGE_CHECKS} tries), so the stage was not queued: {}",
+                        rejection.message
+                    ),
+                ),
+            )
+        }
         Err(rejection) if rejection.kind.may_pass_later() => {
             let code = match rejection.kind {
                 RejectionKind::UnknownTaskType => TaskErrorCode::UnknownTaskType,

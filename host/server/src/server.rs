@@ -46,7 +46,7 @@ impl Server {
                 humantime::format_duration(config.heartbeat_interval)
             );
         }
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        create_private_dir(&config.data_dir).with_context(|| {
             format!("creating the data directory {}", config.data_dir.display())
         })?;
         let url = config
@@ -61,14 +61,21 @@ impl Server {
             config.data_dir.join("validation-scratch"),
         );
         runtime.pool.max_instances = 16;
-        let validator = Validator::new(runtime).context("starting the validation runtime")?;
+        runtime.validate_timeout = config.validation_timeout;
+        // validate() runs while a client waits: bounded in instructions as
+        // well as in time and memory (the default task limit), so a loop
+        // ends at its budget even on a loaded machine.
+        runtime.fuel_metering = true;
+        runtime.default_limits.fuel = Some(config.validation_fuel);
+        let validator = Validator::new(runtime, config.validation_share)
+            .context("starting the validation runtime")?;
         let bootstrap = if store.admin_token_count().await? == 0 {
             let now = now_ms();
             let admin = store
-                .create_token("default", Role::Admin, Some("bootstrap admin"), now)
+                .create_token("default", Role::Admin, Some("bootstrap admin"), false, now)
                 .await?;
             let worker = store
-                .create_token("default", Role::Worker, Some("bootstrap worker"), now)
+                .create_token("default", Role::Worker, Some("bootstrap worker"), true, now)
                 .await?;
             write_secret(&config.data_dir.join("admin.token"), &admin.secret)?;
             write_secret(&config.data_dir.join("worker.token"), &worker.secret)?;
@@ -160,7 +167,7 @@ impl Server {
     }
 
     /// The token in `file` of the data directory when it is a live token
-    /// of `role`; otherwise a new one of tenant `default`, written there
+    /// of `role` (for a worker token, a shared one); otherwise a new one of tenant `default`, written there
     /// (mode 0600). Local tools (`flowmesh up`) use it to find their
     /// credentials after the first start.
     pub async fn local_token(&self, file: &str, role: Role) -> anyhow::Result<String> {
@@ -172,14 +179,18 @@ impl Server {
                 .store
                 .principal(&crate::store::token_hash(secret))
                 .await?;
-            if known.is_some_and(|principal| principal.role == role) {
+            // The local worker serves every tenant: a worker token bound to
+            // one is not what this file is for.
+            if known.is_some_and(|principal| {
+                principal.role == role && (role != Role::Worker || principal.shared)
+            }) {
                 return Ok(secret.to_string());
             }
         }
         let created = self
             .state
             .store
-            .create_token("default", role, Some(file), now_ms())
+            .create_token("default", role, Some(file), role == Role::Worker, now_ms())
             .await?;
         write_secret(&path, &created.secret)?;
         Ok(created.secret)
@@ -227,6 +238,20 @@ pub fn write_private_file(path: &std::path::Path, bytes: &[u8]) -> anyhow::Resul
     file.write_all(bytes)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// Creates `path` and its parents; a directory this creates is readable by
+/// its owner only (mode 0700 on Unix), since a data directory holds the
+/// database, tokens and compiled plugins. An existing one is left as it is.
+fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
 }
 
 fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {

@@ -48,7 +48,13 @@ pub struct AppState {
     /// Installed digests that do not load on this server (stored by another
     /// server of another build): not tried again while installed.
     pub(crate) broken_plugins: tokio::sync::Mutex<std::collections::HashSet<String>>,
+    /// The installed plugins by digest and task type, which decide the task
+    /// types each worker is routed. Kept by [`crate::installed_plugins`].
+    pub(crate) installed: std::sync::RwLock<Arc<crate::plugin_identity::Installed>>,
     tokens: Mutex<HashMap<String, (Principal, Instant)>>,
+    /// How many times each held-back stage's check could not run (see
+    /// [`crate::releaser::MAX_STAGE_CHECKS`]).
+    stage_checks: Mutex<HashMap<String, u32>>,
 }
 
 impl AppState {
@@ -72,7 +78,9 @@ impl AppState {
             metrics: Metrics::default(),
             plugin_changes: tokio::sync::Mutex::new(()),
             broken_plugins: tokio::sync::Mutex::new(std::collections::HashSet::new()),
+            installed: std::sync::RwLock::new(Arc::default()),
             tokens: Mutex::new(HashMap::new()),
+            stage_checks: Mutex::new(HashMap::new()),
         }
     }
 
@@ -98,6 +106,26 @@ impl AppState {
             tokens.insert(key, (principal.clone(), Instant::now()));
         }
         Ok(principal)
+    }
+
+    /// Counts one more failed check of stage `task_id`; the count so far.
+    pub fn count_stage_check(&self, task_id: &str) -> u32 {
+        let mut checks = self
+            .stage_checks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let count = checks.entry(task_id.to_string()).or_insert(0);
+        *count += 1;
+        *count
+    }
+
+    /// Forgets the failed checks of stage `task_id` (it was checked, or
+    /// ended).
+    pub fn forget_stage_checks(&self, task_id: &str) {
+        self.stage_checks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(task_id);
     }
 
     /// How retries are spaced.

@@ -31,6 +31,10 @@ pub struct Validator {
     runtime: Runtime,
     /// Every task type a loaded plugin serves.
     task_types: RwLock<HashMap<String, Provided>>,
+    /// Each tenant's share of the runtime's instances: one tenant's checks
+    /// (a plugin whose `validate()` runs to its deadline, many at once) wait
+    /// on their own share and never hold every instance.
+    shares: TenantShares,
 }
 
 /// One task type as a loaded plugin provides it.
@@ -44,11 +48,18 @@ struct Provided {
 }
 
 impl Validator {
-    /// A validator whose compiled plugins are cached under `config`.
-    pub fn new(config: RuntimeConfig) -> Result<Self, flowmesh_runtime::RuntimeError> {
+    /// A validator whose compiled plugins are cached under `config`, running
+    /// at most `share` checks of one tenant at once (and never more than
+    /// half the runtime's instances).
+    pub fn new(
+        config: RuntimeConfig,
+        share: usize,
+    ) -> Result<Self, flowmesh_runtime::RuntimeError> {
+        let share = share.clamp(1, (config.pool.max_instances as usize / 2).max(1));
         Ok(Self {
             runtime: Runtime::new(config, HostCapabilities::validation_only())?,
             task_types: RwLock::new(HashMap::new()),
+            shares: TenantShares::new(share),
         })
     }
 
@@ -159,21 +170,25 @@ impl Validator {
             .unwrap_or_else(PoisonError::into_inner) = task_types;
     }
 
-    /// Checks the plugin fields of a `task_type` spec.
+    /// Checks the plugin fields of a `task_type` spec of `tenant`.
     pub async fn check(
         &self,
+        tenant: &str,
         task_type: &str,
         spec: &Map<String, Value>,
     ) -> Result<(), SpecRejection> {
-        self.check_deferring(task_type, spec, &[]).await
+        self.check_deferring(tenant, task_type, spec, &[]).await
     }
 
     /// Checks the plugin fields of a `task_type` spec in which the fields at
     /// the `deferred` paths (`spec.model`) still hold placeholders: problems
     /// reported at those fields, or inside them, wait until they are
     /// resolved; everything else is checked now.
+    /// The plugin's `validate()` runs within `tenant`'s share of the
+    /// validation pool.
     pub async fn check_deferring(
         &self,
+        tenant: &str,
         task_type: &str,
         spec: &Map<String, Value>,
         deferred: &[String],
@@ -201,11 +216,13 @@ impl Validator {
                 return Err(SpecRejection::Invalid(errors));
             }
         }
-        match self
+        let share = self.shares.acquire(tenant).await;
+        let validated = self
             .runtime
             .validate(task_type, &instance.to_string())
-            .await
-        {
+            .await;
+        drop(share);
+        match validated {
             Ok(Ok(())) => Ok(()),
             Ok(Err(errors)) => {
                 let errors = now(errors
@@ -220,6 +237,40 @@ impl Validator {
             }
             Err(error) => Err(SpecRejection::CheckFailed(error)),
         }
+    }
+}
+
+/// Per-tenant shares of the validation pool: at most `share` checks of one
+/// tenant at once; the rest of that tenant's wait here, in order, leaving
+/// the pool's other instances to other tenants.
+struct TenantShares {
+    share: usize,
+    tenants: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+}
+
+impl TenantShares {
+    fn new(share: usize) -> Self {
+        Self {
+            share,
+            tenants: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A place in `tenant`'s share, held until dropped (`None` only if its
+    /// semaphore were closed, which none is).
+    async fn acquire(&self, tenant: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let semaphore = {
+            let mut tenants = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
+            if tenants.len() > 4096 {
+                // Forget idle tenants: none of their places are taken.
+                tenants.retain(|_, semaphore| Arc::strong_count(semaphore) > 1);
+            }
+            tenants
+                .entry(tenant.to_string())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.share)))
+                .clone()
+        };
+        semaphore.acquire_owned().await.ok()
     }
 }
 

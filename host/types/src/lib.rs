@@ -51,6 +51,8 @@ pub mod event;
 pub mod manifest;
 #[cfg(feature = "document")]
 pub mod placeholder;
+#[cfg(feature = "document")]
+pub mod strict_json;
 pub mod task_error;
 
 pub use capability::{

@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use flowmesh_runtime::Runtime;
 use flowmesh_types::WorkerCapabilities;
+use flowmesh_types::api::Deregistration;
 use tokio::sync::{Notify, RwLock, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -133,7 +134,9 @@ impl Worker {
     /// Stops cleanly: no new claims; running attempts are interrupted and
     /// handed back (`released`: they go back to pending, and the attempt
     /// does not count against `maxAttempts`); the outbox is flushed, waiting
-    /// at most `grace`.
+    /// at most `grace`; then the registration is ended
+    /// (`POST /worker/deregister`), so the worker stops showing as live at
+    /// once.
     pub async fn shutdown(self, grace: Duration) {
         self.shared.stopping.cancel();
         for running in self.shared.lock_running().values() {
@@ -151,6 +154,8 @@ impl Worker {
             ..
         } = self;
         let killed = shared.killed.clone();
+        let client = shared.client.clone();
+        let registration = shared.registration.clone();
         drop(shared);
         if tokio::time::timeout_at(deadline, outbox_done)
             .await
@@ -159,6 +164,27 @@ impl Worker {
             tracing::warn!("outbox not flushed within the shutdown grace period");
         }
         killed.cancel();
+        // Last, so that the outcomes above are in: the server ends the
+        // registration at once instead of when it stops hearing from it, and
+        // anything still held goes back to pending.
+        let worker_id = registration
+            .read()
+            .await
+            .as_ref()
+            .map(|registered| registered.worker_id.clone());
+        if let Some(worker_id) = worker_id {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let goodbye = Deregistration { worker_id };
+            match client
+                .send_only("deregister", &goodbye, left.max(Duration::from_secs(1)))
+                .await
+            {
+                Ok(()) => tracing::info!("deregistered"),
+                Err(error) => {
+                    tracing::warn!(%error, "could not deregister; the server ends the registration when its heartbeats stop");
+                }
+            }
+        }
     }
 
     /// Stops at once, reporting nothing, as if the process were killed: the

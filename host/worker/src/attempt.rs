@@ -123,6 +123,8 @@ impl Shared {
                 name: plugin.name,
                 version: plugin.version,
                 digest: plugin.digest,
+                // The server knows which plugins are its own.
+                local: false,
             }),
             elapsed_ms: run.elapsed.as_millis() as u64,
             output,

@@ -163,7 +163,7 @@ pub async fn admit(
     body: &[u8],
     options: Options,
 ) -> Result<Admitted, AdmitError> {
-    let checked = check(state, parse_document(body)?, options.fail_fast).await?;
+    let checked = check(state, tenant, parse_document(body)?, options.fail_fast).await?;
     if options.dry_run {
         return Ok(Admitted::DryRun(checked));
     }
@@ -188,10 +188,12 @@ pub fn parse_document(body: &[u8]) -> Result<Document, Rejection> {
     })
 }
 
-/// Steps 2 and 3: every unit against its plugin, then (with `fail_fast`)
-/// against the live workers.
+/// Steps 2 and 3: every unit against its plugin, within `tenant`'s share of
+/// the validation pool, then (with `fail_fast`) against the live workers
+/// that may run that tenant's tasks.
 pub async fn check(
     state: &AppState,
+    tenant: &str,
     document: Document,
     fail_fast: bool,
 ) -> Result<Checked, AdmitError> {
@@ -200,18 +202,27 @@ pub async fn check(
     for unit in &units {
         if let Err(rejection) = state
             .validator
-            .check_deferring(unit.task_type, unit.fields, &unit.deferred)
+            .check_deferring(tenant, unit.task_type, unit.fields, &unit.deferred)
             .await
         {
             problems.push((unit, rejection));
         }
+    }
+    if problems
+        .iter()
+        .any(|(_, problem)| matches!(problem, SpecRejection::UnknownTaskType(_)))
+    {
+        let local = locally_served(state, tenant).await?;
+        problems.retain(|(_, problem)| {
+            !matches!(problem, SpecRejection::UnknownTaskType(task_type) if local.contains(task_type))
+        });
     }
     if !problems.is_empty() {
         let subject = Subject::of(&document);
         return Err(classify(state, subject, problems).into());
     }
     if fail_fast {
-        refuse_unserved(state, &document, &units).await?;
+        refuse_unserved(state, tenant, &document, &units).await?;
     }
     Ok(match document {
         Document::Task(task) => Checked::Task(task),
@@ -219,10 +230,38 @@ pub async fn check(
     })
 }
 
+/// The task types no installed plugin declares that a live worker which may
+/// run `tenant`'s tasks serves from a plugin of its own: their specs cannot
+/// be checked here, so they are taken as they are and checked by that
+/// plugin when the task runs. None when local plugins are off.
+async fn locally_served(
+    state: &AppState,
+    tenant: &str,
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    if !state.config.local_plugins {
+        return Ok(Default::default());
+    }
+    let shared_workers = state.config.tenants.of(tenant).shared_workers;
+    Ok(state
+        .store
+        .live_workers()
+        .await?
+        .into_iter()
+        .filter(|worker| match &worker.pool_tenant {
+            Some(pool) => pool == tenant,
+            None => shared_workers,
+        })
+        .flat_map(|worker| worker.served.types.into_iter())
+        .filter(|(_, plugin)| plugin.local)
+        .map(|(task_type, _)| task_type)
+        .collect())
+}
+
 /// The releaser's check of a stage whose placeholders were resolved: the
 /// same plugin check as at submit, classified the same way.
 pub async fn check_resolved(
     state: &AppState,
+    tenant: &str,
     task_type: &str,
     fields: &Map<String, Value>,
 ) -> Result<(), Rejection> {
@@ -232,8 +271,15 @@ pub async fn check_resolved(
         fields,
         deferred: Vec::new(),
     };
-    match state.validator.check(task_type, fields).await {
+    match state.validator.check(tenant, task_type, fields).await {
         Ok(()) => Ok(()),
+        Err(SpecRejection::UnknownTaskType(_))
+            if locally_served(state, tenant)
+                .await
+                .is_ok_and(|local| local.contains(task_type)) =>
+        {
+            Ok(())
+        }
         Err(rejection) => Err(classify(state, Subject::Task, vec![(&unit, rejection)])),
     }
 }
@@ -466,14 +512,25 @@ fn installed(state: &AppState) -> String {
     }
 }
 
-/// Fail-fast: refuses when a unit's type has no live worker, with each
-/// reason once.
+/// Fail-fast: refuses when a unit's type has no live worker that may run
+/// `tenant`'s tasks, with each reason once.
 async fn refuse_unserved(
     state: &AppState,
+    tenant: &str,
     document: &Document,
     units: &[Unit<'_>],
 ) -> Result<(), AdmitError> {
-    let workers = state.store.live_workers().await?;
+    let shared_workers = state.config.tenants.of(tenant).shared_workers;
+    let workers: Vec<_> = state
+        .store
+        .live_workers()
+        .await?
+        .into_iter()
+        .filter(|worker| match &worker.pool_tenant {
+            Some(pool) => pool == tenant,
+            None => shared_workers,
+        })
+        .collect();
     let mut details = Vec::new();
     let mut reasons: Vec<String> = Vec::new();
     for unit in units {

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::FromRequestParts;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -71,6 +72,49 @@ impl ApiFailure {
         )
         .with_details(vec![FieldError::new(name, message)])
     }
+
+    /// 413: a body of `size` bytes (when known) over the `limit` for
+    /// `what`.
+    pub fn too_large(size: Option<usize>, limit: usize, what: &str) -> Self {
+        let size = size.map_or_else(String::new, |size| format!(" ({size} bytes)"));
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!(
+                "the request body{size} is over the limit of {limit} bytes for {what}; send less in one request"
+            ),
+        )
+    }
+}
+
+/// A request body, read whole up to the server's limit. Over the limit, or
+/// cut short, it is refused with the JSON error body like every other
+/// error, naming the limit and the setting that governs it.
+pub(crate) struct Body(pub Bytes);
+
+impl FromRequest<Arc<AppState>> for Body {
+    type Rejection = ApiFailure;
+
+    async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Self, ApiFailure> {
+        match Bytes::from_request(request, state).await {
+            Ok(bytes) => Ok(Self(bytes)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiFailure::too_large(
+                    None,
+                    state.config.max_request_bytes,
+                    "one request (`flowmesh server --max-request-size`)",
+                ))
+            }
+            Err(rejection) => Err(ApiFailure::new(
+                rejection.status(),
+                "invalid_body",
+                format!(
+                    "the request body could not be read: {}",
+                    rejection.body_text()
+                ),
+            )),
+        }
+    }
 }
 
 impl IntoResponse for ApiFailure {
@@ -81,6 +125,15 @@ impl IntoResponse for ApiFailure {
 
 impl From<StoreError> for ApiFailure {
     fn from(error: StoreError) -> Self {
+        if let StoreError::NameTaken(name) = &error {
+            return Self::new(
+                StatusCode::CONFLICT,
+                ApiError::WORKER_NAME_TAKEN,
+                format!(
+                    "a live worker named {name:?} is registered with another token; start this worker under another name (--name), or stop that one and wait until its registration ends"
+                ),
+            );
+        }
         tracing::error!(%error, "store error");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -172,20 +225,25 @@ impl FromRequestParts<Arc<AppState>> for Auth {
     }
 }
 
-/// Parses a JSON body, naming the field at fault.
+/// Parses a JSON body, naming the field at fault. A key given twice is
+/// refused at its path, never read as its last value.
 pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiFailure> {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let path = error.path().to_string();
+    let invalid = |path: String, message: String| {
         ApiFailure::new(
             StatusCode::BAD_REQUEST,
             "invalid_body",
-            format!("the request body is not valid: {}", error.inner()),
+            format!("the request body is not valid: {message}"),
         )
-        .with_details(vec![FieldError::new(
+        .with_details(vec![FieldError::new(path, message)])
+    };
+    let value = flowmesh_types::strict_json::from_slice(body)
+        .map_err(|error| invalid(error.path.unwrap_or_default(), error.message))?;
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        invalid(
             if path == "." { String::new() } else { path },
             error.inner().to_string(),
-        )])
+        )
     })
 }
 

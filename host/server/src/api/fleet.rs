@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use flowmesh_runtime::ComponentDigest;
@@ -15,9 +14,9 @@ use flowmesh_types::{FieldError, PluginReport, is_valid_name};
 use serde::Deserialize;
 
 use super::query::{NoParams, Params};
-use super::{ApiFailure, Auth, parse_json};
+use super::{ApiFailure, Auth, Body, parse_json};
 use crate::state::{AppState, now_ms};
-use crate::store::{PluginRecord, WorkerRecord, rfc3339};
+use crate::store::{PluginRecord, Principal, WorkerRecord, rfc3339};
 use flowmesh_types::api::ErrorBody;
 
 fn worker_view(worker: WorkerRecord, running: u32) -> WorkerView {
@@ -33,7 +32,19 @@ fn worker_view(worker: WorkerRecord, running: u32) -> WorkerView {
         version: worker.version,
         registered_at: rfc3339(worker.registered_at),
         last_heartbeat_at: rfc3339(worker.heartbeat_at),
+        tenant: worker.pool_tenant,
+        served: worker.served,
     }
+}
+
+/// Whether `principal` may see `worker`: an admin sees every worker; a user
+/// sees shared workers and its own tenant's, never another tenant's.
+fn visible(principal: &Principal, worker: &WorkerRecord) -> bool {
+    principal.role == Role::Admin
+        || worker
+            .pool_tenant
+            .as_deref()
+            .is_none_or(|tenant| tenant == principal.tenant)
 }
 
 /// `GET /workers`: live registrations first, then gone ones.
@@ -43,13 +54,14 @@ pub(super) async fn list_workers(
     State(state): State<Arc<AppState>>,
     auth: Auth,
 ) -> Result<Json<Vec<WorkerView>>, ApiFailure> {
-    auth.client("listing workers")?;
+    let principal = auth.client("listing workers")?;
     let usage = state.store.usage().await?;
     let mut workers: Vec<WorkerView> = state
         .store
         .workers()
         .await?
         .into_iter()
+        .filter(|worker| visible(principal, worker))
         .map(|worker| {
             let running = usage.get(&worker.id).map_or(0, |usage| usage.tasks);
             worker_view(worker, running)
@@ -69,15 +81,13 @@ pub(super) async fn get_worker(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<WorkerView>, ApiFailure> {
-    auth.client("reading workers")?;
+    let principal = auth.client("reading workers")?;
     let worker = match state.store.worker(&id).await? {
-        Some(worker) => worker,
-        None => state
-            .store
-            .worker_named(&id)
-            .await?
-            .ok_or_else(|| ApiFailure::not_found("worker", &id))?,
-    };
+        Some(worker) => Some(worker),
+        None => state.store.worker_named(&id).await?,
+    }
+    .filter(|worker| visible(principal, worker))
+    .ok_or_else(|| ApiFailure::not_found("worker", &id))?;
     let running = state
         .store
         .usage()
@@ -112,7 +122,7 @@ pub(super) async fn install_plugin(
     State(state): State<Arc<AppState>>,
     auth: Auth,
     Params(params): Params<InstallParams>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<(StatusCode, Json<PluginView>), ApiFailure> {
     auth.require(&[Role::Admin], "installing plugins")?;
     if body.is_empty() {
@@ -183,7 +193,7 @@ pub(super) async fn get_plugin(
     auth: Auth,
     Path(name): Path<String>,
 ) -> Result<Json<PluginView>, ApiFailure> {
-    auth.client("reading plugins")?;
+    let principal = auth.client("reading plugins")?;
     let report = state
         .validator
         .reports()
@@ -201,6 +211,7 @@ pub(super) async fn get_plugin(
         .live_workers()
         .await?
         .iter()
+        .filter(|worker| visible(principal, worker))
         .map(|worker| worker_plugin(worker, &report))
         .collect();
     let mut view = plugin_view(report, record.as_ref());
@@ -270,7 +281,7 @@ pub(super) async fn create_token(
     _: Params<NoParams>,
     State(state): State<Arc<AppState>>,
     auth: Auth,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<(StatusCode, Json<TokenCreated>), ApiFailure> {
     auth.require(&[Role::Admin], "creating tokens")?;
     let request: TokenRequest = parse_json(&body)?;
@@ -280,12 +291,19 @@ pub(super) async fn create_token(
             flowmesh_types::NAME_RULE,
         ));
     }
+    if request.shared && request.role != Role::Worker {
+        return Err(ApiFailure::invalid_field(
+            "shared",
+            "only a worker token can be shared; leave it out for admin and user tokens",
+        ));
+    }
     let record = state
         .store
         .create_token(
             &request.tenant,
             request.role,
             request.name.as_deref(),
+            request.shared,
             now_ms(),
         )
         .await?;
@@ -296,6 +314,7 @@ pub(super) async fn create_token(
             token: record.secret,
             tenant: record.principal.tenant,
             role: record.principal.role,
+            shared: record.principal.shared,
         }),
     ))
 }

@@ -7,7 +7,7 @@
 //! | `GET /workers`, `GET /workers/{id}` | users and admins |
 //! | `GET /plugins`, `GET /plugins/{name}` | users and admins |
 //! | `POST /plugins`, `DELETE /plugins/{name}`, `POST /tokens` | admins |
-//! | `POST /worker/{register,heartbeat,claim,events,complete}`, `GET /worker/plugins/{digest}` | worker tokens |
+//! | `POST /worker/{register,deregister,heartbeat,claim,events,complete}`, `GET /worker/plugins/{digest}` | worker tokens, each only under the registrations it made |
 //! | `GET /healthz`, `GET /metrics`, `GET /openapi.json` | anyone |
 //!
 //! Every error is `{"error": {"code", "message", "details": [{"path",
@@ -31,7 +31,7 @@ use axum::Router;
 use axum::routing::{get, post};
 
 pub use error::ApiFailure;
-pub(crate) use error::{Auth, parse_json};
+pub(crate) use error::{Auth, Body, parse_json};
 
 use crate::state::AppState;
 
@@ -59,6 +59,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/tokens", post(fleet::create_token))
         .route("/worker/register", post(worker::register))
+        .route("/worker/deregister", post(worker::deregister))
         .route("/worker/heartbeat", post(worker::heartbeat))
         .route("/worker/claim", post(worker::claim))
         .route("/worker/events", post(worker::events))
@@ -72,6 +73,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(openapi::serve))
         .fallback(error::not_found)
-        .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.max_request_bytes,
+        ))
         .with_state(state)
 }

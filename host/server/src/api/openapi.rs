@@ -14,7 +14,8 @@ use super::{fleet, ops, tasks, worker, workflows};
     paths(
         tasks::submit, tasks::list, tasks::get, tasks::cancel, tasks::events,
         workflows::list, workflows::get, workflows::cancel, workflows::events,
-        worker::register, worker::heartbeat, worker::claim, worker::events, worker::complete,
+        worker::register, worker::deregister, worker::heartbeat, worker::claim, worker::events,
+        worker::complete,
         worker::plugin_component,
         fleet::list_workers, fleet::get_worker, fleet::install_plugin, fleet::list_plugins,
         fleet::get_plugin, fleet::remove_plugin, fleet::create_token,

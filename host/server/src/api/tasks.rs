@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, Sse};
@@ -19,7 +18,7 @@ use serde::Deserialize;
 use super::event_cursor::EventCursor;
 use super::query::{self, Follow, NoParams, Params};
 use super::sse::{last_event_id, server_sent};
-use super::{ApiFailure, Auth};
+use super::{ApiFailure, Auth, Body};
 use crate::admission::{self, Admitted, Checked};
 use crate::state::{AppState, now_ms};
 use crate::store::{CancelOutcome, TaskFilter, TaskRecord, rfc3339};
@@ -49,7 +48,7 @@ pub(super) async fn submit(
     State(state): State<Arc<AppState>>,
     auth: Auth,
     Params(params): Params<SubmitParams>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, ApiFailure> {
     let principal = auth.client("submitting tasks")?;
     let options = admission::Options {

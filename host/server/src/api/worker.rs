@@ -5,21 +5,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use flowmesh_types::api::{
-    ClaimRequest, ClaimResponse, CompletionBatch, CompletionResponse, EventBatch, Heartbeat,
-    HeartbeatResponse, Registered, Role, WorkerRegistration,
+    ClaimRequest, ClaimResponse, CompletionBatch, CompletionResponse, Deregistration, EventBatch,
+    Heartbeat, HeartbeatResponse, Registered, Role, WorkerRegistration,
 };
-use flowmesh_types::is_valid_name;
+use flowmesh_types::{WorkerCapabilities, is_valid_name};
 
 use super::query::{NoParams, Params};
-use super::{ApiFailure, Auth, parse_json};
+use super::{ApiFailure, Auth, Body, parse_json};
 use crate::metrics::PluginOutcome;
 use crate::state::{AppState, now_ms};
-use crate::store::NewWorker;
+use crate::store::{Claim, NewWorker};
 use flowmesh_types::api::{ApiError, ErrorBody};
 
 /// How often a waiting claim looks at the store even without a wake-up
@@ -40,17 +39,114 @@ fn unknown_worker(id: &str) -> ApiFailure {
     )
 }
 
+/// The most bytes a registration or heartbeat may carry: a few dozen
+/// plugins' manifests with their JSON Schemas fit many times over.
+pub(crate) const MAX_ADVERTISEMENT_BYTES: usize = 1 << 20;
+/// The most plugins a worker may report.
+const MAX_PLUGINS: usize = 64;
+/// The most task types a worker may report, over all its plugins.
+const MAX_TASK_TYPES: usize = 256;
+/// The most labels a worker may carry, and their longest key and value.
+const MAX_LABELS: usize = 64;
+const MAX_LABEL_KEY: usize = 128;
+const MAX_LABEL_VALUE: usize = 256;
+/// The most capability reports a worker may send.
+const MAX_CAPABILITIES: usize = 32;
+
+/// Refuses a registration or heartbeat body over
+/// [`MAX_ADVERTISEMENT_BYTES`] before it is parsed.
+fn bounded(body: &[u8]) -> Result<(), ApiFailure> {
+    if body.len() > MAX_ADVERTISEMENT_BYTES {
+        return Err(ApiFailure::too_large(
+            Some(body.len()),
+            MAX_ADVERTISEMENT_BYTES,
+            "a worker registration or heartbeat",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses what no real worker reports: more plugins, task types, labels or
+/// capabilities than the limits, or labels longer than theirs.
+fn check_advertised(
+    capabilities: Option<&WorkerCapabilities>,
+    labels: Option<&std::collections::BTreeMap<String, String>>,
+) -> Result<(), ApiFailure> {
+    if let Some(capabilities) = capabilities {
+        if capabilities.plugins.len() > MAX_PLUGINS {
+            return Err(ApiFailure::invalid_field(
+                "capabilities.plugins",
+                format!("at most {MAX_PLUGINS} plugins per worker"),
+            ));
+        }
+        let declared: usize = capabilities
+            .plugins
+            .iter()
+            .filter_map(|plugin| plugin.manifest.as_ref())
+            .map(|manifest| manifest.task_types.len())
+            .sum();
+        if declared > MAX_TASK_TYPES || capabilities.supported_task_types.len() > MAX_TASK_TYPES {
+            return Err(ApiFailure::invalid_field(
+                "capabilities.supportedTaskTypes",
+                format!("at most {MAX_TASK_TYPES} task types per worker, over all its plugins"),
+            ));
+        }
+        if capabilities.capabilities.len() > MAX_CAPABILITIES {
+            return Err(ApiFailure::invalid_field(
+                "capabilities.capabilities",
+                format!("at most {MAX_CAPABILITIES} capability reports"),
+            ));
+        }
+    }
+    if let Some(labels) = labels {
+        if labels.len() > MAX_LABELS {
+            return Err(ApiFailure::invalid_field(
+                "labels",
+                format!("at most {MAX_LABELS} labels per worker"),
+            ));
+        }
+        if let Some((key, _)) = labels
+            .iter()
+            .find(|(key, value)| key.len() > MAX_LABEL_KEY || value.len() > MAX_LABEL_VALUE)
+        {
+            return Err(ApiFailure::invalid_field(
+                &format!("labels.{key}"),
+                format!(
+                    "a label's key may have at most {MAX_LABEL_KEY} bytes and its value {MAX_LABEL_VALUE}"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses calls under a registration this token did not make, exactly as
+/// an unknown one: a worker token cannot act for another's workers, nor
+/// learn which registrations exist.
+async fn owned(state: &AppState, auth: &Auth, worker_id: &str) -> Result<(), ApiFailure> {
+    if state
+        .store
+        .worker_of_token(worker_id, &auth.0.token_id)
+        .await?
+    {
+        Ok(())
+    } else {
+        Err(unknown_worker(worker_id))
+    }
+}
+
 /// `POST /worker/register`.
 #[utoipa::path(post, path = "/api/v1/worker/register", tag = "worker protocol", request_body = WorkerRegistration,
-    responses((status = 200, body = Registered)), security(("bearer" = [])))]
+    responses((status = 200, body = Registered), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn register(
     _: Params<NoParams>,
     State(state): State<Arc<AppState>>,
     auth: Auth,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Json<Registered>, ApiFailure> {
     worker_only(&auth)?;
-    let registration: WorkerRegistration = parse_json(&body)?;
+    bounded(&body)?;
+    let mut registration: WorkerRegistration = parse_json(&body)?;
     if !is_valid_name(&registration.name.to_lowercase().replace(['.', '_'], "-")) {
         return Err(ApiFailure::invalid_field(
             "name",
@@ -60,6 +156,9 @@ pub(super) async fn register(
     if registration.slots == 0 {
         return Err(ApiFailure::invalid_field("slots", "must be at least 1"));
     }
+    check_advertised(Some(&registration.capabilities), Some(&registration.labels))?;
+    let served = state.served(&registration.capabilities);
+    registration.capabilities.supported_task_types = served.types.keys().cloned().collect();
     let id = uuid::Uuid::now_v7().to_string();
     let now = now_ms();
     let retired = state
@@ -67,6 +166,9 @@ pub(super) async fn register(
         .register_worker(&NewWorker {
             id: &id,
             registration: &registration,
+            token_id: &auth.0.token_id,
+            pool_tenant: auth.0.pool_tenant(),
+            served: &served,
             now,
         })
         .await?;
@@ -81,7 +183,9 @@ pub(super) async fn register(
         worker = registration.name,
         id,
         slots = registration.slots,
+        pool = auth.0.pool_tenant().unwrap_or("shared"),
         task_types = ?registration.capabilities.supported_task_types,
+        refused = served.refused.len(),
         "worker registered"
     );
     state.work.notify();
@@ -93,20 +197,66 @@ pub(super) async fn register(
     }))
 }
 
+/// `POST /worker/deregister`: a worker stopping cleanly ends its
+/// registration; the tasks it still holds go back to pending at once.
+#[utoipa::path(post, path = "/api/v1/worker/deregister", tag = "worker protocol", request_body = Deregistration,
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn deregister(
+    _: Params<NoParams>,
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    Body(body): Body,
+) -> Result<StatusCode, ApiFailure> {
+    worker_only(&auth)?;
+    let request: Deregistration = parse_json(&body)?;
+    if !state
+        .store
+        .deregister_worker(&request.worker_id, &auth.0.token_id)
+        .await?
+    {
+        return Err(unknown_worker(&request.worker_id));
+    }
+    let events = state
+        .store
+        .release_worker_tasks(&request.worker_id, now_ms(), &state.retry_policy())
+        .await?;
+    tracing::info!(
+        id = request.worker_id,
+        released = events.len(),
+        "worker deregistered"
+    );
+    state.publish(events);
+    state.work.notify();
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// `POST /worker/heartbeat`.
 #[utoipa::path(post, path = "/api/v1/worker/heartbeat", tag = "worker protocol", request_body = Heartbeat,
-    responses((status = 200, body = HeartbeatResponse), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = HeartbeatResponse), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn heartbeat(
     _: Params<NoParams>,
     State(state): State<Arc<AppState>>,
     auth: Auth,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Json<HeartbeatResponse>, ApiFailure> {
     worker_only(&auth)?;
-    let beat: Heartbeat = parse_json(&body)?;
+    bounded(&body)?;
+    let mut beat: Heartbeat = parse_json(&body)?;
+    check_advertised(beat.capabilities.as_ref(), beat.labels.as_ref())?;
+    let served = beat.capabilities.as_mut().map(|capabilities| {
+        let served = state.served(capabilities);
+        capabilities.supported_task_types = served.types.keys().cloned().collect();
+        served
+    });
     let outcome = state
         .store
-        .heartbeat(&beat, now_ms(), state.lease_ttl_ms())
+        .heartbeat(
+            &beat,
+            &auth.0.token_id,
+            served.as_ref(),
+            now_ms(),
+            state.lease_ttl_ms(),
+        )
         .await?
         .ok_or_else(|| unknown_worker(&beat.worker_id))?;
     if beat.capabilities.is_some() || beat.labels.is_some() || beat.hardware.is_some() {
@@ -150,7 +300,7 @@ pub(super) async fn claim(
     _: Params<NoParams>,
     State(state): State<Arc<AppState>>,
     auth: Auth,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Json<ClaimResponse>, ApiFailure> {
     worker_only(&auth)?;
     let request: ClaimRequest = parse_json(&body)?;
@@ -159,17 +309,24 @@ pub(super) async fn claim(
     let mut signal = state.work.subscribe();
     let mut catalog = state.catalog.subscribe();
     let mut known_live = false;
+    let tenants = &state.config.tenants;
+    let shared_exceptions = tenants.shared_exceptions();
     loop {
         signal.borrow_and_update();
         let started = Instant::now();
         let (rows, events) = state
             .store
             .claim(
-                &request.worker_id,
+                &Claim {
+                    worker_id: &request.worker_id,
+                    token_id: &auth.0.token_id,
+                    max: request.max_tasks,
+                    scan: state.config.claim_scan,
+                    shared_by_default: tenants.default.shared_workers,
+                    shared_exceptions: &shared_exceptions,
+                },
                 now_ms(),
                 state.lease_ttl_ms(),
-                request.max_tasks,
-                state.config.claim_scan,
             )
             .await?;
         state
@@ -193,7 +350,10 @@ pub(super) async fn claim(
                 .store
                 .worker(&request.worker_id)
                 .await?
-                .is_some_and(|worker| worker.state == flowmesh_types::api::WorkerState::Live);
+                .is_some_and(|worker| {
+                    worker.state == flowmesh_types::api::WorkerState::Live
+                        && worker.token_id.as_deref() == Some(auth.0.token_id.as_str())
+                });
             if !live {
                 return Err(unknown_worker(&request.worker_id));
             }
@@ -219,15 +379,16 @@ pub(super) async fn claim(
 
 /// `POST /worker/events`: logs and progress of running tasks.
 #[utoipa::path(post, path = "/api/v1/worker/events", tag = "worker protocol", request_body = EventBatch,
-    responses((status = 204)), security(("bearer" = [])))]
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn events(
     _: Params<NoParams>,
     State(state): State<Arc<AppState>>,
     auth: Auth,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<StatusCode, ApiFailure> {
     worker_only(&auth)?;
     let batch: EventBatch = parse_json(&body)?;
+    owned(&state, &auth, &batch.worker_id).await?;
     let stored = state
         .store
         .append_task_events(&batch.worker_id, &batch.tasks, now_ms())
@@ -238,15 +399,16 @@ pub(super) async fn events(
 
 /// `POST /worker/complete`: outcomes, each fenced by its lease token.
 #[utoipa::path(post, path = "/api/v1/worker/complete", tag = "worker protocol", request_body = CompletionBatch,
-    responses((status = 200, body = CompletionResponse)), security(("bearer" = [])))]
+    responses((status = 200, body = CompletionResponse), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn complete(
     _: Params<NoParams>,
     State(state): State<Arc<AppState>>,
     auth: Auth,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Json<CompletionResponse>, ApiFailure> {
     worker_only(&auth)?;
     let batch: CompletionBatch = parse_json(&body)?;
+    owned(&state, &auth, &batch.worker_id).await?;
     let (verdicts, events) = state
         .store
         .complete(

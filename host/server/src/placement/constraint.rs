@@ -12,6 +12,10 @@ use super::{Ask, Candidate};
 pub enum Constraint {
     /// The worker advertises the task type.
     TaskType,
+    /// The worker is of the task's tenant's pool: registered with one of
+    /// that tenant's worker tokens, or a shared worker when the tenant
+    /// allows shared workers.
+    Pool,
     /// The worker carries every label the task requires, with its value.
     Labels,
     /// The worker has at least the CPU asked for.
@@ -40,8 +44,9 @@ pub struct Refusal {
 
 impl Constraint {
     /// Every constraint, in the order they are applied.
-    pub const ALL: [Constraint; 8] = [
+    pub const ALL: [Constraint; 9] = [
         Self::TaskType,
+        Self::Pool,
         Self::Labels,
         Self::Cpu,
         Self::Memory,
@@ -55,6 +60,7 @@ impl Constraint {
     pub fn name(self) -> &'static str {
         match self {
             Self::TaskType => "task_type",
+            Self::Pool => "pool",
             Self::Labels => "labels",
             Self::Cpu => "cpu",
             Self::Memory => "memory",
@@ -91,6 +97,19 @@ impl Constraint {
                     ));
                 }
             }
+            Self::Pool => match worker.pool_tenant.as_deref() {
+                Some(tenant) if tenant == ask.tenant => {}
+                Some(tenant) => {
+                    return refuse(format!("{} runs only tenant {tenant}'s tasks", worker.name));
+                }
+                None if ask.shared_workers => {}
+                None => {
+                    return refuse(format!(
+                        "{} is a shared worker, and tenant {}'s tasks run only on its own workers",
+                        worker.name, ask.tenant
+                    ));
+                }
+            },
             Self::Labels => {
                 let missing = missing_labels(ask, candidate);
                 if !missing.is_empty() {

@@ -101,6 +101,7 @@ pub fn explain(
         });
         match constraint {
             Constraint::TaskType => counts.advertising_type = left.len() as u32,
+            Constraint::Pool => counts.in_pool = left.len() as u32,
             Constraint::Labels => {
                 counts.with_labels = left.len() as u32;
                 with_labels = left.len();
@@ -151,6 +152,21 @@ fn waiting(
         Constraint::TaskType => (
             WaitKind::NoWorkerForType,
             no_worker_for_type(task_type, provider, workers),
+        ),
+        // No worker of its pool serves the type: as far as this tenant can
+        // tell, none does.
+        Constraint::Pool => (
+            WaitKind::NoWorkerForType,
+            format!(
+                "no live worker that may run tenant {}'s tasks advertises task type {task_type:?} ({live} live worker(s), {before} advertise it: {}); {}",
+                ask.tenant,
+                reasons.join("; "),
+                if ask.shared_workers {
+                    "start a worker with one of the tenant's worker tokens, or a shared one"
+                } else {
+                    "start a worker with one of the tenant's worker tokens"
+                }
+            ),
         ),
         Constraint::Labels => (
             WaitKind::MissingLabels,
@@ -241,6 +257,9 @@ mod tests {
             version: "test".into(),
             registered_at: 0,
             heartbeat_at: 0,
+            token_id: None,
+            pool_tenant: None,
+            served: Default::default(),
         }
     }
 
@@ -259,6 +278,8 @@ mod tests {
     fn ask<'a>(task_type: &'a str, request: &'a HardwareRequest) -> Ask<'a> {
         static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
         Ask {
+            tenant: "alpha",
+            shared_workers: true,
             task_type,
             labels: &NO_LABELS,
             hardware: request,
@@ -441,6 +462,36 @@ mod tests {
             "{}",
             waiting.message
         );
+    }
+
+    #[test]
+    fn workers_of_other_pools_are_named_and_counted() {
+        let mut beta = worker("beta-1", &["echo"], 1, Vec::new());
+        beta.pool_tenant = Some("beta".into());
+        let shared = worker("shared-1", &["echo"], 1, Vec::new());
+        let hardware = request(0, 0, None);
+        let own_only = Ask {
+            shared_workers: false,
+            ..ask("echo", &hardware)
+        };
+        let workers = [beta.clone(), shared.clone()];
+        let waiting = explain(&own_only, None, &workers, &HashMap::new(), 0).expect("no pool");
+        assert_eq!(waiting.kind, WaitKind::NoWorkerForType);
+        assert_eq!(waiting.counts.advertising_type, 2);
+        assert_eq!(waiting.counts.in_pool, 0);
+        for said in [
+            "beta-1 runs only tenant beta's tasks",
+            "shared-1 is a shared worker, and tenant alpha's tasks run only on its own workers",
+        ] {
+            assert!(waiting.message.contains(said), "{}", waiting.message);
+        }
+        assert!(
+            explain(&ask("echo", &hardware), None, &workers, &HashMap::new(), 0).is_none(),
+            "a tenant that allows shared workers is served by shared-1"
+        );
+        let mut alpha = beta;
+        alpha.pool_tenant = Some("alpha".into());
+        assert!(explain(&own_only, None, &[alpha, shared], &HashMap::new(), 0).is_none());
     }
 
     #[test]

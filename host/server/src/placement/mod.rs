@@ -2,7 +2,9 @@
 //!
 //! Like Nomad's feasibility checkers, placement is a chain of small named
 //! [`Constraint`]s, each a rule between one task and one worker: does the
-//! worker advertise the task type, carry the labels, have the CPU, memory
+//! worker advertise the task type, is it of the task's tenant's pool (its
+//! own workers, or shared ones where the tenant allows them), carry the
+//! labels, have the CPU, memory
 //! and GPUs at all, is the task past its retry delay, is the worker not the
 //! one its last attempt failed on, and does it have a slot and the hardware
 //! free now. [`check`] applies them to one worker; [`explain`] runs the
@@ -29,11 +31,17 @@ use flowmesh_types::document::HardwareRequest;
 pub use constraint::{Constraint, Refusal};
 pub use explain::{explain, no_worker_for_type};
 
+use crate::config::TenantPolicies;
 use crate::store::{PendingShape, TaskRecord, Usage, WorkerRecord};
 
 /// What a pending task asks of a worker.
 #[derive(Debug, Clone, Copy)]
 pub struct Ask<'a> {
+    /// The tenant whose task it is: the worker must be of its pool.
+    pub tenant: &'a str,
+    /// Whether the tenant's tasks may run on shared workers (its
+    /// [`TenantPolicy`](crate::config::TenantPolicy)).
+    pub shared_workers: bool,
     /// The task type the worker must advertise.
     pub task_type: &'a str,
     /// Labels the worker must carry, each with this value.
@@ -48,9 +56,11 @@ pub struct Ask<'a> {
 }
 
 impl<'a> Ask<'a> {
-    /// What a stored task asks.
-    pub fn of(task: &'a TaskRecord) -> Self {
+    /// What a stored task asks, under the tenants' rules `tenants`.
+    pub fn of(task: &'a TaskRecord, tenants: &TenantPolicies) -> Self {
         Self {
+            tenant: &task.tenant,
+            shared_workers: tenants.of(&task.tenant).shared_workers,
             task_type: &task.task_type,
             labels: &task.worker_labels,
             hardware: &task.hardware,
@@ -61,9 +71,12 @@ impl<'a> Ask<'a> {
 }
 
 impl<'a> Ask<'a> {
-    /// What a group of pending tasks past their retry delay asks.
-    pub fn of_shape(shape: &'a PendingShape) -> Self {
+    /// What a group of pending tasks past their retry delay asks, under
+    /// the tenants' rules `tenants`.
+    pub fn of_shape(shape: &'a PendingShape, tenants: &TenantPolicies) -> Self {
         Self {
+            tenant: &shape.tenant,
+            shared_workers: tenants.of(&shape.tenant).shared_workers,
             task_type: &shape.task_type,
             labels: &shape.labels,
             hardware: &shape.hardware,

@@ -21,27 +21,50 @@ use crate::attempt_outcome::{self, AttemptEnd, Next, RetryPolicy};
 /// The most tasks one claim hands out.
 const MAX_CLAIM: u32 = 256;
 
+/// What one claim asks: see [`Store::claim`].
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    /// The registration claiming.
+    pub worker_id: &'a str,
+    /// The token it must belong to.
+    pub token_id: &'a str,
+    /// At most this many tasks.
+    pub max: u32,
+    /// At most this many candidate rows considered.
+    pub scan: u32,
+    /// Whether a tenant's tasks may run on shared workers, by default.
+    pub shared_by_default: bool,
+    /// The tenants for which the opposite holds.
+    pub shared_exceptions: &'a [&'a str],
+}
+
 impl Store {
-    /// Claims up to `max` pending tasks for worker `worker_id` in one
-    /// statement: only types the worker advertises, only requests that fit
-    /// its free slots and hardware, oldest first. Considers at most `scan`
-    /// candidate rows (and no more than four per task asked for).
+    /// Claims up to `max` pending tasks for registration `claim.worker_id`
+    /// in one statement: only if the registration is live and belongs to
+    /// `claim.token_id`; only tasks of its pool (its tenant's, or for a
+    /// shared worker those of the tenants that allow shared workers);
+    /// only types it is served, only requests that fit its free slots and
+    /// hardware, oldest first. Considers at most `claim.scan` candidate rows
+    /// (and no more than four per task asked for).
     pub async fn claim(
         &self,
-        worker_id: &str,
+        claim: &Claim<'_>,
         now: i64,
         lease_ttl_ms: i64,
-        max: u32,
-        scan: u32,
     ) -> Result<(Vec<ClaimedTask>, Vec<StoredEvent>), StoreError> {
-        let max = max.min(MAX_CLAIM);
+        let max = claim.max.min(MAX_CLAIM);
         let (_gate, mut tx) = self.write().await?;
         let rows = sqlx::query(self.dialect.claim)
-            .bind(worker_id)
+            .bind(claim.worker_id)
             .bind(now)
             .bind(now + lease_ttl_ms)
             .bind(i64::from(max))
-            .bind(i64::from(scan.min(max.saturating_mul(4).max(32)).max(max)))
+            .bind(i64::from(
+                claim.scan.min(max.saturating_mul(4).max(32)).max(max),
+            ))
+            .bind(claim.token_id)
+            .bind(encode_json(&claim.shared_exceptions))
+            .bind(i64::from(claim.shared_by_default))
             .fetch_all(&mut *tx)
             .await?;
         let mut claimed = Vec::with_capacity(rows.len());
@@ -195,6 +218,7 @@ async fn end_attempt(
         .bind(now)
         .bind(decision.outcome)
         .bind(decision.error.as_ref().map(encode_json))
+        .bind(task.plugin.as_ref().map(encode_json))
         .execute(&mut **tx)
         .await?;
     match decision.next {

@@ -5,7 +5,7 @@ use flowmesh_types::api::Role;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use super::rows::get_str;
+use super::rows::{get_i64, get_str};
 use super::{Store, StoreError, sql};
 
 /// Who a token speaks for.
@@ -17,6 +17,17 @@ pub struct Principal {
     pub tenant: String,
     /// Role.
     pub role: Role,
+    /// For a worker token: it serves shared workers (every tenant that
+    /// allows them) rather than only `tenant`'s tasks.
+    pub shared: bool,
+}
+
+impl Principal {
+    /// The tenant whose tasks a worker registered with this token runs:
+    /// `None` for a shared worker.
+    pub fn pool_tenant(&self) -> Option<&str> {
+        (!self.shared).then_some(self.tenant.as_str())
+    }
 }
 
 /// A token just created, with its secret.
@@ -40,6 +51,7 @@ impl Store {
         tenant: &str,
         role: Role,
         name: Option<&str>,
+        shared: bool,
         now: i64,
     ) -> Result<TokenRecord, StoreError> {
         let mut bytes = [0u8; 32];
@@ -53,6 +65,7 @@ impl Store {
             .bind(role.as_str())
             .bind(name)
             .bind(now)
+            .bind(i64::from(shared))
             .execute(&self.pool)
             .await?;
         Ok(TokenRecord {
@@ -60,6 +73,7 @@ impl Store {
                 token_id: id,
                 tenant: tenant.to_string(),
                 role,
+                shared,
             },
             secret,
         })
@@ -80,6 +94,7 @@ impl Store {
                 what: "token role",
                 error: format!("unknown role {role:?}"),
             })?,
+            shared: get_i64(&row, "shared")? != 0,
         }))
     }
 

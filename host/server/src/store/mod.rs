@@ -53,7 +53,7 @@ mod workers;
 mod workflows;
 
 use std::borrow::Cow;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,6 +62,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, SqlSafeStr, Transaction};
 
 pub use crate::attempt_outcome::{AttemptEnd, RetryPolicy};
+pub use attempts::Claim;
 pub use auth::{Principal, TokenRecord, token_hash};
 pub use events::{EventStream, StoredEvent};
 pub use pending::PendingShape;
@@ -93,6 +94,17 @@ pub enum StoreError {
     /// A grouped write failed (its cause is in the message).
     #[error("storing the task failed: {0}")]
     Write(String),
+    /// A file of the store could not be created or secured.
+    #[error("{}: {error}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        error: std::io::Error,
+    },
+    /// A worker's name is taken by a live worker of another token.
+    #[error("a live worker named {0:?} is registered with another token")]
+    NameTaken(String),
     /// The URL names no supported backend.
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://USER@HOST/DB")]
     UnsupportedUrl(String),
@@ -113,7 +125,10 @@ pub(crate) struct Dialect {
     /// Begins a write transaction.
     begin_write: &'static str,
     /// The claim: `$1` worker id, `$2` now, `$3` lease expiry, `$4` most
-    /// tasks, `$5` how many pending rows to consider.
+    /// tasks, `$5` how many pending rows to consider, `$6` the token the
+    /// registration must belong to; for a shared worker, whether a tenant's
+    /// tasks may run on it is `$8` (1 or 0) unless the tenant is in the JSON
+    /// list `$7`.
     claim: &'static str,
     /// A running task, locked, if `$2` is its lease token, `$3` its worker,
     /// and its lease has not expired before `$4`: `$1` task id.
@@ -157,6 +172,7 @@ impl Store {
         sqlx::any::install_default_drivers();
         let (backend, dialect, url): (_, &'static Dialect, Cow<'_, str>) =
             if let Some(path) = url.strip_prefix("sqlite://") {
+                private_sqlite_file(Path::new(path.split('?').next().unwrap_or(path)))?;
                 let url = if path.contains('?') {
                     url.to_string()
                 } else {
@@ -243,6 +259,7 @@ impl Store {
             2 "worker labels" "0002_worker_labels",
             3 "drop unread worker columns" "0003_drop_unread_worker_columns",
             4 "workflows" "0004_workflows",
+            5 "isolation" "0005_isolation",
         );
         let migrator = Migrator::with_migrations(
             scripts
@@ -270,6 +287,49 @@ impl Store {
         };
         Ok((gate, self.pool.begin_with(self.dialect.begin_write).await?))
     }
+}
+
+/// Creates the SQLite file readable by its owner only, or narrows an
+/// existing one (and its WAL and shared-memory files) to that: it holds
+/// every tenant's specs, outputs and logs. SQLite gives the files it creates
+/// beside the database the database file's mode.
+fn private_sqlite_file(path: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" {
+            return Ok(());
+        }
+        let io = |error: std::io::Error| StoreError::Io {
+            path: path.to_path_buf(),
+            error,
+        };
+        if let Some(parent) = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            match std::fs::metadata(&file) {
+                Ok(metadata) if metadata.permissions().mode() & 0o077 != 0 => {
+                    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                        .map_err(io)?;
+                }
+                _ => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// Decodes a stored JSON column.

@@ -2,8 +2,8 @@
 //! placement depends on, recording why each group waits, and failing a group
 //! no worker could take for the whole grace period.
 //!
-//! Pending tasks that place alike — same type, hardware request and required
-//! labels — form one [`PendingShape`], so placement explains and updates a
+//! Pending tasks that place alike — same tenant, type, hardware request and
+//! required labels — form one [`PendingShape`], so placement explains and updates a
 //! group with one statement rather than a task at a time.
 
 use std::collections::BTreeMap;
@@ -19,9 +19,12 @@ use super::task_record::hardware_from_row;
 use super::terminal::terminal_events;
 use super::{Store, StoreError, decode_json, encode_json, sql};
 
-/// A group of pending tasks that place alike: same type, same request.
+/// A group of pending tasks that place alike: same tenant, same type, same
+/// request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingShape {
+    /// Whose tasks they are (which decides the workers that may run them).
+    pub tenant: String,
     /// Task type.
     pub task_type: String,
     /// Hardware request.
@@ -48,6 +51,7 @@ impl Store {
         rows.iter()
             .map(|row| {
                 Ok(PendingShape {
+                    tenant: get_str(row, "tenant")?,
                     task_type: get_str(row, "task_type")?,
                     hardware: hardware_from_row(row)?,
                     labels: decode_json("worker_labels", &get_str(row, "worker_labels")?)?,
@@ -84,6 +88,7 @@ impl Store {
                         .as_ref()
                         .map_or("", |(worker, _)| worker.as_str()),
                 )
+                .bind(&shape.tenant)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -105,6 +110,7 @@ impl Store {
             .bind(encode_json(error))
             .bind(cutoff)
             .bind(now)
+            .bind(&shape.tenant)
             .fetch_all(&mut *tx)
             .await?;
         let mut events = NewEvents::default();

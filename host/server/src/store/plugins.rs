@@ -2,7 +2,6 @@
 //! read from them at install time.
 
 use flowmesh_types::Manifest;
-use flowmesh_types::api::PluginRef;
 use sqlx::Row;
 
 use super::rows::{get_i64, get_str};
@@ -57,23 +56,6 @@ impl Store {
                     manifest: decode_json("manifest", &get_str(row, "manifest")?)?,
                     imports: decode_json("imports", &get_str(row, "imports")?)?,
                     installed_at: get_i64(row, "installed_at")?,
-                })
-            })
-            .collect()
-    }
-
-    /// What workers should run: every installed plugin's name, version and
-    /// digest, by name.
-    pub async fn plugin_catalog(&self) -> Result<Vec<PluginRef>, StoreError> {
-        let rows = sqlx::query(sql::PLUGIN_CATALOG)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(PluginRef {
-                    name: get_str(row, "name")?,
-                    version: get_str(row, "version")?,
-                    digest: get_str(row, "digest")?,
                 })
             })
             .collect()

@@ -11,8 +11,9 @@ pub(crate) static DIALECT: Dialect = Dialect {
     begin_write: "BEGIN",
     claim: r#"
 WITH w AS (
-    SELECT id, name, slots, cpu_millis, memory_bytes, gpu_count, hardware, task_types, labels
-    FROM workers WHERE id = $1 AND state = 'live'
+    SELECT id, name, slots, cpu_millis, memory_bytes, gpu_count, hardware, task_types, labels,
+           pool_tenant, served
+    FROM workers WHERE id = $1 AND state = 'live' AND token_id = $6
     FOR UPDATE
 ),
 used AS (
@@ -25,6 +26,9 @@ cand AS (
     FROM tasks t, w, used
     WHERE t.state = 'pending' AND t.blocked = 0
       AND t.task_type IN (SELECT jsonb_array_elements_text(w.task_types::jsonb))
+      AND (t.tenant = w.pool_tenant
+           OR (w.pool_tenant IS NULL
+               AND (t.tenant IN (SELECT jsonb_array_elements_text($7::jsonb))) <> ($8::bigint = 1)))
       AND t.run_after <= $2
       AND (t.avoid_worker IS NULL OR t.avoid_worker <> w.name OR t.avoid_until <= $2)
       AND (t.worker_labels = '{}' OR w.labels::jsonb @> t.worker_labels::jsonb)
@@ -65,14 +69,15 @@ UPDATE tasks t SET
     started_at = $2,
     updated_at = $2,
     waiting = NULL,
-    waiting_kind = NULL
+    waiting_kind = NULL,
+    plugin = ((SELECT served FROM w)::jsonb -> 'types' -> t.task_type)::text
 FROM chosen
 WHERE t.seq = chosen.seq
 RETURNING t.id, t.task_type, t.spec, t.attempt, t.lease_token, t.timeout_ms,
           t.cpu_millis, t.memory_bytes, t.gpu_count, t.gpu_model, t.gpu_memory_bytes
 "#,
     fenced_task: r#"
-SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
+SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin
 FROM tasks
 WHERE id = $1 AND lease_token = $2 AND worker_id = $3
   AND state IN ('running', 'cancelling') AND lease_expires_at >= $4
@@ -90,25 +95,25 @@ WHERE worker_id = $1 AND state IN ('running', 'cancelling')
   AND lease_token IN (SELECT jsonb_array_elements_text($2::jsonb))
 "#,
     expired_leases: r#"
-SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
+SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin
 FROM tasks
 WHERE state IN ('running', 'cancelling') AND lease_expires_at < $1
 ORDER BY id LIMIT 500
 FOR UPDATE SKIP LOCKED
 "#,
     task_for_update: r#"
-SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
+SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin
 FROM tasks WHERE id = $1
 FOR UPDATE
 "#,
     workflow_tasks_for_update: r#"
-SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
+SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin
 FROM tasks WHERE workflow_id = $1 AND state IN ('pending', 'running')
 ORDER BY id
 FOR UPDATE
 "#,
     tasks_of_worker: r#"
-SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
+SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin
 FROM tasks WHERE state IN ('running', 'cancelling') AND worker_id = $1
 ORDER BY id
 FOR UPDATE

@@ -1,9 +1,11 @@
 //! Statements that read the same on SQLite and PostgreSQL (`$n` parameters,
 //! `RETURNING`, `ON CONFLICT`). What differs is in the [`Dialect`](super::Dialect)s.
 
-pub(super) const INSERT_TOKEN: &str =
-    "INSERT INTO tokens (id, hash, tenant, role, name, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
-pub(super) const TOKEN_BY_HASH: &str = "SELECT id, tenant, role FROM tokens WHERE hash = $1";
+pub(super) const INSERT_TOKEN: &str = "\
+INSERT INTO tokens (id, hash, tenant, role, name, created_at, shared)
+VALUES ($1, $2, $3, $4, $5, $6, $7)";
+pub(super) const TOKEN_BY_HASH: &str =
+    "SELECT id, tenant, role, shared FROM tokens WHERE hash = $1";
 pub(super) const COUNT_ADMIN_TOKENS: &str = "SELECT COUNT(*) FROM tokens WHERE role = 'admin'";
 
 pub(super) const UPSERT_PLUGIN: &str = "\
@@ -14,19 +16,31 @@ ON CONFLICT (name) DO UPDATE SET version = excluded.version, digest = excluded.d
     installed_at = excluded.installed_at";
 pub(super) const LIST_PLUGINS: &str =
     "SELECT name, version, digest, manifest, imports, installed_at FROM plugins ORDER BY name";
-pub(super) const PLUGIN_CATALOG: &str = "SELECT name, version, digest FROM plugins ORDER BY name";
 pub(super) const PLUGIN_COMPONENT: &str = "SELECT component FROM plugins WHERE digest = $1 LIMIT 1";
 pub(super) const DELETE_PLUGIN: &str = "DELETE FROM plugins WHERE name = $1";
 
 pub(super) const INSERT_WORKER: &str = "\
 INSERT INTO workers (id, name, state, capabilities, task_types, hardware, labels, slots,
-    cpu_millis, memory_bytes, gpu_count, version, registered_at, heartbeat_at)
-VALUES ($1, $2, 'live', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)";
-pub(super) const RETIRE_WORKERS_NAMED: &str = "UPDATE workers SET state = 'gone' WHERE name = $1 AND id <> $2 AND state = 'live' RETURNING id";
+    cpu_millis, memory_bytes, gpu_count, version, registered_at, heartbeat_at, token_id,
+    pool_tenant, served)
+VALUES ($1, $2, 'live', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15)";
+/// A live worker named `$1` registered with a token other than `$2`.
+pub(super) const LIVE_WORKER_NAMED_BY_OTHERS: &str = "\
+SELECT id FROM workers WHERE name = $1 AND state = 'live' AND COALESCE(token_id, '') <> $2
+LIMIT 1";
+/// Earlier live registrations named `$1` of token `$3`, other than `$2`.
+pub(super) const RETIRE_WORKERS_NAMED: &str = "\
+UPDATE workers SET state = 'gone' WHERE name = $1 AND id <> $2 AND state = 'live' AND token_id = $3
+RETURNING id";
 pub(super) const TOUCH_WORKER: &str =
-    "UPDATE workers SET heartbeat_at = $2 WHERE id = $1 AND state = 'live'";
+    "UPDATE workers SET heartbeat_at = $2 WHERE id = $1 AND state = 'live' AND token_id = $3";
+/// Whether registration `$1` belongs to token `$2` (live or not).
+pub(super) const WORKER_OF_TOKEN: &str = "SELECT id FROM workers WHERE id = $1 AND token_id = $2";
+/// Ends registration `$1` of token `$2` if it is live.
+pub(super) const DEREGISTER_WORKER: &str = "\
+UPDATE workers SET state = 'gone' WHERE id = $1 AND token_id = $2 AND state = 'live' RETURNING id";
 pub(super) const UPDATE_WORKER_CAPABILITIES: &str =
-    "UPDATE workers SET capabilities = $2, task_types = $3 WHERE id = $1";
+    "UPDATE workers SET capabilities = $2, task_types = $3, served = $4 WHERE id = $1";
 pub(super) const UPDATE_WORKER_LABELS: &str = "UPDATE workers SET labels = $2 WHERE id = $1";
 pub(super) const UPDATE_WORKER_HARDWARE: &str = "\
 UPDATE workers SET hardware = $2, cpu_millis = $3, memory_bytes = $4, gpu_count = $5
@@ -96,11 +110,12 @@ pub(super) fn chunk_size(remaining: usize, largest: usize) -> usize {
 }
 pub(super) const TASK_BY_ID: &str = "SELECT * FROM tasks WHERE id = $1";
 pub(super) const ATTEMPTS_OF_TASK: &str = "\
-SELECT attempt, worker_name, started_at, finished_at, outcome, error
+SELECT attempt, worker_name, started_at, finished_at, outcome, error, plugin
 FROM task_attempts WHERE task_id = $1 ORDER BY attempt";
 pub(super) const INSERT_ATTEMPT: &str = "\
-INSERT INTO task_attempts (task_id, attempt, worker_name, started_at, finished_at, outcome, error)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+INSERT INTO task_attempts (task_id, attempt, worker_name, started_at, finished_at, outcome, error,
+    plugin)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (task_id, attempt) DO NOTHING";
 pub(super) const FINISH_TASK: &str = "\
 UPDATE tasks SET state = $2, result = $3, error = $4, updated_at = $5, finished_at = $5,
@@ -126,15 +141,17 @@ pub(super) const MARK_CANCELLING: &str =
 /// while it is still passed over.
 pub(super) const PENDING_SHAPES: &str = "\
 SELECT task_type, cpu_millis, memory_bytes, gpu_count, gpu_model, gpu_memory_bytes, worker_labels,
-       CASE WHEN avoid_until > $1 THEN avoid_worker END AS avoiding,
+       CASE WHEN avoid_until > $1 THEN avoid_worker END AS avoiding, tenant,
        COUNT(*) AS n, MIN(updated_at) AS oldest, MAX(avoid_until) AS avoided_until
 FROM tasks WHERE state = 'pending' AND blocked = 0 AND run_after <= $1
-GROUP BY 1, 2, 3, 4, 5, 6, 7, 8";
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9";
 /// Records the waiting reason `$8` (kind `$9`) of the pending tasks of one
-/// shape (`$1`–`$7`, and `$11` the worker passed over at `$10`, or '').
+/// shape (`$1`–`$7`, `$11` the worker passed over at `$10`, or '', and `$12`
+/// the tenant).
 pub(super) const SET_WAITING: &str = "\
 UPDATE tasks SET waiting = $8, waiting_kind = $9
-WHERE state = 'pending' AND blocked = 0 AND task_type = $1 AND cpu_millis = $2 AND memory_bytes = $3
+WHERE state = 'pending' AND blocked = 0 AND tenant = $12 AND task_type = $1 AND cpu_millis = $2
+  AND memory_bytes = $3
   AND gpu_count = $4 AND COALESCE(gpu_model, '') = $5 AND gpu_memory_bytes = $6
   AND worker_labels = $7
   AND (waiting_kind IS NULL OR waiting_kind <> 'retry_backoff' OR run_after <= $10)
@@ -143,7 +160,7 @@ WHERE state = 'pending' AND blocked = 0 AND task_type = $1 AND cpu_millis = $2 A
 pub(super) const FAIL_UNPLACEABLE: &str = "\
 UPDATE tasks SET state = 'failed', error = $8, updated_at = $10, finished_at = $10,
     waiting = NULL, waiting_kind = NULL
-WHERE state = 'pending' AND blocked = 0 AND task_type = $1 AND cpu_millis = $2
+WHERE state = 'pending' AND blocked = 0 AND tenant = $11 AND task_type = $1 AND cpu_millis = $2
   AND memory_bytes = $3 AND gpu_count = $4 AND COALESCE(gpu_model, '') = $5
   AND gpu_memory_bytes = $6 AND worker_labels = $7 AND updated_at <= $9
 RETURNING id, attempt, workflow_id";

@@ -9,8 +9,9 @@ pub(crate) static DIALECT: Dialect = Dialect {
     begin_write: "BEGIN IMMEDIATE",
     claim: r#"
 WITH w AS (
-    SELECT id, name, slots, cpu_millis, memory_bytes, gpu_count, hardware, task_types, labels
-    FROM workers WHERE id = $1 AND state = 'live'
+    SELECT id, name, slots, cpu_millis, memory_bytes, gpu_count, hardware, task_types, labels,
+           pool_tenant, served
+    FROM workers WHERE id = $1 AND state = 'live' AND token_id = $6
 ),
 used AS (
     SELECT COUNT(*) AS n, COALESCE(SUM(cpu_millis), 0) AS cpu,
@@ -22,6 +23,9 @@ cand AS (
     FROM tasks t
     WHERE t.state = 'pending' AND t.blocked = 0
       AND t.task_type IN (SELECT value FROM json_each((SELECT task_types FROM w)))
+      AND (t.tenant = (SELECT pool_tenant FROM w)
+           OR ((SELECT pool_tenant FROM w) IS NULL
+               AND (t.tenant IN (SELECT value FROM json_each($7))) <> $8))
       AND t.run_after <= $2
       AND (t.avoid_worker IS NULL OR t.avoid_until <= $2 OR t.avoid_worker <> (SELECT name FROM w))
       AND (t.worker_labels = '{}' OR NOT EXISTS (
@@ -57,7 +61,8 @@ UPDATE tasks SET
     started_at = $2,
     updated_at = $2,
     waiting = NULL,
-    waiting_kind = NULL
+    waiting_kind = NULL,
+    plugin = json_extract((SELECT served FROM w), '$.types."' || task_type || '"')
 WHERE seq IN (
     SELECT fit.seq FROM fit, w, used
     WHERE fit.n <= MIN($4, w.slots - used.n)
@@ -69,7 +74,7 @@ RETURNING id, task_type, spec, attempt, lease_token, timeout_ms,
           cpu_millis, memory_bytes, gpu_count, gpu_model, gpu_memory_bytes
 "#,
     fenced_task: r#"
-SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
+SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin
 FROM tasks
 WHERE id = $1 AND lease_token = $2 AND worker_id = $3
   AND state IN ('running', 'cancelling') AND lease_expires_at >= $4
@@ -86,22 +91,22 @@ WHERE worker_id = $1 AND state IN ('running', 'cancelling')
   AND lease_token IN (SELECT value FROM json_each($2))
 "#,
     expired_leases: r#"
-SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
+SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin
 FROM tasks
 WHERE state IN ('running', 'cancelling') AND lease_expires_at < $1
 ORDER BY id LIMIT 500
 "#,
     task_for_update: r#"
-SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
+SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin
 FROM tasks WHERE id = $1
 "#,
     workflow_tasks_for_update: r#"
-SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
+SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin
 FROM tasks WHERE workflow_id = $1 AND state IN ('pending', 'running')
 ORDER BY id
 "#,
     tasks_of_worker: r#"
-SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at
+SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin
 FROM tasks WHERE state IN ('running', 'cancelling') AND worker_id = $1
 ORDER BY id
 "#,

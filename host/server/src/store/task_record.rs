@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use flowmesh_types::TaskError;
-use flowmesh_types::api::{ResultEnvelope, StageRef, TaskState, Waiting};
+use flowmesh_types::api::{PluginRef, ResultEnvelope, StageRef, TaskState, Waiting};
 use flowmesh_types::document::{GpuRequest, HardwareRequest};
 use serde_json::Value;
 use sqlx::any::AnyRow;
@@ -134,6 +134,8 @@ pub(super) struct LockedTask {
     pub(super) started_at: Option<i64>,
     /// Its owner.
     pub(super) tenant: String,
+    /// The plugin the current attempt was routed to.
+    pub(super) plugin: Option<PluginRef>,
 }
 
 impl LockedTask {
@@ -149,6 +151,7 @@ impl LockedTask {
             max_attempts: get_i64(row, "max_attempts")? as u32,
             worker_name: get_opt_str(row, "worker_name")?,
             started_at: get_opt_i64(row, "started_at")?,
+            plugin: get_opt_json(row, "plugin")?,
         })
     }
 
@@ -161,6 +164,7 @@ impl LockedTask {
             attempt: self.attempt,
             max_attempts: self.max_attempts,
             worker,
+            plugin: self.plugin.as_ref(),
         }
     }
 }

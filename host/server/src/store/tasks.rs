@@ -124,6 +124,7 @@ impl Store {
                     finished_at: rfc3339(get_i64(row, "finished_at")?),
                     outcome: get_str(row, "outcome")?,
                     error: get_opt_json(row, "error")?,
+                    plugin: get_opt_json(row, "plugin")?,
                 })
             })
             .collect()

@@ -7,18 +7,27 @@
 use std::collections::{BTreeMap, HashMap};
 
 use flowmesh_types::WorkerCapabilities;
-use flowmesh_types::api::{Hardware, Heartbeat, TaskState, WorkerRegistration, WorkerState};
+use flowmesh_types::api::{
+    Hardware, Heartbeat, ServedTypes, TaskState, WorkerRegistration, WorkerState,
+};
 use sqlx::any::AnyRow;
 
-use super::rows::{get_i64, get_str};
+use super::rows::{get_i64, get_opt_str, get_str};
 use super::{Store, StoreError, decode_json, encode_json, sql};
 
 /// A registration to store.
 pub struct NewWorker<'a> {
     /// Its id.
     pub id: &'a str,
-    /// What the worker sent.
+    /// What the worker sent; its capabilities' task types are those it is
+    /// served.
     pub registration: &'a WorkerRegistration,
+    /// The token that registers it, which alone may act for it.
+    pub token_id: &'a str,
+    /// The tenant whose tasks it runs; `None` for a shared worker.
+    pub pool_tenant: Option<&'a str>,
+    /// The task types routed to it, and the plugin of each.
+    pub served: &'a ServedTypes,
     /// When.
     pub now: i64,
 }
@@ -46,6 +55,12 @@ pub struct WorkerRecord {
     pub registered_at: i64,
     /// Last heartbeat.
     pub heartbeat_at: i64,
+    /// The token that registered it (`None` before tokens were recorded).
+    pub token_id: Option<String>,
+    /// The tenant whose tasks it runs; `None` for a shared worker.
+    pub pool_tenant: Option<String>,
+    /// The task types routed to it, and the plugin of each.
+    pub served: ServedTypes,
 }
 
 /// What one worker is running now, summed.
@@ -89,6 +104,9 @@ impl WorkerRecord {
             version: get_str(row, "version")?,
             registered_at: get_i64(row, "registered_at")?,
             heartbeat_at: get_i64(row, "heartbeat_at")?,
+            token_id: get_opt_str(row, "token_id")?,
+            pool_tenant: get_opt_str(row, "pool_tenant")?,
+            served: decode_json("served", &get_str(row, "served")?)?,
         })
     }
 }
@@ -115,11 +133,21 @@ impl HardwareColumns {
 
 impl Store {
     /// Stores a registration and retires earlier live registrations of the
-    /// same name, returning their ids.
+    /// same name and token, returning their ids. A live registration of
+    /// that name made with another token is never retired: the new one is
+    /// refused with [`StoreError::NameTaken`].
     pub async fn register_worker(&self, worker: &NewWorker<'_>) -> Result<Vec<String>, StoreError> {
         let registration = worker.registration;
         let hardware = HardwareColumns::of(&registration.hardware);
         let (_gate, mut tx) = self.write().await?;
+        let taken = sqlx::query(sql::LIVE_WORKER_NAMED_BY_OTHERS)
+            .bind(&registration.name)
+            .bind(worker.token_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if taken.is_some() {
+            return Err(StoreError::NameTaken(registration.name.clone()));
+        }
         sqlx::query(sql::INSERT_WORKER)
             .bind(worker.id)
             .bind(&registration.name)
@@ -133,25 +161,32 @@ impl Store {
             .bind(hardware.gpu_count)
             .bind(&registration.version)
             .bind(worker.now)
+            .bind(worker.token_id)
+            .bind(worker.pool_tenant)
+            .bind(encode_json(worker.served))
             .execute(&mut *tx)
             .await?;
         let retired: Vec<String> = sqlx::query_scalar(sql::RETIRE_WORKERS_NAMED)
             .bind(&registration.name)
             .bind(worker.id)
+            .bind(worker.token_id)
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
         Ok(retired)
     }
 
-    /// Records a heartbeat: renews the leases the worker lists and says which
-    /// of them to cancel or drop. `None` if the registration is not live (the
-    /// worker must register again).
-    /// What changed on the worker (capabilities, labels, hardware) is
-    /// stored with it.
+    /// Records a heartbeat of registration `beat.worker_id` made with token
+    /// `token_id`: renews the leases the worker lists and says which of them
+    /// to cancel or drop. `None` if the registration is not live or not this
+    /// token's (the worker must register again). What changed on the worker
+    /// (capabilities with the types it is now `served`, labels, hardware)
+    /// is stored with it.
     pub async fn heartbeat(
         &self,
         beat: &Heartbeat,
+        token_id: &str,
+        served: Option<&ServedTypes>,
         now: i64,
         lease_ttl_ms: i64,
     ) -> Result<Option<HeartbeatOutcome>, StoreError> {
@@ -160,17 +195,19 @@ impl Store {
         let touched = sqlx::query(sql::TOUCH_WORKER)
             .bind(worker_id)
             .bind(now)
+            .bind(token_id)
             .execute(&mut *tx)
             .await?
             .rows_affected();
         if touched == 0 {
             return Ok(None);
         }
-        if let Some(capabilities) = &beat.capabilities {
+        if let (Some(capabilities), Some(served)) = (&beat.capabilities, served) {
             sqlx::query(sql::UPDATE_WORKER_CAPABILITIES)
                 .bind(worker_id)
                 .bind(encode_json(capabilities))
                 .bind(encode_json(&capabilities.supported_task_types))
+                .bind(encode_json(served))
                 .execute(&mut *tx)
                 .await?;
         }
@@ -223,6 +260,73 @@ impl Store {
             }
         }
         Ok(Some(outcome))
+    }
+
+    /// Whether registration `worker_id` was made with token `token_id`.
+    pub async fn worker_of_token(
+        &self,
+        worker_id: &str,
+        token_id: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query(sql::WORKER_OF_TOKEN)
+            .bind(worker_id)
+            .bind(token_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
+    /// Ends live registration `worker_id` of token `token_id` (a worker
+    /// stopping cleanly); whether there was one. Its tasks are released by
+    /// the caller ([`Store::release_worker_tasks`]).
+    pub async fn deregister_worker(
+        &self,
+        worker_id: &str,
+        token_id: &str,
+    ) -> Result<bool, StoreError> {
+        let (_gate, mut tx) = self.write().await?;
+        let ended = sqlx::query(sql::DEREGISTER_WORKER)
+            .bind(worker_id)
+            .bind(token_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        tx.commit().await?;
+        Ok(ended)
+    }
+
+    /// Stores what live workers are now served, after the installed plugins
+    /// changed: `served` maps each one's capabilities to its types, and only
+    /// the registrations whose types changed are written.
+    pub async fn reroute_workers(
+        &self,
+        served: impl Fn(&WorkerCapabilities) -> ServedTypes,
+    ) -> Result<usize, StoreError> {
+        let workers = self.live_workers().await?;
+        let changed: Vec<(WorkerRecord, ServedTypes)> = workers
+            .into_iter()
+            .filter_map(|worker| {
+                let now = served(&worker.capabilities);
+                (now != worker.served).then_some((worker, now))
+            })
+            .collect();
+        if changed.is_empty() {
+            return Ok(0);
+        }
+        let (_gate, mut tx) = self.write().await?;
+        for (worker, served) in &changed {
+            let mut capabilities = worker.capabilities.clone();
+            capabilities.supported_task_types = served.types.keys().cloned().collect();
+            sqlx::query(sql::UPDATE_WORKER_CAPABILITIES)
+                .bind(&worker.id)
+                .bind(encode_json(&capabilities))
+                .bind(encode_json(&capabilities.supported_task_types))
+                .bind(encode_json(served))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(changed.len())
     }
 
     /// Retires registrations silent since before `cutoff`; returns their ids.

@@ -33,6 +33,9 @@ impl ApiError {
     /// A worker call about a registration the server no longer has: the
     /// worker registers again.
     pub const UNKNOWN_WORKER: &'static str = "unknown_worker";
+    /// A registration under the name of a live worker of another token: the
+    /// worker must take another name.
+    pub const WORKER_NAME_TAKEN: &'static str = "worker_name_taken";
 
     /// The error in an error answer's body: its error document, or one
     /// with code [`ApiError::NOT_FLOWMESH`] carrying the start of the text.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::tasks::PluginRef;
 use crate::capability::{PluginReport, PluginStatus, WorkerCapabilities};
 
 pub use crate::capability::GpuDevice;
@@ -86,6 +87,44 @@ pub struct WorkerView {
     pub registered_at: String,
     /// Its last heartbeat.
     pub last_heartbeat_at: String,
+    /// Whose tasks it runs: the tenant of its token, or none for a shared
+    /// worker (an operator's), which runs the tasks of every tenant that
+    /// allows shared workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Each task type the server routes to it, with the plugin that serves
+    /// it there, and each type it advertised that the server refused, with
+    /// why.
+    #[serde(default)]
+    pub served: ServedTypes,
+}
+
+/// The task types the server routes to a worker, decided from the plugins
+/// the worker reports: a type that an installed plugin declares is served
+/// only from that plugin's digest; any other type only from a local plugin
+/// (`flowmesh worker --plugin`), and only where the server allows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ServedTypes {
+    /// Each served task type and its plugin.
+    pub types: BTreeMap<String, PluginRef>,
+    /// Task types the worker advertised that it is not given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedType>,
+}
+
+/// A task type a worker advertised and the server does not route to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RefusedType {
+    /// The task type.
+    pub task_type: String,
+    /// The worker's plugin that declares it.
+    pub plugin: PluginRef,
+    /// Why, in words.
+    pub reason: String,
 }
 
 /// An installed plugin as `GET /plugins` and `POST /plugins` show it.
@@ -198,6 +237,12 @@ pub struct TokenRequest {
     /// A note for people.
     #[serde(default)]
     pub name: Option<String>,
+    /// For a worker token: `true` makes it an operator's token for shared
+    /// workers, which run the tasks of every tenant that allows them;
+    /// `false` (the default) binds its workers to `tenant`, so they only
+    /// ever see that tenant's tasks. Refused on other roles.
+    #[serde(default)]
+    pub shared: bool,
 }
 
 /// `POST /tokens`'s answer: the secret, shown once.
@@ -213,4 +258,7 @@ pub struct TokenCreated {
     pub tenant: String,
     /// Role.
     pub role: Role,
+    /// A worker token for shared workers (see [`TokenRequest::shared`]).
+    #[serde(default)]
+    pub shared: bool,
 }

@@ -37,8 +37,8 @@
 //! - `errors`: the body of every error answer ([`ErrorBody`], [`ApiError`]).
 //!
 //! They depend on each other in one direction only: `workflows` on `tasks`,
-//! `events` on both, `worker_protocol` on `tasks` and `fleet`; `fleet` and
-//! `errors` on no sibling.
+//! `events` on both, `worker_protocol` on `tasks` and `fleet`; `fleet` on `tasks`
+//! (the plugin a worker serves a type from); `errors` on no sibling.
 
 mod errors;
 mod events;
@@ -50,8 +50,8 @@ mod workflows;
 pub use errors::{ApiError, ErrorBody};
 pub use events::{EventBody, EventRecord};
 pub use fleet::{
-    GpuDevice, Hardware, PluginView, Role, TokenCreated, TokenRequest, WorkerPlugin,
-    WorkerPluginStatus, WorkerState, WorkerView,
+    GpuDevice, Hardware, PluginView, RefusedType, Role, ServedTypes, TokenCreated, TokenRequest,
+    WorkerPlugin, WorkerPluginStatus, WorkerState, WorkerView,
 };
 pub use tasks::{
     AttemptRecord, PlacementCounts, PluginRef, RESULT_SCHEMA_VERSION, ResultEnvelope, StageRef,
@@ -59,7 +59,7 @@ pub use tasks::{
 };
 pub use worker_protocol::{
     ClaimRequest, ClaimResponse, ClaimedTask, Completion, CompletionBatch, CompletionResponse,
-    CompletionVerdict, EventBatch, Heartbeat, HeartbeatResponse, Lease, Registered, TaskEvents,
-    WorkerRegistration,
+    CompletionVerdict, Deregistration, EventBatch, Heartbeat, HeartbeatResponse, Lease, Registered,
+    TaskEvents, WorkerRegistration,
 };
 pub use workflows::{StageView, SubmittedWorkflow, WorkflowPage, WorkflowState, WorkflowView};

@@ -124,6 +124,10 @@ pub struct PlacementCounts {
     pub live_workers: u32,
     /// Of those, workers advertising the task type.
     pub advertising_type: u32,
+    /// Of those, workers that may run the task's tenant's tasks: its own,
+    /// and shared ones where the tenant allows them.
+    #[serde(default)]
+    pub in_pool: u32,
     /// Of those, workers carrying every label the task requires.
     #[serde(default)]
     pub with_labels: u32,
@@ -157,6 +161,11 @@ pub struct PluginRef {
     pub version: String,
     /// `sha256:<hex>` of the component.
     pub digest: String,
+    /// A plugin of the worker's own (`flowmesh worker --plugin`), not one
+    /// installed on the server: it serves only types no installed plugin
+    /// declares.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub local: bool,
 }
 
 /// A finished task's result, as stored and shown.
@@ -200,6 +209,10 @@ pub struct AttemptRecord {
     /// Its error, if it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<TaskError>,
+    /// The plugin that ran it, as the server routed the task (name,
+    /// version, digest; `local` for a worker's own plugin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<PluginRef>,
 }
 
 /// A task as `GET /tasks/{id}` shows it.

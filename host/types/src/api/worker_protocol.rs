@@ -19,7 +19,9 @@ use crate::task_error::TaskError;
 #[serde(rename_all = "camelCase")]
 pub struct WorkerRegistration {
     /// Stable name (the host name by default). Registering again under the
-    /// same name replaces the earlier registration and releases its tasks.
+    /// same name with the same token replaces the earlier registration and
+    /// releases its tasks; a live worker of that name registered with
+    /// another token makes the registration fail (409).
     pub name: String,
     /// What it can run.
     pub capabilities: WorkerCapabilities,
@@ -49,6 +51,17 @@ pub struct Registered {
     /// lacks (`GET /worker/plugins/{digest}`) and drops the ones not listed.
     #[serde(default)]
     pub plugins: Vec<PluginRef>,
+}
+
+/// `POST /worker/deregister`: a worker stopping cleanly. Its registration
+/// ends at once and the tasks it still holds go back to pending, rather than
+/// waiting for its leases to expire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Deregistration {
+    /// From [`Registered`].
+    pub worker_id: String,
 }
 
 /// `POST /worker/claim`.

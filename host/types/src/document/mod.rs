@@ -106,7 +106,10 @@ pub fn parse_document(text: &str) -> Result<TaskDocument, Vec<FieldError>> {
 /// errors are clearer for JSON input).
 pub(crate) fn parse_value(text: &str) -> Result<Value, String> {
     if text.trim_start().starts_with('{') {
-        serde_json::from_str(text).map_err(|error| format!("not a valid JSON document: {error}"))
+        crate::strict_json::from_str(text).map_err(|error| match error.path {
+            Some(_) => error.message,
+            None => format!("not a valid JSON document: {}", error.message),
+        })
     } else {
         serde_saphyr::from_str(text).map_err(|error| format!("not a valid YAML document: {error}"))
     }
