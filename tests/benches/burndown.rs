@@ -11,6 +11,11 @@
 //! - **live**: the worker runs while 16 clients submit; reports submit rate,
 //!   burn-down tasks/s (first submit to last completion), and submit → start
 //!   latency (task created → attempt claimed) p50/p99.
+//! - **fairness**: tenant A's backlog of N tasks fills the queue, the
+//!   worker starts, and tenant B submits 200 tasks from 4 clients: B's
+//!   submit → start p50/p99, how much of A's backlog had started when B's
+//!   last task did (goal: under a tenth), and the throughput of the whole
+//!   run against the one-tenant drain (goal: under 10 % lost).
 //! - **workflows**: a chain of 32 echo stages, each reading the previous
 //!   one's output through a placeholder, reports the hand-off (a stage
 //!   finished → the next one claimed: release, placeholder resolution,
@@ -305,7 +310,69 @@ async fn run(db: Db, options: &Options) {
     );
     server.server.shutdown().await;
 
+    fairness(
+        db,
+        name,
+        options,
+        options.tasks as f64 / drain.as_secs_f64(),
+    )
+    .await;
     workflows(db, name, options).await;
+}
+
+/// Tenant B's tasks against tenant A's backlog; `alone` is the one-tenant
+/// drain's tasks/s.
+async fn fairness(db: Db, name: &str, options: &Options, alone: f64) {
+    const B_TASKS: usize = 200;
+    let server = start(db).await;
+    let a = server.user("a").await;
+    let b = server.user("b").await;
+    submit_all(&a, options.tasks).await;
+    let started = Instant::now();
+    let worker = server.echo_worker("bench", options.slots).await;
+    let per = B_TASKS / 4;
+    let clients: Vec<_> = (0..4)
+        .map(|client| {
+            let b = b.clone();
+            tokio::spawn(async move {
+                for n in 0..per {
+                    b.submit(&echo_document(&format!("b {client} {n}"))).await;
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.expect("submitter");
+    }
+    wait_done(server.server.store(), options.tasks + B_TASKS).await;
+    let total = started.elapsed();
+    drop(worker);
+    let url = &server.db.url;
+    let waits = sorted_column(
+        url,
+        "SELECT a.started_at - t.created_at AS ms FROM task_attempts a JOIN tasks t ON t.id = a.task_id WHERE t.tenant = 'b'",
+    )
+    .await;
+    let a_before_b_done = sorted_column(
+        url,
+        "SELECT COUNT(*) AS ms FROM task_attempts a JOIN tasks t ON t.id = a.task_id
+         WHERE t.tenant = 'a' AND a.started_at <= (SELECT MAX(a2.started_at) FROM task_attempts a2
+                                                   JOIN tasks t2 ON t2.id = a2.task_id WHERE t2.tenant = 'b')",
+    )
+    .await;
+    let drained = a_before_b_done.first().copied().unwrap_or(0) as f64 / options.tasks as f64;
+    let rate = (options.tasks + B_TASKS) as f64 / total.as_secs_f64();
+    println!(
+        "{name:<9} fair   A {} backlog + B {B_TASKS}, {} slots: B submit->start p50 {} ms, p99 {} ms; A {:.1} % started when B's last did; {:>6.0} tasks/s ({:+.1} % against one tenant's drain)",
+        options.tasks,
+        options.slots,
+        percentile(&waits, 0.50),
+        percentile(&waits, 0.99),
+        drained * 100.0,
+        rate,
+        (rate / alone - 1.0) * 100.0,
+    );
+    server.server.shutdown().await;
 }
 
 fn main() {

@@ -29,6 +29,7 @@ flowmesh_tests::on_both_backends!(
     worker_advertisements_are_bounded,
     errors_are_json_and_duplicate_keys_are_refused,
     a_worker_that_stops_cleanly_is_gone_at_once,
+    tokens_expire_and_revoked_ones_are_refused_on_every_server,
 );
 
 mod files {
@@ -389,6 +390,7 @@ async fn a_tenant_may_keep_its_tasks_off_shared_workers(db: Db) {
             "private".into(),
             TenantPolicy {
                 shared_workers: false,
+                ..TenantPolicy::default()
             },
         );
     })
@@ -736,4 +738,117 @@ async fn the_database_and_data_dir_are_private() {
         .mode();
     assert_eq!(mode & 0o077, 0, "the data dir has mode {:o}", mode & 0o777);
     fresh.shutdown().await;
+}
+
+/// Observation 10: tokens could be neither revoked nor expired. Now a token
+/// may be given a lifetime, and one revoked through one server is refused by
+/// every server of the database once its cached lookup (at most a second
+/// old) is gone.
+async fn tokens_expire_and_revoked_ones_are_refused_on_every_server(db: Db) {
+    let server = TestServer::start(db, |_| {}).await;
+    let admin = server.admin();
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = flowmesh_tests::cluster::fast_config(dir.path());
+    config.database_url = Some(server.db.url.clone());
+    let second = match db {
+        // Two servers on one SQLite file is not a supported deployment.
+        Db::Sqlite => None,
+        Db::Postgres => Some(
+            flowmesh_server::Server::start(config)
+                .await
+                .expect("starts"),
+        ),
+    };
+    let refused_everywhere = |token: String| {
+        let urls: Vec<String> = std::iter::once(server.url.clone())
+            .chain(second.as_ref().map(flowmesh_server::Server::url))
+            .collect();
+        async move {
+            eventually("the token refused by every server", LONG, || {
+                let token = token.clone();
+                let urls = urls.clone();
+                async move {
+                    for url in &urls {
+                        let (status, body) = Api::new(url, &token).get("/tasks").await;
+                        if status != StatusCode::UNAUTHORIZED {
+                            return Err(format!("{url}: {status} {body}"));
+                        }
+                    }
+                    Ok(())
+                }
+            })
+            .await
+        }
+    };
+
+    let (status, created) = admin
+        .post(
+            "/tokens",
+            json!({"tenant": "alpha", "role": "user", "name": "ci", "expires": "3s"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert!(created["expiresAt"].is_string(), "{created}");
+    let short = created["token"].as_str().expect("secret").to_string();
+    let (status, _) = Api::new(&server.url, &short).get("/tasks").await;
+    assert_eq!(status, StatusCode::OK, "it works until it expires");
+    refused_everywhere(short.clone()).await;
+
+    let (_, created) = admin
+        .post("/tokens", json!({"tenant": "alpha", "role": "user"}))
+        .await;
+    let secret = created["token"].as_str().expect("secret").to_string();
+    let id = created["id"].as_str().expect("id").to_string();
+    for url in
+        std::iter::once(server.url.clone()).chain(second.as_ref().map(flowmesh_server::Server::url))
+    {
+        let (status, _) = Api::new(&url, &secret).get("/tasks").await;
+        assert_eq!(status, StatusCode::OK, "{url}: cached as live");
+    }
+    let (status, _) = admin.delete(&format!("/tokens/{id}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    refused_everywhere(secret.clone()).await;
+
+    let (status, listed) = admin.get("/tokens").await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let text = listed.to_string();
+    assert!(
+        !text.contains(&secret) && !text.contains(&short),
+        "no secrets listed"
+    );
+    let revoked = listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|token| token["id"] == id.as_str())
+        .cloned()
+        .expect("listed");
+    assert!(revoked["revokedAt"].is_string(), "{revoked:#}");
+
+    let (status, answer) = admin
+        .post(
+            "/tokens",
+            json!({"tenant": "alpha", "role": "user", "expires": "soon"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["details"][0]["path"], "expires", "{answer}");
+
+    // The only admin token stays: revoking it would lock everyone out.
+    let bootstrap = listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|token| token["role"] == "admin")
+        .and_then(|token| token["id"].as_str())
+        .expect("the bootstrap admin")
+        .to_string();
+    let (status, answer) = admin.delete(&format!("/tokens/{bootstrap}")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["error"]["code"], "last_admin_token");
+    let (status, _) = admin.delete("/tokens/no-such-token").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    if let Some(second) = second {
+        second.shutdown().await;
+    }
 }

@@ -7,8 +7,9 @@
 //! tenant private's own) × a table of requests (plain, labels that match
 //! and that do not, CPU, memory, GPU count, model and memory, a task whose
 //! last attempt failed on a worker that is now passed over, a task in its
-//! retry delay, and tasks of tenant beta, which allows shared workers, and
-//! of tenant private, which does not).
+//! retry delay, and tasks of tenant beta, which allows shared workers, of
+//! tenant private, which does not, and of tenant capped, which runs its
+//! limit of one task).
 //! For each pair the task is stored alone and claimed by that one worker
 //! through the store's SQL; `placement::check` must say the same, and
 //! `placement::explain` must say "no reason" exactly when some worker
@@ -17,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use flowmesh_server::config::{TenantPolicies, TenantPolicy};
-use flowmesh_server::placement::{self, Ask, Candidate};
+use flowmesh_server::placement::{self, Ask, Candidate, RunningLimit};
 use flowmesh_server::store::{Claim, NewTask, NewWorker, RetryPolicy, Store};
 use flowmesh_tests::cluster::{Db, TestDb};
 use flowmesh_tests::store_fixtures::{TOKEN, claim_for, served};
@@ -151,6 +152,15 @@ fn requests() -> Vec<Request> {
         Request {
             tenant: "private",
             ..request("a train task of tenant private", "train", "{}", None)
+        },
+        Request {
+            tenant: "capped",
+            ..request(
+                "an echo of tenant capped, which runs its limit of one task",
+                "echo",
+                "{}",
+                Some(WaitKind::TenantLimit),
+            )
         },
         Request {
             tenant: "beta",
@@ -394,14 +404,52 @@ async fn the_claim_and_the_checkers_agree_on_every_pair(db: Db) {
     .await;
     let tenants = TenantPolicies {
         default: TenantPolicy::default(),
-        tenants: BTreeMap::from([(
-            "private".to_string(),
-            TenantPolicy {
-                shared_workers: false,
-            },
-        )]),
+        tenants: BTreeMap::from([
+            (
+                "private".to_string(),
+                TenantPolicy {
+                    shared_workers: false,
+                    ..TenantPolicy::default()
+                },
+            ),
+            (
+                "capped".to_string(),
+                TenantPolicy {
+                    max_running: Some(1),
+                    ..TenantPolicy::default()
+                },
+            ),
+        ]),
     };
-    let shared_exceptions = tenants.shared_exceptions();
+    let rules = tenants.claim_rules();
+    // Tenant capped runs one task, its limit, for the whole test.
+    let holder = register_in(
+        &store,
+        Some("capped"),
+        "capped-holder",
+        &["hold"],
+        &[],
+        1,
+        Hardware {
+            cpus: 1.0,
+            memory_bytes: 1 << 30,
+            gpus: Vec::new(),
+        },
+    )
+    .await;
+    submit_as(&store, "capped", "hold", "{}", now).await;
+    let (held, _) = store
+        .claim(
+            &Claim {
+                rules: &rules,
+                ..claim_for(&holder, 1, 10)
+            },
+            now,
+            100 * HOUR,
+        )
+        .await
+        .expect("claim");
+    assert_eq!(held.len(), 1, "tenant capped's one task runs");
     let workers = [
         ("cpu-small", cpu_small),
         ("gpu-a100", a100.clone()),
@@ -473,7 +521,18 @@ async fn the_claim_and_the_checkers_agree_on_every_pair(db: Db) {
             assert_eq!(task.state, TaskState::Pending, "{}", request.name);
             let live = store.live_workers().await.expect("workers");
             let usage = store.usage().await.expect("usage");
-            let ask = Ask::of(&task, &tenants);
+            let running = store.running_by_tenant().await.expect("running");
+            let limit_of = |tenant: &str| {
+                let limit = rules.running_limit(tenant);
+                (limit > 0).then(|| RunningLimit {
+                    running: running.get(tenant).copied().unwrap_or(0),
+                    limit: limit as u64,
+                })
+            };
+            let ask = Ask {
+                running_limit: limit_of(&task.tenant),
+                ..Ask::of(&task, &tenants)
+            };
             let record = live.iter().find(|live| live.name == *name).expect("live");
             let candidate = Candidate {
                 worker: record,
@@ -486,7 +545,11 @@ async fn the_claim_and_the_checkers_agree_on_every_pair(db: Db) {
             let by_shape: Vec<_> = shapes
                 .iter()
                 .map(|shape| {
-                    placement::explain(&Ask::of_shape(shape, &tenants), None, &live, &usage, now)
+                    let ask = Ask {
+                        running_limit: limit_of(&shape.tenant),
+                        ..Ask::of_shape(shape, &tenants)
+                    };
+                    placement::explain(&ask, None, &live, &usage, now)
                 })
                 .collect();
             let expected_shapes = if task.run_after > now {
@@ -505,7 +568,7 @@ async fn the_claim_and_the_checkers_agree_on_every_pair(db: Db) {
             let (claimed, _) = store
                 .claim(
                     &Claim {
-                        shared_exceptions: &shared_exceptions,
+                        rules: &rules,
                         ..claim_for(worker, 1, 100)
                     },
                     now,

@@ -2,8 +2,11 @@
 //! directly need to act as a worker: the token a registration belongs to,
 //! a claim under it, and the served types of a registration.
 
-use flowmesh_server::store::Claim;
+use flowmesh_server::store::{Claim, TenantRules};
 use flowmesh_types::api::{PluginRef, ServedTypes};
+
+/// Every tenant alike.
+static OPEN: TenantRules = TenantRules::OPEN;
 
 /// The token id test registrations are made with.
 pub const TOKEN: &str = "test-token";
@@ -16,8 +19,7 @@ pub fn claim_for(worker_id: &str, max: u32, scan: u32) -> Claim<'_> {
         token_id: TOKEN,
         max,
         scan,
-        shared_by_default: true,
-        shared_exceptions: &[],
+        rules: &OPEN,
     }
 }
 

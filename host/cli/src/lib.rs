@@ -32,6 +32,7 @@ mod serve;
 pub mod settings;
 mod submit;
 mod tasks;
+mod tokens;
 mod up;
 mod validate;
 mod watch;
@@ -114,6 +115,9 @@ enum Command {
     /// Read, follow and cancel workflows.
     #[command(subcommand)]
     Workflow(workflows::WorkflowCommand),
+    /// Create, list and revoke API tokens (admin).
+    #[command(subcommand)]
+    Token(tokens::TokenCommand),
     /// Check task and workflow documents: the envelope and graph offline,
     /// plugin schemas and validate() with a server.
     Validate(validate::ValidateArgs),
@@ -187,6 +191,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Plugin(command) => plugins::run(command, client, output).await,
         Command::Task(command) => tasks::run(command, client()?, output).await,
         Command::Workflow(command) => workflows::run(command, client()?, output).await,
+        Command::Token(command) => tokens::run(command, client()?, output).await,
         Command::Validate(args) => {
             let config = ConfigFile::load(&config_path)?;
             let target = Target::resolve(cli.server.clone(), cli.token.clone(), &config)?;

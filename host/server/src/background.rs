@@ -12,7 +12,7 @@ use flowmesh_types::api::{EventBody, WaitKind, Waiting};
 use flowmesh_types::{TaskError, TaskErrorCode};
 use tokio_util::sync::CancellationToken;
 
-use crate::placement::{Ask, explain};
+use crate::placement::{Ask, RunningLimit, explain};
 use crate::state::{AppState, now_ms};
 use crate::store::{PendingShape, StoreError};
 
@@ -105,19 +105,28 @@ async fn place(
     }
     let workers = state.store.live_workers().await?;
     let usage = state.store.usage().await?;
+    let rules = &state.tenant_rules;
+    let limited = rules.default_max_running > 0 || rules.max_running.values().any(|n| *n > 0);
+    let running = if limited {
+        state.store.running_by_tenant().await?
+    } else {
+        HashMap::new()
+    };
     let grace = state.config.no_worker_grace.as_millis() as i64;
     let reasons: Vec<(&PendingShape, Waiting)> = shapes
         .iter()
         .filter_map(|shape| {
             let provider = state.validator.provider(&shape.task_type);
-            explain(
-                &Ask::of_shape(shape, &state.config.tenants),
-                provider.as_deref(),
-                &workers,
-                &usage,
-                now,
-            )
-            .map(|waiting| (shape, waiting))
+            let limit = rules.running_limit(&shape.tenant);
+            let ask = Ask {
+                running_limit: (limit > 0).then(|| RunningLimit {
+                    running: running.get(&shape.tenant).copied().unwrap_or(0),
+                    limit: limit as u64,
+                }),
+                ..Ask::of_shape(shape, &state.config.tenants)
+            };
+            explain(&ask, provider.as_deref(), &workers, &usage, now)
+                .map(|waiting| (shape, waiting))
         })
         .collect();
     state.store.set_waiting(&reasons, now).await?;

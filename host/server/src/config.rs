@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::store::{STRIDE, TenantRules};
+
 /// How a server runs. [`ServerConfig::new`] gives the defaults.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -63,7 +65,7 @@ pub struct ServerConfig {
 }
 
 /// The rules of each tenant, with a default for tenants not named.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantPolicies {
     /// For tenants not listed.
@@ -80,20 +82,37 @@ impl TenantPolicies {
         self.tenants.get(tenant).unwrap_or(&self.default)
     }
 
-    /// The tenants whose rule on shared workers differs from the default's:
-    /// with [`TenantPolicy::shared_workers`] of the default, what a claim
-    /// needs to tell whose tasks a shared worker may run.
-    pub fn shared_exceptions(&self) -> Vec<&str> {
-        self.tenants
-            .iter()
-            .filter(|(_, policy)| policy.shared_workers != self.default.shared_workers)
-            .map(|(tenant, _)| tenant.as_str())
-            .collect()
+    /// The rules as a claim applies them.
+    pub fn claim_rules(&self) -> TenantRules {
+        let default = &self.default;
+        TenantRules {
+            shared_by_default: default.shared_workers,
+            shared_exceptions: self
+                .tenants
+                .iter()
+                .filter(|(_, policy)| policy.shared_workers != default.shared_workers)
+                .map(|(tenant, _)| tenant.clone())
+                .collect(),
+            default_stride: default.stride(),
+            strides: self
+                .tenants
+                .iter()
+                .map(|(tenant, policy)| (tenant.clone(), policy.stride()))
+                .filter(|(_, stride)| *stride != default.stride())
+                .collect(),
+            default_max_running: default.max_running.map_or(0, i64::from),
+            max_running: self
+                .tenants
+                .iter()
+                .filter(|(_, policy)| policy.max_running != default.max_running)
+                .map(|(tenant, policy)| (tenant.clone(), policy.max_running.map_or(0, i64::from)))
+                .collect(),
+        }
     }
 }
 
 /// One tenant's rules.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct TenantPolicy {
     /// Whether the tenant's tasks may run on shared workers (registered with
@@ -102,14 +121,46 @@ pub struct TenantPolicy {
     /// the tenant's worker tokens.
     #[serde(default = "yes")]
     pub shared_workers: bool,
+    /// The tenant's share of the fleet against the others' when they all
+    /// have work: a tenant of weight 2 is served twice as often as one of
+    /// weight 1. Default 1.
+    #[serde(default = "one")]
+    pub weight: f64,
+    /// The most of the tenant's tasks that run at once, across the fleet.
+    /// Default none.
+    #[serde(default)]
+    pub max_running: Option<u32>,
+    /// The most of the tenant's tasks that may wait (pending, stages held
+    /// back included); a submit that would pass it is refused with 429.
+    /// Default none.
+    #[serde(default)]
+    pub max_pending: Option<u64>,
+}
+
+impl TenantPolicy {
+    /// The pass one started task adds: [`STRIDE`] / weight.
+    pub fn stride(&self) -> i64 {
+        if self.weight.is_finite() && self.weight > 0.0 {
+            ((STRIDE as f64 / self.weight).round() as i64).max(1)
+        } else {
+            STRIDE
+        }
+    }
 }
 
 impl Default for TenantPolicy {
     fn default() -> Self {
         Self {
             shared_workers: true,
+            weight: 1.0,
+            max_running: None,
+            max_pending: None,
         }
     }
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 fn yes() -> bool {

@@ -198,36 +198,29 @@ impl AppState {
     }
 
     /// Publishes the installed plugins `records`: the catalog workers are
-    /// told, and, when the index of installed digests and types changed, the
-    /// task types each live worker is routed
-    /// ([`crate::plugin_identity::served`]).
+    /// told, the index of installed digests and types, and the task types
+    /// each live worker is routed ([`crate::plugin_identity::served`]),
+    /// written where they changed.
     async fn set_installed(&self, records: &[PluginRecord]) -> Result<(), StoreError> {
         self.set_catalog(catalog_of(records));
         let installed = Arc::new(Installed::of(records));
-        let changed = {
-            let mut current = self
-                .installed
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let changed = **current != *installed;
-            *current = installed.clone();
-            changed
-        };
-        if changed {
-            let local_plugins = self.config.local_plugins;
-            let rerouted = self
-                .store
-                .reroute_workers(|capabilities| {
-                    served(&capabilities.plugins, &installed, local_plugins)
-                })
-                .await?;
-            if rerouted > 0 {
-                tracing::info!(
-                    workers = rerouted,
-                    "installed plugins changed: workers rerouted"
-                );
-                self.work.notify();
-            }
+        *self
+            .installed
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = installed.clone();
+        let local_plugins = self.config.local_plugins;
+        let rerouted = self
+            .store
+            .reroute_workers(|capabilities| {
+                served(&capabilities.plugins, &installed, local_plugins)
+            })
+            .await?;
+        if rerouted > 0 {
+            tracing::info!(
+                workers = rerouted,
+                "workers rerouted to the installed plugins"
+            );
+            self.work.notify();
         }
         Ok(())
     }

@@ -72,10 +72,10 @@ impl Server {
         let bootstrap = if store.admin_token_count().await? == 0 {
             let now = now_ms();
             let admin = store
-                .create_token("default", Role::Admin, Some("bootstrap admin"), false, now)
+                .create_token(&local_token("bootstrap admin", Role::Admin), now)
                 .await?;
             let worker = store
-                .create_token("default", Role::Worker, Some("bootstrap worker"), true, now)
+                .create_token(&local_token("bootstrap worker", Role::Worker), now)
                 .await?;
             write_secret(&config.data_dir.join("admin.token"), &admin.secret)?;
             write_secret(&config.data_dir.join("worker.token"), &worker.secret)?;
@@ -177,7 +177,7 @@ impl Server {
             let known = self
                 .state
                 .store
-                .principal(&crate::store::token_hash(secret))
+                .principal(&crate::store::token_hash(secret), now_ms())
                 .await?;
             // The local worker serves every tenant: a worker token bound to
             // one is not what this file is for.
@@ -190,7 +190,7 @@ impl Server {
         let created = self
             .state
             .store
-            .create_token("default", role, Some(file), role == Role::Worker, now_ms())
+            .create_token(&local_token(file, role), now_ms())
             .await?;
         write_secret(&path, &created.secret)?;
         Ok(created.secret)
@@ -238,6 +238,18 @@ pub fn write_private_file(path: &std::path::Path, bytes: &[u8]) -> anyhow::Resul
     file.write_all(bytes)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// A token of tenant `default` for local tools: never expiring, and for a
+/// worker token, shared (the local worker serves every tenant).
+fn local_token(name: &str, role: Role) -> crate::store::NewToken<'_> {
+    crate::store::NewToken {
+        tenant: "default",
+        role,
+        name: Some(name),
+        shared: role == Role::Worker,
+        expires_at: None,
+    }
 }
 
 /// Creates `path` and its parents; a directory this creates is readable by

@@ -14,8 +14,9 @@ use crate::metrics::Metrics;
 use crate::store::{Principal, RetryPolicy, Store, StoreError};
 use crate::validation::Validator;
 
-/// How long a looked-up token is trusted before it is looked up again.
-const TOKEN_CACHE_TTL: Duration = Duration::from_secs(10);
+/// How long a looked-up token is trusted before it is looked up again: a
+/// token revoked through any server of the database is refused within it.
+const TOKEN_CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// The server's shared state.
 pub struct AppState {
@@ -23,6 +24,8 @@ pub struct AppState {
     pub store: Store,
     /// Settings.
     pub config: ServerConfig,
+    /// The tenants' rules (`config.tenants`) as claims apply them.
+    pub tenant_rules: crate::store::TenantRules,
     /// Installed plugins, for checking specs.
     pub validator: Validator,
     /// Task events for watchers.
@@ -69,6 +72,7 @@ impl AppState {
             shutdown,
             submissions: Submissions::start(store.clone()),
             store,
+            tenant_rules: config.tenants.claim_rules(),
             config,
             validator,
             bus: EventBus::new(1 << 16),
@@ -84,8 +88,8 @@ impl AppState {
         }
     }
 
-    /// The principal of a bearer secret; cached briefly so a busy worker does
-    /// not cost a lookup per call.
+    /// The principal of a live bearer secret; cached for at most a second
+    /// so a busy worker does not cost a lookup per call.
     pub async fn authenticate(&self, secret: &str) -> Result<Option<Principal>, StoreError> {
         let key = crate::store::token_hash(secret);
         if let Some((principal, at)) = self
@@ -94,10 +98,13 @@ impl AppState {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&key)
             && at.elapsed() < TOKEN_CACHE_TTL
+            && principal
+                .expires_at
+                .is_none_or(|expires| expires > now_ms())
         {
             return Ok(Some(principal.clone()));
         }
-        let principal = self.store.principal(&key).await?;
+        let principal = self.store.principal(&key, now_ms()).await?;
         if let Some(principal) = &principal {
             let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
             if tokens.len() > 10_000 {
@@ -126,6 +133,14 @@ impl AppState {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(task_id);
+    }
+
+    /// Drops every cached token lookup (a token was revoked here).
+    pub fn forget_tokens(&self) {
+        self.tokens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// How retries are spaced.

@@ -28,6 +28,7 @@ use flowmesh_types::workflow::{Stage, WorkflowDocument, relocate_errors};
 use flowmesh_types::{Document, FieldError};
 use serde_json::{Map, Value};
 
+mod quota;
 mod stage_rows;
 
 use stage_rows::StageRows;
@@ -50,6 +51,8 @@ pub enum RejectionKind {
     CheckFailed,
     /// Fail-fast: no live worker advertises a task type it names.
     NoEligibleWorker,
+    /// Storing it would take the tenant past one of its limits.
+    QuotaExceeded,
 }
 
 impl RejectionKind {
@@ -61,6 +64,7 @@ impl RejectionKind {
             Self::InvalidSpec => "invalid_spec",
             Self::CheckFailed => "validation_failed",
             Self::NoEligibleWorker => "no_eligible_worker",
+            Self::QuotaExceeded => "quota_exceeded",
         }
     }
 
@@ -70,7 +74,10 @@ impl RejectionKind {
     pub fn may_pass_later(self) -> bool {
         matches!(
             self,
-            Self::UnknownTaskType | Self::CheckFailed | Self::NoEligibleWorker
+            Self::UnknownTaskType
+                | Self::CheckFailed
+                | Self::NoEligibleWorker
+                | Self::QuotaExceeded
         )
     }
 }
@@ -167,6 +174,11 @@ pub async fn admit(
     if options.dry_run {
         return Ok(Admitted::DryRun(checked));
     }
+    let adding = match &checked {
+        Checked::Task(_) => 1,
+        Checked::Workflow(workflow) => workflow.stages.len() as u64,
+    };
+    quota::check_pending(state, tenant, adding).await??;
     Ok(store(state, tenant, checked).await?)
 }
 

@@ -255,6 +255,7 @@ impl From<crate::admission::AdmitError> for ApiFailure {
             AdmitError::Rejected(rejection) => {
                 let status = match rejection.kind {
                     RejectionKind::InvalidDocument => StatusCode::BAD_REQUEST,
+                    RejectionKind::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
                     _ => StatusCode::UNPROCESSABLE_ENTITY,
                 };
                 Self::new(status, rejection.kind.code(), rejection.message)

@@ -1,4 +1,4 @@
-//! Workers, plugins and tokens.
+//! Workers and plugins.
 
 use std::sync::Arc;
 
@@ -7,15 +7,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use flowmesh_runtime::ComponentDigest;
 use flowmesh_types::api::{
-    PluginView, Role, TokenCreated, TokenRequest, WorkerPlugin, WorkerPluginStatus, WorkerState,
-    WorkerView,
+    PluginView, Role, WorkerPlugin, WorkerPluginStatus, WorkerState, WorkerView,
 };
-use flowmesh_types::{FieldError, PluginReport, is_valid_name};
+use flowmesh_types::{FieldError, PluginReport};
 use serde::Deserialize;
 
 use super::query::{NoParams, Params};
-use super::{ApiFailure, Auth, Body, parse_json};
-use crate::state::{AppState, now_ms};
+use super::{ApiFailure, Auth, Body};
+use crate::state::AppState;
 use crate::store::{PluginRecord, Principal, WorkerRecord, rfc3339};
 use flowmesh_types::api::ErrorBody;
 
@@ -272,49 +271,4 @@ pub(super) async fn remove_plugin(
     } else {
         Err(ApiFailure::not_found("plugin", &name))
     }
-}
-
-/// `POST /tokens`: a new bearer token. Admin only.
-#[utoipa::path(post, path = "/api/v1/tokens", tag = "fleet", request_body = TokenRequest,
-    responses((status = 201, body = TokenCreated), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub(super) async fn create_token(
-    _: Params<NoParams>,
-    State(state): State<Arc<AppState>>,
-    auth: Auth,
-    Body(body): Body,
-) -> Result<(StatusCode, Json<TokenCreated>), ApiFailure> {
-    auth.require(&[Role::Admin], "creating tokens")?;
-    let request: TokenRequest = parse_json(&body)?;
-    if !is_valid_name(&request.tenant) {
-        return Err(ApiFailure::invalid_field(
-            "tenant",
-            flowmesh_types::NAME_RULE,
-        ));
-    }
-    if request.shared && request.role != Role::Worker {
-        return Err(ApiFailure::invalid_field(
-            "shared",
-            "only a worker token can be shared; leave it out for admin and user tokens",
-        ));
-    }
-    let record = state
-        .store
-        .create_token(
-            &request.tenant,
-            request.role,
-            request.name.as_deref(),
-            request.shared,
-            now_ms(),
-        )
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(TokenCreated {
-            id: record.principal.token_id,
-            token: record.secret,
-            tenant: record.principal.tenant,
-            role: record.principal.role,
-            shared: record.principal.shared,
-        }),
-    ))
 }

@@ -6,7 +6,7 @@
 //! | `GET /workflows`, `GET /workflows/{id}`, `DELETE /workflows/{id}`, `GET /workflows/{id}/events` | users and admins, their own tenant's workflows (submitted through `POST /tasks`) |
 //! | `GET /workers`, `GET /workers/{id}` | users and admins |
 //! | `GET /plugins`, `GET /plugins/{name}` | users and admins |
-//! | `POST /plugins`, `DELETE /plugins/{name}`, `POST /tokens` | admins |
+//! | `POST /plugins`, `DELETE /plugins/{name}`, `POST /tokens`, `GET /tokens`, `DELETE /tokens/{id}` | admins |
 //! | `POST /worker/{register,deregister,heartbeat,claim,events,complete}`, `GET /worker/plugins/{digest}` | worker tokens, each only under the registrations it made |
 //! | `GET /healthz`, `GET /metrics`, `GET /openapi.json` | anyone |
 //!
@@ -22,6 +22,7 @@ mod ops;
 mod query;
 mod sse;
 mod tasks;
+mod tokens;
 mod worker;
 mod workflows;
 
@@ -57,7 +58,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/plugins/{name}",
             get(fleet::get_plugin).delete(fleet::remove_plugin),
         )
-        .route("/tokens", post(fleet::create_token))
+        .route("/tokens", post(tokens::create).get(tokens::list))
+        .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/worker/register", post(worker::register))
         .route("/worker/deregister", post(worker::deregister))
         .route("/worker/heartbeat", post(worker::heartbeat))

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::query::{NoParams, Params};
-use super::{fleet, ops, tasks, worker, workflows};
+use super::{fleet, ops, tasks, tokens, worker, workflows};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,7 +18,7 @@ use super::{fleet, ops, tasks, worker, workflows};
         worker::complete,
         worker::plugin_component,
         fleet::list_workers, fleet::get_worker, fleet::install_plugin, fleet::list_plugins,
-        fleet::get_plugin, fleet::remove_plugin, fleet::create_token,
+        fleet::get_plugin, fleet::remove_plugin, tokens::create, tokens::list, tokens::revoke,
         ops::healthz, ops::metrics,
     ),
     modifiers(&BearerAuth)

@@ -309,8 +309,6 @@ pub(super) async fn claim(
     let mut signal = state.work.subscribe();
     let mut catalog = state.catalog.subscribe();
     let mut known_live = false;
-    let tenants = &state.config.tenants;
-    let shared_exceptions = tenants.shared_exceptions();
     loop {
         signal.borrow_and_update();
         let started = Instant::now();
@@ -322,8 +320,7 @@ pub(super) async fn claim(
                     token_id: &auth.0.token_id,
                     max: request.max_tasks,
                     scan: state.config.claim_scan,
-                    shared_by_default: tenants.default.shared_workers,
-                    shared_exceptions: &shared_exceptions,
+                    rules: &state.tenant_rules,
                 },
                 now_ms(),
                 state.lease_ttl_ms(),

@@ -29,6 +29,8 @@ pub enum Constraint {
     /// The worker is not the one the task's last attempt failed on, or
     /// that worker's time out is over.
     Avoid,
+    /// The task's tenant runs fewer tasks than its limit.
+    TenantLimit,
     /// The worker has a free slot, and the CPU, memory and GPUs free now.
     Capacity,
 }
@@ -44,7 +46,7 @@ pub struct Refusal {
 
 impl Constraint {
     /// Every constraint, in the order they are applied.
-    pub const ALL: [Constraint; 9] = [
+    pub const ALL: [Constraint; 10] = [
         Self::TaskType,
         Self::Pool,
         Self::Labels,
@@ -53,6 +55,7 @@ impl Constraint {
         Self::Gpu,
         Self::Backoff,
         Self::Avoid,
+        Self::TenantLimit,
         Self::Capacity,
     ];
 
@@ -67,6 +70,7 @@ impl Constraint {
             Self::Gpu => "gpu",
             Self::Backoff => "backoff",
             Self::Avoid => "avoid",
+            Self::TenantLimit => "tenant_limit",
             Self::Capacity => "capacity",
         }
     }
@@ -171,6 +175,16 @@ impl Constraint {
                     return refuse(format!(
                         "its last attempt failed on {avoided}, which is passed over for another {}",
                         in_words(until - now)
+                    ));
+                }
+            }
+            Self::TenantLimit => {
+                if let Some(limit) = ask.running_limit
+                    && limit.running >= limit.limit
+                {
+                    return refuse(format!(
+                        "tenant {} runs {} task(s), its limit (max-running)",
+                        ask.tenant, limit.running
                     ));
                 }
             }

@@ -199,6 +199,13 @@ fn waiting(
                 reasons.join("; ")
             ),
         ),
+        Constraint::TenantLimit => (
+            WaitKind::TenantLimit,
+            format!(
+                "{}; it starts when one of them ends",
+                reasons.first().cloned().unwrap_or_default()
+            ),
+        ),
         Constraint::Capacity => (
             WaitKind::WorkersBusy,
             format!(
@@ -285,6 +292,7 @@ mod tests {
             hardware: request,
             run_after: 0,
             avoid: None,
+            running_limit: None,
         }
     }
 

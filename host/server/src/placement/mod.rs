@@ -53,10 +53,23 @@ pub struct Ask<'a> {
     /// The worker (by name) its last attempt failed on, passed over until
     /// the given time.
     pub avoid: Option<(&'a str, i64)>,
+    /// The tenant's limit of running tasks, and how many run now, where it
+    /// has a limit (see [`TenantPolicy::max_running`](crate::config::TenantPolicy)).
+    pub running_limit: Option<RunningLimit>,
+}
+
+/// A tenant's limit of tasks running at once, and how many run now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunningLimit {
+    /// Its tasks running now, across the fleet.
+    pub running: u64,
+    /// The most that may.
+    pub limit: u64,
 }
 
 impl<'a> Ask<'a> {
-    /// What a stored task asks, under the tenants' rules `tenants`.
+    /// What a stored task asks, under the tenants' rules `tenants` (its
+    /// running limit is the caller's to set: it depends on what runs).
     pub fn of(task: &'a TaskRecord, tenants: &TenantPolicies) -> Self {
         Self {
             tenant: &task.tenant,
@@ -66,6 +79,7 @@ impl<'a> Ask<'a> {
             hardware: &task.hardware,
             run_after: task.run_after,
             avoid: task.avoid_worker.as_deref().zip(task.avoid_until),
+            running_limit: None,
         }
     }
 }
@@ -85,6 +99,7 @@ impl<'a> Ask<'a> {
                 .avoid
                 .as_ref()
                 .map(|(worker, until)| (worker.as_str(), *until)),
+            running_limit: None,
         }
     }
 }

@@ -11,7 +11,10 @@
 use flowmesh_types::api::{ClaimedTask, Completion, CompletionVerdict, EventBody, TaskState};
 use sqlx::{Any, Transaction};
 
+use std::collections::BTreeMap;
+
 use super::events::{NewEvents, StoredEvent};
+use super::fair_shares::{TenantRules, charge};
 use super::rows::{get_i64, get_opt_i64, get_str};
 use super::task_record::{LockedTask, hardware_from_row};
 use super::terminal::finish;
@@ -30,22 +33,22 @@ pub struct Claim<'a> {
     pub token_id: &'a str,
     /// At most this many tasks.
     pub max: u32,
-    /// At most this many candidate rows considered.
+    /// At most this many candidate rows considered per tenant.
     pub scan: u32,
-    /// Whether a tenant's tasks may run on shared workers, by default.
-    pub shared_by_default: bool,
-    /// The tenants for which the opposite holds.
-    pub shared_exceptions: &'a [&'a str],
+    /// Where each tenant's tasks may run, its share and its limits.
+    pub rules: &'a TenantRules,
 }
 
 impl Store {
     /// Claims up to `max` pending tasks for registration `claim.worker_id`
     /// in one statement: only if the registration is live and belongs to
     /// `claim.token_id`; only tasks of its pool (its tenant's, or for a
-    /// shared worker those of the tenants that allow shared workers);
-    /// only types it is served, only requests that fit its free slots and
-    /// hardware, oldest first. Considers at most `claim.scan` candidate rows
-    /// (and no more than four per task asked for).
+    /// shared worker those of the tenants that allow shared workers); only
+    /// types it is served, only requests that fit its free slots and
+    /// hardware; each tenant's oldest first, the tenants in turn by their
+    /// fair shares ([`super::fair_shares`]), none past its running limit.
+    /// Considers at most `claim.scan` candidate rows of each tenant (and no
+    /// more than four per task asked for).
     pub async fn claim(
         &self,
         claim: &Claim<'_>,
@@ -54,7 +57,7 @@ impl Store {
     ) -> Result<(Vec<ClaimedTask>, Vec<StoredEvent>), StoreError> {
         let max = claim.max.min(MAX_CLAIM);
         let (_gate, mut tx) = self.write().await?;
-        let rows = sqlx::query(self.dialect.claim)
+        let query = sqlx::query(self.dialect.claim)
             .bind(claim.worker_id)
             .bind(now)
             .bind(now + lease_ttl_ms)
@@ -62,14 +65,13 @@ impl Store {
             .bind(i64::from(
                 claim.scan.min(max.saturating_mul(4).max(32)).max(max),
             ))
-            .bind(claim.token_id)
-            .bind(encode_json(&claim.shared_exceptions))
-            .bind(i64::from(claim.shared_by_default))
-            .fetch_all(&mut *tx)
-            .await?;
+            .bind(claim.token_id);
+        let rows = claim.rules.bind(query).fetch_all(&mut *tx).await?;
         let mut claimed = Vec::with_capacity(rows.len());
         let mut events = NewEvents::default();
+        let mut started: BTreeMap<String, i64> = BTreeMap::new();
         for row in &rows {
+            *started.entry(get_str(row, "tenant")?).or_default() += 1;
             let task = ClaimedTask {
                 id: get_str(row, "id")?,
                 task_type: get_str(row, "task_type")?,
@@ -89,6 +91,7 @@ impl Store {
             );
             claimed.push(task);
         }
+        charge(&mut tx, &started, claim.rules).await?;
         let events = events.write(&mut tx, now).await?;
         tx.commit().await?;
         claimed.sort_by(|a, b| a.id.cmp(&b.id));

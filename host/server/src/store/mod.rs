@@ -25,7 +25,8 @@
 //! - `tasks`: submitting, reading, listing and cancelling tasks.
 //! - `attempts`: the claim, and ending attempts — completions, expired
 //!   leases, restarted workers — by applying the decision of
-//!   [`crate::attempt_outcome`].
+//!   [`crate::attempt_outcome`]; `fair_shares`: the tenants' passes the
+//!   claim orders by, and their rules ([`TenantRules`]).
 //! - `pending`: placement's bookkeeping of pending tasks ([`PendingShape`]).
 //! - `terminal`: ending a task and writing its terminal events.
 //! - `gc`: deleting what finished long ago.
@@ -38,6 +39,7 @@
 mod attempts;
 mod auth;
 mod events;
+mod fair_shares;
 mod gc;
 mod pending;
 mod plugins;
@@ -63,8 +65,9 @@ use sqlx::{AnyPool, AssertSqlSafe, Executor, SqlSafeStr, Transaction};
 
 pub use crate::attempt_outcome::{AttemptEnd, RetryPolicy};
 pub use attempts::Claim;
-pub use auth::{Principal, TokenRecord, token_hash};
+pub use auth::{NewToken, Principal, Revoked, TokenRecord, token_hash};
 pub use events::{EventStream, StoredEvent};
+pub use fair_shares::{STRIDE, TenantRules};
 pub use pending::PendingShape;
 pub use plugins::PluginRecord;
 pub use rows::rfc3339;
@@ -128,7 +131,9 @@ pub(crate) struct Dialect {
     /// tasks, `$5` how many pending rows to consider, `$6` the token the
     /// registration must belong to; for a shared worker, whether a tenant's
     /// tasks may run on it is `$8` (1 or 0) unless the tenant is in the JSON
-    /// list `$7`.
+    /// list `$7`; a tenant's stride is in the JSON map `$9`, else `$10`; its
+    /// running limit in the JSON map `$11`, else `$12` (0: none). See
+    /// [`fair_shares`].
     claim: &'static str,
     /// A running task, locked, if `$2` is its lease token, `$3` its worker,
     /// and its lease has not expired before `$4`: `$1` task id.
@@ -260,6 +265,8 @@ impl Store {
             3 "drop unread worker columns" "0003_drop_unread_worker_columns",
             4 "workflows" "0004_workflows",
             5 "isolation" "0005_isolation",
+            6 "fair shares" "0006_fair_shares",
+            7 "token lifecycle" "0007_token_lifecycle",
         );
         let migrator = Migrator::with_migrations(
             scripts

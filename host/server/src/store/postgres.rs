@@ -1,6 +1,7 @@
 //! SQL that is PostgreSQL's own. The claim locks the candidate rows with
-//! `FOR UPDATE SKIP LOCKED`, so concurrent claimers (workers, or servers
-//! sharing the database) never wait on, or double-claim, each other's rows;
+//! `FOR UPDATE SKIP LOCKED` (each tenant's, in a `LATERAL` subquery), so
+//! concurrent claimers (workers, or servers sharing the database) never wait
+//! on, or double-claim, each other's rows;
 //! the worker's own row is locked too, so its free capacity is computed once
 //! per claim. JSON lists are expanded with `jsonb_array_elements_text`.
 
@@ -10,7 +11,7 @@ use super::Dialect;
 pub(crate) static DIALECT: Dialect = Dialect {
     begin_write: "BEGIN",
     claim: r#"
-WITH w AS (
+WITH RECURSIVE w AS (
     SELECT id, name, slots, cpu_millis, memory_bytes, gpu_count, hardware, task_types, labels,
            pool_tenant, served
     FROM workers WHERE id = $1 AND state = 'live' AND token_id = $6
@@ -21,29 +22,59 @@ used AS (
            COALESCE(SUM(memory_bytes), 0) AS mem, COALESCE(SUM(gpu_count), 0) AS gpu
     FROM tasks WHERE worker_id = $1 AND state IN ('running', 'cancelling')
 ),
+v AS (
+    SELECT COALESCE((SELECT pass FROM tenant_shares WHERE tenant = ''), 0) AS pass
+),
+tenants(tenant) AS (
+    SELECT MIN(tenant) FROM tasks
+    WHERE state = 'pending'
+      AND ((SELECT pool_tenant FROM w) IS NULL OR tenant = (SELECT pool_tenant FROM w))
+    UNION ALL
+    SELECT (SELECT MIN(p.tenant) FROM tasks p
+            WHERE p.state = 'pending' AND p.tenant > tenants.tenant
+              AND ((SELECT pool_tenant FROM w) IS NULL OR p.tenant = (SELECT pool_tenant FROM w)))
+    FROM tenants WHERE tenants.tenant IS NOT NULL
+),
 cand AS (
-    SELECT t.seq, t.cpu_millis, t.memory_bytes, t.gpu_count
-    FROM tasks t, w, used
-    WHERE t.state = 'pending' AND t.blocked = 0
-      AND t.task_type IN (SELECT jsonb_array_elements_text(w.task_types::jsonb))
-      AND (t.tenant = w.pool_tenant
-           OR (w.pool_tenant IS NULL
-               AND (t.tenant IN (SELECT jsonb_array_elements_text($7::jsonb))) <> ($8::bigint = 1)))
-      AND t.run_after <= $2
-      AND (t.avoid_worker IS NULL OR t.avoid_worker <> w.name OR t.avoid_until <= $2)
-      AND (t.worker_labels = '{}' OR w.labels::jsonb @> t.worker_labels::jsonb)
-      AND t.cpu_millis <= w.cpu_millis - used.cpu
-      AND t.memory_bytes <= w.memory_bytes - used.mem
-      AND (t.gpu_count = 0 OR (
-            t.gpu_count <= w.gpu_count - used.gpu
-        AND t.gpu_count <= (
-              SELECT COUNT(*) FROM jsonb_array_elements(w.hardware::jsonb -> 'gpus') g(device)
-              WHERE (g.device ->> 'memoryBytes')::bigint >= t.gpu_memory_bytes
-                AND (t.gpu_model IS NULL
-                     OR strpos(lower(g.device ->> 'model'), lower(t.gpu_model)) > 0))))
-    ORDER BY t.seq
-    LIMIT $5
-    FOR UPDATE OF t SKIP LOCKED
+    SELECT c.* FROM tenants tn CROSS JOIN LATERAL (
+        SELECT t.seq, t.tenant, t.cpu_millis, t.memory_bytes, t.gpu_count
+        FROM tasks t, w, used
+        WHERE t.tenant = tn.tenant AND t.state = 'pending' AND t.blocked = 0
+          AND t.task_type IN (SELECT jsonb_array_elements_text(w.task_types::jsonb))
+          AND (t.tenant = w.pool_tenant
+               OR (w.pool_tenant IS NULL
+                   AND (t.tenant IN (SELECT jsonb_array_elements_text($7::jsonb))) <> ($8::bigint = 1)))
+          AND t.run_after <= $2
+          AND (t.avoid_worker IS NULL OR t.avoid_worker <> w.name OR t.avoid_until <= $2)
+          AND (t.worker_labels = '{}' OR w.labels::jsonb @> t.worker_labels::jsonb)
+          AND t.cpu_millis <= w.cpu_millis - used.cpu
+          AND t.memory_bytes <= w.memory_bytes - used.mem
+          AND (t.gpu_count = 0 OR (
+                t.gpu_count <= w.gpu_count - used.gpu
+            AND t.gpu_count <= (
+                  SELECT COUNT(*) FROM jsonb_array_elements(w.hardware::jsonb -> 'gpus') g(device)
+                  WHERE (g.device ->> 'memoryBytes')::bigint >= t.gpu_memory_bytes
+                    AND (t.gpu_model IS NULL
+                         OR strpos(lower(g.device ->> 'model'), lower(t.gpu_model)) > 0))))
+        ORDER BY t.seq
+        LIMIT $5
+        FOR UPDATE OF t SKIP LOCKED
+    ) c
+),
+ranked AS (
+    SELECT cand.seq, cand.tenant, cand.cpu_millis, cand.memory_bytes, cand.gpu_count,
+           ROW_NUMBER() OVER (PARTITION BY cand.tenant ORDER BY cand.seq) AS rank,
+           GREATEST(COALESCE(s.pass, 0), v.pass) AS start,
+           COALESCE(($9::jsonb ->> cand.tenant)::bigint, $10::bigint) AS stride,
+           COALESCE(($11::jsonb ->> cand.tenant)::bigint, $12::bigint) AS cap
+    FROM cand LEFT JOIN tenant_shares s ON s.tenant = cand.tenant, v
+),
+eligible AS (
+    SELECT seq, cpu_millis, memory_bytes, gpu_count, start + (rank - 1) * stride AS tag
+    FROM ranked
+    WHERE cap = 0
+       OR rank + (SELECT COUNT(*) FROM tasks r
+                  WHERE r.tenant = ranked.tenant AND r.state IN ('running', 'cancelling')) <= cap
 ),
 fit AS (
     SELECT seq,
@@ -51,7 +82,7 @@ fit AS (
            SUM(cpu_millis) OVER o AS cpu,
            SUM(memory_bytes) OVER o AS mem,
            SUM(gpu_count) OVER o AS gpu
-    FROM cand WINDOW o AS (ORDER BY seq)
+    FROM eligible WINDOW o AS (ORDER BY tag, seq)
 ),
 chosen AS (
     SELECT fit.seq FROM fit, w, used
@@ -73,7 +104,7 @@ UPDATE tasks t SET
     plugin = ((SELECT served FROM w)::jsonb -> 'types' -> t.task_type)::text
 FROM chosen
 WHERE t.seq = chosen.seq
-RETURNING t.id, t.task_type, t.spec, t.attempt, t.lease_token, t.timeout_ms,
+RETURNING t.id, t.tenant, t.task_type, t.spec, t.attempt, t.lease_token, t.timeout_ms,
           t.cpu_millis, t.memory_bytes, t.gpu_count, t.gpu_model, t.gpu_memory_bytes
 "#,
     fenced_task: r#"

@@ -2,10 +2,24 @@
 //! `RETURNING`, `ON CONFLICT`). What differs is in the [`Dialect`](super::Dialect)s.
 
 pub(super) const INSERT_TOKEN: &str = "\
-INSERT INTO tokens (id, hash, tenant, role, name, created_at, shared)
-VALUES ($1, $2, $3, $4, $5, $6, $7)";
-pub(super) const TOKEN_BY_HASH: &str =
-    "SELECT id, tenant, role, shared FROM tokens WHERE hash = $1";
+INSERT INTO tokens (id, hash, tenant, role, name, created_at, shared, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+/// The token whose secret hashes to `$1`, if it is neither revoked nor
+/// expired at `$2`.
+pub(super) const TOKEN_BY_HASH: &str = "\
+SELECT id, tenant, role, shared, expires_at FROM tokens
+WHERE hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)";
+pub(super) const LIST_TOKENS: &str = "\
+SELECT id, tenant, role, shared, name, created_at, expires_at, revoked_at FROM tokens
+ORDER BY created_at, id";
+/// Revokes token `$1` at `$2` if it is not revoked yet.
+pub(super) const REVOKE_TOKEN: &str =
+    "UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING role";
+pub(super) const TOKEN_BY_ID: &str = "SELECT id, role, revoked_at FROM tokens WHERE id = $1";
+/// Admin tokens other than `$1` that are neither revoked nor expired at `$2`.
+pub(super) const OTHER_LIVE_ADMINS: &str = "\
+SELECT COUNT(*) FROM tokens WHERE role = 'admin' AND id <> $1 AND revoked_at IS NULL
+  AND (expires_at IS NULL OR expires_at > $2)";
 pub(super) const COUNT_ADMIN_TOKENS: &str = "SELECT COUNT(*) FROM tokens WHERE role = 'admin'";
 
 pub(super) const UPSERT_PLUGIN: &str = "\
@@ -18,6 +32,15 @@ pub(super) const LIST_PLUGINS: &str =
     "SELECT name, version, digest, manifest, imports, installed_at FROM plugins ORDER BY name";
 pub(super) const PLUGIN_COMPONENT: &str = "SELECT component FROM plugins WHERE digest = $1 LIMIT 1";
 pub(super) const DELETE_PLUGIN: &str = "DELETE FROM plugins WHERE name = $1";
+
+/// How many tasks each tenant runs now.
+pub(super) const RUNNING_BY_TENANT: &str = "\
+SELECT tenant, COUNT(*) AS n FROM tasks WHERE state IN ('running', 'cancelling') GROUP BY tenant";
+/// Every tenant's pass, and the virtual time (tenant '').
+pub(super) const TENANT_PASSES: &str = "SELECT tenant, pass FROM tenant_shares";
+pub(super) const SET_TENANT_PASS: &str = "\
+INSERT INTO tenant_shares (tenant, pass) VALUES ($1, $2)
+ON CONFLICT (tenant) DO UPDATE SET pass = excluded.pass";
 
 pub(super) const INSERT_WORKER: &str = "\
 INSERT INTO workers (id, name, state, capabilities, task_types, hardware, labels, slots,
@@ -39,6 +62,10 @@ pub(super) const WORKER_OF_TOKEN: &str = "SELECT id FROM workers WHERE id = $1 A
 /// Ends registration `$1` of token `$2` if it is live.
 pub(super) const DEREGISTER_WORKER: &str = "\
 UPDATE workers SET state = 'gone' WHERE id = $1 AND token_id = $2 AND state = 'live' RETURNING id";
+/// Reroutes registration `$1` if its capabilities are still `$5`.
+pub(super) const REROUTE_WORKER: &str = "\
+UPDATE workers SET capabilities = $2, task_types = $3, served = $4
+WHERE id = $1 AND state = 'live' AND capabilities = $5";
 pub(super) const UPDATE_WORKER_CAPABILITIES: &str =
     "UPDATE workers SET capabilities = $2, task_types = $3, served = $4 WHERE id = $1";
 pub(super) const UPDATE_WORKER_LABELS: &str = "UPDATE workers SET labels = $2 WHERE id = $1";
@@ -108,6 +135,9 @@ pub(super) fn chunk_size(remaining: usize, largest: usize) -> usize {
         .find(|size| *size <= remaining && *size <= largest)
         .unwrap_or(1)
 }
+/// Tenant `$1`'s pending tasks, stages held back included.
+pub(super) const PENDING_OF_TENANT: &str =
+    "SELECT COUNT(*) FROM tasks WHERE tenant = $1 AND state = 'pending'";
 pub(super) const TASK_BY_ID: &str = "SELECT * FROM tasks WHERE id = $1";
 pub(super) const ATTEMPTS_OF_TASK: &str = "\
 SELECT attempt, worker_name, started_at, finished_at, outcome, error, plugin

@@ -1,6 +1,8 @@
 //! SQL that is SQLite's own. Writers are serialised by SQLite, so the claim is
 //! one `UPDATE … RETURNING` whose subqueries see a consistent snapshot; JSON
-//! lists are expanded with `json_each`.
+//! lists are expanded with `json_each`. The claim finds the tenants with
+//! pending work by skipping through an index (a recursive `MIN`), takes each
+//! one's oldest candidates, and orders them all by fair-share tag.
 
 use super::Dialect;
 
@@ -8,7 +10,7 @@ use super::Dialect;
 pub(crate) static DIALECT: Dialect = Dialect {
     begin_write: "BEGIN IMMEDIATE",
     claim: r#"
-WITH w AS (
+WITH RECURSIVE w AS (
     SELECT id, name, slots, cpu_millis, memory_bytes, gpu_count, hardware, task_types, labels,
            pool_tenant, served
     FROM workers WHERE id = $1 AND state = 'live' AND token_id = $6
@@ -18,31 +20,61 @@ used AS (
            COALESCE(SUM(memory_bytes), 0) AS mem, COALESCE(SUM(gpu_count), 0) AS gpu
     FROM tasks WHERE worker_id = $1 AND state IN ('running', 'cancelling')
 ),
+v AS (
+    SELECT COALESCE((SELECT pass FROM tenant_shares WHERE tenant = ''), 0) AS pass
+),
+tenants(tenant) AS (
+    SELECT MIN(tenant) FROM tasks
+    WHERE state = 'pending'
+      AND ((SELECT pool_tenant FROM w) IS NULL OR tenant = (SELECT pool_tenant FROM w))
+    UNION ALL
+    SELECT (SELECT MIN(p.tenant) FROM tasks p
+            WHERE p.state = 'pending' AND p.tenant > tenants.tenant
+              AND ((SELECT pool_tenant FROM w) IS NULL OR p.tenant = (SELECT pool_tenant FROM w)))
+    FROM tenants WHERE tenants.tenant IS NOT NULL
+),
 cand AS (
-    SELECT t.seq, t.cpu_millis, t.memory_bytes, t.gpu_count
-    FROM tasks t
-    WHERE t.state = 'pending' AND t.blocked = 0
-      AND t.task_type IN (SELECT value FROM json_each((SELECT task_types FROM w)))
-      AND (t.tenant = (SELECT pool_tenant FROM w)
-           OR ((SELECT pool_tenant FROM w) IS NULL
-               AND (t.tenant IN (SELECT value FROM json_each($7))) <> $8))
-      AND t.run_after <= $2
-      AND (t.avoid_worker IS NULL OR t.avoid_until <= $2 OR t.avoid_worker <> (SELECT name FROM w))
-      AND (t.worker_labels = '{}' OR NOT EXISTS (
-            SELECT 1 FROM json_each(t.worker_labels) r
-            WHERE r.value IS NOT (SELECT l.value FROM json_each((SELECT labels FROM w)) l
-                                  WHERE l.key = r.key)))
-      AND t.cpu_millis <= (SELECT w.cpu_millis - used.cpu FROM w, used)
-      AND t.memory_bytes <= (SELECT w.memory_bytes - used.mem FROM w, used)
-      AND (t.gpu_count = 0 OR (
-            t.gpu_count <= (SELECT w.gpu_count - used.gpu FROM w, used)
-        AND t.gpu_count <= (
-              SELECT COUNT(*) FROM json_each((SELECT hardware FROM w), '$.gpus') g
-              WHERE json_extract(g.value, '$.memoryBytes') >= t.gpu_memory_bytes
-                AND (t.gpu_model IS NULL
-                     OR instr(lower(json_extract(g.value, '$.model')), lower(t.gpu_model)) > 0))))
-    ORDER BY t.seq
-    LIMIT $5
+    SELECT t.seq, t.tenant, t.cpu_millis, t.memory_bytes, t.gpu_count
+    FROM tenants tn JOIN tasks t ON t.seq IN (
+        SELECT c.seq FROM tasks c
+        WHERE c.tenant = tn.tenant AND c.state = 'pending' AND c.blocked = 0
+          AND c.task_type IN (SELECT value FROM json_each((SELECT task_types FROM w)))
+          AND (c.tenant = (SELECT pool_tenant FROM w)
+               OR ((SELECT pool_tenant FROM w) IS NULL
+                   AND (c.tenant IN (SELECT value FROM json_each($7))) <> $8))
+          AND c.run_after <= $2
+          AND (c.avoid_worker IS NULL OR c.avoid_until <= $2
+               OR c.avoid_worker <> (SELECT name FROM w))
+          AND (c.worker_labels = '{}' OR NOT EXISTS (
+                SELECT 1 FROM json_each(c.worker_labels) r
+                WHERE r.value IS NOT (SELECT l.value FROM json_each((SELECT labels FROM w)) l
+                                      WHERE l.key = r.key)))
+          AND c.cpu_millis <= (SELECT w.cpu_millis - used.cpu FROM w, used)
+          AND c.memory_bytes <= (SELECT w.memory_bytes - used.mem FROM w, used)
+          AND (c.gpu_count = 0 OR (
+                c.gpu_count <= (SELECT w.gpu_count - used.gpu FROM w, used)
+            AND c.gpu_count <= (
+                  SELECT COUNT(*) FROM json_each((SELECT hardware FROM w), '$.gpus') g
+                  WHERE json_extract(g.value, '$.memoryBytes') >= c.gpu_memory_bytes
+                    AND (c.gpu_model IS NULL
+                         OR instr(lower(json_extract(g.value, '$.model')), lower(c.gpu_model)) > 0))))
+        ORDER BY c.seq
+        LIMIT $5)
+),
+ranked AS (
+    SELECT cand.seq, cand.tenant, cand.cpu_millis, cand.memory_bytes, cand.gpu_count,
+           ROW_NUMBER() OVER (PARTITION BY cand.tenant ORDER BY cand.seq) AS rank,
+           MAX(COALESCE(s.pass, 0), v.pass) AS start,
+           COALESCE(json_extract($9, '$."' || cand.tenant || '"'), $10) AS stride,
+           COALESCE(json_extract($11, '$."' || cand.tenant || '"'), $12) AS cap
+    FROM cand LEFT JOIN tenant_shares s ON s.tenant = cand.tenant, v
+),
+eligible AS (
+    SELECT seq, cpu_millis, memory_bytes, gpu_count, start + (rank - 1) * stride AS tag
+    FROM ranked
+    WHERE cap = 0
+       OR rank + (SELECT COUNT(*) FROM tasks r
+                  WHERE r.tenant = ranked.tenant AND r.state IN ('running', 'cancelling')) <= cap
 ),
 fit AS (
     SELECT seq,
@@ -50,7 +82,7 @@ fit AS (
            SUM(cpu_millis) OVER o AS cpu,
            SUM(memory_bytes) OVER o AS mem,
            SUM(gpu_count) OVER o AS gpu
-    FROM cand WINDOW o AS (ORDER BY seq)
+    FROM eligible WINDOW o AS (ORDER BY tag, seq)
 )
 UPDATE tasks SET
     state = 'running',
@@ -70,7 +102,7 @@ WHERE seq IN (
       AND fit.mem <= w.memory_bytes - used.mem
       AND fit.gpu <= w.gpu_count - used.gpu
 )
-RETURNING id, task_type, spec, attempt, lease_token, timeout_ms,
+RETURNING id, tenant, task_type, spec, attempt, lease_token, timeout_ms,
           cpu_millis, memory_bytes, gpu_count, gpu_model, gpu_memory_bytes
 "#,
     fenced_task: r#"

@@ -178,6 +178,15 @@ impl Store {
         Ok(Some((outcome, events)))
     }
 
+    /// How many of `tenant`'s tasks are pending (stages held back included).
+    pub async fn pending_count(&self, tenant: &str) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(sql::PENDING_OF_TENANT)
+            .bind(tenant)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(count.max(0) as u64)
+    }
+
     /// Task counts by type and state.
     pub async fn queue_depth(&self) -> Result<Vec<(String, TaskState, i64)>, StoreError> {
         let rows = sqlx::query(sql::QUEUE_DEPTH).fetch_all(&self.pool).await?;

@@ -295,9 +295,13 @@ impl Store {
         Ok(ended)
     }
 
-    /// Stores what live workers are now served, after the installed plugins
-    /// changed: `served` maps each one's capabilities to its types, and only
-    /// the registrations whose types changed are written.
+    /// Stores what live workers are now served under the installed plugins
+    /// as they are: `served` maps each one's capabilities to its types, and
+    /// only the registrations whose types changed are written, each only if
+    /// its capabilities are still those read (a heartbeat in between routed
+    /// it itself). Run whenever the plugins change and on every plugin sync
+    /// pass, so a registration routed under an index a moment old is put
+    /// right within a heartbeat interval. How many were written.
     pub async fn reroute_workers(
         &self,
         served: impl Fn(&WorkerCapabilities) -> ServedTypes,
@@ -314,19 +318,24 @@ impl Store {
             return Ok(0);
         }
         let (_gate, mut tx) = self.write().await?;
+        let mut written = 0;
         for (worker, served) in &changed {
             let mut capabilities = worker.capabilities.clone();
             capabilities.supported_task_types = served.types.keys().cloned().collect();
-            sqlx::query(sql::UPDATE_WORKER_CAPABILITIES)
+            // Only if no heartbeat stored newer capabilities meanwhile: its
+            // own routing stands, and the next pass looks again.
+            written += sqlx::query(sql::REROUTE_WORKER)
                 .bind(&worker.id)
                 .bind(encode_json(&capabilities))
                 .bind(encode_json(&capabilities.supported_task_types))
                 .bind(encode_json(served))
+                .bind(encode_json(&worker.capabilities))
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected() as usize;
         }
         tx.commit().await?;
-        Ok(changed.len())
+        Ok(written)
     }
 
     /// Retires registrations silent since before `cutoff`; returns their ids.

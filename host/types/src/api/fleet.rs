@@ -243,6 +243,10 @@ pub struct TokenRequest {
     /// ever see that tenant's tasks. Refused on other roles.
     #[serde(default)]
     pub shared: bool,
+    /// How long the token lives (`30d`, `12h`); it never expires when left
+    /// out. An expired token is refused like an unknown one.
+    #[serde(default)]
+    pub expires: Option<String>,
 }
 
 /// `POST /tokens`'s answer: the secret, shown once.
@@ -261,4 +265,35 @@ pub struct TokenCreated {
     /// A worker token for shared workers (see [`TokenRequest::shared`]).
     #[serde(default)]
     pub shared: bool,
+    /// When it expires (RFC 3339), if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// A token as `GET /tokens` lists it: everything but the secret, which is
+/// never stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct TokenView {
+    /// Token id: what `DELETE /tokens/{id}` takes.
+    pub id: String,
+    /// Tenant.
+    pub tenant: String,
+    /// Role.
+    pub role: Role,
+    /// A worker token for shared workers.
+    #[serde(default)]
+    pub shared: bool,
+    /// The note given at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// When it was created (RFC 3339).
+    pub created_at: String,
+    /// When it expires, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// When it was revoked, if it was: it is refused since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
 }

@@ -51,7 +51,7 @@ pub use errors::{ApiError, ErrorBody};
 pub use events::{EventBody, EventRecord};
 pub use fleet::{
     GpuDevice, Hardware, PluginView, RefusedType, Role, ServedTypes, TokenCreated, TokenRequest,
-    WorkerPlugin, WorkerPluginStatus, WorkerState, WorkerView,
+    TokenView, WorkerPlugin, WorkerPluginStatus, WorkerState, WorkerView,
 };
 pub use tasks::{
     AttemptRecord, PlacementCounts, PluginRef, RESULT_SCHEMA_VERSION, ResultEnvelope, StageRef,

@@ -94,6 +94,8 @@ pub enum WaitKind {
     InsufficientHardware,
     /// Workers could run it, but their slots or hardware are in use.
     WorkersBusy,
+    /// Its tenant runs as many tasks as its limit allows.
+    TenantLimit,
     /// A failed attempt is waiting out its retry delay.
     RetryBackoff,
     /// A workflow stage waits for the stages it depends on to finish.
@@ -108,6 +110,7 @@ impl WaitKind {
             Self::MissingLabels => "missing_labels",
             Self::InsufficientHardware => "insufficient_hardware",
             Self::WorkersBusy => "workers_busy",
+            Self::TenantLimit => "tenant_limit",
             Self::RetryBackoff => "retry_backoff",
             Self::Dependencies => "dependencies",
         }

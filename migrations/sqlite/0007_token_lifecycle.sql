@@ -1,0 +1,4 @@
+-- Tokens expire (expires_at, NULL for never) and can be revoked
+-- (revoked_at): either way they are refused from then on.
+ALTER TABLE tokens ADD COLUMN expires_at INTEGER;
+ALTER TABLE tokens ADD COLUMN revoked_at INTEGER;
