@@ -107,6 +107,7 @@ async fn llm() {
         };
         report(name, calls);
     }
+    flowmesh_tls::install_crypto_provider();
     let http = reqwest::Client::new();
     let body = json!({"model": "test-model", "stream": false,
                       "messages": [{"role": "user", "content": "one two three four five"}]});

@@ -30,12 +30,26 @@ flowmesh_tests::on_both_backends!(
     errors_are_json_and_duplicate_keys_are_refused,
     a_worker_that_stops_cleanly_is_gone_at_once,
     tokens_expire_and_revoked_ones_are_refused_on_every_server,
+    submits_past_a_tokens_rate_get_429_with_retry_after,
+    a_tokens_open_event_streams_are_capped,
 );
 
 mod files {
     #[tokio::test]
     async fn the_database_and_data_dir_are_private() {
         super::the_database_and_data_dir_are_private().await
+    }
+}
+
+mod transport {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_self_signed_server_is_trusted_only_with_its_ca() {
+        super::a_self_signed_server_is_trusted_only_with_its_ca().await
+    }
+
+    #[tokio::test]
+    async fn a_public_address_without_tls_is_refused() {
+        super::a_public_address_without_tls_is_refused().await
     }
 }
 
@@ -851,4 +865,177 @@ async fn tokens_expire_and_revoked_ones_are_refused_on_every_server(db: Db) {
     if let Some(second) = second {
         second.shutdown().await;
     }
+}
+
+/// Observation 10: tokens travelled over plain HTTP. A server with
+/// `--tls-self-signed` serves HTTPS with a certificate of its own CA; a
+/// client and a worker that pin the CA use it, one that does not is refused.
+async fn a_self_signed_server_is_trusted_only_with_its_ca() {
+    let server = TestServer::start(Db::Sqlite, |config| {
+        config.tls = flowmesh_server::Tls::SelfSigned;
+    })
+    .await;
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    let ca = server.server.ca_cert().expect("a local CA").to_path_buf();
+    assert!(ca.starts_with(server.db.dir.path()), "kept in the data dir");
+    let pinned = flowmesh_tls::client_builder(Some(&ca))
+        .expect("the CA reads")
+        .build()
+        .expect("client");
+    let health = pinned
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .expect("trusted");
+    assert_eq!(health.status(), StatusCode::OK);
+    let stranger = flowmesh_tls::client_builder(None)
+        .expect("builder")
+        .build()
+        .expect("client");
+    let refused = stranger
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .expect_err("an unknown CA is refused");
+    let mut chain = refused.to_string();
+    let mut source = std::error::Error::source(&refused);
+    while let Some(cause) = source {
+        chain.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    assert!(chain.contains("certificate"), "{chain}");
+    let plain = reqwest::get(server.url.replace("https://", "http://"))
+        .await
+        .map(|response| response.status());
+    assert!(
+        !matches!(plain, Ok(StatusCode::OK)),
+        "no plain HTTP beside TLS: {plain:?}"
+    );
+
+    // A worker that pins the CA runs a task submitted over HTTPS.
+    let _worker = TestWorker::start(
+        &server.url,
+        &server.worker_token,
+        "tls-worker",
+        &[("echo", components::ECHO)],
+        HostCapabilities::none(),
+        1,
+        |config| config.ca_cert = Some(ca.clone()),
+    )
+    .await;
+    let api = server.admin();
+    let id = api.echo("over tls").await;
+    let done = api.finished(&id, LONG).await;
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+}
+
+/// A server bound to an address other than loopback refuses to start
+/// without TLS, unless told to serve plain HTTP anyway.
+async fn a_public_address_without_tls_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = flowmesh_tests::cluster::fast_config(dir.path());
+    config.bind = "0.0.0.0:0".parse().expect("address");
+    let error = match flowmesh_server::Server::start(config.clone()).await {
+        Ok(_) => panic!("a public address without TLS must be refused"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(
+        error.contains("refusing to serve plain HTTP") && error.contains("--insecure-http"),
+        "{error}"
+    );
+    config.insecure_http = true;
+    let server = flowmesh_server::Server::start(config)
+        .await
+        .expect("starts with --insecure-http");
+    server.shutdown().await;
+}
+
+/// A per-token submit rate, counted in documents: past it, 429 with
+/// `Retry-After`; another token is not held back.
+async fn submits_past_a_tokens_rate_get_429_with_retry_after(db: Db) {
+    let server = TestServer::start(db, |config| config.submit_rate = Some(5)).await;
+    let flood = server.user("flood").await;
+    let mut accepted = 0;
+    let mut refused = None;
+    for n in 0..20 {
+        let response = flood
+            .request(reqwest::Method::POST, "/tasks")
+            .body(flowmesh_tests::cluster::echo_document(&format!("{n}")))
+            .send()
+            .await
+            .expect("request");
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(response);
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::CREATED);
+        accepted += 1;
+    }
+    let refused = refused.expect("the flood is held back");
+    assert!(accepted >= 5, "the burst goes through: {accepted}");
+    let retry: u64 = refused
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!(retry >= 1);
+    let answer: Value = refused.json().await.expect("JSON");
+    assert_eq!(answer["error"]["code"], "rate_limited", "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("--submit-rate")),
+        "{answer}"
+    );
+    let calm = server.user("calm").await;
+    calm.echo("not held back").await;
+}
+
+/// A cap on the event streams one token holds open: past it, 429; a
+/// stream that closes frees its place.
+async fn a_tokens_open_event_streams_are_capped(db: Db) {
+    let server = TestServer::start(db, |config| config.max_streams_per_token = 2).await;
+    let watcher = server.user("watcher").await;
+    // No worker serves sleep here: the task stays pending, its stream open.
+    let id = watcher.submit(&sleep_document("1s")).await;
+    let open = |api: Api| {
+        let id = id.clone();
+        async move {
+            api.request(reqwest::Method::GET, &format!("/tasks/{id}/events"))
+                .send()
+                .await
+                .expect("request")
+        }
+    };
+    let first = open(watcher.clone()).await;
+    let second = open(watcher.clone()).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(second.status(), StatusCode::OK);
+    let third = open(watcher.clone()).await;
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    let answer: Value = third.json().await.expect("JSON");
+    assert_eq!(answer["error"]["code"], "too_many_streams", "{answer}");
+    let other = server.user("other").await;
+    let (status, _) = other.get(&format!("/tasks/{id}")).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the cap is per token, and tenants stay apart"
+    );
+    drop(first);
+    eventually("a closed stream frees its place", LONG, || async {
+        let response = open(watcher.clone()).await;
+        if response.status() == StatusCode::OK {
+            Ok(())
+        } else {
+            Err(response.status().to_string())
+        }
+    })
+    .await;
+    drop(second);
 }

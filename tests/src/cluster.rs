@@ -289,9 +289,7 @@ impl TestServer {
             "slots": 1,
             "version": "test",
         });
-        let (status, registered) = Api::new(&self.url, token)
-            .post("/worker/register", registration)
-            .await;
+        let (status, registered) = self.api(token).post("/worker/register", registration).await;
         assert_eq!(status, StatusCode::OK, "{registered}");
         registered["workerId"]
             .as_str()
@@ -313,9 +311,25 @@ impl TestServer {
         body["token"].as_str().expect("token").to_string()
     }
 
+    /// A client with `token` that trusts the server's own CA, if it made
+    /// one (`Tls::SelfSigned`).
+    pub fn api(&self, token: &str) -> Api {
+        match self.server.ca_cert() {
+            None => Api::new(&self.url, token),
+            Some(ca) => Api::with_client(
+                &self.url,
+                token,
+                flowmesh_tls::client_builder(Some(ca))
+                    .expect("the CA reads")
+                    .build()
+                    .expect("client"),
+            ),
+        }
+    }
+
     /// A client with the admin token.
     pub fn admin(&self) -> Api {
-        Api::new(&self.url, &self.admin)
+        self.api(&self.admin)
     }
 
     /// A client for a new user token of `tenant`.
@@ -325,7 +339,7 @@ impl TestServer {
             .post("/tokens", json!({"tenant": tenant, "role": "user"}))
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
-        Api::new(&self.url, body["token"].as_str().expect("token"))
+        self.api(body["token"].as_str().expect("token"))
     }
 
     /// A worker named `name` with `plugins` (name, component path),
@@ -367,6 +381,7 @@ impl TestServer {
         slots: u32,
         configure: impl FnOnce(&mut WorkerConfig),
     ) -> TestWorker {
+        let ca = self.server.ca_cert().map(Path::to_path_buf);
         TestWorker::start(
             &self.url,
             &self.worker_token,
@@ -374,7 +389,10 @@ impl TestServer {
             plugins,
             capabilities,
             slots,
-            configure,
+            |config| {
+                config.ca_cert = ca;
+                configure(config);
+            },
         )
         .await
     }
@@ -461,6 +479,7 @@ pub struct Api {
 impl Api {
     /// A client for `base` with `token`.
     pub fn new(base: &str, token: &str) -> Self {
+        flowmesh_tls::install_crypto_provider();
         Self {
             http: reqwest::Client::new(),
             base: format!("{base}/api/v1"),
@@ -473,6 +492,16 @@ impl Api {
         let text = response.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
         (status, body)
+    }
+
+    /// A client for `base` with `token` over `http` (one that trusts a
+    /// server's own CA, say).
+    pub fn with_client(base: &str, token: &str, http: reqwest::Client) -> Self {
+        Self {
+            http,
+            base: format!("{base}/api/v1"),
+            token: token.to_string(),
+        }
     }
 
     /// A request to `method path`, with the token.

@@ -23,7 +23,8 @@ pub struct ApiClient {
 impl ApiClient {
     /// A client for `target`.
     pub fn new(target: Target) -> CliResult<Self> {
-        let http = reqwest::Client::builder()
+        let http = flowmesh_tls::client_builder(target.ca_cert.as_deref())
+            .map_err(|error| CliError::usage(format!("--ca-cert: {error}")))?
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|error| CliError::Other(error.into()))?;
@@ -173,6 +174,11 @@ impl ApiClient {
         while let Some(cause) = source {
             text = format!("{text}: {cause}");
             source = cause.source();
+        }
+        if text.contains("UnknownIssuer") || text.contains("invalid peer certificate") {
+            text = format!(
+                "{text}\nhint: the server's TLS certificate is not signed by a CA this client trusts: pass --ca-cert FILE (or ca_cert = \"FILE\" in the config file) with the CA that signed it; `flowmesh up --tls-self-signed` and `flowmesh server --tls-self-signed` keep theirs in DATA_DIR/tls/ca.pem"
+            );
         }
         CliError::Unreachable {
             server: self.target.server.clone(),

@@ -60,6 +60,10 @@ pub struct Cli {
     /// Bearer token [default: from the config file].
     #[arg(long, global = true, env = "FLOWMESH_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// A CA certificate (PEM) to trust for an https:// server, besides the
+    /// system's [default: the config file's ca_cert].
+    #[arg(long, global = true, env = "FLOWMESH_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
     /// How read commands print.
     #[arg(
         long,
@@ -130,6 +134,7 @@ enum Command {
 
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
+    flowmesh_tls::install_crypto_provider();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -155,9 +160,10 @@ async fn run(cli: Cli) -> CliResult {
     let output = cli.output;
     let client = || -> CliResult<ApiClient> {
         let config = ConfigFile::load(&config_path)?;
-        ApiClient::new(Target::resolve(
+        ApiClient::new(Target::resolve_with_ca(
             cli.server.clone(),
             cli.token.clone(),
+            cli.ca_cert.clone(),
             &config,
         )?)
     };
@@ -185,8 +191,9 @@ async fn run(cli: Cli) -> CliResult {
             init_tracing(cli.log_format);
             // The config file's token is a client's, not a worker's.
             let config = ConfigFile::load(&config_path)?;
-            let server = Target::resolve(cli.server.clone(), None, &config)?.server;
-            work::run(run, server, cli.token.clone()).await
+            let target =
+                Target::resolve_with_ca(cli.server.clone(), None, cli.ca_cert.clone(), &config)?;
+            work::run(run, target.server, cli.token.clone(), target.ca_cert).await
         }
         Command::Plugin(command) => plugins::run(command, client, output).await,
         Command::Task(command) => tasks::run(command, client()?, output).await,
@@ -194,7 +201,12 @@ async fn run(cli: Cli) -> CliResult {
         Command::Token(command) => tokens::run(command, client()?, output).await,
         Command::Validate(args) => {
             let config = ConfigFile::load(&config_path)?;
-            let target = Target::resolve(cli.server.clone(), cli.token.clone(), &config)?;
+            let target = Target::resolve_with_ca(
+                cli.server.clone(),
+                cli.token.clone(),
+                cli.ca_cert.clone(),
+                &config,
+            )?;
             let client = if target.named {
                 Some(ApiClient::new(target)?)
             } else {

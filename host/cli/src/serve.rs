@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use flowmesh_server::{Server, ServerConfig};
+use flowmesh_server::{Server, ServerConfig, Tls};
 
 /// `flowmesh server` options.
 #[derive(Debug, clap::Args)]
@@ -48,6 +48,51 @@ pub struct ServerArgs {
     /// The largest request body accepted, such as 64Mi or 500M [default: 64Mi].
     #[arg(long, value_parser = parse_size)]
     max_request_size: Option<u64>,
+    /// Documents per second one token may submit (429 with Retry-After past it) [default: no limit].
+    #[arg(long)]
+    submit_rate: Option<u32>,
+    /// Event streams one token may hold open at once [default: 64].
+    #[arg(long)]
+    max_streams: Option<usize>,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// How `flowmesh server` and `flowmesh up` speak TLS.
+#[derive(Debug, clap::Args)]
+pub struct TlsArgs {
+    /// The server's certificate chain (PEM, leaf first); with --tls-key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a certificate signed by a local CA that is made in the data directory (tls/ca.pem, which clients pin).
+    #[arg(long)]
+    tls_self_signed: bool,
+    /// Serve plain HTTP on a non-loopback address anyway (behind a TLS-terminating proxy); without TLS a server bound to such an address refuses to start.
+    #[arg(long)]
+    insecure_http: bool,
+}
+
+impl TlsArgs {
+    /// Sets `config`'s TLS from these flags.
+    pub(crate) fn apply(&self, config: &mut ServerConfig) {
+        config.tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Tls::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            _ if self.tls_self_signed => Tls::SelfSigned,
+            _ => Tls::Off,
+        };
+        config.insecure_http = self.insecure_http;
+    }
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -88,6 +133,11 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(backoff) = args.retry_backoff {
         config.retry_backoff = backoff;
     }
+    args.tls.apply(&mut config);
+    config.submit_rate = args.submit_rate;
+    if let Some(streams) = args.max_streams {
+        config.max_streams_per_token = streams;
+    }
     config.local_plugins = !args.no_local_plugins;
     if let Some(timeout) = args.validation_timeout {
         config.validation_timeout = timeout;
@@ -101,6 +151,12 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
     let server = Server::start(config).await?;
     eprintln!("FlowMesh server listening on {}", server.url());
+    if let Some(ca) = server.ca_cert() {
+        eprintln!(
+            "TLS certificate signed by the local CA {}: give it to clients and workers (--ca-cert)",
+            ca.display()
+        );
+    }
     if server.bootstrap_tokens().is_some() {
         eprintln!(
             "created tokens: admin in {}, worker in {}",

@@ -65,7 +65,7 @@ impl ConfigFile {
                 path.display()
             ))
         })?;
-        for key in ["server", "token"] {
+        for key in ["server", "token", "ca_cert"] {
             if let Some(value) = table.get(key)
                 && !value.is_str()
             {
@@ -95,13 +95,36 @@ impl ConfigFile {
         self.string("token")
     }
 
-    /// Sets `server` and `token`, keeping every other key, and writes the
-    /// file with mode 0600 (it holds a secret).
-    pub fn save_target(mut self, path: &Path, server: &str, token: &str) -> anyhow::Result<()> {
+    /// `ca_cert`: a CA certificate (PEM) to trust for the server.
+    pub fn ca_cert(&self) -> Option<PathBuf> {
+        self.string("ca_cert").map(PathBuf::from)
+    }
+
+    /// Sets `server`, `token` and `ca_cert` (removed when `None`), keeping
+    /// every other key, and writes the file with mode 0600 (it holds a
+    /// secret).
+    pub fn save_target(
+        mut self,
+        path: &Path,
+        server: &str,
+        token: &str,
+        ca_cert: Option<&Path>,
+    ) -> anyhow::Result<()> {
         self.table
             .insert("server".into(), toml::Value::String(server.to_string()));
         self.table
             .insert("token".into(), toml::Value::String(token.to_string()));
+        match ca_cert {
+            Some(ca) => {
+                self.table.insert(
+                    "ca_cert".into(),
+                    toml::Value::String(ca.display().to_string()),
+                );
+            }
+            None => {
+                self.table.remove("ca_cert");
+            }
+        }
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
@@ -117,6 +140,8 @@ pub struct Target {
     pub server: String,
     /// Bearer token, if any.
     pub token: Option<String>,
+    /// A CA certificate to trust besides the system's roots, if any.
+    pub ca_cert: Option<PathBuf>,
     /// Whether the server was named (flag, environment or config file)
     /// rather than defaulted.
     pub named: bool,
@@ -130,18 +155,30 @@ impl Target {
         token: Option<String>,
         config: &ConfigFile,
     ) -> CliResult<Self> {
+        Self::resolve_with_ca(server, token, None, config)
+    }
+
+    /// [`Target::resolve`], with `--ca-cert` (which wins over the config
+    /// file's `ca_cert`).
+    pub fn resolve_with_ca(
+        server: Option<String>,
+        token: Option<String>,
+        ca_cert: Option<PathBuf>,
+        config: &ConfigFile,
+    ) -> CliResult<Self> {
         let named = server.is_some() || config.server().is_some();
         let server = server
             .or_else(|| config.server())
             .unwrap_or_else(|| DEFAULT_SERVER.to_string());
-        if !server.starts_with("http://") {
+        if !server.starts_with("http://") && !server.starts_with("https://") {
             return Err(CliError::usage(format!(
-                "--server {server:?} must be an http:// URL such as http://127.0.0.1:7380 (TLS is not supported yet; put a TLS-terminating proxy next to the client)"
+                "--server {server:?} must be an http:// or https:// URL such as http://127.0.0.1:7380"
             )));
         }
         Ok(Self {
             server: server.trim_end_matches('/').to_string(),
             token: token.or_else(|| config.token()),
+            ca_cert: ca_cert.or_else(|| config.ca_cert()),
             named,
         })
     }
@@ -174,8 +211,10 @@ mod tests {
 
     #[test]
     fn bad_servers_and_config_files_are_usage_errors() {
-        let https = Target::resolve(Some("https://x".into()), None, &ConfigFile::default());
-        assert!(matches!(https, Err(CliError::Usage(message)) if message.contains("TLS")));
+        let ftp = Target::resolve(Some("ftp://x".into()), None, &ConfigFile::default());
+        assert!(matches!(ftp, Err(CliError::Usage(message)) if message.contains("https://")));
+        let https = Target::resolve(Some("https://x/".into()), None, &ConfigFile::default());
+        assert_eq!(https.expect("https is fine").server, "https://x");
         let dir = tempfile::tempdir().expect("temporary directory");
         let path = dir.path().join("config.toml");
         std::fs::write(&path, "server = 3\n").expect("write");
@@ -200,7 +239,7 @@ mod tests {
         }
         ConfigFile::load(&path)
             .expect("loads")
-            .save_target(&path, "http://h:1", "fm_x")
+            .save_target(&path, "http://h:1", "fm_x", None)
             .expect("saves");
         let saved = ConfigFile::load(&path).expect("loads");
         assert_eq!(saved.server().as_deref(), Some("http://h:1"));

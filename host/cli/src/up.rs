@@ -43,6 +43,8 @@ pub struct UpArgs {
     #[arg(long)]
     no_config: bool,
     #[command(flatten)]
+    tls: crate::serve::TlsArgs,
+    #[command(flatten)]
     capabilities: CapabilityArgs,
 }
 
@@ -50,7 +52,9 @@ pub(crate) async fn run(args: UpArgs, config_path: &Path) -> CliResult {
     let data_dir = args.data_dir.unwrap_or_else(crate::default_data_dir);
     let mut config = ServerConfig::new(&data_dir);
     config.bind = args.bind;
+    args.tls.apply(&mut config);
     let server = Server::start(config).await?;
+    let ca_cert = server.ca_cert().map(Path::to_path_buf);
     let url = server.url();
     let mut installed = Vec::new();
     for (package, bytes) in FIRST_PARTY {
@@ -65,7 +69,7 @@ pub(crate) async fn run(args: UpArgs, config_path: &Path) -> CliResult {
     let worker_token = server.local_token("worker.token", Role::Worker).await?;
     if !args.no_config {
         ConfigFile::load(config_path)?
-            .save_target(config_path, &url, &admin)
+            .save_target(config_path, &url, &admin, ca_cert.as_deref())
             .with_context(|| format!("writing the config file {}", config_path.display()))?;
     }
 
@@ -78,6 +82,7 @@ pub(crate) async fn run(args: UpArgs, config_path: &Path) -> CliResult {
         .context("starting the local worker's runtime")?,
     );
     let mut worker_config = WorkerConfig::new(&url, worker_token);
+    worker_config.ca_cert = ca_cert.clone();
     worker_config.name = format!("{}-local", worker_config.name);
     if let Some(slots) = args.slots {
         worker_config.slots = slots.max(1);
@@ -96,6 +101,17 @@ pub(crate) async fn run(args: UpArgs, config_path: &Path) -> CliResult {
     crate::outln!("FlowMesh is up");
     output::print_fields(&[
         ("server", url.clone()),
+        (
+            "tls",
+            match &ca_cert {
+                Some(ca) => format!(
+                    "self-signed; the CA is {} (in the config file)",
+                    ca.display()
+                ),
+                None if url.starts_with("https://") => "the operator's certificate".to_string(),
+                None => "off (plain HTTP on loopback)".to_string(),
+            },
+        ),
         ("data", format!("{} (SQLite)", data_dir.display())),
         (
             "token",

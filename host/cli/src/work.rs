@@ -54,7 +54,12 @@ impl WorkerArgs {
 
 /// Runs a worker until Ctrl-C. The token is `--token-file`'s, else
 /// `--token` / `FLOWMESH_TOKEN`.
-pub(crate) async fn run(args: WorkerArgs, server: String, token: Option<String>) -> CliResult {
+pub(crate) async fn run(
+    args: WorkerArgs,
+    server: String,
+    token: Option<String>,
+    ca_cert: Option<PathBuf>,
+) -> CliResult {
     let token = match (args.token_file, token) {
         (Some(path), _) => std::fs::read_to_string(&path)
             .map_err(|error| {
@@ -112,6 +117,7 @@ pub(crate) async fn run(args: WorkerArgs, server: String, token: Option<String>)
         );
     }
     let mut config = WorkerConfig::new(server, token);
+    config.ca_cert = ca_cert;
     if let Some(name) = args.name {
         config.name = name;
     }

@@ -51,6 +51,7 @@ impl Home {
             .env_remove("FLOWMESH_SERVER")
             .env_remove("FLOWMESH_TOKEN")
             .env_remove("FLOWMESH_OUTPUT")
+            .env_remove("FLOWMESH_CA_CERT")
             .env("RUST_LOG", "warn");
         command
     }
@@ -103,16 +104,23 @@ impl Home {
     /// worker looks for Docker where no daemon is, so that what it shows for
     /// a plugin that needs Docker does not depend on the machine.
     fn up(&self) -> Up {
+        self.up_with(&[])
+    }
+
+    /// [`Home::up`] with more flags.
+    fn up_with(&self, extra: &[&str]) -> Up {
+        let mut args = vec![
+            "up",
+            "--bind",
+            "127.0.0.1:0",
+            "--slots",
+            "2",
+            "--docker-host",
+            NO_DOCKER,
+        ];
+        args.extend_from_slice(extra);
         let mut child = self
-            .command(&[
-                "up",
-                "--bind",
-                "127.0.0.1:0",
-                "--slots",
-                "2",
-                "--docker-host",
-                NO_DOCKER,
-            ])
+            .command(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -583,6 +591,53 @@ spec:
     let missing = home.run(&["workflow", "get", "nonesuch"]);
     assert_ne!(missing.code, 0, "{missing}");
     up.interrupt();
+}
+
+#[test]
+fn up_with_a_self_signed_certificate_serves_https_that_the_cli_and_worker_trust() {
+    let home = Home::new();
+    let up = home.up_with(&["--tls-self-signed"]);
+    assert!(up.printed.contains("https://127.0.0.1:"), "{}", up.printed);
+    let config = std::fs::read_to_string(home.config()).expect("config written");
+    assert!(config.contains("ca_cert"), "{config}");
+    // No flags: the config file names the server, the token and the CA; the
+    // local worker trusts the CA too, or the task would never run.
+    let echo = Path::new(WORKSPACE).join("examples/tasks/echo.yaml");
+    let run = home.run(&["task", "submit", echo.to_str().expect("utf-8"), "--wait"]);
+    assert_eq!(run.code, 0, "{run}");
+    // Without the CA, the certificate is refused, and the message says what
+    // to do.
+    let untrusting = home.path().join("untrusting.toml");
+    let without_ca: String = config
+        .lines()
+        .filter(|line| !line.starts_with("ca_cert"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(&untrusting, without_ca).expect("write");
+    let refused = home.run(&[
+        "--config",
+        untrusting.to_str().expect("utf-8"),
+        "task",
+        "list",
+    ]);
+    assert_eq!(refused.code, 6, "{refused}");
+    assert!(refused.stderr.contains("--ca-cert"), "{refused}");
+    up.interrupt();
+}
+
+#[test]
+fn a_server_on_a_public_address_refuses_plain_http() {
+    let home = Home::new();
+    let data = home.path().join("public");
+    let data = data.to_str().expect("utf-8");
+    let run = home.run(&["server", "--bind", "0.0.0.0:0", "--data-dir", data]);
+    assert_ne!(run.code, 0, "{run}");
+    assert!(
+        run.stderr
+            .contains("refusing to serve plain HTTP on 0.0.0.0")
+            && run.stderr.contains("--tls-self-signed"),
+        "{run}"
+    );
 }
 
 #[test]

@@ -36,6 +36,7 @@ pub(crate) struct Endpoint {
 
 impl Endpoint {
     pub(crate) fn new(config: LlmConfig) -> Result<Self, String> {
+        flowmesh_tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             // Requests go to the configured endpoint and nowhere else.
             .redirect(reqwest::redirect::Policy::none())

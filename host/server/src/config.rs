@@ -53,6 +53,11 @@ pub struct ServerConfig {
     /// cores and instances to the others. Default half the cores, at least
     /// 1.
     pub validation_share: usize,
+    /// Documents per second one token may submit (a batch or a dry run
+    /// counts its documents), or no limit. Default none.
+    pub submit_rate: Option<u32>,
+    /// Event streams one token may hold open at once. Default 64.
+    pub max_streams_per_token: usize,
     /// The largest request body accepted, in bytes (a plugin component is
     /// the largest thing sent). Default 64 MiB.
     pub max_request_bytes: usize,
@@ -62,6 +67,32 @@ pub struct ServerConfig {
     pub local_plugins: bool,
     /// Per-tenant rules: where a tenant's tasks may run.
     pub tenants: TenantPolicies,
+    /// TLS: none (plain HTTP), the operator's certificate, or one signed by
+    /// a local CA made in the data directory. Default none.
+    pub tls: Tls,
+    /// Serve plain HTTP on an address other than loopback. Without TLS, a
+    /// server bound to such an address refuses to start unless this is set
+    /// (tokens would travel in the clear). Default off.
+    pub insecure_http: bool,
+}
+
+/// How the server speaks TLS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Tls {
+    /// Plain HTTP (loopback, or with [`ServerConfig::insecure_http`]).
+    #[default]
+    Off,
+    /// The operator's certificate chain and key, PEM files.
+    Files {
+        /// The chain, leaf first.
+        cert: PathBuf,
+        /// The key.
+        key: PathBuf,
+    },
+    /// A certificate for the bound address, `localhost` and the host name,
+    /// signed by a local CA kept in `<data dir>/tls` (made on first use);
+    /// clients pin `<data dir>/tls/ca.pem`.
+    SelfSigned,
 }
 
 /// The rules of each tenant, with a default for tenants not named.
@@ -186,12 +217,16 @@ impl ServerConfig {
             claim_scan: 512,
             install: Vec::new(),
             max_request_bytes: 64 << 20,
+            submit_rate: None,
+            max_streams_per_token: 64,
             validation_timeout: Duration::from_secs(2),
             validation_fuel: 2_000_000_000,
             validation_share: std::thread::available_parallelism()
                 .map_or(1, |cores| (cores.get() / 2).max(1)),
             local_plugins: true,
             tenants: TenantPolicies::default(),
+            tls: Tls::Off,
+            insecure_http: false,
         }
     }
 }

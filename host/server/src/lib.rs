@@ -40,6 +40,7 @@ pub mod bus;
 pub mod config;
 pub mod group_commit;
 pub mod installed_plugins;
+pub mod limits;
 pub mod metrics;
 pub mod placement;
 pub mod plugin_identity;
@@ -49,5 +50,5 @@ pub mod state;
 pub mod store;
 pub mod validation;
 
-pub use config::ServerConfig;
+pub use config::{ServerConfig, Tls};
 pub use server::{BootstrapTokens, Server, write_private_file};

@@ -10,7 +10,7 @@ use flowmesh_types::api::Role;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ServerConfig;
+use crate::config::{ServerConfig, Tls};
 use crate::state::{AppState, now_ms};
 use crate::store::{PluginRecord, Store};
 use crate::validation::Validator;
@@ -27,6 +27,10 @@ pub struct BootstrapTokens {
 /// A running server.
 pub struct Server {
     addr: SocketAddr,
+    /// The local CA's certificate, with `--tls-self-signed`.
+    ca_cert: Option<std::path::PathBuf>,
+    /// Whether it speaks TLS.
+    https: bool,
     state: Arc<AppState>,
     tasks: Vec<JoinHandle<()>>,
     bootstrap: Option<BootstrapTokens>,
@@ -46,9 +50,37 @@ impl Server {
                 humantime::format_duration(config.heartbeat_interval)
             );
         }
+        flowmesh_tls::install_crypto_provider();
+        if config.tls == Tls::Off && !config.bind.ip().is_loopback() {
+            if !config.insecure_http {
+                anyhow::bail!(
+                    "refusing to serve plain HTTP on {}: tokens would travel in the clear. Give a certificate (--tls-cert FILE --tls-key FILE), or --tls-self-signed, or bind to 127.0.0.1; --insecure-http serves plain HTTP anyway (behind a TLS-terminating proxy)",
+                    config.bind
+                );
+            }
+            tracing::warn!(bind = %config.bind, "serving plain HTTP on a non-loopback address (--insecure-http): tokens travel in the clear");
+        }
         create_private_dir(&config.data_dir).with_context(|| {
             format!("creating the data directory {}", config.data_dir.display())
         })?;
+        let (tls, ca_cert) = match &config.tls {
+            Tls::Off => (None, None),
+            Tls::Files { cert, key } => (
+                Some(
+                    flowmesh_tls::ServerTls::from_pem_files(cert, key)
+                        .context("loading the TLS certificate (--tls-cert, --tls-key)")?,
+                ),
+                None,
+            ),
+            Tls::SelfSigned => {
+                let (tls, ca) = flowmesh_tls::ServerTls::self_signed(
+                    &config.data_dir.join("tls"),
+                    &certificate_names(config.bind),
+                )
+                .context("making the self-signed certificate (--tls-self-signed)")?;
+                (Some(tls), Some(ca.cert_path))
+            }
+        };
         let url = config
             .database_url
             .clone()
@@ -107,30 +139,39 @@ impl Server {
             .await
             .with_context(|| format!("listening on {bind}"))?;
         let addr = listener.local_addr()?;
-        // Event streams and long-poll answers are small writes: without
-        // TCP_NODELAY each can wait on the client's delayed ACK (~40 ms).
-        let listener = listener.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "could not set TCP_NODELAY on a connection");
-            }
-        });
         let app = crate::api::router(state.clone());
+        let https = tls.is_some();
         let serve = {
             let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                let result = axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown.cancelled_owned())
-                    .await;
-                if let Err(error) = result {
-                    tracing::error!(%error, "HTTP server stopped");
+            match tls {
+                Some(tls) => tokio::spawn(flowmesh_tls::serve(listener, tls, app, shutdown)),
+                None => {
+                    // Event streams and long-poll answers are small writes:
+                    // without TCP_NODELAY each can wait on the client's
+                    // delayed ACK (~40 ms).
+                    let listener = listener.tap_io(|tcp| {
+                        if let Err(error) = tcp.set_nodelay(true) {
+                            tracing::debug!(%error, "could not set TCP_NODELAY on a connection");
+                        }
+                    });
+                    tokio::spawn(async move {
+                        let result = axum::serve(listener, app)
+                            .with_graceful_shutdown(shutdown.cancelled_owned())
+                            .await;
+                        if let Err(error) = result {
+                            tracing::error!(%error, "HTTP server stopped");
+                        }
+                    })
                 }
-            })
+            }
         };
         let background = tokio::spawn(crate::background::run(state.clone()));
         let releaser = tokio::spawn(crate::releaser::run(state.clone()));
         tracing::info!(%addr, store = ?state.store.backend(), "server listening");
         Ok(Self {
             addr,
+            ca_cert,
+            https,
             state,
             tasks: vec![serve, background, releaser],
             bootstrap,
@@ -142,9 +183,25 @@ impl Server {
         self.addr
     }
 
-    /// `http://addr`.
+    /// `http://addr`, or `https://addr` with TLS; an unspecified address
+    /// (`0.0.0.0`) is given as `127.0.0.1`, which a self-signed certificate
+    /// names.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        if self.https {
+            format!("https://{addr}")
+        } else {
+            format!("http://{addr}")
+        }
+    }
+
+    /// The local CA's certificate (PEM) that clients pin, when the server
+    /// made its own certificate (`--tls-self-signed`).
+    pub fn ca_cert(&self) -> Option<&std::path::Path> {
+        self.ca_cert.as_deref()
     }
 
     /// The tokens created on first start, if this start created them.
@@ -238,6 +295,27 @@ pub fn write_private_file(path: &std::path::Path, bytes: &[u8]) -> anyhow::Resul
     file.write_all(bytes)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// The names a self-signed certificate for a server bound to `bind` holds:
+/// `localhost`, the loopback addresses, the bound address (unless it is the
+/// unspecified one) and the host name.
+fn certificate_names(bind: SocketAddr) -> Vec<String> {
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    if !bind.ip().is_unspecified() && !bind.ip().is_loopback() {
+        names.push(bind.ip().to_string());
+    }
+    if let Ok(host) = std::fs::read_to_string("/etc/hostname") {
+        let host = host.trim();
+        if !host.is_empty() && !names.iter().any(|name| name == host) {
+            names.push(host.to_string());
+        }
+    }
+    names
 }
 
 /// A token of tenant `default` for local tools: never expiring, and for a

@@ -24,6 +24,8 @@ pub struct AppState {
     pub store: Store,
     /// Settings.
     pub config: ServerConfig,
+    /// Per-token limits: submit rate, open event streams.
+    pub limits: crate::limits::Limits,
     /// The tenants' rules (`config.tenants`) as claims apply them.
     pub tenant_rules: crate::store::TenantRules,
     /// Installed plugins, for checking specs.
@@ -73,6 +75,7 @@ impl AppState {
             submissions: Submissions::start(store.clone()),
             store,
             tenant_rules: config.tenants.claim_rules(),
+            limits: crate::limits::Limits::new(config.submit_rate, config.max_streams_per_token),
             config,
             validator,
             bus: EventBus::new(1 << 16),

@@ -56,7 +56,7 @@ impl Worker {
     /// Probes the configured capabilities, registers with the server
     /// (retrying until it answers) and starts the loops.
     pub async fn start(config: WorkerConfig, runtime: Arc<Runtime>) -> Result<Self, CallError> {
-        let client = Client::new(&config.server, &config.token)?;
+        let client = Client::new(&config.server, &config.token, config.ca_cert.as_deref())?;
         probe_all(&runtime, &config.probes).await;
         let (outbox, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {

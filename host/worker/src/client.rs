@@ -48,9 +48,15 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for the server at `base` (`http://host:port`).
-    pub fn new(base: &str, token: &str) -> Result<Self, CallError> {
-        let http = reqwest::Client::builder()
+    /// A client for the server at `base` (`http://host:port`, or
+    /// `https://` trusting the system's roots and `ca_cert`).
+    pub fn new(
+        base: &str,
+        token: &str,
+        ca_cert: Option<&std::path::Path>,
+    ) -> Result<Self, CallError> {
+        let http = flowmesh_tls::client_builder(ca_cert)
+            .map_err(|error| CallError::Transport(error.to_string()))?
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)

@@ -14,6 +14,9 @@ pub struct WorkerConfig {
     pub server: String,
     /// A worker token.
     pub token: String,
+    /// A CA certificate (PEM) to trust for an `https://` server besides the
+    /// system's roots: the one `--tls-self-signed` made, say.
+    pub ca_cert: Option<std::path::PathBuf>,
     /// Stable name; registering again under it replaces the old registration.
     pub name: String,
     /// Tasks run at once.
@@ -39,6 +42,7 @@ impl WorkerConfig {
         Self {
             server: server.into(),
             token: token.into(),
+            ca_cert: None,
             name: crate::hardware::host_name(),
             slots: (hardware.cpus as u32).max(1),
             labels: BTreeMap::new(),

@@ -22,6 +22,8 @@ pub struct ApiFailure {
     pub status: StatusCode,
     /// The body.
     pub error: ApiError,
+    /// Seconds for `Retry-After`, when a later try may succeed.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiFailure {
@@ -34,7 +36,14 @@ impl ApiFailure {
                 message: message.into(),
                 details: Vec::new(),
             },
+            retry_after: None,
         }
+    }
+
+    /// Adds `Retry-After: seconds`.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// Adds field details.
@@ -119,7 +128,13 @@ impl FromRequest<Arc<AppState>> for Body {
 
 impl IntoResponse for ApiFailure {
     fn into_response(self) -> Response {
-        (self.status, Json(ErrorBody { error: self.error })).into_response()
+        let mut response = (self.status, Json(ErrorBody { error: self.error })).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -140,6 +155,7 @@ impl From<StoreError> for ApiFailure {
             "store_unavailable",
             format!("the task store failed; retry shortly ({error})"),
         )
+        .retry_after(1)
     }
 }
 

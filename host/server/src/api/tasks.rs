@@ -51,6 +51,7 @@ pub(super) async fn submit(
     Body(body): Body,
 ) -> Result<Response, ApiFailure> {
     let principal = auth.client("submitting tasks")?;
+    state.limits.submit(&principal.token_id, 1)?;
     let options = admission::Options {
         fail_fast: params.fail_fast.unwrap_or(false),
         dry_run: params.dry_run.unwrap_or(false),
@@ -290,6 +291,10 @@ pub(super) async fn events(
     let principal = auth.client("watching tasks")?;
     let follow = params.follow();
     load(&state, &principal.tenant, &id).await?;
+    let slot = state.limits.stream(&principal.token_id)?;
     let after = last_event_id(&headers);
-    Ok(server_sent(EventCursor::new(state, id, after, follow)))
+    Ok(server_sent(
+        EventCursor::new(state, id, after, follow),
+        slot,
+    ))
 }

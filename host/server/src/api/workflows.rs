@@ -209,8 +209,10 @@ pub(super) async fn events(
         .into_iter()
         .map(|task| task.id)
         .collect();
+    let slot = state.limits.stream(&principal.token_id)?;
     let after = last_event_id(&headers);
-    Ok(server_sent(EventCursor::workflow(
-        state, id, stages, after, follow,
-    )))
+    Ok(server_sent(
+        EventCursor::workflow(state, id, stages, after, follow),
+        slot,
+    ))
 }
