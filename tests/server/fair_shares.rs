@@ -3,15 +3,13 @@
 //! a tenant's pending limit is refused whole. On the store directly (the
 //! claim's order, claim by claim) and end to end with a real worker.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use flowmesh_server::config::TenantPolicy;
-use flowmesh_server::store::{Claim, NewTask, NewWorker, STRIDE, Store, TenantRules};
+use flowmesh_server::store::{Claim, NewTask, STRIDE, Store, TenantRules};
 use flowmesh_tests::cluster::{Db, TestDb, TestServer, sleep_document};
-use flowmesh_tests::store_fixtures::{TOKEN, claim_for, served};
-use flowmesh_types::WorkerCapabilities;
-use flowmesh_types::api::{Hardware, WorkerRegistration};
+use flowmesh_tests::store_fixtures::{self as fixtures, TestRegistration, claim_for};
+use flowmesh_types::api::Hardware;
 use flowmesh_types::parse_document;
 use reqwest::StatusCode;
 
@@ -53,35 +51,22 @@ async fn submit(store: &Store, tenant: &str, count: usize) {
 
 /// A shared echo worker with plenty of slots.
 async fn worker(store: &Store) -> String {
-    let id = uuid::Uuid::now_v7().to_string();
-    let registration = WorkerRegistration {
-        name: "w".into(),
-        capabilities: WorkerCapabilities {
-            supported_task_types: BTreeSet::from(["echo".to_string()]),
-            plugins: Vec::new(),
-            capabilities: Vec::new(),
+    fixtures::register(
+        store,
+        TestRegistration {
+            name: "w",
+            pool: None,
+            types: &["echo"],
+            labels: &[],
+            slots: 1000,
+            hardware: Hardware {
+                cpus: 64.0,
+                memory_bytes: 1 << 40,
+                gpus: Vec::new(),
+            },
         },
-        hardware: Hardware {
-            cpus: 64.0,
-            memory_bytes: 1 << 40,
-            gpus: Vec::new(),
-        },
-        labels: BTreeMap::new(),
-        slots: 1000,
-        version: "test".into(),
-    };
-    store
-        .register_worker(&NewWorker {
-            id: &id,
-            registration: &registration,
-            token_id: TOKEN,
-            pool_tenant: None,
-            served: &served(&["echo"]),
-            now: 1_000,
-        })
-        .await
-        .expect("registered");
-    id
+    )
+    .await
 }
 
 /// The tenants of the tasks `claims` claims of `max` each hand out, in

@@ -15,17 +15,15 @@
 //! `placement::explain` must say "no reason" exactly when some worker
 //! claimed it, and otherwise give the expected kind of reason.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use flowmesh_server::config::{TenantPolicies, TenantPolicy};
 use flowmesh_server::placement::{self, Ask, Candidate, RunningLimit};
-use flowmesh_server::store::{Claim, NewTask, NewWorker, RetryPolicy, Store};
+use flowmesh_server::store::{Claim, NewTask, RetryPolicy, Store};
 use flowmesh_tests::cluster::{Db, TestDb};
-use flowmesh_tests::store_fixtures::{TOKEN, claim_for, served};
-use flowmesh_types::api::{
-    Completion, GpuDevice, Hardware, TaskState, WaitKind, WorkerRegistration,
-};
-use flowmesh_types::{TaskError, TaskErrorCode, WorkerCapabilities, parse_document};
+use flowmesh_tests::store_fixtures::{self as fixtures, TestRegistration, claim_for};
+use flowmesh_types::api::{Completion, GpuDevice, Hardware, TaskState, WaitKind};
+use flowmesh_types::{TaskError, TaskErrorCode, parse_document};
 
 flowmesh_tests::on_both_backends!(the_claim_and_the_checkers_agree_on_every_pair);
 
@@ -219,34 +217,18 @@ async fn register_in(
     slots: u32,
     hardware: Hardware,
 ) -> String {
-    let id = uuid::Uuid::now_v7().to_string();
-    let registration = WorkerRegistration {
-        name: name.to_string(),
-        capabilities: WorkerCapabilities {
-            supported_task_types: types.iter().map(|t| t.to_string()).collect::<BTreeSet<_>>(),
-            plugins: Vec::new(),
-            capabilities: Vec::new(),
+    fixtures::register(
+        store,
+        TestRegistration {
+            name,
+            pool,
+            types,
+            labels,
+            slots,
+            hardware,
         },
-        hardware,
-        labels: labels
-            .iter()
-            .map(|(key, value)| (key.to_string(), value.to_string()))
-            .collect::<BTreeMap<_, _>>(),
-        slots,
-        version: "test".into(),
-    };
-    store
-        .register_worker(&NewWorker {
-            id: &id,
-            registration: &registration,
-            token_id: TOKEN,
-            pool_tenant: pool,
-            served: &served(types),
-            now: 1_000,
-        })
-        .await
-        .expect("registered");
-    id
+    )
+    .await
 }
 
 fn gpu(index: u32, model: &str, gib: u64) -> GpuDevice {

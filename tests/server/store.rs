@@ -1,18 +1,15 @@
 //! The store on its own, on SQLite and on PostgreSQL: the claim's routing,
 //! capacity and atomicity, lease expiry, and fencing.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::HashSet;
 
 use flowmesh_server::store::{
-    EventStream, NewStage, NewTask, NewWorker, NewWorkflow, RetryPolicy, StagePlan, Store,
+    EventStream, NewStage, NewTask, NewWorkflow, RetryPolicy, StagePlan, Store,
 };
 use flowmesh_tests::cluster::{Db, TestDb};
-use flowmesh_tests::store_fixtures::{TOKEN, claim_for, served};
-use flowmesh_types::WorkerCapabilities;
+use flowmesh_tests::store_fixtures::{self as fixtures, TestRegistration, claim_for};
 use flowmesh_types::api::WorkflowState;
-use flowmesh_types::api::{
-    Completion, CompletionVerdict, GpuDevice, Hardware, TaskState, WorkerRegistration,
-};
+use flowmesh_types::api::{Completion, CompletionVerdict, GpuDevice, Hardware, TaskState};
 use flowmesh_types::{TaskDocument, parse_document};
 
 flowmesh_tests::on_both_backends!(
@@ -66,31 +63,18 @@ async fn register(
     slots: u32,
     hardware: Hardware,
 ) -> String {
-    let id = uuid::Uuid::now_v7().to_string();
-    let registration = WorkerRegistration {
-        name: name.to_string(),
-        capabilities: WorkerCapabilities {
-            supported_task_types: types.iter().map(|t| t.to_string()).collect::<BTreeSet<_>>(),
-            plugins: Vec::new(),
-            capabilities: Vec::new(),
+    fixtures::register(
+        store,
+        TestRegistration {
+            name,
+            pool: None,
+            types,
+            labels: &[],
+            slots,
+            hardware,
         },
-        hardware,
-        labels: BTreeMap::new(),
-        slots,
-        version: "test".into(),
-    };
-    store
-        .register_worker(&NewWorker {
-            id: &id,
-            registration: &registration,
-            token_id: TOKEN,
-            pool_tenant: None,
-            served: &served(types),
-            now: 1_000,
-        })
-        .await
-        .expect("registered");
-    id
+    )
+    .await
 }
 
 fn big() -> Hardware {

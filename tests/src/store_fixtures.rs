@@ -2,8 +2,11 @@
 //! directly need to act as a worker: the token a registration belongs to,
 //! a claim under it, and the served types of a registration.
 
-use flowmesh_server::store::{Claim, TenantRules};
-use flowmesh_types::api::{PluginRef, ServedTypes};
+use std::collections::{BTreeMap, BTreeSet};
+
+use flowmesh_server::store::{Claim, NewWorker, Store, TenantRules};
+use flowmesh_types::WorkerCapabilities;
+use flowmesh_types::api::{Hardware, PluginRef, ServedTypes, WorkerRegistration};
 
 /// Every tenant alike.
 static OPEN: TenantRules = TenantRules::OPEN;
@@ -42,4 +45,58 @@ pub fn served(types: &[&str]) -> ServedTypes {
             .collect(),
         refused: Vec::new(),
     }
+}
+
+/// A worker to register straight into the store.
+#[derive(Debug, Clone)]
+pub struct TestRegistration<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// The tenant whose tasks it runs; `None` for a shared worker.
+    pub pool: Option<&'a str>,
+    /// The task types it is served.
+    pub types: &'a [&'a str],
+    /// Its labels.
+    pub labels: &'a [(&'a str, &'a str)],
+    /// Its slots.
+    pub slots: u32,
+    /// Its hardware.
+    pub hardware: Hardware,
+}
+
+/// Registers `worker` with [`TOKEN`] at time 1,000; its registration id.
+pub async fn register(store: &Store, worker: TestRegistration<'_>) -> String {
+    let id = uuid::Uuid::now_v7().to_string();
+    let registration = WorkerRegistration {
+        name: worker.name.to_string(),
+        capabilities: WorkerCapabilities {
+            supported_task_types: worker
+                .types
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<BTreeSet<_>>(),
+            plugins: Vec::new(),
+            capabilities: Vec::new(),
+        },
+        hardware: worker.hardware,
+        labels: worker
+            .labels
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+        slots: worker.slots,
+        version: "test".into(),
+    };
+    store
+        .register_worker(&NewWorker {
+            id: &id,
+            registration: &registration,
+            token_id: TOKEN,
+            pool_tenant: worker.pool,
+            served: &served(worker.types),
+            now: 1_000,
+        })
+        .await
+        .expect("registered");
+    id
 }

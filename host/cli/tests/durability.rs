@@ -73,6 +73,7 @@ fn server(data_dir: &Path, database_url: &str, port: u16) -> Process {
 }
 
 async fn wait_healthy(url: &str) {
+    flowmesh_tls::install_crypto_provider();
     eventually(&format!("{url} to answer /healthz"), LONG, || async {
         match reqwest::get(format!("{url}/healthz")).await {
             Ok(response) if response.status().is_success() => Ok(()),

@@ -1,16 +1,23 @@
 //! Per-token limits on what one client can take: submits counted in
 //! documents (a token bucket per token), and event streams held open at
-//! once. Both answer `429` with the JSON error body; the submit limit also
-//! says in `Retry-After` when a document fits again.
+//! once. A request over either is [`Refused`], which the API answers with
+//! `429`, the JSON error body and `Retry-After`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
-
-use crate::api::ApiFailure;
+/// A request over one of the limits: what the client sees as a `429`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The error code (`rate_limited`, `too_many_streams`).
+    pub code: &'static str,
+    /// What happened and what to do.
+    pub message: String,
+    /// Seconds until a retry may pass.
+    pub retry_after: Option<u64>,
+}
 
 /// The per-token limits of one server.
 pub struct Limits {
@@ -54,7 +61,7 @@ impl Limits {
 
     /// Takes `documents` from `token`'s allowance, or refuses with 429 and
     /// how long until they fit.
-    pub fn submit(&self, token: &str, documents: u32) -> Result<(), ApiFailure> {
+    pub fn submit(&self, token: &str, documents: u32) -> Result<(), Refused> {
         let Some(rate) = self.submit_rate else {
             return Ok(());
         };
@@ -73,31 +80,30 @@ impl Limits {
             (bucket.level + now.duration_since(bucket.at).as_secs_f64() * rate).min(rate);
         bucket.at = now;
         if wanted > rate {
-            return Err(ApiFailure::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!(
+            return Err(Refused {
+                code: "rate_limited",
+                message: format!(
                     "{documents} documents in one request is over this token's limit of {rate} per second (`flowmesh server --submit-rate`); send fewer at a time"
                 ),
-            ));
+                retry_after: None,
+            });
         }
         if bucket.level >= wanted {
             bucket.level -= wanted;
             return Ok(());
         }
         let wait = ((wanted - bucket.level) / rate).ceil().max(1.0) as u64;
-        Err(ApiFailure::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!(
+        Err(Refused {
+            code: "rate_limited",
+            message: format!(
                 "this token submits more than its limit of {rate} documents per second (`flowmesh server --submit-rate`); retry in {wait} s"
             ),
-        )
-        .retry_after(wait))
+            retry_after: Some(wait),
+        })
     }
 
     /// A place for one more open event stream of `token`, or 429.
-    pub fn stream(&self, token: &str) -> Result<StreamSlot, ApiFailure> {
+    pub fn stream(&self, token: &str) -> Result<StreamSlot, Refused> {
         let open = {
             let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
             if streams.len() > 100_000 {
@@ -109,15 +115,14 @@ impl Limits {
         let slot = StreamSlot { open };
         if before >= self.max_streams {
             drop(slot);
-            return Err(ApiFailure::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_streams",
-                format!(
+            return Err(Refused {
+                code: "too_many_streams",
+                message: format!(
                     "this token has {} event streams open, its limit (`flowmesh server --max-streams`); close one first",
                     self.max_streams
                 ),
-            )
-            .retry_after(1));
+                retry_after: Some(1),
+            });
         }
         Ok(slot)
     }
@@ -134,7 +139,7 @@ mod tests {
             assert!(limits.submit("t", 1).is_ok());
         }
         let refused = limits.submit("t", 1).expect_err("over the rate");
-        assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.code, "rate_limited");
         assert_eq!(refused.retry_after, Some(1));
         assert!(limits.submit("other", 5).is_ok(), "each token has its own");
         assert!(

@@ -242,6 +242,25 @@ pub async fn check(
     })
 }
 
+/// The live workers that may run `tenant`'s tasks: its own, and shared
+/// ones where it allows them.
+async fn pool_workers(
+    state: &AppState,
+    tenant: &str,
+) -> Result<Vec<crate::store::WorkerRecord>, StoreError> {
+    let shared_workers = state.config.tenants.of(tenant).shared_workers;
+    Ok(state
+        .store
+        .live_workers()
+        .await?
+        .into_iter()
+        .filter(|worker| match &worker.pool_tenant {
+            Some(pool) => pool == tenant,
+            None => shared_workers,
+        })
+        .collect())
+}
+
 /// The task types no installed plugin declares that a live worker which may
 /// run `tenant`'s tasks serves from a plugin of its own: their specs cannot
 /// be checked here, so they are taken as they are and checked by that
@@ -253,16 +272,9 @@ async fn locally_served(
     if !state.config.local_plugins {
         return Ok(Default::default());
     }
-    let shared_workers = state.config.tenants.of(tenant).shared_workers;
-    Ok(state
-        .store
-        .live_workers()
+    Ok(pool_workers(state, tenant)
         .await?
         .into_iter()
-        .filter(|worker| match &worker.pool_tenant {
-            Some(pool) => pool == tenant,
-            None => shared_workers,
-        })
         .flat_map(|worker| worker.served.types.into_iter())
         .filter(|(_, plugin)| plugin.local)
         .map(|(task_type, _)| task_type)
@@ -532,17 +544,7 @@ async fn refuse_unserved(
     document: &Document,
     units: &[Unit<'_>],
 ) -> Result<(), AdmitError> {
-    let shared_workers = state.config.tenants.of(tenant).shared_workers;
-    let workers: Vec<_> = state
-        .store
-        .live_workers()
-        .await?
-        .into_iter()
-        .filter(|worker| match &worker.pool_tenant {
-            Some(pool) => pool == tenant,
-            None => shared_workers,
-        })
-        .collect();
+    let workers = pool_workers(state, tenant).await?;
     let mut details = Vec::new();
     let mut reasons: Vec<String> = Vec::new();
     for unit in units {

@@ -281,6 +281,16 @@ impl From<crate::admission::AdmitError> for ApiFailure {
     }
 }
 
+impl From<crate::limits::Refused> for ApiFailure {
+    fn from(refused: crate::limits::Refused) -> Self {
+        let failure = Self::new(StatusCode::TOO_MANY_REQUESTS, refused.code, refused.message);
+        match refused.retry_after {
+            Some(seconds) => failure.retry_after(seconds),
+            None => failure,
+        }
+    }
+}
+
 impl From<crate::installed_plugins::InstallError> for ApiFailure {
     fn from(error: crate::installed_plugins::InstallError) -> Self {
         use crate::installed_plugins::InstallError;
