@@ -21,7 +21,49 @@ on_both_backends!(
     cancelling_a_running_workflow_cancels_every_stage,
     a_workflow_completes_across_a_server_restart,
     malformed_workflows_are_refused_with_paths,
+    many_workflows_submitted_at_once_all_finish,
 );
+
+/// Sixty-four three-stage workflows from eight clients at once, on a worker with
+/// several slots: the releaser advances many workflows side by side, and
+/// every one of them finishes (a releaser that waited on the store's writer
+/// while holding it would stop them all).
+async fn many_workflows_submitted_at_once_all_finish(db: Db) {
+    let server = TestServer::start(db, |_| {}).await;
+    let _worker = server.echo_worker("w", 8).await;
+    let api = server.admin();
+    let document = format!(
+        "{HEAD}spec:\n  defaults: {{taskType: echo}}\n  stages:\n    - name: a\n      spec: {{message: one}}\n    - name: b\n      spec: {{message: '${{a.output.message}} two'}}\n    - name: c\n      spec: {{message: '${{b.output.message}} three'}}\n"
+    );
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let api = api.clone();
+            let document = document.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for _ in 0..8 {
+                    let (status, submitted) = api.submit_raw("", &document).await;
+                    assert_eq!(status, StatusCode::CREATED, "{submitted}");
+                    ids.push(submitted["id"].as_str().expect("id").to_string());
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for client in clients {
+        ids.extend(client.await.expect("client"));
+    }
+    for id in &ids {
+        let workflow = api.workflow_finished(id, LONG).await;
+        assert_eq!(workflow["state"], "succeeded", "{workflow:#}");
+        assert_eq!(
+            stage(&workflow, "c")["output"]["message"],
+            "one two three",
+            "{workflow:#}"
+        );
+    }
+}
 
 const HEAD: &str = "apiVersion: flowmesh/v1\nkind: Workflow\n";
 

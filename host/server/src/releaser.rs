@@ -92,15 +92,26 @@ pub async fn settle(state: &AppState, deferred: &mut Deferred) -> Result<(), Sto
             .filter(|(_, id, _)| !deferred.0.contains_key(id))
             .map(|(_, id, changes)| (id, changes))
             .collect();
+        // Each workflow's whole turn, settling included, runs inside its
+        // own future: the loop below must not await while others are in
+        // flight, or one of them suspended inside a write transaction would
+        // hold the store's writer while the loop waits for it.
         let mut results = futures::stream::iter(due)
             .map(|(id, changes)| async move {
-                let result = advance(state, &id).await;
-                (id, changes, result)
+                let result = match advance(state, &id).await {
+                    Ok(Progress::Settled) => state
+                        .store
+                        .settle_workflow(&id, changes)
+                        .await
+                        .map(|()| Progress::Settled),
+                    other => other,
+                };
+                (id, result)
             })
             .buffer_unordered(CONCURRENCY);
-        while let Some((id, changes, result)) = results.next().await {
+        while let Some((id, result)) = results.next().await {
             match result {
-                Ok(Progress::Settled) => state.store.settle_workflow(&id, changes).await?,
+                Ok(Progress::Settled) => {}
                 Ok(Progress::Later) => {
                     deferred.0.insert(id, now + RECHECK);
                 }
