@@ -111,22 +111,22 @@ pub(super) async fn charge(
     if started.is_empty() {
         return Ok(());
     }
-    let rows = sqlx::query(sql::TENANT_PASSES).fetch_all(&mut **tx).await?;
-    let mut passes = BTreeMap::new();
-    for row in &rows {
-        passes.insert(get_str(row, "tenant")?, get_i64(row, "pass")?);
-    }
-    let virtual_time = passes.get("").copied().unwrap_or(0);
+    // Only the tenants served and the virtual time are read and written:
+    // a claim costs the same however many tenants have ever had work.
+    let virtual_time: i64 = sqlx::query_scalar(sql::VIRTUAL_TIME)
+        .fetch_optional(&mut **tx)
+        .await?
+        .unwrap_or(0);
     let mut earliest = i64::MAX;
     for (tenant, count) in started {
-        let start = passes.get(tenant).copied().unwrap_or(0).max(virtual_time);
-        earliest = earliest.min(start);
-        let pass = start.saturating_add(count.saturating_mul(rules.stride(tenant)));
-        sqlx::query(sql::SET_TENANT_PASS)
+        let charge = count.saturating_mul(rules.stride(tenant));
+        let pass: i64 = sqlx::query_scalar(sql::CHARGE_TENANT)
             .bind(tenant)
-            .bind(pass)
-            .execute(&mut **tx)
+            .bind(virtual_time)
+            .bind(charge)
+            .fetch_one(&mut **tx)
             .await?;
+        earliest = earliest.min(pass - charge);
     }
     if earliest > virtual_time {
         sqlx::query(sql::SET_TENANT_PASS)

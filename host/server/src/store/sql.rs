@@ -36,8 +36,15 @@ pub(super) const DELETE_PLUGIN: &str = "DELETE FROM plugins WHERE name = $1";
 /// How many tasks each tenant runs now.
 pub(super) const RUNNING_BY_TENANT: &str = "\
 SELECT tenant, COUNT(*) AS n FROM tasks WHERE state IN ('running', 'cancelling') GROUP BY tenant";
-/// Every tenant's pass, and the virtual time (tenant '').
-pub(super) const TENANT_PASSES: &str = "SELECT tenant, pass FROM tenant_shares";
+/// The virtual time (the pass of tenant '').
+pub(super) const VIRTUAL_TIME: &str = "SELECT pass FROM tenant_shares WHERE tenant = ''";
+/// Advances tenant `$1`'s pass by `$3` from where it is, or from the
+/// virtual time `$2` if it lags that; the new pass.
+pub(super) const CHARGE_TENANT: &str = "\
+INSERT INTO tenant_shares (tenant, pass) VALUES ($1, $2 + $3)
+ON CONFLICT (tenant) DO UPDATE
+SET pass = (CASE WHEN tenant_shares.pass > $2 THEN tenant_shares.pass ELSE $2 END) + $3
+RETURNING pass";
 pub(super) const SET_TENANT_PASS: &str = "\
 INSERT INTO tenant_shares (tenant, pass) VALUES ($1, $2)
 ON CONFLICT (tenant) DO UPDATE SET pass = excluded.pass";
