@@ -862,6 +862,15 @@ async fn tokens_expire_and_revoked_ones_are_refused_on_every_server(db: Db) {
     assert_eq!(answer["error"]["code"], "last_admin_token");
     let (status, _) = admin.delete("/tokens/no-such-token").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // Only admins see or revoke tokens.
+    let user = server.user("alpha").await;
+    let (status, _) = user.get("/tokens").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = user.delete(&format!("/tokens/{bootstrap}")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let worker = Api::new(&server.url, &server.worker_token);
+    let (status, _) = worker.get("/tokens").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     if let Some(second) = second {
         second.shutdown().await;
     }
