@@ -657,6 +657,12 @@ async fn errors_are_json_and_duplicate_keys_are_refused(db: Db) {
         .await
         .expect("request");
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // The body was not read to its end: the connection must not be reused
+    // (the next request would find it closed).
+    assert_eq!(
+        response.headers().get(reqwest::header::CONNECTION),
+        Some(&reqwest::header::HeaderValue::from_static("close"))
+    );
     let answer: Value = response.json().await.expect("a JSON error body");
     assert_eq!(answer["error"]["code"], "body_too_large", "{answer}");
     assert!(

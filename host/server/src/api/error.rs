@@ -3,8 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -24,6 +23,9 @@ pub struct ApiFailure {
     pub error: ApiError,
     /// Seconds for `Retry-After`, when a later try may succeed.
     pub retry_after: Option<u64>,
+    /// Answer with `Connection: close`: the request's body was not read to
+    /// its end, so the connection cannot carry another request.
+    pub close: bool,
 }
 
 impl ApiFailure {
@@ -37,6 +39,7 @@ impl ApiFailure {
                 details: Vec::new(),
             },
             retry_after: None,
+            close: false,
         }
     }
 
@@ -96,36 +99,6 @@ impl ApiFailure {
     }
 }
 
-/// A request body, read whole up to the server's limit. Over the limit, or
-/// cut short, it is refused with the JSON error body like every other
-/// error, naming the limit and the setting that governs it.
-pub(crate) struct Body(pub Bytes);
-
-impl FromRequest<Arc<AppState>> for Body {
-    type Rejection = ApiFailure;
-
-    async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Self, ApiFailure> {
-        match Bytes::from_request(request, state).await {
-            Ok(bytes) => Ok(Self(bytes)),
-            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(ApiFailure::too_large(
-                    None,
-                    state.config.max_request_bytes,
-                    "one request (`flowmesh server --max-request-size`)",
-                ))
-            }
-            Err(rejection) => Err(ApiFailure::new(
-                rejection.status(),
-                "invalid_body",
-                format!(
-                    "the request body could not be read: {}",
-                    rejection.body_text()
-                ),
-            )),
-        }
-    }
-}
-
 impl IntoResponse for ApiFailure {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(ErrorBody { error: self.error })).into_response();
@@ -133,6 +106,12 @@ impl IntoResponse for ApiFailure {
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        if self.close {
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
         }
         response
     }

@@ -14,6 +14,7 @@
 //! "message"}]}}` with a 4xx status for bad requests; a task of another
 //! tenant answers 404, exactly as a missing one.
 
+mod body;
 mod error;
 mod event_cursor;
 mod fleet;
@@ -31,8 +32,9 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 
+pub(crate) use body::Body;
 pub use error::ApiFailure;
-pub(crate) use error::{Auth, Body, parse_json};
+pub(crate) use error::{Auth, parse_json};
 
 use crate::state::AppState;
 
