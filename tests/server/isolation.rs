@@ -729,6 +729,8 @@ async fn a_worker_that_stops_cleanly_is_gone_at_once(db: Db) {
 /// Observation 7: the SQLite database, which holds every tenant's specs,
 /// outputs and logs, was created with mode 0644.
 async fn the_database_and_data_dir_are_private() {
+    // The server's files (database, tokens, data dir) and a worker's (compiled
+    // plugins, task scratch space) hold tenant data: owner-only.
     use std::os::unix::fs::PermissionsExt;
     let server = TestServer::start(Db::Sqlite, |_| {}).await;
     server.admin().echo("written").await;
@@ -758,6 +760,34 @@ async fn the_database_and_data_dir_are_private() {
         .mode();
     assert_eq!(mode & 0o077, 0, "the data dir has mode {:o}", mode & 0o777);
     fresh.shutdown().await;
+
+    // A worker's data dir: its compiled plugins and its tasks' scratch files.
+    let worker_dir = nested.path().join("worker");
+    let runtime = flowmesh_runtime::Runtime::new(
+        flowmesh_tests::TestRuntime::config(&worker_dir),
+        HostCapabilities::none(),
+    )
+    .expect("runtime starts");
+    let mut dirs = vec![
+        worker_dir.clone(),
+        worker_dir.join("cache"),
+        worker_dir.join("scratch"),
+    ];
+    for entry in std::fs::read_dir(worker_dir.join("scratch")).expect("scratch root") {
+        dirs.push(entry.expect("entry").path());
+    }
+    assert_eq!(dirs.len(), 4, "the runtime's own scratch dir: {dirs:?}");
+    for dir in dirs {
+        let mode = std::fs::metadata(&dir).expect("stat").permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "{} has mode {:o}",
+            dir.display(),
+            mode & 0o777
+        );
+    }
+    drop(runtime);
 }
 
 /// Observation 10: tokens could be neither revoked nor expired. Now a token

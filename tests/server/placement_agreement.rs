@@ -9,7 +9,12 @@
 //! last attempt failed on a worker that is now passed over, a task in its
 //! retry delay, and tasks of tenant beta, which allows shared workers, of
 //! tenant private, which does not, and of tenant capped, which runs its
-//! limit of one task).
+//! limit of one task). One more shared worker runs a component of its own
+//! that declares the installed types echo, train and translate beside a type
+//! nobody installed: it is served only that last one, as a local plugin
+//! ([`plugin_identity::served`], by digest), so it never takes an installed
+//! type's task, and translate, which no worker runs from the installed
+//! component, waits for a worker of its type.
 //! For each pair the task is stored alone and claimed by that one worker
 //! through the store's SQL; `placement::check` must say the same, and
 //! `placement::explain` must say "no reason" exactly when some worker
@@ -19,11 +24,15 @@ use std::collections::BTreeMap;
 
 use flowmesh_server::config::{TenantPolicies, TenantPolicy};
 use flowmesh_server::placement::{self, Ask, Candidate, RunningLimit};
+use flowmesh_server::plugin_identity::{self, Installed};
+use flowmesh_server::store::PluginRecord;
 use flowmesh_server::store::{Claim, NewTask, RetryPolicy, Store};
 use flowmesh_tests::cluster::{Db, TestDb};
 use flowmesh_tests::store_fixtures::{self as fixtures, TestRegistration, claim_for};
 use flowmesh_types::api::{Completion, GpuDevice, Hardware, TaskState, WaitKind};
-use flowmesh_types::{TaskError, TaskErrorCode, parse_document};
+use flowmesh_types::{
+    Manifest, PluginReport, PluginStatus, TaskError, TaskErrorCode, TaskTypeInfo, parse_document,
+};
 
 flowmesh_tests::on_both_backends!(the_claim_and_the_checkers_agree_on_every_pair);
 
@@ -169,6 +178,18 @@ fn requests() -> Vec<Request> {
                 None,
             )
         },
+        request(
+            "a type only a worker's own plugin declares",
+            "summarize",
+            "{}",
+            None,
+        ),
+        request(
+            "an installed type that only another component claims to run",
+            "translate",
+            "{}",
+            Some(WaitKind::NoWorkerForType),
+        ),
         Request {
             name: "a GPU task whose attempt failed on the A100 box",
             tenant: "t",
@@ -227,6 +248,74 @@ async fn register_in(
             slots,
             hardware,
         },
+    )
+    .await
+}
+
+fn manifest(name: &str, types: &[&str]) -> Manifest {
+    Manifest {
+        name: name.into(),
+        version: "1.0.0".into(),
+        description: String::new(),
+        task_types: types
+            .iter()
+            .map(|task_type| TaskTypeInfo {
+                name: (*task_type).into(),
+                description: String::new(),
+                spec_schema: serde_json::json!({}),
+            })
+            .collect(),
+    }
+}
+
+/// A shared worker whose one plugin, a component of its own, declares the
+/// installed types echo, train and translate and the type summarize, which
+/// nobody installed; its served types are what the server makes of that
+/// report.
+async fn register_impostor(store: &Store) -> String {
+    let installed: Vec<PluginRecord> = ["echo", "train", "translate"]
+        .into_iter()
+        .map(|name| PluginRecord {
+            name: name.into(),
+            version: "1.0.0".into(),
+            digest: format!("sha256:{name}"),
+            manifest: manifest(name, &[name]),
+            imports: Vec::new(),
+            installed_at: 0,
+        })
+        .collect();
+    let types = ["echo", "train", "translate", "summarize"];
+    let report = PluginReport {
+        name: "impostor".into(),
+        version: Some("1.0.0".into()),
+        digest: "sha256:impostor".into(),
+        status: PluginStatus::Available,
+        reason: None,
+        imports: Vec::new(),
+        manifest: Some(manifest("impostor", &types)),
+    };
+    let served = plugin_identity::served(&[report], &Installed::of(&installed), true);
+    assert_eq!(
+        served.types.keys().collect::<Vec<_>>(),
+        ["summarize"],
+        "{served:?}"
+    );
+    assert!(served.types["summarize"].local);
+    fixtures::register_served(
+        store,
+        TestRegistration {
+            name: "impostor",
+            pool: None,
+            types: &types,
+            labels: &[],
+            slots: 4,
+            hardware: Hardware {
+                cpus: 64.0,
+                memory_bytes: 1 << 40,
+                gpus: vec![gpu(0, "NVIDIA A100-SXM4-80GB", 80); 4],
+            },
+        },
+        &served,
     )
     .await
 }
@@ -432,7 +521,9 @@ async fn the_claim_and_the_checkers_agree_on_every_pair(db: Db) {
         .await
         .expect("claim");
     assert_eq!(held.len(), 1, "tenant capped's one task runs");
+    let impostor = register_impostor(&store).await;
     let workers = [
+        ("impostor", impostor),
         ("cpu-small", cpu_small),
         ("gpu-a100", a100.clone()),
         ("busy-h100", h100),

@@ -64,8 +64,23 @@ pub struct TestRegistration<'a> {
     pub hardware: Hardware,
 }
 
-/// Registers `worker` with [`TOKEN`] at time 1,000; its registration id.
+/// Registers `worker` with [`TOKEN`] at time 1,000, served its types by
+/// installed plugins; its registration id.
 pub async fn register(store: &Store, worker: TestRegistration<'_>) -> String {
+    let types = served(worker.types);
+    register_served(store, worker, &types).await
+}
+
+/// Registers `worker`, which says it runs `worker.types`, as served
+/// `served` (what [`plugin_identity::served`] made of the plugins it
+/// reported); its registration id.
+///
+/// [`plugin_identity::served`]: flowmesh_server::plugin_identity::served
+pub async fn register_served(
+    store: &Store,
+    worker: TestRegistration<'_>,
+    served: &ServedTypes,
+) -> String {
     let id = uuid::Uuid::now_v7().to_string();
     let registration = WorkerRegistration {
         name: worker.name.to_string(),
@@ -93,7 +108,7 @@ pub async fn register(store: &Store, worker: TestRegistration<'_>) -> String {
             registration: &registration,
             token_id: TOKEN,
             pool_tenant: worker.pool,
-            served: &served(worker.types),
+            served,
             now: 1_000,
         })
         .await

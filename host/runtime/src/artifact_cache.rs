@@ -107,7 +107,7 @@ impl ArtifactCache {
             let path = path.to_path_buf();
             move |source| CacheError::Io { path, source }
         };
-        create_private_dir(dir).map_err(io(dir))?;
+        flowmesh_types::private_fs::create_private_dir(dir).map_err(io(dir))?;
         check_private(dir, false).map_err(io(dir))?;
         let key_path = dir.join(KEY_FILE);
         let key = read_or_create_key(&key_path).map_err(io(&key_path))?;
@@ -213,14 +213,6 @@ impl ArtifactCache {
         // only this cache can have written.
         unsafe { Component::deserialize(engine, artifact) }
     }
-}
-
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
 }
 
 /// Refuses a cache directory or key that another user could have written (or,

@@ -9,6 +9,9 @@
 //! reused. A task therefore never sees anything another task wrote, and
 //! neither the check nor the removal is on a task's path.
 //!
+//! Tasks' files are their tenants' data: the scratch root and each
+//! runtime's directory in it are created readable by their owner only.
+//!
 //! Each runtime works in a directory of its own under the scratch root, held
 //! with an exclusive lock on its `.lock` file, so several workers can share a
 //! root. At startup, directories whose lock is free belong to runtimes that
@@ -19,6 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::Thread;
 use std::time::Duration;
+
+use flowmesh_types::private_fs::create_private_dir;
 
 /// Marks a runtime's directory as in use while locked.
 const LOCK_FILE: &str = ".lock";
@@ -64,7 +69,7 @@ impl ScratchPool {
     /// Creates this runtime's directory under `root`, removes those of
     /// runtimes that are gone, and starts the janitor.
     pub(crate) fn new(root: &Path) -> std::io::Result<Arc<Self>> {
-        std::fs::create_dir_all(root)?;
+        create_private_dir(root)?;
         for entry in std::fs::read_dir(root)? {
             let path = entry?.path();
             if !path.is_dir() {
@@ -82,7 +87,7 @@ impl ScratchPool {
             std::process::id(),
             rand::random::<u32>()
         ));
-        std::fs::create_dir(&own)?;
+        create_private_dir(&own)?;
         let lock = std::fs::File::create(own.join(LOCK_FILE))?;
         lock.lock()?;
         let root = own;

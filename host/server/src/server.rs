@@ -60,7 +60,7 @@ impl Server {
             }
             tracing::warn!(bind = %config.bind, "serving plain HTTP on a non-loopback address (--insecure-http): tokens travel in the clear");
         }
-        create_private_dir(&config.data_dir).with_context(|| {
+        flowmesh_types::private_fs::create_private_dir(&config.data_dir).with_context(|| {
             format!("creating the data directory {}", config.data_dir.display())
         })?;
         let (tls, ca_cert) = match &config.tls {
@@ -328,20 +328,6 @@ fn local_token(name: &str, role: Role) -> crate::store::NewToken<'_> {
         shared: role == Role::Worker,
         expires_at: None,
     }
-}
-
-/// Creates `path` and its parents; a directory this creates is readable by
-/// its owner only (mode 0700 on Unix), since a data directory holds the
-/// database, tokens and compiled plugins. An existing one is left as it is.
-fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(path)
 }
 
 fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {

@@ -108,14 +108,7 @@ fn read_text(path: &Path) -> Result<String, TlsError> {
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), TlsError> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir).map_err(|error| TlsError::Io {
+    flowmesh_types::private_fs::create_private_dir(dir).map_err(|error| TlsError::Io {
         path: dir.to_path_buf(),
         error,
     })

@@ -19,6 +19,7 @@
 //! - [`capability`]: which host interfaces a worker provides, which plugins it
 //!   could instantiate and why the others not ([`WorkerCapabilities`]); the
 //!   GPUs it has ([`GpuDevice`]) and what a task asks of them ([`GpuRequest`]).
+//! - [`private_fs`]: directories for tenant data, created owner-only.
 //! - [`event`]: what a running task reports: logs and progress ([`TaskEvent`]).
 //! - [`task_error`]: why a task did not succeed ([`TaskError`]), with a stable
 //!   code that says whether it may be retried ([`TaskErrorCode`]).
@@ -51,6 +52,7 @@ pub mod event;
 pub mod manifest;
 #[cfg(feature = "document")]
 pub mod placeholder;
+pub mod private_fs;
 #[cfg(feature = "document")]
 pub mod strict_json;
 pub mod task_error;

@@ -550,7 +550,7 @@ async fn refuse_unserved(
     for unit in units {
         if workers
             .iter()
-            .any(|worker| worker.capabilities.supports(unit.task_type))
+            .any(|worker| worker.serves(unit.task_type))
         {
             continue;
         }

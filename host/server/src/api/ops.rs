@@ -67,7 +67,7 @@ pub(super) async fn metrics(
                         .inc();
                 }
             }
-            for task_type in &worker.capabilities.supported_task_types {
+            for task_type in worker.served.types.keys() {
                 metrics
                     .workers_by_task_type
                     .get_or_create(&TypeLabel {

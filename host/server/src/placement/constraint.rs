@@ -94,7 +94,7 @@ impl Constraint {
         let request = ask.hardware;
         match self {
             Self::TaskType => {
-                if !worker.capabilities.supports(ask.task_type) {
+                if !worker.serves(ask.task_type) {
                     return refuse(format!(
                         "{} does not advertise task type {:?}",
                         worker.name, ask.task_type

@@ -266,7 +266,21 @@ mod tests {
             heartbeat_at: 0,
             token_id: None,
             pool_tenant: None,
-            served: Default::default(),
+            served: flowmesh_types::api::ServedTypes {
+                types: types
+                    .iter()
+                    .map(|task_type| {
+                        let plugin = flowmesh_types::api::PluginRef {
+                            name: task_type.to_string(),
+                            version: "1.0.0".into(),
+                            digest: format!("sha256:{task_type}"),
+                            local: false,
+                        };
+                        (task_type.to_string(), plugin)
+                    })
+                    .collect(),
+                refused: Vec::new(),
+            },
         }
     }
 

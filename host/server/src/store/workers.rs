@@ -86,6 +86,13 @@ pub struct HeartbeatOutcome {
 }
 
 impl WorkerRecord {
+    /// Whether tasks of `task_type` are routed to this worker: it runs the
+    /// installed plugin of that type (or, where allowed, a plugin of its own
+    /// for a type nobody installed). What it says it supports does not count.
+    pub fn serves(&self, task_type: &str) -> bool {
+        self.served.types.contains_key(task_type)
+    }
+
     fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
         Ok(Self {
             id: get_str(row, "id")?,
@@ -152,7 +159,7 @@ impl Store {
             .bind(worker.id)
             .bind(&registration.name)
             .bind(encode_json(&registration.capabilities))
-            .bind(encode_json(&registration.capabilities.supported_task_types))
+            .bind(routed_types(worker.served))
             .bind(hardware.json)
             .bind(encode_json(&registration.labels))
             .bind(i64::from(registration.slots))
@@ -206,7 +213,7 @@ impl Store {
             sqlx::query(sql::UPDATE_WORKER_CAPABILITIES)
                 .bind(worker_id)
                 .bind(encode_json(capabilities))
-                .bind(encode_json(&capabilities.supported_task_types))
+                .bind(routed_types(served))
                 .bind(encode_json(served))
                 .execute(&mut *tx)
                 .await?;
@@ -327,7 +334,7 @@ impl Store {
             written += sqlx::query(sql::REROUTE_WORKER)
                 .bind(&worker.id)
                 .bind(encode_json(&capabilities))
-                .bind(encode_json(&capabilities.supported_task_types))
+                .bind(routed_types(served))
                 .bind(encode_json(served))
                 .bind(encode_json(&worker.capabilities))
                 .execute(&mut *tx)
@@ -415,4 +422,10 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The task types a claim routes to a worker: those it is `served`, never
+/// the ones it says it supports.
+fn routed_types(served: &ServedTypes) -> String {
+    encode_json(&served.types.keys().collect::<Vec<_>>())
 }
