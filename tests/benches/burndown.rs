@@ -34,6 +34,9 @@ const SUBMITTERS: usize = 16;
 
 struct Options {
     backends: Vec<Db>,
+    /// The phases to run (`drain`, `live`, `fair`, `flows`); all when none
+    /// is named.
+    phases: Vec<String>,
     tasks: usize,
     slots: u32,
     workflows: usize,
@@ -41,6 +44,7 @@ struct Options {
 
 fn options() -> Options {
     let mut backends = Vec::new();
+    let mut phases = Vec::new();
     let mut tasks = 20_000;
     let mut slots = 16;
     let mut workflows = 500;
@@ -49,6 +53,7 @@ fn options() -> Options {
         match arg.as_str() {
             "sqlite" => backends.push(Db::Sqlite),
             "postgres" => backends.push(Db::Postgres),
+            "drain" | "live" | "fair" | "flows" => phases.push(arg),
             "--tasks" => tasks = args.next().and_then(|n| n.parse().ok()).unwrap_or(tasks),
             "--slots" => slots = args.next().and_then(|n| n.parse().ok()).unwrap_or(slots),
             "--workflows" => {
@@ -65,9 +70,16 @@ fn options() -> Options {
     }
     Options {
         backends,
+        phases,
         tasks,
         slots,
         workflows,
+    }
+}
+
+impl Options {
+    fn runs(&self, phase: &str) -> bool {
+        self.phases.is_empty() || self.phases.iter().any(|name| name == phase)
     }
 }
 
@@ -271,58 +283,62 @@ async fn run(db: Db, options: &Options) {
     };
 
     // Drain: a full queue, then one worker.
-    let server = start(db).await;
-    let api = server.admin();
-    let submit = submit_all(&api, options.tasks).await;
-    let started = Instant::now();
-    let worker = server.echo_worker("bench", options.slots).await;
-    wait_done(server.server.store(), options.tasks).await;
-    let drain = started.elapsed();
-    drop(worker);
-    println!(
-        "{name:<9} drain  {} tasks, {} slots: submit {:>6.0}/s, drain {:>6.0} tasks/s ({:.2}s)",
-        options.tasks,
-        options.slots,
-        options.tasks as f64 / submit.as_secs_f64(),
-        options.tasks as f64 / drain.as_secs_f64(),
-        drain.as_secs_f64()
-    );
-    server.server.shutdown().await;
+    let mut alone = None;
+    if options.runs("drain") {
+        let server = start(db).await;
+        let api = server.admin();
+        let submit = submit_all(&api, options.tasks).await;
+        let started = Instant::now();
+        let worker = server.echo_worker("bench", options.slots).await;
+        wait_done(server.server.store(), options.tasks).await;
+        let drain = started.elapsed();
+        drop(worker);
+        println!(
+            "{name:<9} drain  {} tasks, {} slots: submit {:>6.0}/s, drain {:>6.0} tasks/s ({:.2}s)",
+            options.tasks,
+            options.slots,
+            options.tasks as f64 / submit.as_secs_f64(),
+            options.tasks as f64 / drain.as_secs_f64(),
+            drain.as_secs_f64()
+        );
+        server.server.shutdown().await;
+        alone = Some(options.tasks as f64 / drain.as_secs_f64());
+    }
 
     // Live: the worker runs while clients submit.
-    let server = start(db).await;
-    let api = server.admin();
-    let _worker = server.echo_worker("bench", options.slots).await;
-    let started = Instant::now();
-    let submit = submit_all(&api, options.tasks).await;
-    wait_done(server.server.store(), options.tasks).await;
-    let total = started.elapsed();
-    let waits = latencies(&server.db.url).await;
-    println!(
-        "{name:<9} live   {} tasks, {} slots: submit {:>6.0}/s, burn-down {:>6.0} tasks/s ({:.2}s), submit->start p50 {} ms, p99 {} ms",
-        options.tasks,
-        options.slots,
-        options.tasks as f64 / submit.as_secs_f64(),
-        options.tasks as f64 / total.as_secs_f64(),
-        total.as_secs_f64(),
-        percentile(&waits, 0.50),
-        percentile(&waits, 0.99),
-    );
-    server.server.shutdown().await;
+    if options.runs("live") {
+        let server = start(db).await;
+        let api = server.admin();
+        let _worker = server.echo_worker("bench", options.slots).await;
+        let started = Instant::now();
+        let submit = submit_all(&api, options.tasks).await;
+        wait_done(server.server.store(), options.tasks).await;
+        let total = started.elapsed();
+        let waits = latencies(&server.db.url).await;
+        println!(
+            "{name:<9} live   {} tasks, {} slots: submit {:>6.0}/s, burn-down {:>6.0} tasks/s ({:.2}s), submit->start p50 {} ms, p99 {} ms",
+            options.tasks,
+            options.slots,
+            options.tasks as f64 / submit.as_secs_f64(),
+            options.tasks as f64 / total.as_secs_f64(),
+            total.as_secs_f64(),
+            percentile(&waits, 0.50),
+            percentile(&waits, 0.99),
+        );
+        server.server.shutdown().await;
+    }
 
-    fairness(
-        db,
-        name,
-        options,
-        options.tasks as f64 / drain.as_secs_f64(),
-    )
-    .await;
-    workflows(db, name, options).await;
+    if options.runs("fair") {
+        fairness(db, name, options, alone).await;
+    }
+    if options.runs("flows") {
+        workflows(db, name, options).await;
+    }
 }
 
 /// Tenant B's tasks against tenant A's backlog; `alone` is the one-tenant
-/// drain's tasks/s.
-async fn fairness(db: Db, name: &str, options: &Options, alone: f64) {
+/// drain's tasks/s, when that phase ran.
+async fn fairness(db: Db, name: &str, options: &Options, alone: Option<f64>) {
     const B_TASKS: usize = 200;
     let server = start(db).await;
     let a = server.user("a").await;
@@ -363,14 +379,17 @@ async fn fairness(db: Db, name: &str, options: &Options, alone: f64) {
     let drained = a_before_b_done.first().copied().unwrap_or(0) as f64 / options.tasks as f64;
     let rate = (options.tasks + B_TASKS) as f64 / total.as_secs_f64();
     println!(
-        "{name:<9} fair   A {} backlog + B {B_TASKS}, {} slots: B submit->start p50 {} ms, p99 {} ms; A {:.1} % started when B's last did; {:>6.0} tasks/s ({:+.1} % against one tenant's drain)",
+        "{name:<9} fair   A {} backlog + B {B_TASKS}, {} slots: B submit->start p50 {} ms, p99 {} ms; A {:.1} % started when B's last did; {:>6.0} tasks/s{}",
         options.tasks,
         options.slots,
         percentile(&waits, 0.50),
         percentile(&waits, 0.99),
         drained * 100.0,
         rate,
-        (rate / alone - 1.0) * 100.0,
+        alone.map_or_else(String::new, |alone| format!(
+            " ({:+.1} % against one tenant's drain)",
+            (rate / alone - 1.0) * 100.0
+        )),
     );
     server.server.shutdown().await;
 }

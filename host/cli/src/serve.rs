@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use flowmesh_server::store::Durability;
 use flowmesh_server::{Server, ServerConfig, Tls};
 
 /// `flowmesh server` options.
@@ -18,6 +19,9 @@ pub struct ServerArgs {
     /// Database: sqlite://PATH or postgres://USER:PASS@HOST/DB. Default: SQLite in the data directory.
     #[arg(long, env = "FLOWMESH_DATABASE_URL")]
     database_url: Option<String>,
+    /// How hard a SQLite commit is: normal survives the server being killed; full also survives power loss, at a cost per commit [default: normal].
+    #[arg(long, value_enum)]
+    sqlite_synchronous: Option<Synchronous>,
     /// How often workers heartbeat [default: 5s].
     #[arg(long, value_parser = humantime::parse_duration)]
     heartbeat_interval: Option<Duration>,
@@ -56,6 +60,15 @@ pub struct ServerArgs {
     max_streams: Option<usize>,
     #[command(flatten)]
     tls: TlsArgs,
+}
+
+/// `--sqlite-synchronous`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Synchronous {
+    /// WAL with synchronous=NORMAL.
+    Normal,
+    /// synchronous=FULL: every commit waits for the disk.
+    Full,
 }
 
 /// How `flowmesh server` and `flowmesh up` speak TLS.
@@ -113,6 +126,12 @@ pub(crate) fn read_tenants(
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let mut config = ServerConfig::new(args.data_dir.unwrap_or_else(crate::default_data_dir));
     config.database_url = args.database_url;
+    if let Some(synchronous) = args.sqlite_synchronous {
+        config.durability = match synchronous {
+            Synchronous::Normal => Durability::Normal,
+            Synchronous::Full => Durability::Full,
+        };
+    }
     config.install = args.plugins;
     // Only what was given overrides ServerConfig's defaults.
     if let Some(bind) = args.bind {

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::store::{STRIDE, TenantRules};
+use crate::store::{Durability, STRIDE, TenantRules};
 
 /// How a server runs. [`ServerConfig::new`] gives the defaults.
 #[derive(Debug, Clone)]
@@ -16,6 +16,10 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// `sqlite://…` or `postgres://…`; default the SQLite file in `data_dir`.
     pub database_url: Option<String>,
+    /// How hard a SQLite commit is: [`Durability::Normal`] (survives the
+    /// server being killed; the default) or [`Durability::Full`] (survives
+    /// power loss, at a cost the burn-down benchmark shows).
+    pub durability: Durability,
     /// How often workers heartbeat. Default 5 s.
     pub heartbeat_interval: Duration,
     /// How long a lease (and a worker) lives without a heartbeat. Default 30 s.
@@ -205,6 +209,7 @@ impl ServerConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 7380)),
             data_dir: data_dir.into(),
             database_url: None,
+            durability: Durability::Normal,
             heartbeat_interval: Duration::from_secs(5),
             lease_ttl: Duration::from_secs(30),
             no_worker_grace: Duration::from_secs(300),

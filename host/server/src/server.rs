@@ -85,7 +85,7 @@ impl Server {
             .database_url
             .clone()
             .unwrap_or_else(|| Store::sqlite_url(&config.data_dir));
-        let store = Store::open(&url)
+        let store = Store::open_with(&url, config.durability)
             .await
             .with_context(|| format!("opening the task store at {}", redact(&url)))?;
         let mut runtime = RuntimeConfig::new(

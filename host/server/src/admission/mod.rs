@@ -548,10 +548,7 @@ async fn refuse_unserved(
     let mut details = Vec::new();
     let mut reasons: Vec<String> = Vec::new();
     for unit in units {
-        if workers
-            .iter()
-            .any(|worker| worker.serves(unit.task_type))
-        {
+        if workers.iter().any(|worker| worker.serves(unit.task_type)) {
             continue;
         }
         let provider = state.validator.provider(unit.task_type);

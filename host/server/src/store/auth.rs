@@ -96,6 +96,7 @@ impl Store {
         rand::rng().fill_bytes(&mut bytes);
         let secret = format!("fm_{}", hex::encode(bytes));
         let id = uuid::Uuid::now_v7().to_string();
+        let (_gate, mut tx) = self.write().await?;
         sqlx::query(sql::INSERT_TOKEN)
             .bind(&id)
             .bind(token_hash(&secret))
@@ -105,8 +106,9 @@ impl Store {
             .bind(now)
             .bind(i64::from(token.shared))
             .bind(token.expires_at)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(TokenRecord {
             principal: Principal {
                 token_id: id,
@@ -125,7 +127,7 @@ impl Store {
         let row = sqlx::query(sql::TOKEN_BY_HASH)
             .bind(hash)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(Principal {
@@ -139,7 +141,9 @@ impl Store {
 
     /// Every token, oldest first, without secrets.
     pub async fn tokens(&self) -> Result<Vec<TokenView>, StoreError> {
-        let rows = sqlx::query(sql::LIST_TOKENS).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sql::LIST_TOKENS)
+            .fetch_all(&self.reader)
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok(TokenView {
@@ -191,7 +195,7 @@ impl Store {
     /// How many admin tokens exist (none on a fresh database).
     pub async fn admin_token_count(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(sql::COUNT_ADMIN_TOKENS)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reader)
             .await?)
     }
 }

@@ -153,7 +153,7 @@ impl Store {
             .bind(id)
             .bind(after_seq)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         rows.iter()
             .map(|row| {

@@ -93,7 +93,7 @@ impl super::Store {
         &self,
     ) -> Result<std::collections::HashMap<String, u64>, StoreError> {
         let rows = sqlx::query(sql::RUNNING_BY_TENANT)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         rows.iter()
             .map(|row| Ok((get_str(row, "tenant")?, get_i64(row, "n")?.max(0) as u64)))

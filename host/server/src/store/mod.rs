@@ -5,9 +5,19 @@
 //!
 //! - **SQLite** (the default): one file in the data directory, WAL journal,
 //!   `synchronous=NORMAL` (a committed transaction survives the process being
-//!   killed), write transactions begun `IMMEDIATE` so concurrent writers queue
-//!   on the busy timeout instead of failing on lock upgrade.
-//! - **PostgreSQL** (`postgres://…`), to scale out.
+//!   killed; [`Durability::Full`] also survives power loss). SQLite admits one
+//!   writer at a time, so every write goes through one connection, in turn
+//!   ([`Store::write`]): its page cache stays valid between transactions
+//!   (no other connection changes the file under it), and writers never
+//!   sleep in SQLite's busy handler. Reads go to a pool of their own, which
+//!   WAL lets run beside the writer; those connections are `query_only`.
+//! - **PostgreSQL** (`postgres://…`), to scale out: one pool for both.
+//!
+//! SQLite is built with `SQLITE_ENABLE_QPSG` (`.cargo/config.toml`): the
+//! query planner's stability guarantee. Without it SQLite re-prepares a
+//! cached statement whenever a bound value it looked at while planning (a
+//! `LIMIT`, a term matched against a partial index) changes, which made
+//! preparing statements most of the store's work.
 //!
 //! SQL lives in three places: portable statements in [`sql`], and what differs
 //! — the claim above all — in one [`Dialect`] per backend ([`sqlite`],
@@ -156,10 +166,39 @@ pub(crate) struct Dialect {
     list_tasks: &'static str,
 }
 
+/// How hard a commit is on SQLite (PostgreSQL's is its own setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=NORMAL` with WAL: a committed transaction survives the
+    /// server being killed; the last ones may be lost if the machine loses
+    /// power.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit waits for the disk, and survives
+    /// power loss.
+    Full,
+}
+
+impl Durability {
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Normal => "NORMAL",
+            Self::Full => "FULL",
+        }
+    }
+}
+
+/// Readers of a SQLite store.
+const SQLITE_READERS: u32 = 4;
+
 /// The store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pool: AnyPool,
+    /// Write transactions (one connection on SQLite).
+    writer: AnyPool,
+    /// Reads outside a transaction (the same pool as `writer` on
+    /// PostgreSQL).
+    reader: AnyPool,
     backend: Backend,
     dialect: &'static Dialect,
     /// SQLite admits one writer at a time; queueing writers here, in order,
@@ -174,6 +213,11 @@ impl Store {
     /// Opens `url` (`sqlite://PATH` or `postgres://…`), creating a SQLite file
     /// if needed, and migrates the schema.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, Durability::default()).await
+    }
+
+    /// [`Store::open`] with SQLite commits as hard as `durability`.
+    pub async fn open_with(url: &str, durability: Durability) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let (backend, dialect, url): (_, &'static Dialect, Cow<'_, str>) =
             if let Some(path) = url.strip_prefix("sqlite://") {
@@ -190,34 +234,25 @@ impl Store {
                 return Err(StoreError::UnsupportedUrl(url.to_string()));
             };
         let options: AnyConnectOptions = url.parse()?;
-        let pool = match backend {
+        let (writer, reader) = match backend {
             Backend::Sqlite => {
-                AnyPoolOptions::new()
-                    .max_connections(8)
-                    .after_connect(|connection, _| {
-                        Box::pin(async move {
-                            connection
-                                .execute(
-                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
-                                )
-                                .await?;
-                            Ok(())
-                        })
-                    })
-                    .connect_with(options)
-                    .await?
+                let writer = sqlite_pool(&options, 1, durability, false).await?;
+                let reader = sqlite_pool(&options, SQLITE_READERS, durability, true).await?;
+                (writer, reader)
             }
             Backend::Postgres => {
-                AnyPoolOptions::new()
+                let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
+                    .test_before_acquire(false)
                     .connect_with(options)
-                    .await?
+                    .await?;
+                (pool.clone(), pool)
             }
         };
         let store = Self {
-            pool,
+            writer,
+            reader,
             backend,
             dialect,
             write_gate: (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
@@ -238,12 +273,13 @@ impl Store {
 
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.reader.close().await;
+        self.writer.close().await;
     }
 
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
     }
 
@@ -282,7 +318,7 @@ impl Store {
                 })
                 .collect(),
         );
-        migrator.run(&self.pool).await?;
+        migrator.run(&self.writer).await?;
         Ok(())
     }
 
@@ -292,8 +328,42 @@ impl Store {
             Some(gate) => Some(gate.clone().lock_owned().await),
             None => None,
         };
-        Ok((gate, self.pool.begin_with(self.dialect.begin_write).await?))
+        Ok((
+            gate,
+            self.writer.begin_with(self.dialect.begin_write).await?,
+        ))
     }
+}
+
+/// A pool of `connections` to a SQLite file: WAL, commits as hard as
+/// `durability`, a page cache of 64 MiB and the file memory-mapped (reads
+/// without a system call per page); `readonly` connections refuse writes.
+async fn sqlite_pool(
+    options: &AnyConnectOptions,
+    connections: u32,
+    durability: Durability,
+    readonly: bool,
+) -> Result<AnyPool, StoreError> {
+    let setup: Arc<str> = format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA busy_timeout = 10000; \
+         PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536; PRAGMA mmap_size = 268435456; \
+         PRAGMA temp_store = MEMORY; PRAGMA query_only = {};",
+        durability.pragma(),
+        if readonly { "ON" } else { "OFF" }
+    )
+    .into();
+    Ok(AnyPoolOptions::new()
+        .max_connections(connections)
+        .test_before_acquire(false)
+        .after_connect(move |connection, _| {
+            let setup = setup.clone();
+            Box::pin(async move {
+                connection.execute(AssertSqlSafe(setup.to_string())).await?;
+                Ok(())
+            })
+        })
+        .connect_with(options.clone())
+        .await?)
 }
 
 /// Creates the SQLite file readable by its owner only, or narrows an

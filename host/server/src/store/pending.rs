@@ -46,7 +46,7 @@ impl Store {
     pub async fn pending_shapes(&self, now: i64) -> Result<Vec<PendingShape>, StoreError> {
         let rows = sqlx::query(sql::PENDING_SHAPES)
             .bind(now)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         rows.iter()
             .map(|row| {

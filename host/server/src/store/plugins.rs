@@ -31,6 +31,7 @@ impl Store {
         record: &PluginRecord,
         component: &[u8],
     ) -> Result<(), StoreError> {
+        let (_gate, mut tx) = self.write().await?;
         sqlx::query(sql::UPSERT_PLUGIN)
             .bind(&record.name)
             .bind(&record.version)
@@ -39,14 +40,17 @@ impl Store {
             .bind(encode_json(&record.imports))
             .bind(component.to_vec())
             .bind(record.installed_at)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// Installed plugins, by name.
     pub async fn plugins(&self) -> Result<Vec<PluginRecord>, StoreError> {
-        let rows = sqlx::query(sql::LIST_PLUGINS).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sql::LIST_PLUGINS)
+            .fetch_all(&self.reader)
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok(PluginRecord {
@@ -66,7 +70,7 @@ impl Store {
     pub async fn plugin_component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let row = sqlx::query(sql::PLUGIN_COMPONENT)
             .bind(digest)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?;
         Ok(match row {
             Some(row) => Some(row.try_get::<Vec<u8>, _>("component")?),
@@ -76,11 +80,13 @@ impl Store {
 
     /// Removes a plugin; whether it was installed.
     pub async fn delete_plugin(&self, name: &str) -> Result<bool, StoreError> {
-        Ok(sqlx::query(sql::DELETE_PLUGIN)
+        let (_gate, mut tx) = self.write().await?;
+        let deleted = sqlx::query(sql::DELETE_PLUGIN)
             .bind(name)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
-            .rows_affected()
-            > 0)
+            .rows_affected();
+        tx.commit().await?;
+        Ok(deleted > 0)
     }
 }

@@ -100,7 +100,7 @@ impl Store {
     ) -> Result<Option<TaskRecord>, StoreError> {
         let row = sqlx::query(sql::TASK_BY_ID)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?;
         let Some(row) = row else { return Ok(None) };
         let record = TaskRecord::from_row(&row)?;
@@ -113,7 +113,7 @@ impl Store {
     pub async fn attempts(&self, id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
         let rows = sqlx::query(sql::ATTEMPTS_OF_TASK)
             .bind(id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         rows.iter()
             .map(|row| {
@@ -148,7 +148,7 @@ impl Store {
             .bind(label_value)
             .bind(filter.before_seq.unwrap_or(i64::MAX))
             .bind(i64::from(filter.limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         rows.iter().map(TaskRecord::from_row).collect()
     }
@@ -182,14 +182,16 @@ impl Store {
     pub async fn pending_count(&self, tenant: &str) -> Result<u64, StoreError> {
         let count: i64 = sqlx::query_scalar(sql::PENDING_OF_TENANT)
             .bind(tenant)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reader)
             .await?;
         Ok(count.max(0) as u64)
     }
 
     /// Task counts by type and state.
     pub async fn queue_depth(&self) -> Result<Vec<(String, TaskState, i64)>, StoreError> {
-        let rows = sqlx::query(sql::QUEUE_DEPTH).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sql::QUEUE_DEPTH)
+            .fetch_all(&self.reader)
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok((

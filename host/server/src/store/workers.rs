@@ -278,7 +278,7 @@ impl Store {
         Ok(sqlx::query(sql::WORKER_OF_TOKEN)
             .bind(worker_id)
             .bind(token_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?
             .is_some())
     }
@@ -358,13 +358,17 @@ impl Store {
 
     /// All registrations (live first within a name: newest first).
     pub async fn workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
-        let rows = sqlx::query(sql::LIST_WORKERS).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sql::LIST_WORKERS)
+            .fetch_all(&self.reader)
+            .await?;
         rows.iter().map(WorkerRecord::from_row).collect()
     }
 
     /// Live registrations.
     pub async fn live_workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
-        let rows = sqlx::query(sql::LIVE_WORKERS).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sql::LIVE_WORKERS)
+            .fetch_all(&self.reader)
+            .await?;
         rows.iter().map(WorkerRecord::from_row).collect()
     }
 
@@ -372,7 +376,7 @@ impl Store {
     pub async fn worker(&self, id: &str) -> Result<Option<WorkerRecord>, StoreError> {
         let row = sqlx::query(sql::WORKER_BY_ID)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?;
         row.as_ref().map(WorkerRecord::from_row).transpose()
     }
@@ -381,7 +385,7 @@ impl Store {
     pub async fn worker_named(&self, name: &str) -> Result<Option<WorkerRecord>, StoreError> {
         let row = sqlx::query(sql::NEWEST_WORKER_NAMED)
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?;
         row.as_ref().map(WorkerRecord::from_row).transpose()
     }
@@ -389,7 +393,7 @@ impl Store {
     /// What each worker is running, by registration id.
     pub async fn usage(&self) -> Result<HashMap<String, Usage>, StoreError> {
         let rows = sqlx::query(sql::RUNNING_BY_WORKER)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         rows.iter()
             .map(|row| {

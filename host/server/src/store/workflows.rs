@@ -137,7 +137,7 @@ impl Store {
     ) -> Result<Option<WorkflowRecord>, StoreError> {
         let row = sqlx::query(sql::WORKFLOW_BY_ID)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?;
         let Some(row) = row else { return Ok(None) };
         let record = WorkflowRecord::from_row(&row)?;
@@ -150,7 +150,7 @@ impl Store {
     pub async fn workflow_stages(&self, id: &str) -> Result<Vec<TaskRecord>, StoreError> {
         let rows = sqlx::query(sql::STAGES_OF_WORKFLOW)
             .bind(id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         rows.iter().map(TaskRecord::from_row).collect()
     }
@@ -167,7 +167,7 @@ impl Store {
             .bind(filter.state.map(|state| state.as_str()))
             .bind(filter.before_seq.unwrap_or(i64::MAX))
             .bind(i64::from(filter.limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         let records = rows
             .iter()
@@ -184,7 +184,7 @@ impl Store {
             .bind(tenant)
             .bind(low)
             .bind(high)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?
         {
             counts
@@ -212,7 +212,7 @@ impl Store {
         let rows = sqlx::query(sql::UNSETTLED_WORKFLOWS)
             .bind(i64::from(limit))
             .bind(after_seq)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         rows.iter()
             .map(|row| {
