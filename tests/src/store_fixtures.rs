@@ -100,6 +100,7 @@ pub async fn register_served(
             .map(|(key, value)| (key.to_string(), value.to_string()))
             .collect::<BTreeMap<_, _>>(),
         slots: worker.slots,
+        read_ahead: 0,
         version: "test".into(),
     };
     store

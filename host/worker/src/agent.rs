@@ -4,40 +4,41 @@
 //! [`Worker::start`] registers (see [`crate::registration`]) and then
 //! starts these, all sharing one [`Shared`](crate::shared::Shared) state:
 //!
-//! - **the claim loop** ([`crate::claim_loop`]): while a slot is free, a
-//!   long-poll claim for as many tasks as there are free slots; each claimed
-//!   task starts at once.
-//! - **the heartbeat loop** ([`crate::heartbeat`]): every interval, the
-//!   leases of the running tasks; the answer says which to cancel (the user
-//!   asked) and which are lost (the lease expired or the task was released).
-//! - **the outbox** ([`crate::outbox`]): logs, progress and outcomes, sent in
-//!   batches; a task's events always go before its completion. Outcomes are
-//!   retried until the server takes them, so a server restart loses none.
+//! - **the exchange loop** ([`crate::exchange`]): one round trip at a time
+//!   that delivers what waits in the outbox ([`crate::outbox`]: logs,
+//!   progress and outcomes, a task's events always before its completion,
+//!   retried until the server takes them, so a server restart loses none)
+//!   and claims tasks for the free slots and a small read-ahead; with
+//!   nothing to deliver, a long poll.
+//! - **the heartbeat loop** ([`crate::heartbeat`]): every interval, every
+//!   lease the worker holds (running, claimed ahead, or finished and not yet
+//!   answered); the answer says which to cancel (the user asked) and which
+//!   are lost (the lease expired or the task was released).
 //! - **plugin sync** ([`crate::plugin_sync`]): loads the plugins the server
 //!   installs and drops the ones it removes.
 //! - **probing** ([`crate::probing`]), only when probes are configured:
 //!   probes the host's capabilities again every probe interval.
-//! - **one task per running attempt** ([`crate::attempt`]), started by the
-//!   claim loop.
+//! - **one task per running attempt** ([`crate::attempt`]), started when
+//!   it is claimed or, claimed ahead, when a slot frees.
 //!
 //! A call answered `unknown_worker` (the registration expired, or the server
 //! lost it) makes the worker register again; the attempts it was running
 //! under the old registration are stopped, since the server released them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flowmesh_runtime::Runtime;
 use flowmesh_types::WorkerCapabilities;
 use flowmesh_types::api::Deregistration;
-use tokio::sync::{Notify, RwLock, mpsc, watch};
+use tokio::sync::{Notify, RwLock, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::claim_loop::claim_loop;
 use crate::client::{CallError, Client};
+use crate::exchange::exchange_loop;
 use crate::heartbeat::heartbeat_loop;
-use crate::outbox::outbox_loop;
+use crate::outbox::Outbox;
 use crate::plugin_sync::PluginSync;
 use crate::probing::{probe_all, probe_loop};
 use crate::shared::{Shared, spawn};
@@ -47,7 +48,9 @@ pub use crate::config::WorkerConfig;
 /// A running worker.
 pub struct Worker {
     shared: Arc<Shared>,
-    outbox_done: tokio::task::JoinHandle<()>,
+    /// The exchange loop: it ends, when the worker stops, once the last
+    /// outcome is delivered.
+    exchange_done: tokio::task::JoinHandle<()>,
     /// Plugin sync passes done.
     synced: watch::Receiver<u64>,
 }
@@ -58,18 +61,18 @@ impl Worker {
     pub async fn start(config: WorkerConfig, runtime: Arc<Runtime>) -> Result<Self, CallError> {
         let client = Client::new(&config.server, &config.token, config.ca_cert.as_deref())?;
         probe_all(&runtime, &config.probes).await;
-        let (outbox, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             config,
             client,
             runtime,
             registration: Arc::new(RwLock::new(None)),
             running: Mutex::new(HashMap::new()),
+            ready: Mutex::new(VecDeque::new()),
             slot_freed: Notify::new(),
             beat_now: Arc::new(Notify::new()),
             catalog: watch::Sender::new(None),
             advertised: Mutex::new(None),
-            outbox,
+            outbox: Outbox::default(),
             stopping: CancellationToken::new(),
             killed: CancellationToken::new(),
         });
@@ -94,22 +97,20 @@ impl Worker {
                 ),
             );
         }
-        spawn(&shared, claim_loop(shared.clone()));
         spawn(&shared, heartbeat_loop(shared.clone()));
-        let outbox_done = tokio::spawn({
-            let client = shared.client.clone();
-            let registration = shared.registration.clone();
+        let exchange_done = tokio::spawn({
+            let shared = shared.clone();
             let killed = shared.killed.clone();
             async move {
                 tokio::select! {
                     _ = killed.cancelled() => {}
-                    _ = outbox_loop(client, registration, receiver) => {}
+                    _ = exchange_loop(shared) => {}
                 }
             }
         });
         Ok(Self {
             shared,
-            outbox_done,
+            exchange_done,
             synced,
         })
     }
@@ -133,8 +134,9 @@ impl Worker {
 
     /// Stops cleanly: no new claims; running attempts are interrupted and
     /// handed back (`released`: they go back to pending, and the attempt
-    /// does not count against `maxAttempts`); the outbox is flushed, waiting
-    /// at most `grace`; then the registration is ended
+    /// does not count against `maxAttempts`), and so are the tasks claimed
+    /// ahead; the outbox is flushed, waiting at most `grace`; then the
+    /// registration is ended
     /// (`POST /worker/deregister`), so the worker stops showing as live at
     /// once.
     pub async fn shutdown(self, grace: Duration) {
@@ -142,22 +144,23 @@ impl Worker {
         for running in self.shared.lock_running().values() {
             running.cancel.cancel();
         }
-        let deadline = tokio::time::Instant::now() + grace;
-        while !self.shared.lock_running().is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let ahead: Vec<_> = self.shared.lock_ready().drain(..).collect();
+        for task in &ahead {
+            self.shared.hand_back(task);
         }
-        // The outbox ends once every sender is gone: the shared state's, which
-        // leaves with the loops.
+        let deadline = tokio::time::Instant::now() + grace;
         let Self {
             shared,
-            outbox_done,
+            exchange_done,
             ..
         } = self;
         let killed = shared.killed.clone();
         let client = shared.client.clone();
         let registration = shared.registration.clone();
         drop(shared);
-        if tokio::time::timeout_at(deadline, outbox_done)
+        // The exchange loop ends once the attempts have ended and their
+        // outcomes are in.
+        if tokio::time::timeout_at(deadline, exchange_done)
             .await
             .is_err()
         {
@@ -192,6 +195,6 @@ impl Worker {
     pub fn kill(self) {
         self.shared.killed.cancel();
         self.shared.stopping.cancel();
-        self.outbox_done.abort();
+        self.exchange_done.abort();
     }
 }

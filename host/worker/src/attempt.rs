@@ -1,8 +1,10 @@
-//! One attempt of a claimed task: [`Shared::start_task`] spawns it in a task
-//! of its own, holding a slot until it ends; it runs the task in the executor
-//! runtime with the task's limits and GPUs, streams the task's events to the
-//! outbox, and hands the outbox the [`Completion`] unless the lease was
-//! lost.
+//! Claimed tasks and their attempts. [`Shared::accept`] starts each claimed
+//! task while a slot is free and keeps the rest (claimed ahead) until one
+//! frees. An attempt runs in a task of its own, holding a slot until it
+//! ends; it runs the task in the executor runtime with the task's limits and
+//! GPUs, streams the task's events to the outbox, hands the outbox the
+//! [`Completion`] unless the lease was lost, and starts the next task
+//! claimed ahead in its slot, with no round trip to the server.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,10 +15,51 @@ use flowmesh_types::api::{ClaimedTask, Completion, Lease, PluginRef};
 use flowmesh_types::{TaskError, TaskErrorCode, TaskEvent};
 use tokio_util::sync::CancellationToken;
 
-use crate::shared::{Outgoing, Running, Shared, spawn};
+use crate::shared::{Running, Shared, spawn};
 
 impl Shared {
-    pub(crate) fn start_task(self: &Arc<Self>, task: ClaimedTask) {
+    /// Takes tasks the server leased to this worker: each starts now if a
+    /// slot is free, or waits for one. While the worker stops, they go back.
+    pub(crate) fn accept(self: &Arc<Self>, tasks: Vec<ClaimedTask>) {
+        for task in tasks {
+            tracing::debug!(
+                task = task.id,
+                task_type = task.task_type,
+                attempt = task.attempt,
+                "claimed"
+            );
+            if self.stopping.is_cancelled() {
+                self.hand_back(&task);
+            } else if (self.lock_running().len() as u32) < self.config.slots {
+                self.start_task(task);
+            } else {
+                self.lock_ready().push_back(task);
+            }
+        }
+    }
+
+    /// Gives a task claimed ahead back to the server without running it
+    /// (the worker is stopping): it goes back to pending at once, and the
+    /// attempt does not count.
+    pub(crate) fn hand_back(&self, task: &ClaimedTask) {
+        let completion = Completion {
+            task_id: task.id.clone(),
+            lease_token: task.lease_token.clone(),
+            plugin: None,
+            elapsed_ms: 0,
+            output: None,
+            error: Some(TaskError::new(
+                TaskErrorCode::Released,
+                format!(
+                    "worker {} shut down before the task started and handed it back",
+                    self.config.name
+                ),
+            )),
+        };
+        self.outbox.complete(completion, 0);
+    }
+
+    fn start_task(self: &Arc<Self>, task: ClaimedTask) {
         let running = Arc::new(Running {
             lease_token: task.lease_token.clone(),
             cancel: CancellationToken::new(),
@@ -29,16 +72,28 @@ impl Shared {
         }
         let shared = self.clone();
         spawn(self, async move {
-            let completion = shared.execute(&task, &running).await;
+            let (completion, output_bytes) = shared.execute(&task, &running).await;
             shared.lock_running().remove(&task.id);
             if !running.lost.load(Ordering::SeqCst) {
-                let _ = shared.outbox.send(Outgoing::Complete(completion));
+                shared.outbox.complete(completion, output_bytes);
+            }
+            if !shared.stopping.is_cancelled() {
+                let next = shared.lock_ready().pop_front();
+                if let Some(next) = next {
+                    shared.start_task(next);
+                }
             }
             shared.slot_freed.notify_one();
         });
     }
 
-    async fn execute(&self, task: &ClaimedTask, running: &Running) -> Completion {
+    /// Runs one attempt; its completion, and the size of its output as JSON
+    /// text.
+    async fn execute(
+        self: &Arc<Self>,
+        task: &ClaimedTask,
+        running: &Running,
+    ) -> (Completion, usize) {
         let mut limits = self.runtime_limits();
         if let Some(timeout) = task.timeout_ms {
             limits.timeout = Duration::from_millis(timeout);
@@ -58,7 +113,7 @@ impl Shared {
                     Some(lease)
                 }
                 Err(reason) => {
-                    return Completion {
+                    let completion = Completion {
                         task_id: task.id.clone(),
                         lease_token: running.lease_token.clone(),
                         plugin: None,
@@ -72,6 +127,7 @@ impl Shared {
                             ),
                         )),
                     };
+                    return (completion, 0);
                 }
             }
         } else {
@@ -81,10 +137,8 @@ impl Shared {
             task_id: task.id.clone(),
             lease_token: task.lease_token.clone(),
         };
-        let outbox = self.outbox.clone();
-        let sink = Arc::new(move |event: TaskEvent| {
-            let _ = outbox.send(Outgoing::Event(lease.clone(), event));
-        });
+        let shared = self.clone();
+        let sink = Arc::new(move |event: TaskEvent| shared.outbox.event(&lease, event));
         let run = self
             .runtime
             .execute(
@@ -99,9 +153,13 @@ impl Shared {
                 running.cancel.clone(),
             )
             .await;
-        let (output, mut error) = match run.outcome {
-            Ok(output) => (serde_json::from_str(output.get()).ok(), None),
-            Err(error) => (None, Some(error)),
+        let (output, output_bytes, mut error) = match run.outcome {
+            Ok(output) => (
+                serde_json::from_str(output.get()).ok(),
+                output.get().len(),
+                None,
+            ),
+            Err(error) => (None, 0, Some(error)),
         };
         if self.stopping.is_cancelled()
             && error
@@ -116,7 +174,7 @@ impl Shared {
                 ),
             ));
         }
-        Completion {
+        let completion = Completion {
             task_id: task.id.clone(),
             lease_token: running.lease_token.clone(),
             plugin: run.plugin.map(|plugin| PluginRef {
@@ -129,7 +187,8 @@ impl Shared {
             elapsed_ms: run.elapsed.as_millis() as u64,
             output,
             error,
-        }
+        };
+        (completion, output_bytes)
     }
 
     fn runtime_limits(&self) -> flowmesh_runtime::TaskLimits {

@@ -21,6 +21,10 @@ pub struct WorkerConfig {
     pub name: String,
     /// Tasks run at once.
     pub slots: u32,
+    /// Tasks claimed ahead beyond the slots, each to start as a slot frees
+    /// without a round trip to the server; `None` for a quarter of the
+    /// slots (at least 1). At most `slots`.
+    pub read_ahead: Option<u32>,
     /// Operator labels.
     pub labels: BTreeMap<String, String>,
     /// Detected hardware.
@@ -35,6 +39,13 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// The read-ahead in effect: see [`WorkerConfig::read_ahead`].
+    pub fn read_ahead(&self) -> u32 {
+        self.read_ahead
+            .unwrap_or_else(|| self.slots.div_ceil(4).max(1))
+            .min(self.slots)
+    }
+
     /// Defaults for `server` and `token`: the host's name, one slot per CPU,
     /// detected hardware.
     pub fn new(server: impl Into<String>, token: impl Into<String>) -> Self {
@@ -45,6 +56,7 @@ impl WorkerConfig {
             ca_cert: None,
             name: crate::hardware::host_name(),
             slots: (hardware.cpus as u32).max(1),
+            read_ahead: None,
             labels: BTreeMap::new(),
             hardware,
             claim_wait: Duration::from_secs(20),

@@ -1,5 +1,7 @@
 //! The heartbeat loop: every interval (or at once when what the worker can
-//! run changed), the leases of the running attempts, and what the worker
+//! run changed), every lease the worker holds — of the running attempts,
+//! of the tasks claimed ahead, and of the completions the server has not
+//! answered yet, which must not expire while they wait — and what the worker
 //! advertises where it differs from what the server was last told. The
 //! answer carries the plugin catalog and says which attempts to cancel (the
 //! user asked) and which are lost (the lease expired or the task was
@@ -31,7 +33,7 @@ pub(crate) async fn heartbeat_loop(shared: Arc<Shared>) {
         let Some(worker_id) = shared.worker_id().await else {
             continue;
         };
-        let leases: Vec<Lease> = shared
+        let mut leases: Vec<Lease> = shared
             .lock_running()
             .iter()
             .map(|(id, running)| Lease {
@@ -39,6 +41,11 @@ pub(crate) async fn heartbeat_loop(shared: Arc<Shared>) {
                 lease_token: running.lease_token.clone(),
             })
             .collect();
+        leases.extend(shared.lock_ready().iter().map(|task| Lease {
+            task_id: task.id.clone(),
+            lease_token: task.lease_token.clone(),
+        }));
+        leases.extend(shared.outbox.unanswered_leases());
         let now = shared.advertised_now();
         let before = shared
             .advertised
@@ -70,6 +77,7 @@ pub(crate) async fn heartbeat_loop(shared: Arc<Shared>) {
                         .unwrap_or_else(PoisonError::into_inner) = Some(now);
                 }
                 shared.catalog.send_replace(Some(answer.plugins));
+                shared.drop_ready(&answer.cancel, &answer.lost);
                 let running = shared.lock_running();
                 for id in &answer.cancel {
                     if let Some(task) = running.get(id) {
@@ -90,6 +98,47 @@ pub(crate) async fn heartbeat_loop(shared: Arc<Shared>) {
             }
             Err(error) if error.is_unknown_worker() => shared.reregister(&worker_id).await,
             Err(error) => tracing::warn!(%error, "heartbeat failed"),
+        }
+    }
+}
+
+impl Shared {
+    /// Removes from the tasks claimed ahead those the server cancelled
+    /// (completed as cancelled, without running) and those whose lease is
+    /// lost (dropped).
+    fn drop_ready(&self, cancel: &[String], lost: &[String]) {
+        let mut cancelled = Vec::new();
+        self.lock_ready().retain(|task| {
+            if lost.contains(&task.id) {
+                tracing::warn!(
+                    task = task.id,
+                    "lease lost before the task started; dropping it"
+                );
+                false
+            } else if cancel.contains(&task.id) {
+                cancelled.push(task.clone());
+                false
+            } else {
+                true
+            }
+        });
+        for task in cancelled {
+            tracing::info!(task = task.id, "cancel requested before the task started");
+            let completion = flowmesh_types::api::Completion {
+                task_id: task.id.clone(),
+                lease_token: task.lease_token.clone(),
+                plugin: None,
+                elapsed_ms: 0,
+                output: None,
+                error: Some(flowmesh_types::TaskError::new(
+                    flowmesh_types::TaskErrorCode::Cancelled,
+                    "cancelled before it started",
+                )),
+            };
+            self.outbox.complete(completion, 0);
+        }
+        if !cancel.is_empty() || !lost.is_empty() {
+            self.slot_freed.notify_one();
         }
     }
 }

@@ -12,9 +12,9 @@
 pub mod agent;
 mod attempt;
 mod backoff;
-mod claim_loop;
 pub mod client;
 mod config;
+mod exchange;
 pub mod hardware;
 mod heartbeat;
 mod outbox;

@@ -30,6 +30,7 @@ impl Shared {
             hardware: advertised.hardware,
             labels: advertised.labels,
             slots: self.config.slots,
+            read_ahead: self.config.read_ahead(),
             version: env!("CARGO_PKG_VERSION").to_string(),
         }
     }
@@ -95,6 +96,9 @@ impl Shared {
             running.lost.store(true, Ordering::SeqCst);
             running.cancel.cancel();
         }
+        // Their leases went with the registration.
+        self.lock_ready().clear();
+        self.outbox.clear();
         if let Err(error) = self.register().await {
             tracing::error!(%error, "registering again failed");
         }

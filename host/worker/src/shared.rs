@@ -1,31 +1,26 @@
 //! The state the worker's loops and attempts share: [`Shared`], with the
-//! attempts it is running ([`Running`]), what it last told the server about
-//! itself ([`Advertised`]), and what goes out through the outbox
-//! ([`Outgoing`]).
+//! attempts it is running ([`Running`]), the tasks it claimed ahead, what it
+//! last told the server about itself ([`Advertised`]), and the outbox of
+//! what goes to the server ([`Outbox`]).
 //!
 //! This module imports nothing from the loops: they build on it. The
 //! methods of [`Shared`] are spread over the modules that use them:
 //! registering in [`crate::registration`], starting and running an attempt
 //! in [`crate::attempt`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use flowmesh_runtime::Runtime;
-use flowmesh_types::api::{Completion, Hardware, Lease, PluginRef, Registered};
-use flowmesh_types::{TaskEvent, WorkerCapabilities};
-use tokio::sync::{Notify, RwLock, mpsc, watch};
+use flowmesh_types::WorkerCapabilities;
+use flowmesh_types::api::{ClaimedTask, Hardware, PluginRef, Registered};
+use tokio::sync::{Notify, RwLock, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::Client;
 use crate::config::WorkerConfig;
-
-/// What the outbox sends.
-pub(crate) enum Outgoing {
-    Event(Lease, TaskEvent),
-    Complete(Completion),
-}
+use crate::outbox::Outbox;
 
 /// What a worker tells the server about itself besides its leases.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +43,9 @@ pub(crate) struct Shared {
     pub(crate) runtime: Arc<Runtime>,
     pub(crate) registration: Arc<RwLock<Option<Registered>>>,
     pub(crate) running: Mutex<HashMap<String, Arc<Running>>>,
+    /// Tasks claimed ahead (leased to this worker), each to start as a
+    /// slot frees.
+    pub(crate) ready: Mutex<VecDeque<ClaimedTask>>,
     pub(crate) slot_freed: Notify,
     /// Heartbeat now: what the worker can run changed.
     pub(crate) beat_now: Arc<Notify>,
@@ -56,7 +54,7 @@ pub(crate) struct Shared {
     /// What the server was last told (registration or heartbeat): a
     /// heartbeat carries what differs.
     pub(crate) advertised: Mutex<Option<Advertised>>,
-    pub(crate) outbox: mpsc::UnboundedSender<Outgoing>,
+    pub(crate) outbox: Outbox,
     /// Stop claiming; interrupt running attempts and report them as retryable.
     pub(crate) stopping: CancellationToken,
     /// Drop everything at once, reporting nothing (a crash).
@@ -77,6 +75,10 @@ pub(crate) fn spawn(shared: &Arc<Shared>, future: impl Future<Output = ()> + Sen
 impl Shared {
     pub(crate) fn lock_running(&self) -> MutexGuard<'_, HashMap<String, Arc<Running>>> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn lock_ready(&self) -> MutexGuard<'_, VecDeque<ClaimedTask>> {
+        self.ready.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// What the worker advertises now: what it can run, its labels (the

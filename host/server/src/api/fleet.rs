@@ -27,6 +27,7 @@ fn worker_view(worker: WorkerRecord, running: u32) -> WorkerView {
         hardware: worker.hardware,
         labels: worker.labels,
         slots: worker.slots,
+        read_ahead: worker.read_ahead,
         running,
         version: worker.version,
         registered_at: rfc3339(worker.registered_at),

@@ -9,8 +9,9 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use flowmesh_types::api::{
-    ClaimRequest, ClaimResponse, CompletionBatch, CompletionResponse, Deregistration, EventBatch,
-    Heartbeat, HeartbeatResponse, Registered, Role, WorkerRegistration,
+    ClaimRequest, ClaimResponse, Completion, CompletionBatch, CompletionResponse,
+    CompletionVerdict, Deregistration, EventBatch, Heartbeat, HeartbeatResponse, Registered, Role,
+    WorkerRegistration,
 };
 use flowmesh_types::{WorkerCapabilities, is_valid_name};
 
@@ -18,7 +19,7 @@ use super::query::{NoParams, Params};
 use super::{ApiFailure, Auth, Body, parse_json};
 use crate::metrics::PluginOutcome;
 use crate::state::{AppState, now_ms};
-use crate::store::{Claim, NewWorker};
+use crate::store::{Claim, Exchange, NewWorker};
 use flowmesh_types::api::{ApiError, ErrorBody};
 
 /// How often a waiting claim looks at the store even without a wake-up
@@ -156,6 +157,12 @@ pub(super) async fn register(
     if registration.slots == 0 {
         return Err(ApiFailure::invalid_field("slots", "must be at least 1"));
     }
+    if registration.read_ahead > registration.slots {
+        return Err(ApiFailure::invalid_field(
+            "readAhead",
+            format!("at most slots ({})", registration.slots),
+        ));
+    }
     check_advertised(Some(&registration.capabilities), Some(&registration.labels))?;
     let served = state.served(&registration.capabilities);
     registration.capabilities.supported_task_types = served.types.keys().cloned().collect();
@@ -291,9 +298,12 @@ pub(super) async fn plugin_component(
     Ok(([(header::CONTENT_TYPE, "application/wasm")], bytes))
 }
 
-/// `POST /worker/claim`: a long poll. Answers as soon as tasks this worker
-/// can run are claimed for it, with none when the wait runs out, or with the
-/// new plugin catalog when the installed plugins change.
+/// `POST /worker/claim`: the worker's round trip. Records the events and
+/// completions it delivers, then claims; one that delivers something, or
+/// claims some task, answers at once. Otherwise it is a long poll: it
+/// answers as soon as tasks this worker can run are claimed for it, with
+/// none when the wait runs out, or with the new plugin catalog when the
+/// installed plugins change.
 #[utoipa::path(post, path = "/api/v1/worker/claim", tag = "worker protocol", request_body = ClaimRequest,
     responses((status = 200, body = ClaimResponse), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn claim(
@@ -304,41 +314,70 @@ pub(super) async fn claim(
 ) -> Result<Json<ClaimResponse>, ApiFailure> {
     worker_only(&auth)?;
     let request: ClaimRequest = parse_json(&body)?;
-    let wait = Duration::from_millis(request.wait_ms).min(state.config.max_claim_wait);
+    let delivers = !request.events.is_empty() || !request.completions.is_empty();
+    let wait = if delivers {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(request.wait_ms).min(state.config.max_claim_wait)
+    };
     let deadline = tokio::time::Instant::now() + wait;
     let mut signal = state.work.subscribe();
     let mut catalog = state.catalog.subscribe();
     let mut known_live = false;
+    let mut verdicts = Vec::new();
+    let mut first = true;
     loop {
         signal.borrow_and_update();
         let started = Instant::now();
-        let (rows, events) = state
+        let (events, completions): (&[_], &[_]) = if first {
+            (&request.events, &request.completions)
+        } else {
+            (&[], &[])
+        };
+        let exchanged = state
             .store
-            .claim(
-                &Claim {
-                    worker_id: &request.worker_id,
-                    token_id: &auth.0.token_id,
-                    max: request.max_tasks,
-                    scan: state.config.claim_scan,
-                    rules: &state.tenant_rules,
+            .exchange(
+                &Exchange {
+                    claim: Claim {
+                        worker_id: &request.worker_id,
+                        token_id: &auth.0.token_id,
+                        max: request.max_tasks,
+                        scan: state.config.claim_scan,
+                        rules: &state.tenant_rules,
+                    },
+                    events,
+                    completions,
                 },
                 now_ms(),
                 state.lease_ttl_ms(),
+                &state.retry_policy(),
             )
-            .await?;
-        state
-            .metrics
-            .claim_seconds
-            .observe(started.elapsed().as_secs_f64());
-        if !rows.is_empty() {
-            state.metrics.claimed.inc_by(rows.len() as u64);
-            state.publish(events);
-            let tasks = rows;
+            .await?
+            .ok_or_else(|| unknown_worker(&request.worker_id))?;
+        if request.max_tasks > 0 {
+            state
+                .metrics
+                .claim_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        if first {
+            record_outcomes(&state, completions, &exchanged.verdicts);
+            verdicts = exchanged.verdicts;
+            first = false;
+        }
+        state.publish(exchanged.events);
+        let tasks = exchanged.claimed;
+        if !tasks.is_empty() || delivers {
+            state.metrics.claimed.inc_by(tasks.len() as u64);
             let plugins = catalog
                 .has_changed()
                 .unwrap_or(false)
                 .then(|| catalog.borrow().to_vec());
-            return Ok(Json(ClaimResponse { tasks, plugins }));
+            return Ok(Json(ClaimResponse {
+                tasks,
+                plugins,
+                verdicts,
+            }));
         }
         // A claim that took nothing may come from a registration that is
         // gone: say so, rather than looking the worker up on every claim.
@@ -364,13 +403,49 @@ pub(super) async fn claim(
             _ = signal.changed() => {}
             _ = catalog.changed() => {
                 return Ok(Json(ClaimResponse {
-                    tasks: Vec::new(),
                     plugins: Some(catalog.borrow().to_vec()),
+                    ..ClaimResponse::default()
                 }));
             }
             _ = tokio::time::sleep_until(recheck) => {}
             _ = state.shutdown.cancelled() => return Ok(Json(ClaimResponse::default())),
         }
+    }
+}
+
+/// Counts the accepted outcomes among `completions` (by plugin and
+/// outcome), logs the stale ones, and wakes the claims when capacity was
+/// freed.
+fn record_outcomes(state: &AppState, completions: &[Completion], verdicts: &[CompletionVerdict]) {
+    for (completion, verdict) in completions.iter().zip(verdicts) {
+        if *verdict == CompletionVerdict::Accepted {
+            let outcome = if completion.error.is_some() {
+                "failed"
+            } else {
+                "succeeded"
+            };
+            state
+                .metrics
+                .task_seconds
+                .get_or_create(&PluginOutcome {
+                    plugin: completion
+                        .plugin
+                        .as_ref()
+                        .map(|plugin| plugin.name.clone())
+                        .unwrap_or_default(),
+                    outcome: outcome.to_string(),
+                })
+                .observe(completion.elapsed_ms as f64 / 1000.0);
+        } else {
+            tracing::info!(
+                task = completion.task_id,
+                "stale completion rejected: the lease is no longer this worker's"
+            );
+        }
+    }
+    // Accepted outcomes freed capacity; stale ones changed nothing.
+    if verdicts.contains(&CompletionVerdict::Accepted) {
+        state.work.notify();
     }
 }
 
@@ -415,36 +490,7 @@ pub(super) async fn complete(
             &state.retry_policy(),
         )
         .await?;
-    for (completion, verdict) in batch.completions.iter().zip(&verdicts) {
-        if *verdict == flowmesh_types::api::CompletionVerdict::Accepted {
-            let outcome = if completion.error.is_some() {
-                "failed"
-            } else {
-                "succeeded"
-            };
-            state
-                .metrics
-                .task_seconds
-                .get_or_create(&PluginOutcome {
-                    plugin: completion
-                        .plugin
-                        .as_ref()
-                        .map(|plugin| plugin.name.clone())
-                        .unwrap_or_default(),
-                    outcome: outcome.to_string(),
-                })
-                .observe(completion.elapsed_ms as f64 / 1000.0);
-        } else {
-            tracing::info!(
-                task = completion.task_id,
-                "stale completion rejected: the lease is no longer this worker's"
-            );
-        }
-    }
     state.publish(events);
-    // Accepted outcomes freed capacity; stale ones changed nothing.
-    if verdicts.contains(&flowmesh_types::api::CompletionVerdict::Accepted) {
-        state.work.notify();
-    }
+    record_outcomes(&state, &batch.completions, &verdicts);
     Ok(Json(CompletionResponse { verdicts }))
 }

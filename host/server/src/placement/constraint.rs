@@ -190,11 +190,15 @@ impl Constraint {
             }
             Self::Capacity => {
                 let usage = &candidate.usage;
-                if usage.tasks >= worker.slots {
-                    return refuse(format!(
-                        "{} has all {} slot(s) in use",
-                        worker.name, worker.slots
-                    ));
+                if usage.tasks >= worker.slots + worker.read_ahead {
+                    return refuse(if worker.read_ahead == 0 {
+                        format!("{} has all {} slot(s) in use", worker.name, worker.slots)
+                    } else {
+                        format!(
+                            "{} has all {} slot(s) in use and {} task(s) claimed ahead",
+                            worker.name, worker.slots, worker.read_ahead
+                        )
+                    });
                 }
                 if request.cpu_millis() > hardware.cpu_millis() - usage.cpu_millis
                     || request.memory_bytes as i64

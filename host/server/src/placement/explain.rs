@@ -261,6 +261,7 @@ mod tests {
             },
             labels: BTreeMap::new(),
             slots,
+            read_ahead: 0,
             version: "test".into(),
             registered_at: 0,
             heartbeat_at: 0,

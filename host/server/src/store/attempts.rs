@@ -8,7 +8,9 @@
 //! all in one transaction. (Lease renewals are part of the heartbeat, in
 //! `workers.rs`.)
 
-use flowmesh_types::api::{ClaimedTask, Completion, CompletionVerdict, EventBody, TaskState};
+use flowmesh_types::api::{
+    ClaimedTask, Completion, CompletionVerdict, EventBody, TaskEvents, TaskState,
+};
 use sqlx::{Any, Transaction};
 
 use std::collections::BTreeMap;
@@ -39,6 +41,29 @@ pub struct Claim<'a> {
     pub rules: &'a TenantRules,
 }
 
+/// What a worker hands over and asks for in one round trip: see
+/// [`Store::exchange`].
+#[derive(Debug, Clone, Copy)]
+pub struct Exchange<'a> {
+    /// The claim (`max` 0 claims nothing).
+    pub claim: Claim<'a>,
+    /// Events of running tasks.
+    pub events: &'a [TaskEvents],
+    /// Outcomes of attempts.
+    pub completions: &'a [Completion],
+}
+
+/// What [`Store::exchange`] did.
+#[derive(Debug, Default)]
+pub struct Exchanged {
+    /// One per completion, in order.
+    pub verdicts: Vec<CompletionVerdict>,
+    /// The tasks now leased to the worker, by id.
+    pub claimed: Vec<ClaimedTask>,
+    /// The events written.
+    pub events: Vec<StoredEvent>,
+}
+
 impl Store {
     /// Claims up to `max` pending tasks for registration `claim.worker_id`
     /// in one statement: only if the registration is live and belongs to
@@ -55,8 +80,80 @@ impl Store {
         now: i64,
         lease_ttl_ms: i64,
     ) -> Result<(Vec<ClaimedTask>, Vec<StoredEvent>), StoreError> {
-        let max = claim.max.min(MAX_CLAIM);
         let (_gate, mut tx) = self.write().await?;
+        let mut events = NewEvents::default();
+        let claimed = self
+            .claim_in(&mut tx, claim, now, lease_ttl_ms, &mut events)
+            .await?;
+        let events = events.write(&mut tx, now).await?;
+        tx.commit().await?;
+        Ok((claimed, events))
+    }
+
+    /// A worker's round trip in one transaction: the events it reports (of
+    /// the leases it holds), then its completions (each fenced), then the
+    /// claim, so the slots the completions free count. `None` when the
+    /// registration does not belong to `exchange.claim.token_id` and there
+    /// was something to deliver (nothing is written then).
+    pub async fn exchange(
+        &self,
+        exchange: &Exchange<'_>,
+        now: i64,
+        lease_ttl_ms: i64,
+        retry: &RetryPolicy,
+    ) -> Result<Option<Exchanged>, StoreError> {
+        let claim = &exchange.claim;
+        let (_gate, mut tx) = self.write().await?;
+        let delivers = !exchange.events.is_empty() || !exchange.completions.is_empty();
+        if delivers
+            && sqlx::query(sql::WORKER_OF_TOKEN)
+                .bind(claim.worker_id)
+                .bind(claim.token_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_none()
+        {
+            return Ok(None);
+        }
+        let mut events = NewEvents::default();
+        self.append_events_in(&mut tx, claim.worker_id, exchange.events, &mut events)
+            .await?;
+        let verdicts = self
+            .complete_in(
+                &mut tx,
+                claim.worker_id,
+                exchange.completions,
+                now,
+                retry,
+                &mut events,
+            )
+            .await?;
+        let claimed = if claim.max > 0 {
+            self.claim_in(&mut tx, claim, now, lease_ttl_ms, &mut events)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let events = events.write(&mut tx, now).await?;
+        tx.commit().await?;
+        Ok(Some(Exchanged {
+            verdicts,
+            claimed,
+            events,
+        }))
+    }
+
+    /// The claim of [`Store::claim`] inside `tx`, its events added to
+    /// `events`.
+    async fn claim_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        claim: &Claim<'_>,
+        now: i64,
+        lease_ttl_ms: i64,
+        events: &mut NewEvents,
+    ) -> Result<Vec<ClaimedTask>, StoreError> {
+        let max = claim.max.min(MAX_CLAIM);
         let query = sqlx::query(self.dialect.claim)
             .bind(claim.worker_id)
             .bind(now)
@@ -66,9 +163,8 @@ impl Store {
                 claim.scan.min(max.saturating_mul(4).max(32)).max(max),
             ))
             .bind(claim.token_id);
-        let rows = claim.rules.bind(query).fetch_all(&mut *tx).await?;
+        let rows = claim.rules.bind(query).fetch_all(&mut **tx).await?;
         let mut claimed = Vec::with_capacity(rows.len());
-        let mut events = NewEvents::default();
         let mut started: BTreeMap<String, i64> = BTreeMap::new();
         for row in &rows {
             *started.entry(get_str(row, "tenant")?).or_default() += 1;
@@ -91,11 +187,9 @@ impl Store {
             );
             claimed.push(task);
         }
-        charge(&mut tx, &started, claim.rules).await?;
-        let events = events.write(&mut tx, now).await?;
-        tx.commit().await?;
+        charge(tx, &started, claim.rules).await?;
         claimed.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok((claimed, events))
+        Ok(claimed)
     }
 
     /// Records the outcomes a worker reports. Each is fenced: it is accepted
@@ -109,8 +203,26 @@ impl Store {
         retry: &RetryPolicy,
     ) -> Result<(Vec<CompletionVerdict>, Vec<StoredEvent>), StoreError> {
         let (_gate, mut tx) = self.write().await?;
-        let mut verdicts = vec![CompletionVerdict::StaleLease; completions.len()];
         let mut events = NewEvents::default();
+        let verdicts = self
+            .complete_in(&mut tx, worker_id, completions, now, retry, &mut events)
+            .await?;
+        let events = events.write(&mut tx, now).await?;
+        tx.commit().await?;
+        Ok((verdicts, events))
+    }
+
+    /// The completions of [`Store::complete`] inside `tx`.
+    async fn complete_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        worker_id: &str,
+        completions: &[Completion],
+        now: i64,
+        retry: &RetryPolicy,
+        events: &mut NewEvents,
+    ) -> Result<Vec<CompletionVerdict>, StoreError> {
+        let mut verdicts = vec![CompletionVerdict::StaleLease; completions.len()];
         // Rows are locked in id order, as every transaction that locks
         // several tasks does, so that two never wait on each other.
         let mut order: Vec<usize> = (0..completions.len()).collect();
@@ -122,26 +234,24 @@ impl Store {
                 .bind(&completion.lease_token)
                 .bind(worker_id)
                 .bind(now)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut **tx)
                 .await?;
             let Some(row) = row else {
                 continue;
             };
             let task = LockedTask::from_row(&row)?;
             end_attempt(
-                &mut tx,
+                tx,
                 &task,
                 &AttemptEnd::Reported(completion),
                 now,
                 retry,
-                &mut events,
+                events,
             )
             .await?;
             verdicts[index] = CompletionVerdict::Accepted;
         }
-        let events = events.write(&mut tx, now).await?;
-        tx.commit().await?;
-        Ok((verdicts, events))
+        Ok(verdicts)
     }
 
     /// Ends the attempts whose lease expired before `now`: they are retried

@@ -112,6 +112,26 @@ impl Store {
         now: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let (_gate, mut tx) = self.write().await?;
+        let mut events = NewEvents::default();
+        self.append_events_in(&mut tx, worker_id, batches, &mut events)
+            .await?;
+        let stored = events.write(&mut tx, now).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// The events of [`Store::append_task_events`], added to `events` inside
+    /// `tx`.
+    pub(super) async fn append_events_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        worker_id: &str,
+        batches: &[flowmesh_types::api::TaskEvents],
+        events: &mut NewEvents,
+    ) -> Result<(), StoreError> {
+        if batches.is_empty() {
+            return Ok(());
+        }
         let tokens: Vec<&str> = batches
             .iter()
             .map(|batch| batch.lease_token.as_str())
@@ -119,12 +139,11 @@ impl Store {
         let held: HashSet<(String, String)> = sqlx::query(self.dialect.held_leases)
             .bind(worker_id)
             .bind(encode_json(&tokens))
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut **tx)
             .await?
             .iter()
             .map(|row| Ok((get_str(row, "id")?, get_str(row, "lease_token")?)))
             .collect::<Result<_, StoreError>>()?;
-        let mut events = NewEvents::default();
         for batch in batches {
             if !held.contains(&(batch.task_id.clone(), batch.lease_token.clone())) {
                 continue;
@@ -133,9 +152,7 @@ impl Store {
                 events.push(&batch.task_id, EventBody::Task(event.clone()));
             }
         }
-        let stored = events.write(&mut tx, now).await?;
-        tx.commit().await?;
-        Ok(stored)
+        Ok(())
     }
 
     /// Events of `task_id` after `after_seq`, oldest first, at most `limit`.

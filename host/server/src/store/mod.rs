@@ -74,7 +74,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, SqlSafeStr, Transaction};
 
 pub use crate::attempt_outcome::{AttemptEnd, RetryPolicy};
-pub use attempts::Claim;
+pub use attempts::{Claim, Exchange, Exchanged};
 pub use auth::{NewToken, Principal, Revoked, TokenRecord, token_hash};
 pub use events::{EventStream, StoredEvent};
 pub use fair_shares::{STRIDE, TenantRules};
@@ -303,6 +303,7 @@ impl Store {
             5 "isolation" "0005_isolation",
             6 "fair shares" "0006_fair_shares",
             7 "token lifecycle" "0007_token_lifecycle",
+            8 "read ahead" "0008_read_ahead",
         );
         let migrator = Migrator::with_migrations(
             scripts

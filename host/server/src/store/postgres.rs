@@ -12,7 +12,7 @@ pub(crate) static DIALECT: Dialect = Dialect {
     begin_write: "BEGIN",
     claim: r#"
 WITH RECURSIVE w AS (
-    SELECT id, name, slots, cpu_millis, memory_bytes, gpu_count, hardware, task_types, labels,
+    SELECT id, name, slots + read_ahead AS slots, cpu_millis, memory_bytes, gpu_count, hardware, task_types, labels,
            pool_tenant, served
     FROM workers WHERE id = $1 AND state = 'live' AND token_id = $6
     FOR UPDATE

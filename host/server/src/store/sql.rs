@@ -52,8 +52,8 @@ ON CONFLICT (tenant) DO UPDATE SET pass = excluded.pass";
 pub(super) const INSERT_WORKER: &str = "\
 INSERT INTO workers (id, name, state, capabilities, task_types, hardware, labels, slots,
     cpu_millis, memory_bytes, gpu_count, version, registered_at, heartbeat_at, token_id,
-    pool_tenant, served)
-VALUES ($1, $2, 'live', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15)";
+    pool_tenant, served, read_ahead)
+VALUES ($1, $2, 'live', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15, $16)";
 /// A live worker named `$1` registered with a token other than `$2`.
 pub(super) const LIVE_WORKER_NAMED_BY_OTHERS: &str = "\
 SELECT id FROM workers WHERE name = $1 AND state = 'live' AND COALESCE(token_id, '') <> $2

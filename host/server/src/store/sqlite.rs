@@ -11,7 +11,7 @@ pub(crate) static DIALECT: Dialect = Dialect {
     begin_write: "BEGIN IMMEDIATE",
     claim: r#"
 WITH RECURSIVE w AS (
-    SELECT id, name, slots, cpu_millis, memory_bytes, gpu_count, hardware, task_types, labels,
+    SELECT id, name, slots + read_ahead AS slots, cpu_millis, memory_bytes, gpu_count, hardware, task_types, labels,
            pool_tenant, served
     FROM workers WHERE id = $1 AND state = 'live' AND token_id = $6
 ),

@@ -49,6 +49,8 @@ pub struct WorkerRecord {
     pub labels: BTreeMap<String, String>,
     /// Slots.
     pub slots: u32,
+    /// Tasks it may hold beyond its slots (claimed ahead).
+    pub read_ahead: u32,
     /// Version.
     pub version: String,
     /// Registered.
@@ -108,6 +110,7 @@ impl WorkerRecord {
             hardware: decode_json("hardware", &get_str(row, "hardware")?)?,
             labels: decode_json("labels", &get_str(row, "labels")?)?,
             slots: get_i64(row, "slots")? as u32,
+            read_ahead: get_i64(row, "read_ahead")? as u32,
             version: get_str(row, "version")?,
             registered_at: get_i64(row, "registered_at")?,
             heartbeat_at: get_i64(row, "heartbeat_at")?,
@@ -171,6 +174,7 @@ impl Store {
             .bind(worker.token_id)
             .bind(worker.pool_tenant)
             .bind(encode_json(worker.served))
+            .bind(i64::from(registration.read_ahead))
             .execute(&mut *tx)
             .await?;
         let retired: Vec<String> = sqlx::query_scalar(sql::RETIRE_WORKERS_NAMED)

@@ -79,7 +79,10 @@ pub struct WorkerView {
     pub labels: BTreeMap<String, String>,
     /// Slots.
     pub slots: u32,
-    /// Tasks it runs now.
+    /// Tasks it may hold beyond its slots, claimed ahead.
+    #[serde(default)]
+    pub read_ahead: u32,
+    /// Tasks it holds now (running, or claimed ahead).
     pub running: u32,
     /// The worker's version.
     pub version: String,

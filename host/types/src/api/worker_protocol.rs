@@ -32,6 +32,10 @@ pub struct WorkerRegistration {
     pub labels: BTreeMap<String, String>,
     /// Tasks it runs at once.
     pub slots: u32,
+    /// Tasks it may hold beyond its slots: claimed ahead, each starts as a
+    /// slot frees, without waiting for a round trip. At most `slots`.
+    #[serde(default)]
+    pub read_ahead: u32,
     /// The worker's FlowMesh version.
     pub version: String,
 }
@@ -64,17 +68,31 @@ pub struct Deregistration {
     pub worker_id: String,
 }
 
-/// `POST /worker/claim`.
+/// `POST /worker/claim`: the worker's one round trip. It delivers what the
+/// worker's attempts produced since its last call (events, then outcomes),
+/// and claims new tasks, all in one transaction on the server. A busy worker
+/// thus makes one call per batch of finished tasks, not one per task and
+/// kind. A claim that delivers something answers at once; one that delivers
+/// nothing may wait for work (a long poll).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ClaimRequest {
     /// From [`Registered`].
     pub worker_id: String,
-    /// At most this many tasks (the worker's free slots).
+    /// At most this many tasks (the worker's free slots and a small
+    /// read-ahead); 0 only delivers.
     pub max_tasks: u32,
-    /// Wait up to this long for work before answering with none.
+    /// Wait up to this long for work before answering with none (ignored
+    /// when the request delivers events or completions).
     pub wait_ms: u64,
+    /// Logs and progress of running tasks, recorded first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<TaskEvents>,
+    /// Outcomes, each fenced by its lease token, recorded before the claim
+    /// (so the slots they free count).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub completions: Vec<Completion>,
 }
 
 /// A task handed to a worker.
@@ -112,6 +130,9 @@ pub struct ClaimResponse {
     /// for their next heartbeat to pick it up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugins: Option<Vec<PluginRef>>,
+    /// What the server did with each of the request's completions, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<CompletionVerdict>,
 }
 
 /// A lease a worker holds.
