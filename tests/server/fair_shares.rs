@@ -37,7 +37,7 @@ async fn submit(store: &Store, tenant: &str, count: usize) {
     for _ in 0..count {
         let id = uuid::Uuid::now_v7().to_string();
         store
-            .insert_task(&NewTask {
+            .insert_task(NewTask {
                 id: &id,
                 tenant,
                 document: &document,

@@ -345,7 +345,7 @@ async fn submit_as(
     let document = parse_document(&yaml).expect("valid document");
     let id = uuid::Uuid::now_v7().to_string();
     store
-        .insert_task(&NewTask {
+        .insert_task(NewTask {
             id: &id,
             tenant,
             document: &document,

@@ -40,7 +40,7 @@ async fn submit(store: &Store, yaml: &str) -> String {
     let document = parse_document(yaml).expect("valid document");
     let id = uuid::Uuid::now_v7().to_string();
     store
-        .insert_task(&NewTask {
+        .insert_task(NewTask {
             id: &id,
             tenant: "t",
             document: &document,
@@ -342,7 +342,7 @@ async fn garbage_collection_keeps_the_stages_of_a_running_workflow(db: Db) {
         })
         .collect();
     store
-        .insert_workflow(&NewWorkflow {
+        .insert_workflow(NewWorkflow {
             id: "wf",
             tenant: "t",
             metadata: &document.metadata,

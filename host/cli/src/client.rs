@@ -59,6 +59,19 @@ impl ApiClient {
         self.json(response).await
     }
 
+    /// `GET /healthz`: whether the server is up, and what one request may
+    /// hold.
+    pub async fn health<T: DeserializeOwned>(&self) -> CliResult<T> {
+        let response = self
+            .send(
+                self.http
+                    .get(format!("{}/healthz", self.target.server))
+                    .timeout(Duration::from_secs(10)),
+            )
+            .await?;
+        self.json(response).await
+    }
+
     /// POSTs `body` with `content_type` to `path` and reads a JSON answer.
     pub async fn post<T: DeserializeOwned>(
         &self,

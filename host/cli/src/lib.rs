@@ -31,6 +31,7 @@ mod scaffold;
 mod serve;
 pub mod settings;
 mod submit;
+mod submit_batch;
 mod tasks;
 mod tokens;
 mod up;

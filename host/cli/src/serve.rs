@@ -52,6 +52,9 @@ pub struct ServerArgs {
     /// The largest request body accepted, such as 64Mi or 500M [default: 64Mi].
     #[arg(long, value_parser = parse_size)]
     max_request_size: Option<u64>,
+    /// The most documents one submission (POST /tasks) may hold [default: 10000].
+    #[arg(long)]
+    max_batch: Option<usize>,
     /// Documents per second one token may submit (429 with Retry-After past it) [default: no limit].
     #[arg(long)]
     submit_rate: Option<u32>,
@@ -166,6 +169,9 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     if let Some(size) = args.max_request_size {
         config.max_request_bytes = usize::try_from(size).unwrap_or(usize::MAX);
+    }
+    if let Some(documents) = args.max_batch {
+        config.max_batch_documents = documents.max(1);
     }
     let data_dir = config.data_dir.clone();
     let server = Server::start(config).await?;

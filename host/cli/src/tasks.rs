@@ -12,7 +12,7 @@ use crate::client::ApiClient;
 use crate::error::{CliError, CliResult};
 use crate::output::{self, Output, print_value};
 use crate::requests::{cancel_each, list_query, path_segment};
-use crate::submit::submit;
+use crate::submit::{SubmitOptions, submit};
 use crate::watch::{self, print_outcome};
 
 /// Task commands.
@@ -38,6 +38,15 @@ pub enum TaskCommand {
         /// type (each stage's), instead of queueing it.
         #[arg(long)]
         fail_fast: bool,
+        /// The input is NDJSON, one document per line, sent in batches as it
+        /// comes (a stream of generated tasks); one FILE, or - for standard
+        /// input.
+        #[arg(long)]
+        ndjson: bool,
+        /// Of several documents, store the valid ones and report the others
+        /// (exit 1), rather than refusing each batch that holds a bad one.
+        #[arg(long)]
+        partial: bool,
     },
     /// Show one task: state, waiting reason, attempts, result.
     Get {
@@ -99,17 +108,18 @@ pub(crate) async fn run(command: TaskCommand, client: ApiClient, output: Output)
             follow,
             timeout,
             fail_fast,
+            ndjson,
+            partial,
         } => {
-            submit(
-                &client,
-                output,
-                &files,
-                wait || follow,
+            let options = SubmitOptions {
+                wait: wait || follow,
                 follow,
                 timeout,
                 fail_fast,
-            )
-            .await
+                partial,
+                ndjson,
+            };
+            submit(&client, output, &files, options).await
         }
         TaskCommand::Get { id } => {
             let task: TaskView = client

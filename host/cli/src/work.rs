@@ -25,6 +25,9 @@ pub struct WorkerArgs {
     /// Tasks run at once (default: one per CPU).
     #[arg(long)]
     slots: Option<u32>,
+    /// Tasks claimed ahead of the slots, to start as slots free without a round trip to the server (default: a quarter of the slots, at most the slots).
+    #[arg(long)]
+    read_ahead: Option<u32>,
     /// A label, key=value (repeatable).
     #[arg(long = "label", value_parser = crate::parse_label)]
     labels: Vec<(String, String)>,
@@ -45,6 +48,7 @@ impl WorkerArgs {
         self.token_file.is_none()
             && self.name.is_none()
             && self.slots.is_none()
+            && self.read_ahead.is_none()
             && self.labels.is_empty()
             && self.plugins.is_empty()
             && self.data_dir.is_none()
@@ -124,6 +128,7 @@ pub(crate) async fn run(
     if let Some(slots) = args.slots {
         config.slots = slots.max(1);
     }
+    config.read_ahead = args.read_ahead;
     config.labels = args.labels.into_iter().collect();
     config.probes = args.capabilities.probes(&config.name);
     if let Some(interval) = args.capabilities.probe_interval() {

@@ -539,6 +539,64 @@ fn ctrl_c_hands_running_tasks_back_and_the_next_up_runs_them() {
 }
 
 #[test]
+fn many_documents_go_in_batches_and_errors_name_the_file_and_document() {
+    let home = Home::new();
+    let up = home.up();
+    // 5,000 small tasks in one file of multi-document YAML: an ordinary
+    // submission, not a document over the size limit.
+    let mut many = String::new();
+    for n in 0..5000 {
+        many.push_str(&format!(
+            "---\napiVersion: flowmesh/v1\nkind: Task\nspec: {{taskType: echo, message: 'task {n}'}}\n"
+        ));
+    }
+    let file = home.path().join("many.yaml");
+    std::fs::write(&file, &many).expect("write");
+    let submitted = home.json(&["task", "submit", file.to_str().expect("utf-8")]);
+    let submitted = submitted.as_array().expect("one entry per document");
+    assert_eq!(submitted.len(), 5000);
+    let ids: std::collections::HashSet<_> = submitted
+        .iter()
+        .map(|entry| entry["id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(ids.len(), 5000, "each document its own task");
+    assert_eq!(submitted[4999]["from"], format!("{}[4999]", file.display()));
+
+    // One bad document refuses its batch, named by file and index.
+    let bad = home.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: flowmesh/v1\nkind: Task\nspec: {taskType: echo, message: fine}\n---\napiVersion: flowmesh/v1\nkind: Task\nspec: {taskType: echo, message: [not, text]}\n",
+    )
+    .expect("write");
+    let refused = home.run(&["task", "submit", bad.to_str().expect("utf-8")]);
+    assert_eq!(refused.code, 3, "{refused}");
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("{}[1].spec.message", bad.display())),
+        "{refused}"
+    );
+
+    // A stream of generated tasks, one JSON document per line.
+    let lines: String = (0..300)
+        .map(|n| {
+            format!(
+                "{{\"apiVersion\": \"flowmesh/v1\", \"kind\": \"Task\", \"spec\": {{\"taskType\": \"echo\", \"message\": \"line {n}\"}}}}\n"
+            )
+        })
+        .collect();
+    let streamed = home.run_with_input(
+        &["task", "submit", "-", "--ndjson", "--output", "json"],
+        &lines,
+    );
+    assert_eq!(streamed.code, 0, "{streamed}");
+    let streamed: Value = serde_json::from_str(&streamed.stdout).expect("json");
+    assert_eq!(streamed.as_array().map(Vec::len), Some(300));
+    up.interrupt();
+}
+
+#[test]
 fn workflows_are_submitted_followed_listed_and_cancelled() {
     let home = Home::new();
     let up = home.up();

@@ -62,9 +62,11 @@ pub struct ServerConfig {
     pub submit_rate: Option<u32>,
     /// Event streams one token may hold open at once. Default 64.
     pub max_streams_per_token: usize,
-    /// The largest request body accepted, in bytes (a plugin component is
-    /// the largest thing sent). Default 64 MiB.
+    /// The largest request body accepted, in bytes (a plugin component, or
+    /// a batch of documents, is the largest thing sent). Default 64 MiB.
     pub max_request_bytes: usize,
+    /// The most documents one `POST /tasks` may hold. Default 10,000.
+    pub max_batch_documents: usize,
     /// Whether a worker's own plugins (`flowmesh worker --plugin`) may serve
     /// task types no installed plugin declares. Types an installed plugin
     /// declares are only ever served from its digest. Default on.
@@ -222,6 +224,7 @@ impl ServerConfig {
             claim_scan: 512,
             install: Vec::new(),
             max_request_bytes: 64 << 20,
+            max_batch_documents: 10_000,
             submit_rate: None,
             max_streams_per_token: 64,
             validation_timeout: Duration::from_secs(2),

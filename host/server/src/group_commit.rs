@@ -1,32 +1,133 @@
 //! Group commit for submissions.
 //!
-//! Every accepted task is handed to one writer, which stores whatever has
-//! queued up since its last write in a single transaction with multi-row
-//! inserts. Under load that turns hundreds of small transactions into a few
-//! large ones; with one client it adds nothing, since the writer takes what
-//! is there without waiting for more. The submitter's answer comes after the
-//! commit, so a `201` still means the task is durable.
+//! Every accepted submission — one document, or a batch of tasks and
+//! workflows — is handed to one writer, which stores whatever has queued up
+//! since its last write in a single transaction
+//! ([`Store::insert_submissions`]), with multi-row inserts. Under load that
+//! turns hundreds of small transactions into a few large ones; with one
+//! client it adds nothing, since the writer takes what is there without
+//! waiting for more. Each tenant's pending limit is counted in that same
+//! transaction, so submissions racing each other cannot pass it together.
+//! The submitter's answer comes after the commit, so a `201` still means the
+//! documents are durable.
 
 use flowmesh_types::TaskDocument;
+use flowmesh_types::api::Waiting;
+use flowmesh_types::document::Metadata;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{NewTask, Store, StoreError, StoredEvent};
+use crate::store::{
+    NewStage, NewSubmission, NewTask, NewWorkflow, StagePlan, Store, StoreError, SubmissionWrite,
+};
 
-/// Most tasks in one write.
-const BATCH: usize = 512;
+/// Most submissions in one write.
+const BATCH: usize = 256;
 
-struct Submission {
-    id: String,
-    tenant: String,
-    document: TaskDocument,
-    now: i64,
-    done: oneshot::Sender<Result<StoredEvent, String>>,
+/// A task to store.
+pub struct TaskRow {
+    /// Its id.
+    pub id: String,
+    /// The checked document.
+    pub document: TaskDocument,
+}
+
+/// A workflow to store, with its stages as task rows.
+pub struct WorkflowRows {
+    /// Its id.
+    pub id: String,
+    /// Its name and labels.
+    pub metadata: Metadata,
+    /// One per stage, in document order.
+    pub stages: Vec<StageRow>,
+}
+
+/// A workflow stage as the task row it is stored as.
+pub struct StageRow {
+    /// The task's id.
+    pub id: String,
+    /// The stage's name.
+    pub name: String,
+    /// The task document (named after the workflow and the stage).
+    pub document: TaskDocument,
+    /// What it waits for.
+    pub plan: StagePlan,
+    /// Why it is held back, when it is.
+    pub blocked: Option<Waiting>,
+}
+
+/// What one request stores: all of it, or none of it.
+pub struct Submission {
+    /// Whose.
+    pub tenant: String,
+    /// The tenant's pending limit, if it has one.
+    pub max_pending: Option<u64>,
+    /// When it was accepted.
+    pub now: i64,
+    /// Its tasks.
+    pub tasks: Vec<TaskRow>,
+    /// Its workflows.
+    pub workflows: Vec<WorkflowRows>,
+}
+
+impl Submission {
+    fn new_submission(&self) -> NewSubmission<'_> {
+        fn task<'a>(
+            submission: &'a Submission,
+            id: &'a str,
+            document: &'a TaskDocument,
+        ) -> NewTask<'a> {
+            NewTask {
+                id,
+                tenant: &submission.tenant,
+                document,
+                now: submission.now,
+                stage: None,
+            }
+        }
+        NewSubmission {
+            tenant: &self.tenant,
+            max_pending: self.max_pending,
+            tasks: self
+                .tasks
+                .iter()
+                .map(|row| task(self, &row.id, &row.document))
+                .collect(),
+            workflows: self
+                .workflows
+                .iter()
+                .map(|workflow| NewWorkflow {
+                    id: &workflow.id,
+                    tenant: &self.tenant,
+                    metadata: &workflow.metadata,
+                    now: self.now,
+                    stages: workflow
+                        .stages
+                        .iter()
+                        .map(|stage| NewTask {
+                            stage: Some(NewStage {
+                                workflow_id: &workflow.id,
+                                name: &stage.name,
+                                plan: &stage.plan,
+                                blocked: stage.blocked.clone(),
+                            }),
+                            ..task(self, &stage.id, &stage.document)
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+struct Queued {
+    submission: Submission,
+    done: oneshot::Sender<Result<SubmissionWrite, String>>,
 }
 
 /// The queue into the writer.
 #[derive(Clone)]
 pub struct Submissions {
-    sender: mpsc::Sender<Submission>,
+    sender: mpsc::Sender<Queued>,
 }
 
 impl Submissions {
@@ -37,24 +138,15 @@ impl Submissions {
         Self { sender }
     }
 
-    /// Stores a task; returns its first event once committed.
-    pub async fn submit(
-        &self,
-        id: String,
-        tenant: String,
-        document: TaskDocument,
-        now: i64,
-    ) -> Result<StoredEvent, StoreError> {
+    /// Stores a submission; its first events once committed, or how many
+    /// tasks its tenant had pending when it would have passed the limit.
+    pub async fn submit(&self, submission: Submission) -> Result<SubmissionWrite, StoreError> {
         let (done, answer) = oneshot::channel();
-        let submission = Submission {
-            id,
-            tenant,
-            document,
-            now,
-            done,
-        };
         let stopped = || StoreError::Write("the server is shutting down".into());
-        self.sender.send(submission).await.map_err(|_| stopped())?;
+        self.sender
+            .send(Queued { submission, done })
+            .await
+            .map_err(|_| stopped())?;
         answer
             .await
             .map_err(|_| stopped())?
@@ -62,32 +154,30 @@ impl Submissions {
     }
 }
 
-async fn write_loop(store: Store, mut receiver: mpsc::Receiver<Submission>) {
+async fn write_loop(store: Store, mut receiver: mpsc::Receiver<Queued>) {
     let mut batch = Vec::with_capacity(BATCH);
     while receiver.recv_many(&mut batch, BATCH).await > 0 {
-        let tasks: Vec<NewTask<'_>> = batch
+        let submissions: Vec<NewSubmission<'_>> = batch
             .iter()
-            .map(|submission| NewTask {
-                id: &submission.id,
-                tenant: &submission.tenant,
-                document: &submission.document,
-                now: submission.now,
-                stage: None,
-            })
+            .map(|queued| queued.submission.new_submission())
             .collect();
-        let outcome = store.insert_tasks(&tasks).await;
-        drop(tasks);
+        let outcome = store.insert_submissions(&submissions).await;
+        drop(submissions);
         match outcome {
-            Ok(events) => {
-                for (submission, event) in batch.drain(..).zip(events) {
-                    let _ = submission.done.send(Ok(event));
+            Ok(written) => {
+                for (queued, written) in batch.drain(..).zip(written) {
+                    let _ = queued.done.send(Ok(written));
                 }
             }
             Err(error) => {
-                tracing::error!(%error, tasks = batch.len(), "storing submitted tasks failed");
+                let documents: usize = batch
+                    .iter()
+                    .map(|queued| queued.submission.tasks.len() + queued.submission.workflows.len())
+                    .sum();
+                tracing::error!(%error, documents, "storing submitted documents failed");
                 let message = error.to_string();
-                for submission in batch.drain(..) {
-                    let _ = submission.done.send(Err(message.clone()));
+                for queued in batch.drain(..) {
+                    let _ = queued.done.send(Err(message.clone()));
                 }
             }
         }

@@ -12,10 +12,16 @@
 //! 3. **fail fast** (when asked): refuse a unit whose task type no live
 //!    worker advertises;
 //! 4. on a **dry run**, answer what was checked and store nothing;
-//! 5. otherwise mint ids, build the rows, **write** them (tasks through the
-//!    group-commit writer, a workflow and all its stages in one
-//!    transaction), then publish the first events, count the submission and
-//!    wake the claims and the releaser.
+//! 5. otherwise mint ids, build the rows, **write** them through the
+//!    group-commit writer (`write`: every document of the request in one
+//!    transaction, within the tenant's pending limit), then publish the
+//!    first events, count the submission and wake the claims and the
+//!    releaser.
+//!
+//! A batch (many documents in one request, `batch`) takes the same steps
+//! for each document on its own, checking several at once within the
+//! tenant's share of the validation pool, and writes the accepted ones
+//! together.
 //!
 //! A refusal is a [`Rejection`]: a [`RejectionKind`] (which the API turns
 //! into a status and an error code), a message, and field details. The
@@ -28,14 +34,15 @@ use flowmesh_types::workflow::{Stage, WorkflowDocument, relocate_errors};
 use flowmesh_types::{Document, FieldError};
 use serde_json::{Map, Value};
 
-mod quota;
+mod batch;
 mod stage_rows;
+mod write;
 
-use stage_rows::StageRows;
+pub use batch::{BatchOptions, BatchOutcome, DocumentOutcome, admit_batch};
+pub use write::StoredId;
 
-use crate::metrics::TypeLabel;
-use crate::state::{AppState, now_ms};
-use crate::store::{NewWorkflow, StoreError};
+use crate::state::AppState;
+use crate::store::{StoreError, WorkerRecord};
 use crate::validation::SpecRejection;
 
 /// What kind of refusal a [`Rejection`] is.
@@ -53,6 +60,8 @@ pub enum RejectionKind {
     NoEligibleWorker,
     /// Storing it would take the tenant past one of its limits.
     QuotaExceeded,
+    /// Some documents of a batch were refused, so none was stored.
+    InvalidBatch,
 }
 
 impl RejectionKind {
@@ -65,6 +74,7 @@ impl RejectionKind {
             Self::CheckFailed => "validation_failed",
             Self::NoEligibleWorker => "no_eligible_worker",
             Self::QuotaExceeded => "quota_exceeded",
+            Self::InvalidBatch => "invalid_batch",
         }
     }
 
@@ -170,27 +180,53 @@ pub async fn admit(
     body: &[u8],
     options: Options,
 ) -> Result<Admitted, AdmitError> {
-    let checked = check(state, tenant, parse_document(body)?, options.fail_fast).await?;
+    let text = std::str::from_utf8(body).map_err(|_| not_text())?;
+    let workers = fail_fast_workers(state, tenant, options.fail_fast).await?;
+    let checked = check(state, tenant, parse_document(text)?, workers.as_deref()).await?;
     if options.dry_run {
         return Ok(Admitted::DryRun(checked));
     }
-    let adding = match &checked {
-        Checked::Task(_) => 1,
-        Checked::Workflow(workflow) => workflow.stages.len() as u64,
+    let document = match &checked {
+        Checked::Task(document) => Some(document.clone()),
+        Checked::Workflow(_) => None,
     };
-    quota::check_pending(state, tenant, adding).await??;
-    Ok(store(state, tenant, checked).await?)
+    let (stored, at) = write::write(state, tenant, vec![checked]).await?;
+    Ok(match (stored.into_iter().next(), document) {
+        (Some(StoredId::Task(id)), Some(document)) => Admitted::Task { id, document, at },
+        (Some(StoredId::Workflow { id, stage_ids }), _) => Admitted::Workflow { id, stage_ids },
+        _ => {
+            return Err(AdmitError::Store(StoreError::Write(
+                "the document was not stored".into(),
+            )));
+        }
+    })
+}
+
+/// A body that is not UTF-8.
+fn not_text() -> Rejection {
+    Rejection::new(
+        RejectionKind::InvalidDocument,
+        "the document is not UTF-8 text; send YAML or JSON".into(),
+        Vec::new(),
+    )
+}
+
+/// With `fail_fast`, the live workers that may run `tenant`'s tasks, read
+/// once for every document of a request.
+async fn fail_fast_workers(
+    state: &AppState,
+    tenant: &str,
+    fail_fast: bool,
+) -> Result<Option<Vec<WorkerRecord>>, StoreError> {
+    Ok(if fail_fast {
+        Some(pool_workers(state, tenant).await?)
+    } else {
+        None
+    })
 }
 
 /// Step 1: the document, or why it is malformed.
-pub fn parse_document(body: &[u8]) -> Result<Document, Rejection> {
-    let text = std::str::from_utf8(body).map_err(|_| {
-        Rejection::new(
-            RejectionKind::InvalidDocument,
-            "the document is not UTF-8 text; send YAML or JSON".into(),
-            Vec::new(),
-        )
-    })?;
+pub fn parse_document(text: &str) -> Result<Document, Rejection> {
     flowmesh_types::parse(text).map_err(|errors| {
         Rejection::new(
             RejectionKind::InvalidDocument,
@@ -201,13 +237,13 @@ pub fn parse_document(body: &[u8]) -> Result<Document, Rejection> {
 }
 
 /// Steps 2 and 3: every unit against its plugin, within `tenant`'s share of
-/// the validation pool, then (with `fail_fast`) against the live workers
-/// that may run that tenant's tasks.
+/// the validation pool, then (with fail-fast) against `fail_fast`, the live
+/// workers that may run that tenant's tasks.
 pub async fn check(
     state: &AppState,
     tenant: &str,
     document: Document,
-    fail_fast: bool,
+    fail_fast: Option<&[WorkerRecord]>,
 ) -> Result<Checked, AdmitError> {
     let units = units(&document);
     let mut problems = Vec::new();
@@ -233,8 +269,8 @@ pub async fn check(
         let subject = Subject::of(&document);
         return Err(classify(state, subject, problems).into());
     }
-    if fail_fast {
-        refuse_unserved(state, tenant, &document, &units).await?;
+    if let Some(workers) = fail_fast {
+        refuse_unserved(state, &document, &units, workers)?;
     }
     Ok(match document {
         Document::Task(task) => Checked::Task(task),
@@ -244,10 +280,7 @@ pub async fn check(
 
 /// The live workers that may run `tenant`'s tasks: its own, and shared
 /// ones where it allows them.
-async fn pool_workers(
-    state: &AppState,
-    tenant: &str,
-) -> Result<Vec<crate::store::WorkerRecord>, StoreError> {
+async fn pool_workers(state: &AppState, tenant: &str) -> Result<Vec<WorkerRecord>, StoreError> {
     let shared_workers = state.config.tenants.of(tenant).shared_workers;
     Ok(state
         .store
@@ -306,76 +339,6 @@ pub async fn check_resolved(
         }
         Err(rejection) => Err(classify(state, Subject::Task, vec![(&unit, rejection)])),
     }
-}
-
-/// Step 5: ids, rows, the write, events, metrics and wake-ups.
-pub async fn store(
-    state: &AppState,
-    tenant: &str,
-    checked: Checked,
-) -> Result<Admitted, StoreError> {
-    let now = now_ms();
-    let (admitted, events, task_types): (Admitted, _, Vec<String>) = match checked {
-        Checked::Task(document) => {
-            let id = uuid::Uuid::now_v7().to_string();
-            let event = state
-                .submissions
-                .submit(id.clone(), tenant.to_string(), document.clone(), now)
-                .await?;
-            let task_type = document.spec.task_type.clone();
-            (
-                Admitted::Task {
-                    id,
-                    document,
-                    at: now,
-                },
-                vec![event],
-                vec![task_type],
-            )
-        }
-        Checked::Workflow(workflow) => {
-            let id = uuid::Uuid::now_v7().to_string();
-            let rows = StageRows::of(&workflow);
-            let stages = rows.tasks(&workflow, &id, tenant, now);
-            let events = state
-                .store
-                .insert_workflow(&NewWorkflow {
-                    id: &id,
-                    tenant,
-                    metadata: &workflow.metadata,
-                    stages,
-                    now,
-                })
-                .await?;
-            state.metrics.workflows_submitted.inc();
-            let task_types = workflow
-                .stages
-                .iter()
-                .map(|stage| stage.spec.task_type.clone())
-                .collect();
-            (
-                Admitted::Workflow {
-                    id,
-                    stage_ids: rows.ids,
-                },
-                events,
-                task_types,
-            )
-        }
-    };
-    state.publish(events);
-    for task_type in task_types {
-        state
-            .metrics
-            .submitted
-            .get_or_create(&TypeLabel { task_type })
-            .inc();
-    }
-    if matches!(admitted, Admitted::Workflow { .. }) {
-        state.releaser.notify_one();
-    }
-    state.work.notify();
-    Ok(admitted)
 }
 
 /// One spec a plugin checks: a task's, or one stage's.
@@ -536,15 +499,14 @@ fn installed(state: &AppState) -> String {
     }
 }
 
-/// Fail-fast: refuses when a unit's type has no live worker that may run
-/// `tenant`'s tasks, with each reason once.
-async fn refuse_unserved(
+/// Fail-fast: refuses when a unit's type has no live worker among
+/// `workers` (those that may run the tenant's tasks), with each reason once.
+fn refuse_unserved(
     state: &AppState,
-    tenant: &str,
     document: &Document,
     units: &[Unit<'_>],
+    workers: &[WorkerRecord],
 ) -> Result<(), AdmitError> {
-    let workers = pool_workers(state, tenant).await?;
     let mut details = Vec::new();
     let mut reasons: Vec<String> = Vec::new();
     for unit in units {
@@ -553,7 +515,7 @@ async fn refuse_unserved(
         }
         let provider = state.validator.provider(unit.task_type);
         let reason =
-            crate::placement::no_worker_for_type(unit.task_type, provider.as_deref(), &workers);
+            crate::placement::no_worker_for_type(unit.task_type, provider.as_deref(), workers);
         details.push(FieldError::new(
             unit.path("spec.taskType"),
             "no live worker serves this type",

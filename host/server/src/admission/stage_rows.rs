@@ -5,81 +5,44 @@ use flowmesh_types::document::{Metadata, TaskDocument, TaskSpec};
 use flowmesh_types::workflow::{Stage, WorkflowDocument};
 use serde_json::Value;
 
-use crate::store::{NewStage, NewTask, StagePlan};
+use crate::group_commit::{StageRow, WorkflowRows};
+use crate::store::StagePlan;
 
-/// What each stage of a workflow is stored as.
-pub(super) struct StageRows {
-    /// Each stage's task id, in document order.
-    pub(super) ids: Vec<String>,
-    documents: Vec<TaskDocument>,
-    plans: Vec<StagePlan>,
-}
-
-impl StageRows {
-    pub(super) fn of(workflow: &WorkflowDocument) -> Self {
-        let documents = workflow
+/// The rows a workflow is stored as: its own, and one task per stage, each
+/// with a fresh id; a stage that is ready has its escapes (`$${`) written out,
+/// one that waits keeps them for the releaser.
+pub(super) fn workflow_rows(id: String, workflow: &WorkflowDocument) -> WorkflowRows {
+    WorkflowRows {
+        id,
+        metadata: workflow.metadata.clone(),
+        stages: workflow
             .stages
             .iter()
-            .map(|stage| TaskDocument {
-                metadata: Metadata {
-                    name: Some(match &workflow.metadata.name {
-                        Some(name) => format!("{name}/{}", stage.name),
-                        None => stage.name.clone(),
-                    }),
-                    labels: workflow.metadata.labels.clone(),
+            .map(|stage| StageRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                name: stage.name.clone(),
+                document: TaskDocument {
+                    metadata: Metadata {
+                        name: Some(match &workflow.metadata.name {
+                            Some(name) => format!("{name}/{}", stage.name),
+                            None => stage.name.clone(),
+                        }),
+                        labels: workflow.metadata.labels.clone(),
+                    },
+                    spec: if stage.is_ready() {
+                        unescaped(stage)
+                    } else {
+                        // The releaser resolves it, escapes included.
+                        stage.spec.clone()
+                    },
                 },
-                spec: if stage.is_ready() {
-                    unescaped(stage)
-                } else {
-                    // The releaser resolves it, escapes included.
-                    stage.spec.clone()
-                },
-            })
-            .collect();
-        Self {
-            ids: workflow
-                .stages
-                .iter()
-                .map(|_| uuid::Uuid::now_v7().to_string())
-                .collect(),
-            documents,
-            plans: workflow
-                .stages
-                .iter()
-                .map(|stage| StagePlan {
+                plan: StagePlan {
                     depends_on: stage.depends_on.clone(),
                     condition: stage.condition.clone(),
-                })
-                .collect(),
-        }
-    }
-
-    pub(super) fn tasks<'a>(
-        &'a self,
-        workflow: &'a WorkflowDocument,
-        workflow_id: &'a str,
-        tenant: &'a str,
-        now: i64,
-    ) -> Vec<NewTask<'a>> {
-        workflow
-            .stages
-            .iter()
-            .zip(&self.documents)
-            .zip(&self.plans)
-            .zip(&self.ids)
-            .map(|(((stage, document), plan), id)| NewTask {
-                id,
-                tenant,
-                document,
-                now,
-                stage: Some(NewStage {
-                    workflow_id,
-                    name: &stage.name,
-                    plan,
-                    blocked: held_back(stage),
-                }),
+                },
+                blocked: held_back(stage),
             })
-            .collect()
+            .collect(),
     }
 }
 

@@ -13,14 +13,24 @@ use super::query::{NoParams, Params};
 use crate::metrics::{CapabilityLabel, TypeLabel, TypeState};
 use crate::state::AppState;
 
-/// `GET /healthz`: 200 when the store answers.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200), (status = 503)))]
+/// `GET /healthz`: 200 when the store answers, with what one request may
+/// hold (clients size their batches by it).
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "{status: ok, limits: {maxBatchDocuments, maxRequestBytes}}"), (status = 503)))]
 pub(super) async fn healthz(
     _: Params<NoParams>,
     State(state): State<Arc<AppState>>,
 ) -> impl IntoResponse {
     match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))),
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({
+                "status": "ok",
+                "limits": {
+                    "maxBatchDocuments": state.config.max_batch_documents,
+                    "maxRequestBytes": state.config.max_request_bytes,
+                },
+            })),
+        ),
         Err(error) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "unavailable", "error": error.to_string()})),

@@ -10,8 +10,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use flowmesh_types::api::{
-    ErrorBody, EventRecord, Submitted, SubmittedWorkflow, TaskPage, TaskState, TaskView,
+    ApiError, BatchItem, BatchSubmitted, ErrorBody, EventRecord, Submitted, SubmittedWorkflow,
+    TaskPage, TaskState, TaskView,
 };
+use flowmesh_types::document::batch::{Format, Split, split};
 use futures::Stream;
 use serde::Deserialize;
 
@@ -19,7 +21,7 @@ use super::event_cursor::EventCursor;
 use super::query::{self, Follow, NoParams, Params};
 use super::sse::{last_event_id, server_sent};
 use super::{ApiFailure, Auth, Body};
-use crate::admission::{self, Admitted, Checked};
+use crate::admission::{self, Admitted, Checked, DocumentOutcome, StoredId};
 use crate::state::{AppState, now_ms};
 use crate::store::{CancelOutcome, TaskFilter, TaskRecord, rfc3339};
 
@@ -33,30 +35,162 @@ pub(super) struct SubmitParams {
     fail_fast: Option<bool>,
     #[serde(default, deserialize_with = "query::flag")]
     dry_run: Option<bool>,
+    #[serde(default, deserialize_with = "query::flag")]
+    partial: Option<bool>,
 }
 
-/// `POST /tasks`: checks and stores a task or workflow document, through
-/// [`admission`](crate::admission).
+/// `POST /tasks`: checks and stores a task or workflow document, or a batch
+/// of them, through [`admission`](crate::admission).
 #[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks",
-    request_body(content = String, description = "A Task or Workflow document, YAML or JSON", content_type = "application/yaml"),
-    params(("wait" = Option<String>, Query, description = "Wait up to this long (30s) for a terminal state"),
-           ("failFast" = Option<bool>, Query, description = "Answer 422 when no live worker serves the type"),
-           ("dryRun" = Option<bool>, Query, description = "Check everything, store nothing: 200 {valid, taskType}")),
-    responses((status = 201, body = Submitted, description = "A task: {id, task}; a workflow: SubmittedWorkflow {id, workflow}"), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)),
+    request_body(description = "A Task or Workflow document (YAML or JSON), or a batch: several YAML documents separated by `---` lines, a JSON array of documents, or NDJSON (one JSON document per line, Content-Type application/x-ndjson)",
+        content((String = "application/yaml"), (String = "application/json"), (String = "application/x-ndjson"))),
+    params(("wait" = Option<String>, Query, description = "One document: wait up to this long (30s) for a terminal state"),
+           ("failFast" = Option<bool>, Query, description = "Refuse (422) a document whose task type no live worker serves"),
+           ("dryRun" = Option<bool>, Query, description = "Check everything, store nothing: 200 {valid, taskType}, or a batch's per-document results"),
+           ("partial" = Option<bool>, Query, description = "A batch: store the valid documents and answer 207 with each refused one's errors, rather than refusing the whole batch")),
+    responses((status = 201, body = Submitted, description = "A task: {id, task}; a workflow: SubmittedWorkflow {id, workflow}; a batch: BatchSubmitted"),
+              (status = 207, body = BatchSubmitted, description = "A batch with ?partial=true of which some documents were refused: the others were stored"),
+              (status = 400, body = ErrorBody),
+              (status = 413, body = ErrorBody, description = "The request is over --max-request-size, or the batch over --max-batch documents"),
+              (status = 422, body = ErrorBody, description = "Refused; for a batch (invalid_batch), every problem at its document's index: [3].spec.message"),
+              (status = 429, body = ErrorBody, description = "The tenant's pending limit or the token's submit rate")),
     security(("bearer" = [])))]
 pub(super) async fn submit(
     State(state): State<Arc<AppState>>,
     auth: Auth,
+    headers: HeaderMap,
     Params(params): Params<SubmitParams>,
     Body(body): Body,
 ) -> Result<Response, ApiFailure> {
     let principal = auth.client("submitting tasks")?;
+    let text = std::str::from_utf8(&body).map_err(|_| {
+        ApiFailure::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_document",
+            "the body is not UTF-8 text; send YAML or JSON",
+        )
+    })?;
+    let ndjson = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            let value = value.split(';').next().unwrap_or_default().trim();
+            value.eq_ignore_ascii_case("application/x-ndjson")
+                || value.eq_ignore_ascii_case("application/jsonl")
+        });
+    let format = if ndjson { Format::Ndjson } else { Format::Any };
+    let split = split(text, format).map_err(|error| {
+        ApiFailure::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_document",
+            error.message.clone(),
+        )
+        .with_details(vec![error])
+    })?;
+    let documents = match split {
+        Split::One(_) => return submit_one(&state, principal, params, &body).await,
+        Split::Many(documents) => documents,
+    };
+    if params.wait.is_some() {
+        return Err(ApiFailure::bad_param(
+            "wait",
+            "wait applies to one document; a batch is answered once stored (watch each id)",
+        ));
+    }
+    let limit = state.config.max_batch_documents;
+    if documents.len() > limit {
+        return Err(ApiFailure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!(
+                "the batch holds {} documents, over the limit of {limit} per request (`flowmesh server --max-batch`); send it in several requests",
+                documents.len()
+            ),
+        ));
+    }
+    if documents.is_empty() {
+        return Err(ApiFailure::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_document",
+            "the batch holds no documents",
+        ));
+    }
+    state
+        .limits
+        .submit(&principal.token_id, documents.len() as u32)?;
+    let options = admission::BatchOptions {
+        fail_fast: params.fail_fast.unwrap_or(false),
+        dry_run: params.dry_run.unwrap_or(false),
+        partial: params.partial.unwrap_or(false),
+    };
+    let outcome = admission::admit_batch(&state, &principal.tenant, &documents, options).await?;
+    let refused = outcome.refused();
+    let items: Vec<BatchItem> = outcome
+        .documents
+        .into_iter()
+        .enumerate()
+        .map(|(index, outcome)| batch_item(index, outcome))
+        .collect();
+    let status = if options.dry_run {
+        StatusCode::OK
+    } else if refused > 0 {
+        StatusCode::MULTI_STATUS
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(BatchSubmitted {
+            accepted: items.len() - refused,
+            refused,
+            items,
+        }),
+    )
+        .into_response())
+}
+
+/// One document of a batch as its answer shows it.
+fn batch_item(index: usize, outcome: DocumentOutcome) -> BatchItem {
+    let item = |kind: Option<&str>| BatchItem {
+        index,
+        kind: kind.map(str::to_string),
+        id: None,
+        error: None,
+    };
+    match outcome {
+        DocumentOutcome::Stored(StoredId::Task(id)) => BatchItem {
+            id: Some(id),
+            ..item(Some("Task"))
+        },
+        DocumentOutcome::Stored(StoredId::Workflow { id, .. }) => BatchItem {
+            id: Some(id),
+            ..item(Some("Workflow"))
+        },
+        DocumentOutcome::Valid(kind) => item(Some(kind)),
+        DocumentOutcome::Refused(kind, rejection) => BatchItem {
+            error: Some(ApiError {
+                code: rejection.kind.code().to_string(),
+                message: rejection.message,
+                details: rejection.details,
+            }),
+            ..item(kind)
+        },
+    }
+}
+
+/// One document: stored, and answered with its task or workflow.
+async fn submit_one(
+    state: &Arc<AppState>,
+    principal: &crate::store::Principal,
+    params: SubmitParams,
+    body: &[u8],
+) -> Result<Response, ApiFailure> {
     state.limits.submit(&principal.token_id, 1)?;
     let options = admission::Options {
         fail_fast: params.fail_fast.unwrap_or(false),
         dry_run: params.dry_run.unwrap_or(false),
     };
-    let admitted = admission::admit(&state, &principal.tenant, &body, options).await?;
+    let admitted = admission::admit(state, &principal.tenant, body, options).await?;
     let wait = params.wait;
     Ok(match admitted {
         Admitted::DryRun(Checked::Task(document)) => dry_run(serde_json::json!({
@@ -79,7 +213,7 @@ pub(super) async fn submit(
                         .await;
             }
             let task = if wait.is_some() {
-                view(&state, load(&state, &principal.tenant, &id).await?).await?
+                view(state, load(state, &principal.tenant, &id).await?).await?
             } else {
                 submitted_view(&id, document, at)
             };
@@ -93,8 +227,8 @@ pub(super) async fn submit(
                     tokio::time::timeout(wait, async { while cursor.next().await.is_some() {} })
                         .await;
             }
-            let workflow = super::workflows::load(&state, &principal.tenant, &id).await?;
-            let workflow = super::workflows::view(&state, workflow, true).await?;
+            let workflow = super::workflows::load(state, &principal.tenant, &id).await?;
+            let workflow = super::workflows::view(state, workflow, true).await?;
             (
                 StatusCode::CREATED,
                 Json(SubmittedWorkflow { id, workflow }),

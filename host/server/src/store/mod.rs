@@ -32,7 +32,10 @@
 //!
 //! - `task_record`: decoding task rows ([`TaskRecord`] and the locked
 //!   columns that decide an attempt's end); `stage_plan`: [`StagePlan`].
-//! - `tasks`: submitting, reading, listing and cancelling tasks.
+//! - `admissions`: storing what admission accepted, many submissions of
+//!   tasks and workflows in one transaction, each tenant's pending limit
+//!   counted in it ([`NewSubmission`]).
+//! - `tasks`: reading, listing and cancelling tasks, and their rows.
 //! - `attempts`: the claim, and ending attempts — completions, expired
 //!   leases, restarted workers — by applying the decision of
 //!   [`crate::attempt_outcome`]; `fair_shares`: the tenants' passes the
@@ -42,10 +45,11 @@
 //! - `gc`: deleting what finished long ago.
 //! - `workflows`: workflows, and their stages as tasks.
 //!
-//! The children import only downwards (`workflows` → `tasks` → `terminal` →
+//! The children import only downwards (`admissions` → `workflows` → `tasks` → `terminal` →
 //! `task_record` → `stage_plan`, all of them → `events` → `rows`), never each
 //! other in a circle.
 
+mod admissions;
 mod attempts;
 mod auth;
 mod events;
@@ -74,6 +78,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, SqlSafeStr, Transaction};
 
 pub use crate::attempt_outcome::{AttemptEnd, RetryPolicy};
+pub use admissions::{NewSubmission, SubmissionWrite};
 pub use attempts::{Claim, Exchange, Exchanged};
 pub use auth::{NewToken, Principal, Revoked, TokenRecord, token_hash};
 pub use events::{EventStream, StoredEvent};

@@ -71,26 +71,6 @@ pub enum CancelOutcome {
 }
 
 impl Store {
-    /// Stores a new pending task and its first event.
-    pub async fn insert_task(&self, task: &NewTask<'_>) -> Result<Vec<StoredEvent>, StoreError> {
-        self.insert_tasks(std::slice::from_ref(task)).await
-    }
-
-    /// Stores new pending tasks and their first events in one transaction,
-    /// with multi-row inserts. Returns the events in the order of `tasks`.
-    pub async fn insert_tasks(
-        &self,
-        tasks: &[NewTask<'_>],
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        let (_gate, mut tx) = self.write().await?;
-        let mut events = NewEvents::default();
-        insert_task_rows(&mut tx, tasks, &mut events).await?;
-        let now = tasks.iter().map(|task| task.now).max().unwrap_or_default();
-        let events = events.write(&mut tx, now).await?;
-        tx.commit().await?;
-        Ok(events)
-    }
-
     /// One task; `None` if it does not exist or belongs to another tenant
     /// (when `tenant` is given).
     pub async fn task(
@@ -207,10 +187,10 @@ impl Store {
 /// Inserts `tasks` with multi-row statements and queues their first events.
 pub(super) async fn insert_task_rows(
     tx: &mut Transaction<'static, Any>,
-    tasks: &[NewTask<'_>],
+    tasks: &[&NewTask<'_>],
     events: &mut NewEvents,
 ) -> Result<(), StoreError> {
-    for chunk in sql::fixed_chunks(tasks, 64) {
+    for chunk in sql::fixed_chunks(tasks, 256) {
         let rows: Vec<String> = (0..chunk.len())
             .map(|row| sql::task_row(row * sql::TASK_PARAMS))
             .collect();

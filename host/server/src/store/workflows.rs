@@ -24,7 +24,7 @@ use sqlx::any::AnyRow;
 use super::events::{NewEvents, StoredEvent};
 use super::rows::{get_i64, get_opt_i64, get_opt_str, get_str};
 use super::task_record::{LockedTask, TaskRecord};
-use super::tasks::{CancelOutcome, NewTask, cancel_locked, insert_task_rows};
+use super::tasks::{CancelOutcome, NewTask, cancel_locked};
 use super::terminal::terminal_events;
 use super::{Store, StoreError, decode_json, encode_json, sql};
 
@@ -100,34 +100,6 @@ pub struct WorkflowFilter {
 }
 
 impl Store {
-    /// Stores a workflow and all its stages' tasks in one transaction.
-    pub async fn insert_workflow(
-        &self,
-        workflow: &NewWorkflow<'_>,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        let (_gate, mut tx) = self.write().await?;
-        sqlx::query(sql::INSERT_WORKFLOW)
-            .bind(workflow.id)
-            .bind(workflow.tenant)
-            .bind(workflow.metadata.name.clone())
-            .bind(encode_json(&workflow.metadata.labels))
-            .bind(workflow.now)
-            .execute(&mut *tx)
-            .await?;
-        let mut events = NewEvents::default();
-        events.push(
-            workflow.id,
-            EventBody::Workflow {
-                state: WorkflowState::Running,
-                message: Some(format!("submitted with {} stage(s)", workflow.stages.len())),
-            },
-        );
-        insert_task_rows(&mut tx, &workflow.stages, &mut events).await?;
-        let events = events.write(&mut tx, workflow.now).await?;
-        tx.commit().await?;
-        Ok(events)
-    }
-
     /// One workflow; `None` if it does not exist or belongs to another
     /// tenant (when `tenant` is given).
     pub async fn workflow(

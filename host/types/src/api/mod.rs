@@ -54,8 +54,8 @@ pub use fleet::{
     TokenView, WorkerPlugin, WorkerPluginStatus, WorkerState, WorkerView,
 };
 pub use tasks::{
-    AttemptRecord, PlacementCounts, PluginRef, RESULT_SCHEMA_VERSION, ResultEnvelope, StageRef,
-    Submitted, TaskPage, TaskState, TaskView, WaitKind, Waiting,
+    AttemptRecord, BatchItem, BatchSubmitted, PlacementCounts, PluginRef, RESULT_SCHEMA_VERSION,
+    ResultEnvelope, StageRef, Submitted, TaskPage, TaskState, TaskView, WaitKind, Waiting,
 };
 pub use worker_protocol::{
     ClaimRequest, ClaimResponse, ClaimedTask, Completion, CompletionBatch, CompletionResponse,

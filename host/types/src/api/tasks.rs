@@ -285,6 +285,41 @@ pub struct Submitted {
     pub task: TaskView,
 }
 
+/// `POST /tasks`'s answer to a batch (a JSON array, NDJSON or several YAML
+/// documents): one item per document, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct BatchSubmitted {
+    /// Documents stored (or, on a dry run, found valid).
+    pub accepted: usize,
+    /// Documents refused (only with `?partial=true`; otherwise one refusal
+    /// refuses the whole batch).
+    pub refused: usize,
+    /// Per document, in order.
+    pub items: Vec<BatchItem>,
+}
+
+/// What became of one document of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct BatchItem {
+    /// Its position in the batch, from 0.
+    pub index: usize,
+    /// `Task` or `Workflow`, when it parsed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The id of the task or workflow stored (none on a dry run or when it
+    /// was refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Why it was refused, with paths from the batch's root
+    /// (`[3].spec.message`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<super::ApiError>,
+}
+
 /// One page of `GET /tasks`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

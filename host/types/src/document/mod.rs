@@ -35,6 +35,7 @@
 //! module reads the text, dispatches on `kind`, and re-exports the public
 //! items, so they are all `flowmesh_types::document::…`.
 
+pub mod batch;
 mod fields;
 mod quantity;
 mod task;
@@ -81,7 +82,7 @@ pub fn parse(text: &str) -> Result<Document, Vec<FieldError>> {
             ),
         )]);
     }
-    let value = parse_value(text).map_err(|message| vec![FieldError::new("", message)])?;
+    let value = parse_value(text).map_err(|error| vec![error])?;
     let mut errors = Errors::default();
     let document = check_document(&value, &mut errors);
     match document {
@@ -103,15 +104,17 @@ pub fn parse_document(text: &str) -> Result<TaskDocument, Vec<FieldError>> {
 }
 
 /// JSON when it looks like JSON, YAML otherwise (YAML is a superset, but JSON
-/// errors are clearer for JSON input).
-pub(crate) fn parse_value(text: &str) -> Result<Value, String> {
+/// errors are clearer for JSON input). A key given twice is an error at its
+/// path.
+pub(crate) fn parse_value(text: &str) -> Result<Value, FieldError> {
     if text.trim_start().starts_with('{') {
         crate::strict_json::from_str(text).map_err(|error| match error.path {
-            Some(_) => error.message,
-            None => format!("not a valid JSON document: {}", error.message),
+            Some(path) => FieldError::new(path, error.message),
+            None => FieldError::new("", format!("not a valid JSON document: {}", error.message)),
         })
     } else {
-        serde_saphyr::from_str(text).map_err(|error| format!("not a valid YAML document: {error}"))
+        serde_saphyr::from_str(text)
+            .map_err(|error| FieldError::new("", format!("not a valid YAML document: {error}")))
     }
 }
 
