@@ -11,7 +11,7 @@
 use flowmesh_types::api::{
     ClaimedTask, Completion, CompletionVerdict, EventBody, TaskEvents, TaskState,
 };
-use sqlx::{Any, Transaction};
+use sqlx::{Any, AssertSqlSafe, Transaction};
 
 use std::collections::BTreeMap;
 
@@ -19,7 +19,7 @@ use super::events::{NewEvents, StoredEvent};
 use super::fair_shares::{TenantRules, charge};
 use super::rows::{get_i64, get_opt_i64, get_str};
 use super::task_record::{LockedTask, hardware_from_row};
-use super::terminal::finish;
+use super::terminal::{Ending, finish_all};
 use super::{Store, StoreError, decode_json, encode_json, sql};
 use crate::attempt_outcome::{self, AttemptEnd, Next, RetryPolicy};
 
@@ -223,34 +223,41 @@ impl Store {
         events: &mut NewEvents,
     ) -> Result<Vec<CompletionVerdict>, StoreError> {
         let mut verdicts = vec![CompletionVerdict::StaleLease; completions.len()];
-        // Rows are locked in id order, as every transaction that locks
-        // several tasks does, so that two never wait on each other.
-        let mut order: Vec<usize> = (0..completions.len()).collect();
-        order.sort_by(|a, b| completions[*a].task_id.cmp(&completions[*b].task_id));
-        for index in order {
-            let completion = &completions[index];
-            let row = sqlx::query(self.dialect.fenced_task)
-                .bind(&completion.task_id)
-                .bind(&completion.lease_token)
-                .bind(worker_id)
-                .bind(now)
-                .fetch_optional(&mut **tx)
-                .await?;
-            let Some(row) = row else {
+        if completions.is_empty() {
+            return Ok(verdicts);
+        }
+        let ids: Vec<&str> = completions
+            .iter()
+            .map(|completion| completion.task_id.as_str())
+            .collect();
+        // One statement finds (and locks, in id order) every task whose
+        // lease this worker holds; a completion counts only with its task's
+        // current lease token.
+        let rows = sqlx::query(self.dialect.fenced_tasks)
+            .bind(encode_json(&ids))
+            .bind(worker_id)
+            .bind(now)
+            .fetch_all(&mut **tx)
+            .await?;
+        let mut index_of: std::collections::HashMap<&str, usize> = completions
+            .iter()
+            .enumerate()
+            .map(|(index, completion)| (completion.task_id.as_str(), index))
+            .collect();
+        let mut ended = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let task = LockedTask::from_row(row)?;
+            let token = get_str(row, "lease_token")?;
+            let Some(index) = index_of.remove(task.id.as_str()) else {
                 continue;
             };
-            let task = LockedTask::from_row(&row)?;
-            end_attempt(
-                tx,
-                &task,
-                &AttemptEnd::Reported(completion),
-                now,
-                retry,
-                events,
-            )
-            .await?;
+            if completions[index].lease_token != token {
+                continue;
+            }
             verdicts[index] = CompletionVerdict::Accepted;
+            ended.push((task, AttemptEnd::Reported(&completions[index])));
         }
+        end_attempts(tx, &ended, now, retry, events).await?;
         Ok(verdicts)
     }
 
@@ -300,89 +307,101 @@ impl Store {
         let (_gate, mut tx) = self.write().await?;
         let rows = query.fetch_all(&mut *tx).await?;
         let mut events = NewEvents::default();
+        let mut ended = Vec::with_capacity(rows.len());
         for row in &rows {
             let task = LockedTask::from_row(row)?;
             let lost = AttemptEnd::LeaseLost(message(task.worker_name.as_deref().unwrap_or("?")));
-            end_attempt(&mut tx, &task, &lost, now, retry, &mut events).await?;
+            ended.push((task, lost));
         }
+        end_attempts(&mut tx, &ended, now, retry, &mut events).await?;
         let events = events.write(&mut tx, now).await?;
         tx.commit().await?;
         Ok((rows.len(), events))
     }
 }
 
-/// Records how the current attempt of a locked task ended and applies the
-/// [`attempt_outcome::decide`] decision: the terminal state, or a retry.
-async fn end_attempt(
+/// Records how the current attempts of locked tasks ended and applies each
+/// [`attempt_outcome::decide`] decision: the attempts in one multi-row
+/// insert, the terminal states in one update ([`finish_all`]), retries one
+/// by one (they are rare).
+async fn end_attempts(
     tx: &mut Transaction<'static, Any>,
-    task: &LockedTask,
-    end: &AttemptEnd<'_>,
+    ended: &[(LockedTask, AttemptEnd<'_>)],
     now: i64,
     retry: &RetryPolicy,
     events: &mut NewEvents,
 ) -> Result<(), StoreError> {
-    let worker = task.worker_name.clone().unwrap_or_default();
-    let decision = attempt_outcome::decide(&task.facts(&worker), end, now, retry);
-    sqlx::query(sql::INSERT_ATTEMPT)
-        .bind(&task.id)
-        .bind(i64::from(task.attempt))
-        .bind(&worker)
-        .bind(task.started_at.unwrap_or(now))
-        .bind(now)
-        .bind(decision.outcome)
-        .bind(decision.error.as_ref().map(encode_json))
-        .bind(task.plugin.as_ref().map(encode_json))
-        .execute(&mut **tx)
-        .await?;
-    match decision.next {
-        Next::Succeed(result) => {
-            finish(
-                tx,
-                task,
-                TaskState::Succeeded,
-                Some(result),
-                None,
-                now,
-                events,
-            )
-            .await
-        }
-        Next::Cancel(error) => {
-            finish(
-                tx,
-                task,
-                TaskState::Cancelled,
-                None,
-                Some(&error),
-                now,
-                events,
-            )
-            .await
-        }
-        Next::Fail(error) => {
-            finish(tx, task, TaskState::Failed, None, Some(&error), now, events).await
-        }
-        Next::Retry(next) => {
-            sqlx::query(sql::RETRY_TASK)
-                .bind(task.seq)
-                .bind(next.run_after)
-                .bind(&worker)
-                .bind(next.avoid_until)
-                .bind(encode_json(&next.error))
-                .bind(now)
-                .bind(encode_json(&next.waiting))
-                .bind(i64::from(!next.counts_attempt))
-                .execute(&mut **tx)
-                .await?;
-            events.push(
-                &task.id,
-                EventBody::State {
-                    state: TaskState::Pending,
-                    attempt: task.attempt + 1,
-                    message: Some(next.waiting.message),
-                },
-            );
-            Ok(())
-        }
+    if ended.is_empty() {
+        return Ok(());
     }
+    let decisions: Vec<_> = ended
+        .iter()
+        .map(|(task, end)| {
+            let worker = task.worker_name.clone().unwrap_or_default();
+            let decision = attempt_outcome::decide(&task.facts(&worker), end, now, retry);
+            (task, worker, decision)
+        })
+        .collect();
+    for chunk in sql::fixed_chunks(&decisions, 8) {
+        let marks = sql::Marks::of(tx);
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|row| format!("({})", marks.list(row * 8, 8)))
+            .collect();
+        let statement = format!(
+            "{}{}{}",
+            sql::INSERT_ATTEMPTS,
+            rows.join(", "),
+            sql::INSERT_ATTEMPTS_END
+        );
+        let mut query = sqlx::query(AssertSqlSafe(statement));
+        for (task, worker, decision) in chunk {
+            query = query
+                .bind(task.id.as_str())
+                .bind(i64::from(task.attempt))
+                .bind(worker.as_str())
+                .bind(task.started_at.unwrap_or(now))
+                .bind(now)
+                .bind(decision.outcome)
+                .bind(decision.error.as_ref().map(encode_json))
+                .bind(task.plugin.as_ref().map(encode_json));
+        }
+        query.execute(&mut **tx).await?;
+    }
+    let mut endings = Vec::with_capacity(decisions.len());
+    for (task, worker, decision) in decisions {
+        let (state, result, error) = match decision.next {
+            Next::Succeed(result) => (TaskState::Succeeded, Some(result), None),
+            Next::Cancel(error) => (TaskState::Cancelled, None, Some(error)),
+            Next::Fail(error) => (TaskState::Failed, None, Some(error)),
+            Next::Retry(next) => {
+                sqlx::query(sql::RETRY_TASK)
+                    .bind(task.seq)
+                    .bind(next.run_after)
+                    .bind(&worker)
+                    .bind(next.avoid_until)
+                    .bind(encode_json(&next.error))
+                    .bind(now)
+                    .bind(encode_json(&next.waiting))
+                    .bind(i64::from(!next.counts_attempt))
+                    .execute(&mut **tx)
+                    .await?;
+                events.push(
+                    &task.id,
+                    EventBody::State {
+                        state: TaskState::Pending,
+                        attempt: task.attempt + 1,
+                        message: Some(next.waiting.message),
+                    },
+                );
+                continue;
+            }
+        };
+        endings.push(Ending {
+            task,
+            state,
+            result,
+            error,
+        });
+    }
+    finish_all(tx, endings, now, events).await
 }

@@ -66,13 +66,15 @@ impl NewEvents {
                 .execute(&mut **tx)
                 .await?;
         }
+        let marks = sql::Marks::of(tx);
         let mut rest = self.0;
         let mut stored = Vec::with_capacity(rest.len());
         while !rest.is_empty() {
-            let chunk: Vec<(String, EventBody)> =
-                rest.drain(..sql::chunk_size(rest.len(), 256)).collect();
+            let chunk: Vec<(String, EventBody)> = rest
+                .drain(..sql::chunk_size(rest.len(), sql::rows_per_statement(3)))
+                .collect();
             let rows: Vec<String> = (0..chunk.len())
-                .map(|row| format!("({})", sql::placeholders(row * 3, 3)))
+                .map(|row| format!("({})", marks.list(row * 3, 3)))
                 .collect();
             let statement = format!(
                 "INSERT INTO task_events (task_id, at, body) VALUES {} RETURNING seq",

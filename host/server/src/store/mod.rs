@@ -150,9 +150,10 @@ pub(crate) struct Dialect {
     /// running limit in the JSON map `$11`, else `$12` (0: none). See
     /// [`fair_shares`].
     claim: &'static str,
-    /// A running task, locked, if `$2` is its lease token, `$3` its worker,
-    /// and its lease has not expired before `$4`: `$1` task id.
-    fenced_task: &'static str,
+    /// The running tasks, locked in id order, whose id is in the JSON list
+    /// `$1`, held by worker `$2` under a lease that has not expired before
+    /// `$3`, with their `lease_token` (the caller matches it).
+    fenced_tasks: &'static str,
     /// Leases of worker `$1` whose token is in the JSON list `$2`: renews them
     /// to `$3` and returns their `id, state, lease_token`.
     renew_leases: &'static str,

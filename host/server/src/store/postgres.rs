@@ -107,11 +107,13 @@ WHERE t.seq = chosen.seq
 RETURNING t.id, t.tenant, t.task_type, t.spec, t.attempt, t.lease_token, t.timeout_ms,
           t.cpu_millis, t.memory_bytes, t.gpu_count, t.gpu_model, t.gpu_memory_bytes
 "#,
-    fenced_task: r#"
-SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin
+    fenced_tasks: r#"
+SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin,
+       lease_token
 FROM tasks
-WHERE id = $1 AND lease_token = $2 AND worker_id = $3
-  AND state IN ('running', 'cancelling') AND lease_expires_at >= $4
+WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)) AND worker_id = $2
+  AND state IN ('running', 'cancelling') AND lease_expires_at >= $3
+ORDER BY id
 FOR UPDATE
 "#,
     renew_leases: r#"

@@ -98,31 +98,62 @@ INSERT INTO tasks (id, tenant, name, labels, task_type, spec, cpu_millis, memory
     run_after, created_at, updated_at, workflow_id, stage, stage_plan, blocked, waiting,
     waiting_kind) VALUES ";
 /// Parameters per row of [`INSERT_TASKS`].
-pub(super) const TASK_PARAMS: usize = 21;
+pub(super) const TASK_PARAMS: usize = 23;
 
 /// One row of [`INSERT_TASKS`] whose parameters start after `base`: 14
-/// values, the time, then the 6 workflow columns.
-pub(super) fn task_row(base: usize) -> String {
-    let now = base + 15;
+/// values, the time three times, then the 6 workflow columns.
+pub(super) fn task_row(marks: Marks, base: usize) -> String {
     format!(
-        "({}, 'pending', 1, ${now}, ${now}, ${now}, {})",
-        placeholders(base, 14),
-        placeholders(now, 6)
+        "({}, 'pending', 1, {})",
+        marks.list(base, 14),
+        marks.list(base + 14, 9)
     )
 }
 
-/// `$b+1, $b+2, …, $b+count`.
-pub(super) fn placeholders(base: usize, count: usize) -> String {
-    (base + 1..=base + count)
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// How a statement built here marks its parameters. Numbered (`$1`, as
+/// PostgreSQL wants) costs more than linear in their number on SQLite, where
+/// sqlx looks each one's name up; there the many-row statements use
+/// positional `?` marks, bound in the order they appear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Marks {
+    /// `$1, $2, …`.
+    Numbered,
+    /// `?, ?, …`.
+    Positional,
 }
 
-/// Splits `items` into chunks of a few fixed sizes (at most `largest`), so
-/// that multi-row statements come in a handful of shapes each connection
-/// prepares once.
-pub(super) fn fixed_chunks<T>(items: &[T], largest: usize) -> Vec<&[T]> {
+impl Marks {
+    /// The marks a statement on `tx`'s backend takes.
+    pub(super) fn of(tx: &sqlx::Transaction<'static, sqlx::Any>) -> Self {
+        if tx.backend_name() == "SQLite" {
+            Self::Positional
+        } else {
+            Self::Numbered
+        }
+    }
+
+    /// The marks of the parameters `base + 1` to `base + count`.
+    pub(super) fn list(self, base: usize, count: usize) -> String {
+        (base + 1..=base + count)
+            .map(|n| match self {
+                Self::Numbered => format!("${n}"),
+                Self::Positional => "?".to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The most parameters one multi-row statement binds (see [`Marks`] for why
+/// it matters on SQLite).
+const STATEMENT_PARAMETERS: usize = 2048;
+
+/// Splits `items`, each `parameters` bound values of a multi-row statement,
+/// into chunks of a few fixed sizes, so that such statements come in a
+/// handful of shapes each connection prepares once, and none binds more
+/// than [`STATEMENT_PARAMETERS`].
+pub(super) fn fixed_chunks<T>(items: &[T], parameters: usize) -> Vec<&[T]> {
+    let largest = rows_per_statement(parameters);
     let mut chunks = Vec::new();
     let mut rest = items;
     while !rest.is_empty() {
@@ -131,6 +162,11 @@ pub(super) fn fixed_chunks<T>(items: &[T], largest: usize) -> Vec<&[T]> {
         rest = tail;
     }
     chunks
+}
+
+/// The most rows of `parameters` values one statement takes.
+pub(super) fn rows_per_statement(parameters: usize) -> usize {
+    (STATEMENT_PARAMETERS / parameters.max(1)).max(1)
 }
 
 /// The size of the next of [`fixed_chunks`]' chunks when `remaining` items
@@ -149,16 +185,22 @@ pub(super) const TASK_BY_ID: &str = "SELECT * FROM tasks WHERE id = $1";
 pub(super) const ATTEMPTS_OF_TASK: &str = "\
 SELECT attempt, worker_name, started_at, finished_at, outcome, error, plugin
 FROM task_attempts WHERE task_id = $1 ORDER BY attempt";
-pub(super) const INSERT_ATTEMPT: &str = "\
+/// Ended attempts: `VALUES` rows of 8 parameters follow, then
+/// [`INSERT_ATTEMPTS_END`].
+pub(super) const INSERT_ATTEMPTS: &str = "\
 INSERT INTO task_attempts (task_id, attempt, worker_name, started_at, finished_at, outcome, error,
     plugin)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-ON CONFLICT (task_id, attempt) DO NOTHING";
-pub(super) const FINISH_TASK: &str = "\
-UPDATE tasks SET state = $2, result = $3, error = $4, updated_at = $5, finished_at = $5,
-    lease_token = NULL, lease_expires_at = NULL, waiting = NULL, waiting_kind = NULL, blocked = 0
-WHERE seq = $1
-RETURNING workflow_id";
+VALUES ";
+pub(super) const INSERT_ATTEMPTS_END: &str = " ON CONFLICT (task_id, attempt) DO NOTHING";
+/// Ends the tasks of the `VALUES` list `v(seq, state, result, error, at)`
+/// that precedes it.
+pub(super) const FINISH_TASKS: &str = "\
+UPDATE tasks SET state = v.state, result = v.result, error = v.error, updated_at = v.at,
+    finished_at = v.at, lease_token = NULL, lease_expires_at = NULL, waiting = NULL,
+    waiting_kind = NULL, blocked = 0
+FROM v
+WHERE tasks.seq = v.seq
+RETURNING tasks.workflow_id";
 /// A stage of workflow `$1` finished at `$2`: the releaser has work.
 pub(super) const WORKFLOW_CHANGED: &str =
     "UPDATE workflows SET changes = changes + 1, updated_at = $2 WHERE id = $1";

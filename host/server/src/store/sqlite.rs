@@ -105,11 +105,13 @@ WHERE seq IN (
 RETURNING id, tenant, task_type, spec, attempt, lease_token, timeout_ms,
           cpu_millis, memory_bytes, gpu_count, gpu_model, gpu_memory_bytes
 "#,
-    fenced_task: r#"
-SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin
+    fenced_tasks: r#"
+SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin,
+       lease_token
 FROM tasks
-WHERE id = $1 AND lease_token = $2 AND worker_id = $3
-  AND state IN ('running', 'cancelling') AND lease_expires_at >= $4
+WHERE id IN (SELECT value FROM json_each($1)) AND worker_id = $2
+  AND state IN ('running', 'cancelling') AND lease_expires_at >= $3
+ORDER BY id
 "#,
     renew_leases: r#"
 UPDATE tasks SET lease_expires_at = $3

@@ -190,9 +190,10 @@ pub(super) async fn insert_task_rows(
     tasks: &[&NewTask<'_>],
     events: &mut NewEvents,
 ) -> Result<(), StoreError> {
-    for chunk in sql::fixed_chunks(tasks, 256) {
+    for chunk in sql::fixed_chunks(tasks, sql::TASK_PARAMS) {
+        let marks = sql::Marks::of(tx);
         let rows: Vec<String> = (0..chunk.len())
-            .map(|row| sql::task_row(row * sql::TASK_PARAMS))
+            .map(|row| sql::task_row(marks, row * sql::TASK_PARAMS))
             .collect();
         let statement = format!("{}{}", sql::INSERT_TASKS, rows.join(", "));
         let mut query = sqlx::query(AssertSqlSafe(statement));
@@ -216,6 +217,8 @@ pub(super) async fn insert_task_rows(
                 .bind(encode_json(&spec.resources.labels))
                 .bind(spec.timeout.map(|timeout| timeout.as_millis() as i64))
                 .bind(i64::from(spec.max_attempts))
+                .bind(task.now)
+                .bind(task.now)
                 .bind(task.now)
                 .bind(stage.map(|stage| stage.workflow_id.to_string()))
                 .bind(stage.map(|stage| stage.name.to_string()))

@@ -1,4 +1,4 @@
-//! Ending a task: the `FINISH_TASK` update and the state and result events
+//! Ending a task: the `FINISH_TASKS` update and the state and result events
 //! every terminal state writes.
 //!
 //! Whoever ends a task — a cancel, an attempt that ends, placement giving
@@ -14,6 +14,19 @@ use super::events::NewEvents;
 use super::rows::get_opt_str;
 use super::task_record::LockedTask;
 use super::{StoreError, encode_json, sql};
+use sqlx::AssertSqlSafe;
+
+/// How one task ends: see [`finish_all`].
+pub(super) struct Ending<'a> {
+    /// The task, locked.
+    pub(super) task: &'a LockedTask,
+    /// Its terminal state.
+    pub(super) state: TaskState,
+    /// Its result, when it succeeded.
+    pub(super) result: Option<ResultEnvelope>,
+    /// Why it did not, otherwise.
+    pub(super) error: Option<TaskError>,
+}
 
 /// Moves a locked task to the terminal `state` and queues its events.
 pub(super) async fn finish(
@@ -25,21 +38,59 @@ pub(super) async fn finish(
     now: i64,
     events: &mut NewEvents,
 ) -> Result<(), StoreError> {
-    let workflow = sqlx::query(sql::FINISH_TASK)
-        .bind(task.seq)
-        .bind(state.as_str())
-        .bind(result.as_ref().map(encode_json))
-        .bind(error.map(encode_json))
-        .bind(now)
-        .fetch_optional(&mut **tx)
-        .await?
-        .map(|row| get_opt_str(&row, "workflow_id"))
-        .transpose()?
-        .flatten();
-    if let Some(workflow) = workflow {
-        events.workflow_changed(workflow);
+    let ending = Ending {
+        task,
+        state,
+        result,
+        error: error.cloned(),
+    };
+    finish_all(tx, vec![ending], now, events).await
+}
+
+/// Moves locked tasks to their terminal states with one statement per chunk
+/// of rows (`UPDATE … FROM` a `VALUES` list), notes the workflows whose
+/// stages finished, and queues each task's events in order.
+pub(super) async fn finish_all(
+    tx: &mut Transaction<'static, Any>,
+    endings: Vec<Ending<'_>>,
+    now: i64,
+    events: &mut NewEvents,
+) -> Result<(), StoreError> {
+    for chunk in sql::fixed_chunks(&endings, 5) {
+        let marks = sql::Marks::of(tx);
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|row| format!("({})", marks.list(row * 5, 5)))
+            .collect();
+        let statement = format!(
+            "WITH v(seq, state, result, error, at) AS (VALUES {}) {}",
+            rows.join(", "),
+            sql::FINISH_TASKS
+        );
+        let mut query = sqlx::query(AssertSqlSafe(statement));
+        for ending in chunk {
+            query = query
+                .bind(ending.task.seq)
+                .bind(ending.state.as_str())
+                .bind(ending.result.as_ref().map(encode_json))
+                .bind(ending.error.as_ref().map(encode_json))
+                .bind(now);
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            if let Some(workflow) = get_opt_str(&row, "workflow_id")? {
+                events.workflow_changed(workflow);
+            }
+        }
     }
-    terminal_events(&task.id, task.attempt, state, result, error, events);
+    for ending in endings {
+        terminal_events(
+            &ending.task.id,
+            ending.task.attempt,
+            ending.state,
+            ending.result,
+            ending.error.as_ref(),
+            events,
+        );
+    }
     Ok(())
 }
 
