@@ -218,7 +218,7 @@ async fn wait_done(server: &TestServer, tasks: usize, since: i64) -> Duration {
             last.1.elapsed() < STALL,
             "no task finished for {STALL:?}: {depth:?}"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let last = sorted_column(&server.db.url, "SELECT MAX(finished_at) AS ms FROM tasks").await;
     Duration::from_millis((last.first().copied().unwrap_or(since) - since).max(1) as u64)

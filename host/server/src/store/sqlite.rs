@@ -2,7 +2,10 @@
 //! one `UPDATE … RETURNING` whose subqueries see a consistent snapshot; JSON
 //! lists are expanded with `json_each`. The claim finds the tenants with
 //! pending work by skipping through an index (a recursive `MIN`), takes each
-//! one's oldest candidates, and orders them all by fair-share tag.
+//! one's oldest candidates, and orders them all by fair-share tag. A
+//! unary `+` keeps the planner off an index where another is far narrower
+//! (`+worker_id`: look the completed tasks up by id, not every task the
+//! worker holds).
 
 use super::Dialect;
 
@@ -109,7 +112,7 @@ RETURNING id, tenant, task_type, spec, attempt, lease_token, timeout_ms,
 SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin,
        lease_token
 FROM tasks
-WHERE id IN (SELECT value FROM json_each($1)) AND worker_id = $2
+WHERE id IN (SELECT value FROM json_each($1)) AND +worker_id = $2
   AND state IN ('running', 'cancelling') AND lease_expires_at >= $3
 ORDER BY id
 "#,
