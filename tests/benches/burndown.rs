@@ -27,6 +27,10 @@
 //!   output: the hand-off (a stage finished → the next one claimed) p50/p99;
 //!   then W three-stage workflows submitted in batches of 100 from 4
 //!   clients: workflows/s and submit → finished p50/p99.
+//! - **two** (PostgreSQL only): two servers on one database, the worker
+//!   connected to the second; 300 tasks submitted one at a time to the
+//!   first: submit → start p50/p99, the wake-up crossing servers through
+//!   `LISTEN/NOTIFY` (claims re-check only every 500 ms without it).
 //! - **count**: a live burn-down with every SQL statement counted
 //!   ([`statements`]): statement executions per task, a multi-row statement
 //!   counting once.
@@ -63,8 +67,8 @@ struct Options {
     durability: Durability,
 }
 
-const PHASES: [&str; 8] = [
-    "ceiling", "drain", "live", "single", "idle", "fair", "flows", "count",
+const PHASES: [&str; 9] = [
+    "ceiling", "drain", "live", "single", "idle", "fair", "flows", "two", "count",
 ];
 
 fn options() -> Options {
@@ -302,6 +306,9 @@ async fn run(db: Db, options: &Options) {
     if options.runs("flows") {
         workflows(db, name, options).await;
     }
+    if options.runs("two") && db == Db::Postgres {
+        two_servers(name, options).await;
+    }
     if options.runs("count") {
         let tasks = options.tasks.min(5_000);
         statements::start();
@@ -415,6 +422,46 @@ async fn idle(db: Db, name: &str, options: &Options) {
         percentile(&waits, 0.99),
     );
     server.server.shutdown().await;
+}
+
+/// Two servers on one database, the worker on the second, tasks submitted
+/// one at a time to the first.
+async fn two_servers(name: &str, options: &Options) {
+    const TASKS: usize = 300;
+    let a = start(Db::Postgres, options).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = flowmesh_tests::cluster::fast_config(dir.path());
+    config.database_url = Some(a.db.url.clone());
+    let b = flowmesh_server::Server::start(config)
+        .await
+        .expect("the second server starts");
+    let _worker = flowmesh_tests::cluster::TestWorker::start(
+        &b.url(),
+        &a.worker_token,
+        "bench-on-b",
+        &[("echo", flowmesh_tests::components::ECHO)],
+        flowmesh_runtime::HostCapabilities::none(),
+        options.slots,
+        |_| {},
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let api = a.admin();
+    for n in 0..TASKS {
+        api.echo(&format!("across {n}")).await;
+        // Each finds the worker idle, waiting in its claim on the other server.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let since = now_ms();
+    let _ = wait_done(&a, TASKS, since).await;
+    let waits = latencies(&a.db.url, None).await;
+    println!(
+        "{name:<9} two    {TASKS} tasks submitted to server A, worker on server B: submit->start p50 {} ms, p99 {} ms",
+        percentile(&waits, 0.50),
+        percentile(&waits, 0.99),
+    );
+    b.shutdown().await;
+    a.server.shutdown().await;
 }
 
 /// Tenant B's tasks against tenant A's backlog; `alone` is the one-tenant

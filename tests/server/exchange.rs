@@ -18,6 +18,13 @@ flowmesh_tests::on_both_backends!(
 
 const LONG: Duration = Duration::from_secs(60);
 
+mod across_servers {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_task_submitted_to_one_server_wakes_a_claim_waiting_on_another() {
+        super::a_task_submitted_to_one_server_wakes_a_claim_waiting_on_another().await
+    }
+}
+
 /// Claims for registration `worker` with `token`: `body` merged over an
 /// empty claim; the status and answer.
 async fn claim(server: &TestServer, token: &str, worker: &str, body: Value) -> (StatusCode, Value) {
@@ -188,4 +195,53 @@ async fn tasks_claimed_ahead_start_as_slots_free_and_go_back_on_shutdown(db: Db)
             "a handed-back attempt does not count: {task:#}"
         );
     }
+}
+
+/// Two servers on one PostgreSQL database; the worker waits in a claim on
+/// server B. A task submitted to server A starts on it at once: A announces
+/// the new work (NOTIFY) and B wakes its waiting claim. Both servers re-check
+/// only every minute and the worker's claim waits a minute, so without the
+/// announcement the task could not start within the half minute allowed.
+async fn a_task_submitted_to_one_server_wakes_a_claim_waiting_on_another() {
+    let slow_recheck = |config: &mut flowmesh_server::ServerConfig| {
+        config.claim_recheck = Duration::from_secs(60);
+        config.max_claim_wait = Duration::from_secs(60);
+    };
+    let a = TestServer::start(Db::Postgres, slow_recheck).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = flowmesh_tests::cluster::fast_config(dir.path());
+    config.database_url = Some(a.db.url.clone());
+    slow_recheck(&mut config);
+    let b = flowmesh_server::Server::start(config)
+        .await
+        .expect("the second server starts");
+    let _worker = TestWorker::start(
+        &b.url(),
+        &a.worker_token,
+        "on-b",
+        &[("echo", components::ECHO)],
+        HostCapabilities::none(),
+        2,
+        |config| config.claim_wait = Duration::from_secs(60),
+    )
+    .await;
+    let api = a.admin();
+    flowmesh_tests::cluster::eventually("the worker serves echo", LONG, || async {
+        let (_, worker) = api.get("/workers/on-b").await;
+        if worker["served"]["types"].get("echo").is_some() {
+            Ok(())
+        } else {
+            Err(worker.to_string())
+        }
+    })
+    .await;
+    // Let its claim settle into the long poll on B.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for n in 0..3 {
+        let id = api.echo(&format!("across {n}")).await;
+        let task = api.finished(&id, Duration::from_secs(30)).await;
+        assert_eq!(task["state"], "succeeded", "{task:#}");
+        assert_eq!(task["attempts"][0]["worker"], "on-b", "{task:#}");
+    }
+    b.shutdown().await;
 }

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{Notify, broadcast, watch};
 
 use crate::store::StoredEvent;
 
@@ -39,23 +39,41 @@ impl EventBus {
 }
 
 /// A counter that moves whenever claimable work may have appeared: a task
-/// was submitted or released, or a worker's capacity changed.
+/// was submitted or released, or a worker's capacity changed. A change made
+/// here is also announced to the other servers of the database
+/// ([`crate::wake_across`]), whose waiting claims it may concern.
 pub struct WorkSignal {
     sender: watch::Sender<u64>,
+    announce: Notify,
 }
 
 impl Default for WorkSignal {
     fn default() -> Self {
         Self {
             sender: watch::Sender::new(0),
+            announce: Notify::new(),
         }
     }
 }
 
 impl WorkSignal {
-    /// Wakes every waiting claim.
+    /// Wakes every waiting claim, here and (announced) on the other
+    /// servers.
     pub fn notify(&self) {
+        self.notify_here();
+        self.announce.notify_one();
+    }
+
+    /// Wakes every waiting claim of this server only: for a change another
+    /// server announced.
+    pub fn notify_here(&self) {
         self.sender.send_modify(|generation| *generation += 1);
+    }
+
+    /// Waits until a change made here is to be announced; the changes made
+    /// while one announcement goes out fold into the next.
+    pub async fn to_announce(&self) {
+        self.announce.notified().await;
     }
 
     /// A receiver that sees the next [`WorkSignal::notify`].

@@ -32,6 +32,10 @@ pub struct ServerConfig {
     pub retention: Duration,
     /// The longest a claim long-poll waits. Default 30 s.
     pub max_claim_wait: Duration,
+    /// How often a waiting claim looks at the store again without a
+    /// wake-up (a retry delay running out; a wake-up from another server
+    /// lost with its connection). Default 500 ms.
+    pub claim_recheck: Duration,
     /// Delay before a retry; doubles per attempt. Default 1 s.
     pub retry_backoff: Duration,
     /// The longest retry delay. Default 5 min.
@@ -217,6 +221,7 @@ impl ServerConfig {
             no_worker_grace: Duration::from_secs(300),
             retention: Duration::from_secs(7 * 24 * 3600),
             max_claim_wait: Duration::from_secs(30),
+            claim_recheck: Duration::from_millis(500),
             retry_backoff: Duration::from_secs(1),
             max_retry_backoff: Duration::from_secs(300),
             retry_avoid: Duration::from_secs(10),

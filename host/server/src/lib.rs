@@ -49,6 +49,7 @@ mod server;
 pub mod state;
 pub mod store;
 pub mod validation;
+pub mod wake_across;
 
 pub use config::{ServerConfig, Tls};
 pub use server::{BootstrapTokens, Server, write_private_file};

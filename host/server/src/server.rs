@@ -167,13 +167,15 @@ impl Server {
         };
         let background = tokio::spawn(crate::background::run(state.clone()));
         let releaser = tokio::spawn(crate::releaser::run(state.clone()));
+        let mut tasks = vec![serve, background, releaser];
+        tasks.extend(crate::wake_across::start(&state, &url));
         tracing::info!(%addr, store = ?state.store.backend(), "server listening");
         Ok(Self {
             addr,
             ca_cert,
             https,
             state,
-            tasks: vec![serve, background, releaser],
+            tasks,
             bootstrap,
         })
     }

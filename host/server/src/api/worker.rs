@@ -22,10 +22,6 @@ use crate::state::{AppState, now_ms};
 use crate::store::{Claim, Exchange, NewWorker};
 use flowmesh_types::api::{ApiError, ErrorBody};
 
-/// How often a waiting claim looks at the store even without a wake-up
-/// (retry delays running out, capacity freed by another server).
-const CLAIM_RECHECK: Duration = Duration::from_millis(500);
-
 fn worker_only(auth: &Auth) -> Result<(), ApiFailure> {
     auth.require(&[Role::Worker], "the worker protocol")
 }
@@ -398,7 +394,7 @@ pub(super) async fn claim(
         if request.max_tasks == 0 || tokio::time::Instant::now() >= deadline {
             return Ok(Json(ClaimResponse::default()));
         }
-        let recheck = (tokio::time::Instant::now() + CLAIM_RECHECK).min(deadline);
+        let recheck = (tokio::time::Instant::now() + state.config.claim_recheck).min(deadline);
         tokio::select! {
             _ = signal.changed() => {}
             _ = catalog.changed() => {

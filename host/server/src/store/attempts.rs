@@ -104,16 +104,18 @@ impl Store {
     ) -> Result<Option<Exchanged>, StoreError> {
         let claim = &exchange.claim;
         let (_gate, mut tx) = self.write().await?;
+        // The registration's row is locked first, before any task row,
+        // as the heartbeat's is: the two never wait on each other.
+        let owned = sqlx::query(self.dialect.worker_of_token_for_update)
+            .bind(claim.worker_id)
+            .bind(claim.token_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
         let delivers = !exchange.events.is_empty() || !exchange.completions.is_empty();
-        if delivers
-            && sqlx::query(sql::WORKER_OF_TOKEN)
-                .bind(claim.worker_id)
-                .bind(claim.token_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_none()
-        {
-            return Ok(None);
+        if !owned {
+            // Nothing to claim either: the claim checks the same.
+            return Ok((!delivers).then(Exchanged::default));
         }
         let mut events = NewEvents::default();
         self.append_events_in(&mut tx, claim.worker_id, exchange.events, &mut events)

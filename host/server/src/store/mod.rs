@@ -150,6 +150,10 @@ pub(crate) struct Dialect {
     /// running limit in the JSON map `$11`, else `$12` (0: none). See
     /// [`fair_shares`].
     claim: &'static str,
+    /// Registration `$1` if it belongs to token `$2` (live or not), its row
+    /// locked: a worker's round trip locks it before any of its tasks, as
+    /// its heartbeat does, so that the two never wait on each other.
+    worker_of_token_for_update: &'static str,
     /// The running tasks, locked in id order, whose id is in the JSON list
     /// `$1`, held by worker `$2` under a lease that has not expired before
     /// `$3`, with their `lease_token` (the caller matches it).
@@ -281,6 +285,19 @@ impl Store {
     pub async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
+    }
+
+    /// PostgreSQL: `NOTIFY channel, payload` (see [`crate::wake_across`]);
+    /// nothing on SQLite.
+    pub async fn notify(&self, channel: &str, payload: &str) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(channel)
+                .bind(payload)
+                .execute(&self.writer)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Whether the database answers.

@@ -107,6 +107,7 @@ WHERE t.seq = chosen.seq
 RETURNING t.id, t.tenant, t.task_type, t.spec, t.attempt, t.lease_token, t.timeout_ms,
           t.cpu_millis, t.memory_bytes, t.gpu_count, t.gpu_model, t.gpu_memory_bytes
 "#,
+    worker_of_token_for_update: "SELECT id FROM workers WHERE id = $1 AND token_id = $2 FOR UPDATE",
     fenced_tasks: r#"
 SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin,
        lease_token
