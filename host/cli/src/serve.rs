@@ -55,6 +55,11 @@ pub struct ServerArgs {
     /// The most documents one submission (POST /tasks) may hold [default: 10000].
     #[arg(long)]
     max_batch: Option<usize>,
+    /// Pending tasks a claim looks at per tenant and task type, the oldest
+    /// of each; a task further back waits until those ahead are taken
+    /// [default: 32].
+    #[arg(long)]
+    claim_scan: Option<u32>,
     /// Documents per second one token may submit (429 with Retry-After past it) [default: no limit].
     #[arg(long)]
     submit_rate: Option<u32>,
@@ -172,6 +177,9 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     if let Some(documents) = args.max_batch {
         config.max_batch_documents = documents.max(1);
+    }
+    if let Some(scan) = args.claim_scan {
+        config.claim_scan = scan.max(1);
     }
     let data_dir = config.data_dir.clone();
     let server = Server::start(config).await?;

@@ -44,9 +44,12 @@ pub struct ServerConfig {
     /// over while others may take the task. Default 10 s.
     pub retry_avoid: Duration,
     /// How often pending tasks' reasons are refreshed and the grace period
-    /// enforced. Default 1 s.
+    /// enforced. Default 1 s; on a deep queue, no more often than every ten
+    /// times the pass's own length.
     pub placement_interval: Duration,
-    /// Pending rows one claim considers. Default 512.
+    /// Pending tasks a claim looks at, per tenant and task type: the oldest
+    /// of each. A claim costs the same however deep the queue; a task
+    /// further back waits until those ahead of it are taken. Default 32.
     pub claim_scan: u32,
     /// Plugin components to install at start, before the server listens.
     pub install: Vec<PathBuf>,
@@ -226,7 +229,7 @@ impl ServerConfig {
             max_retry_backoff: Duration::from_secs(300),
             retry_avoid: Duration::from_secs(10),
             placement_interval: Duration::from_secs(1),
-            claim_scan: 512,
+            claim_scan: 32,
             install: Vec::new(),
             max_request_bytes: 64 << 20,
             max_batch_documents: 10_000,

@@ -35,10 +35,31 @@ pub struct Claim<'a> {
     pub token_id: &'a str,
     /// At most this many tasks.
     pub max: u32,
-    /// At most this many candidate rows considered per tenant.
+    /// At most this many pending rows looked at per tenant and task type,
+    /// the oldest of each.
     pub scan: u32,
     /// Where each tenant's tasks may run, its share and its limits.
     pub rules: &'a TenantRules,
+}
+
+/// `query`, the claim statement (or its plan), with `claim`'s parameters.
+pub(super) fn bind_claim<'q>(
+    query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    claim: &Claim<'q>,
+    now: i64,
+    lease_ttl_ms: i64,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    let max = claim.max.min(MAX_CLAIM);
+    let query = query
+        .bind(claim.worker_id)
+        .bind(now)
+        .bind(now + lease_ttl_ms)
+        .bind(i64::from(max))
+        // Of each tenant and type, the oldest `max` that fit are enough: the
+        // claim takes a tenant's oldest first, and no more than `max`.
+        .bind(i64::from(max))
+        .bind(claim.token_id);
+    claim.rules.bind(query).bind(i64::from(claim.scan.max(max)))
 }
 
 /// What a worker hands over and asks for in one round trip: see
@@ -72,8 +93,8 @@ impl Store {
     /// types it is served, only requests that fit its free slots and
     /// hardware; each tenant's oldest first, the tenants in turn by their
     /// fair shares ([`super::fair_shares`]), none past its running limit.
-    /// Considers at most `claim.scan` candidate rows of each tenant (and no
-    /// more than four per task asked for).
+    /// Looks at no more than the `claim.scan` oldest pending tasks of each
+    /// tenant and task type, and keeps the oldest `max` of those that fit.
     pub async fn claim(
         &self,
         claim: &Claim<'_>,
@@ -155,17 +176,8 @@ impl Store {
         lease_ttl_ms: i64,
         events: &mut NewEvents,
     ) -> Result<Vec<ClaimedTask>, StoreError> {
-        let max = claim.max.min(MAX_CLAIM);
-        let query = sqlx::query(self.dialect.claim)
-            .bind(claim.worker_id)
-            .bind(now)
-            .bind(now + lease_ttl_ms)
-            .bind(i64::from(max))
-            .bind(i64::from(
-                claim.scan.min(max.saturating_mul(4).max(32)).max(max),
-            ))
-            .bind(claim.token_id);
-        let rows = claim.rules.bind(query).fetch_all(&mut **tx).await?;
+        let query = bind_claim(sqlx::query(self.dialect.claim), claim, now, lease_ttl_ms);
+        let rows = query.fetch_all(&mut **tx).await?;
         let mut claimed = Vec::with_capacity(rows.len());
         let mut started: BTreeMap<String, i64> = BTreeMap::new();
         for row in &rows {

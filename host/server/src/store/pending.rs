@@ -35,9 +35,28 @@ pub struct PendingShape {
     pub count: i64,
     /// The oldest last change among them.
     pub oldest_update: i64,
+    /// The newest one's sequence number: a shape whose newest task is the
+    /// same as at the last pass gained no task since.
+    pub newest: i64,
     /// The worker (by name) their last attempts failed on, still passed
     /// over, and until when.
     pub avoid: Option<(String, i64)>,
+}
+
+/// Shapes [`Store::set_waiting`] records in one transaction.
+const SHAPES_PER_TRANSACTION: usize = 4;
+
+/// Which pending tasks of a shape [`Store::set_waiting`] records a reason on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitingRows {
+    /// Every one.
+    All,
+    /// Those after this sequence number: the shape's reason is the one
+    /// recorded on the others.
+    After(i64),
+    /// Those with no reason, or a retry delay's: the others hold the
+    /// shape's reason already.
+    Unexplained,
 }
 
 impl Store {
@@ -57,6 +76,7 @@ impl Store {
                     labels: decode_json("worker_labels", &get_str(row, "worker_labels")?)?,
                     count: get_i64(row, "n")?,
                     oldest_update: get_i64(row, "oldest")?,
+                    newest: get_i64(row, "newest")?,
                     avoid: match get_opt_str(row, "avoiding")? {
                         Some(worker) => Some((worker, get_i64(row, "avoided_until")?)),
                         None => None,
@@ -67,32 +87,40 @@ impl Store {
     }
 
     /// Records why the pending tasks of each shape wait (unless they are in
-    /// a retry delay that has not run out), in one transaction.
+    /// a retry delay that has not run out), on the tasks of it that `rows`
+    /// says. A few shapes per transaction, so that claims never wait long
+    /// on a deep queue's pass.
     pub async fn set_waiting(
         &self,
-        reasons: &[(&PendingShape, Waiting)],
+        reasons: &[(&PendingShape, &Waiting, WaitingRows)],
         now: i64,
     ) -> Result<(), StoreError> {
-        if reasons.is_empty() {
-            return Ok(());
+        for chunk in reasons.chunks(SHAPES_PER_TRANSACTION) {
+            let (_gate, mut tx) = self.write().await?;
+            for (shape, waiting, rows) in chunk {
+                let (after, unexplained) = match rows {
+                    WaitingRows::All => (0, false),
+                    WaitingRows::After(seq) => (*seq, false),
+                    WaitingRows::Unexplained => (0, true),
+                };
+                shape_query(sql::SET_WAITING, shape)
+                    .bind(encode_json(waiting))
+                    .bind(waiting.kind.as_str())
+                    .bind(now)
+                    .bind(
+                        shape
+                            .avoid
+                            .as_ref()
+                            .map_or("", |(worker, _)| worker.as_str()),
+                    )
+                    .bind(&shape.tenant)
+                    .bind(after)
+                    .bind(i64::from(unexplained))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
         }
-        let (_gate, mut tx) = self.write().await?;
-        for (shape, waiting) in reasons {
-            shape_query(sql::SET_WAITING, shape)
-                .bind(encode_json(waiting))
-                .bind(waiting.kind.as_str())
-                .bind(now)
-                .bind(
-                    shape
-                        .avoid
-                        .as_ref()
-                        .map_or("", |(worker, _)| worker.as_str()),
-                )
-                .bind(&shape.tenant)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
         Ok(())
     }
 

@@ -1,5 +1,6 @@
 //! SQL that is PostgreSQL's own. The claim locks the candidate rows with
-//! `FOR UPDATE SKIP LOCKED` (each tenant's, in a `LATERAL` subquery), so
+//! `FOR UPDATE SKIP LOCKED` (a window of the oldest of each tenant and task
+//! type, in a `LATERAL` subquery, as on SQLite), so
 //! concurrent claimers (workers, or servers sharing the database) never wait
 //! on, or double-claim, each other's rows;
 //! the worker's own row is locked too, so its free capacity is computed once
@@ -27,20 +28,26 @@ v AS (
 ),
 tenants(tenant) AS (
     SELECT MIN(tenant) FROM tasks
-    WHERE state = 'pending'
+    WHERE state = 'pending' AND blocked = 0
       AND ((SELECT pool_tenant FROM w) IS NULL OR tenant = (SELECT pool_tenant FROM w))
     UNION ALL
     SELECT (SELECT MIN(p.tenant) FROM tasks p
-            WHERE p.state = 'pending' AND p.tenant > tenants.tenant
+            WHERE p.state = 'pending' AND p.blocked = 0 AND p.tenant > tenants.tenant
               AND ((SELECT pool_tenant FROM w) IS NULL OR p.tenant = (SELECT pool_tenant FROM w)))
     FROM tenants WHERE tenants.tenant IS NOT NULL
 ),
 cand AS (
-    SELECT c.* FROM tenants tn CROSS JOIN LATERAL (
+    SELECT c.* FROM tenants tn
+    CROSS JOIN LATERAL jsonb_array_elements_text((SELECT task_types FROM w)::jsonb) ty(task_type)
+    CROSS JOIN LATERAL (
         SELECT t.seq, t.tenant, t.cpu_millis, t.memory_bytes, t.gpu_count
-        FROM tasks t, w, used
-        WHERE t.tenant = tn.tenant AND t.state = 'pending' AND t.blocked = 0
-          AND t.task_type IN (SELECT jsonb_array_elements_text(w.task_types::jsonb))
+        FROM (SELECT x.seq FROM tasks x
+              WHERE x.tenant = tn.tenant AND x.task_type = ty.task_type
+                AND x.state = 'pending' AND x.blocked = 0
+              ORDER BY x.seq
+              LIMIT $13) win
+        JOIN tasks t ON t.seq = win.seq, w, used
+        WHERE t.state = 'pending' AND t.blocked = 0
           AND (t.tenant = w.pool_tenant
                OR (w.pool_tenant IS NULL
                    AND (t.tenant IN (SELECT jsonb_array_elements_text($7::jsonb))) <> ($8::bigint = 1)))

@@ -221,12 +221,14 @@ pub(super) const MARK_CANCELLING: &str =
 pub(super) const PENDING_SHAPES: &str = "\
 SELECT task_type, cpu_millis, memory_bytes, gpu_count, gpu_model, gpu_memory_bytes, worker_labels,
        CASE WHEN avoid_until > $1 THEN avoid_worker END AS avoiding, tenant,
-       COUNT(*) AS n, MIN(updated_at) AS oldest, MAX(avoid_until) AS avoided_until
+       COUNT(*) AS n, MIN(updated_at) AS oldest, MAX(avoid_until) AS avoided_until,
+       MAX(seq) AS newest
 FROM tasks WHERE state = 'pending' AND blocked = 0 AND run_after <= $1
 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9";
 /// Records the waiting reason `$8` (kind `$9`) of the pending tasks of one
 /// shape (`$1`–`$7`, `$11` the worker passed over at `$10`, or '', and `$12`
-/// the tenant).
+/// the tenant) that come after sequence number `$13` and, when `$14` is 1,
+/// have no reason or a retry delay's.
 pub(super) const SET_WAITING: &str = "\
 UPDATE tasks SET waiting = $8, waiting_kind = $9
 WHERE state = 'pending' AND blocked = 0 AND tenant = $12 AND task_type = $1 AND cpu_millis = $2
@@ -235,7 +237,8 @@ WHERE state = 'pending' AND blocked = 0 AND tenant = $12 AND task_type = $1 AND 
   AND worker_labels = $7
   AND (waiting_kind IS NULL OR waiting_kind <> 'retry_backoff' OR run_after <= $10)
   AND COALESCE(CASE WHEN avoid_until > $10 THEN avoid_worker END, '') = $11
-  AND (waiting IS NULL OR waiting <> $8)";
+  AND (waiting IS NULL OR waiting <> $8) AND seq > $13
+  AND ($14 = 0 OR waiting IS NULL OR waiting_kind = 'retry_backoff')";
 pub(super) const FAIL_UNPLACEABLE: &str = "\
 UPDATE tasks SET state = 'failed', error = $8, updated_at = $10, finished_at = $10,
     waiting = NULL, waiting_kind = NULL

@@ -1,8 +1,11 @@
 //! SQL that is SQLite's own. Writers are serialised by SQLite, so the claim is
 //! one `UPDATE … RETURNING` whose subqueries see a consistent snapshot; JSON
 //! lists are expanded with `json_each`. The claim finds the tenants with
-//! pending work by skipping through an index (a recursive `MIN`), takes each
-//! one's oldest candidates, and orders them all by fair-share tag. A
+//! pending work by skipping through an index (a recursive `MIN`); for each
+//! tenant and each task type the worker serves it reads a window of the
+//! oldest pending rows from the index (`win`), keeps the first that fit,
+//! in window order (no `ORDER BY`, so the walk stops there), and orders
+//! them all by fair-share tag. A
 //! unary `+` keeps the planner off an index where another is far narrower
 //! (`+worker_id`: look the completed tasks up by id, not every task the
 //! worker holds).
@@ -28,21 +31,26 @@ v AS (
 ),
 tenants(tenant) AS (
     SELECT MIN(tenant) FROM tasks
-    WHERE state = 'pending'
+    WHERE state = 'pending' AND blocked = 0
       AND ((SELECT pool_tenant FROM w) IS NULL OR tenant = (SELECT pool_tenant FROM w))
     UNION ALL
     SELECT (SELECT MIN(p.tenant) FROM tasks p
-            WHERE p.state = 'pending' AND p.tenant > tenants.tenant
+            WHERE p.state = 'pending' AND p.blocked = 0 AND p.tenant > tenants.tenant
               AND ((SELECT pool_tenant FROM w) IS NULL OR p.tenant = (SELECT pool_tenant FROM w)))
     FROM tenants WHERE tenants.tenant IS NOT NULL
 ),
 cand AS (
     SELECT t.seq, t.tenant, t.cpu_millis, t.memory_bytes, t.gpu_count
-    FROM tenants tn JOIN tasks t ON t.seq IN (
-        SELECT c.seq FROM tasks c
-        WHERE c.tenant = tn.tenant AND c.state = 'pending' AND c.blocked = 0
-          AND c.task_type IN (SELECT value FROM json_each((SELECT task_types FROM w)))
-          AND (c.tenant = (SELECT pool_tenant FROM w)
+    FROM tenants tn, json_each((SELECT task_types FROM w)) ty
+    JOIN tasks t ON t.seq IN (
+        SELECT c.seq FROM (
+            SELECT x.seq FROM tasks x
+            WHERE x.tenant = tn.tenant AND x.task_type = ty.value
+              AND x.state = 'pending' AND x.blocked = 0
+            ORDER BY x.seq
+            LIMIT $13) win
+        JOIN tasks c ON c.seq = win.seq
+        WHERE (c.tenant = (SELECT pool_tenant FROM w)
                OR ((SELECT pool_tenant FROM w) IS NULL
                    AND (c.tenant IN (SELECT value FROM json_each($7))) <> $8))
           AND c.run_after <= $2
@@ -61,7 +69,6 @@ cand AS (
                   WHERE json_extract(g.value, '$.memoryBytes') >= c.gpu_memory_bytes
                     AND (c.gpu_model IS NULL
                          OR instr(lower(json_extract(g.value, '$.model')), lower(c.gpu_model)) > 0))))
-        ORDER BY c.seq
         LIMIT $5)
 ),
 ranked AS (
