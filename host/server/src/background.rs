@@ -14,10 +14,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::placement::{Ask, RunningLimit, explain};
 use crate::state::{AppState, now_ms};
-use crate::store::{PendingShape, StoreError};
+use crate::store::{PendingShape, StoreError, WaitingRows};
 
 /// How often old finished tasks are collected.
 const GC_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The placement pass runs at most once per this many times its own
+/// length.
+const PLACEMENT_SHARE: u32 = 10;
 
 /// Runs until `shutdown`.
 pub async fn run(state: Arc<AppState>) {
@@ -31,13 +35,24 @@ pub async fn run(state: Arc<AppState>) {
     }
     // Loading plugins compiles them: off this loop, which must keep leases.
     tokio::spawn(sync_plugins(state.clone(), shutdown.clone()));
-    // When each unplaceable shape was first seen unplaceable.
-    let mut unplaceable_since: HashMap<String, i64> = HashMap::new();
+    // Checkpoints copy and sync megabytes: off this loop and off the writer.
+    tokio::spawn(checkpoints(state.clone(), shutdown.clone()));
+    let mut memory = PlacementMemory::default();
     loop {
         let result = tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = leases.tick() => expire(&state).await,
-            _ = placement.tick() => place(&state, &mut unplaceable_since).await,
+            _ = placement.tick() => {
+                let started = std::time::Instant::now();
+                let result = place(&state, &mut memory).await;
+                // On a deep queue the pass takes a while: it may take a
+                // tenth of the time, not more.
+                let spent = started.elapsed() * PLACEMENT_SHARE;
+                if spent > state.config.placement_interval {
+                    placement.reset_after(spent);
+                }
+                result
+            }
             _ = gc.tick() => collect(&state).await,
         };
         if let Err(error) = result {
@@ -57,6 +72,23 @@ async fn sync_plugins(state: Arc<AppState>, shutdown: CancellationToken) {
             _ = timer.tick() => {
                 if let Err(error) = state.sync_plugins().await {
                     tracing::warn!(%error, "plugin sync failed; retrying on the next tick");
+                }
+            }
+        }
+    }
+}
+
+/// Checkpoints the store's write-ahead log every
+/// [`crate::store::CHECKPOINT_INTERVAL`], until `shutdown`.
+async fn checkpoints(state: Arc<AppState>, shutdown: CancellationToken) {
+    let mut timer = tokio::time::interval(crate::store::CHECKPOINT_INTERVAL);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = timer.tick() => {
+                if let Err(error) = state.store.checkpoint().await {
+                    tracing::warn!(%error, "checkpoint failed; retrying on the next tick");
                 }
             }
         }
@@ -93,14 +125,33 @@ fn shape_key(shape: &PendingShape) -> String {
     )
 }
 
-async fn place(
-    state: &AppState,
-    unplaceable_since: &mut HashMap<String, i64>,
-) -> Result<(), StoreError> {
+/// What the placement pass keeps from one pass to the next, by shape.
+#[derive(Default)]
+struct PlacementMemory {
+    /// When each unplaceable shape was first seen unplaceable.
+    unplaceable_since: HashMap<String, i64>,
+    /// The reason recorded for each shape's tasks (its kind and message),
+    /// and the newest task it was recorded for. A shape whose reason reads
+    /// the same is recorded again only for the tasks it gained since: the
+    /// pass never rewrites a deep queue's rows every second. (The counts
+    /// stored with a reason are those of when it was recorded.)
+    recorded: HashMap<String, (WaitKind, String, i64)>,
+    /// Passes so far: every [`FULL_PASS_EVERY`]th records each shape's
+    /// reason on every task of it that has none, catching those that came
+    /// back to the queue behind the newest (a retry whose delay ran out, a
+    /// workflow stage released).
+    passes: u64,
+}
+
+/// How often the placement pass records reasons on every pending task.
+const FULL_PASS_EVERY: u64 = 10;
+
+async fn place(state: &AppState, memory: &mut PlacementMemory) -> Result<(), StoreError> {
     let now = now_ms();
     let shapes = state.store.pending_shapes(now).await?;
     if shapes.is_empty() {
-        unplaceable_since.clear();
+        memory.unplaceable_since.clear();
+        memory.recorded.clear();
         return Ok(());
     }
     let workers = state.store.live_workers().await?;
@@ -129,7 +180,34 @@ async fn place(
                 .map(|waiting| (shape, waiting))
         })
         .collect();
-    state.store.set_waiting(&reasons, now).await?;
+    memory.passes += 1;
+    let full = memory.passes % FULL_PASS_EVERY == 1;
+    let mut recorded = HashMap::with_capacity(reasons.len());
+    let changes: Vec<(&PendingShape, &Waiting, WaitingRows)> = reasons
+        .iter()
+        .filter_map(|(shape, waiting)| {
+            let key = shape_key(shape);
+            let rows = match memory.recorded.get(&key) {
+                Some((kind, message, _))
+                    if full && *kind == waiting.kind && *message == waiting.message =>
+                {
+                    WaitingRows::Unexplained
+                }
+                Some((kind, message, newest))
+                    if *kind == waiting.kind && *message == waiting.message =>
+                {
+                    WaitingRows::After(*newest)
+                }
+                _ => WaitingRows::All,
+            };
+            recorded.insert(key, (waiting.kind, waiting.message.clone(), shape.newest));
+            let gained = !matches!(rows, WaitingRows::After(newest) if newest >= shape.newest);
+            gained.then_some((*shape, waiting, rows))
+        })
+        .collect();
+    state.store.set_waiting(&changes, now).await?;
+    memory.recorded = recorded;
+    let unplaceable_since = &mut memory.unplaceable_since;
     let mut still_unplaceable = HashMap::new();
     for (shape, waiting) in &reasons {
         if matches!(

@@ -20,7 +20,8 @@ use futures::StreamExt;
 
 use super::write::{StoredId, write};
 use super::{
-    AdmitError, Checked, Rejection, RejectionKind, check, fail_fast_workers, parse_document,
+    AdmitError, Checked, LocalTypes, Rejection, RejectionKind, check, fail_fast_workers,
+    parse_document,
 };
 use crate::state::AppState;
 
@@ -97,6 +98,7 @@ pub async fn admit_batch(
     options: BatchOptions,
 ) -> Result<BatchOutcome, AdmitError> {
     let workers = fail_fast_workers(state, tenant, options.fail_fast).await?;
+    let local = LocalTypes::default();
     let mut parsed = Vec::with_capacity(texts.len());
     for (index, text) in texts.iter().enumerate() {
         parsed.push(parse_document(text).map_err(|rejection| indexed(index, rejection)));
@@ -107,13 +109,14 @@ pub async fn admit_batch(
     }
     let checks = parsed.into_iter().enumerate().map(|(index, parsed)| {
         let workers = workers.as_deref();
+        let local = &local;
         async move {
             let document = match parsed {
                 Ok(document) => document,
                 Err(rejection) => return Ok(Err((None, rejection))),
             };
             let kind = kind_of(&document);
-            match check(state, tenant, document, workers).await {
+            match check(state, tenant, document, workers, local).await {
                 Ok(checked) => Ok(Ok(checked)),
                 Err(AdmitError::Rejected(rejection)) => {
                     Ok(Err((Some(kind), indexed(index, rejection))))

@@ -182,7 +182,9 @@ pub async fn admit(
 ) -> Result<Admitted, AdmitError> {
     let text = std::str::from_utf8(body).map_err(|_| not_text())?;
     let workers = fail_fast_workers(state, tenant, options.fail_fast).await?;
-    let checked = check(state, tenant, parse_document(text)?, workers.as_deref()).await?;
+    let local = LocalTypes::default();
+    let document = parse_document(text)?;
+    let checked = check(state, tenant, document, workers.as_deref(), &local).await?;
     if options.dry_run {
         return Ok(Admitted::DryRun(checked));
     }
@@ -244,6 +246,7 @@ pub async fn check(
     tenant: &str,
     document: Document,
     fail_fast: Option<&[WorkerRecord]>,
+    local: &LocalTypes,
 ) -> Result<Checked, AdmitError> {
     let units = units(&document);
     let mut problems = Vec::new();
@@ -260,7 +263,7 @@ pub async fn check(
         .iter()
         .any(|(_, problem)| matches!(problem, SpecRejection::UnknownTaskType(_)))
     {
-        let local = locally_served(state, tenant).await?;
+        let local = local.get(state, tenant).await?;
         problems.retain(|(_, problem)| {
             !matches!(problem, SpecRejection::UnknownTaskType(task_type) if local.contains(task_type))
         });
@@ -292,6 +295,25 @@ async fn pool_workers(state: &AppState, tenant: &str) -> Result<Vec<WorkerRecord
             None => shared_workers,
         })
         .collect())
+}
+
+/// The task types [`locally_served`] to one tenant, read at most once per
+/// request: a batch of many documents of such types reads the live workers
+/// once, not once per document.
+#[derive(Default)]
+pub struct LocalTypes(tokio::sync::OnceCell<std::collections::HashSet<String>>);
+
+impl LocalTypes {
+    /// The types, read on first use.
+    async fn get(
+        &self,
+        state: &AppState,
+        tenant: &str,
+    ) -> Result<&std::collections::HashSet<String>, StoreError> {
+        self.0
+            .get_or_try_init(|| locally_served(state, tenant))
+            .await
+    }
 }
 
 /// The task types no installed plugin declares that a live worker which may

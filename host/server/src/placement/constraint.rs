@@ -83,10 +83,23 @@ impl Constraint {
 
     /// Applies the rule to one worker.
     pub fn check(self, ask: &Ask<'_>, candidate: &Candidate<'_>, now: i64) -> Result<(), Refusal> {
-        let refuse = |reason: String| {
+        self.judge(ask, candidate, now, true)
+    }
+
+    /// [`Constraint::check`], the refusal's reason left empty unless
+    /// `describe`: putting a refusal in words costs more than finding it,
+    /// and a pass over a thousand workers needs the words of a few.
+    pub fn judge(
+        self,
+        ask: &Ask<'_>,
+        candidate: &Candidate<'_>,
+        now: i64,
+        describe: bool,
+    ) -> Result<(), Refusal> {
+        let refuse = |reason: &dyn Fn() -> String| {
             Err(Refusal {
                 constraint: self,
-                reason,
+                reason: if describe { reason() } else { String::new() },
             })
         };
         let worker = candidate.worker;
@@ -95,47 +108,57 @@ impl Constraint {
         match self {
             Self::TaskType => {
                 if !worker.serves(ask.task_type) {
-                    return refuse(format!(
-                        "{} does not advertise task type {:?}",
-                        worker.name, ask.task_type
-                    ));
+                    return refuse(&|| {
+                        format!(
+                            "{} does not advertise task type {:?}",
+                            worker.name, ask.task_type
+                        )
+                    });
                 }
             }
             Self::Pool => match worker.pool_tenant.as_deref() {
                 Some(tenant) if tenant == ask.tenant => {}
                 Some(tenant) => {
-                    return refuse(format!("{} runs only tenant {tenant}'s tasks", worker.name));
+                    return refuse(&|| {
+                        format!("{} runs only tenant {tenant}'s tasks", worker.name)
+                    });
                 }
                 None if ask.shared_workers => {}
                 None => {
-                    return refuse(format!(
-                        "{} is a shared worker, and tenant {}'s tasks run only on its own workers",
-                        worker.name, ask.tenant
-                    ));
+                    return refuse(&|| {
+                        format!(
+                            "{} is a shared worker, and tenant {}'s tasks run only on its own workers",
+                            worker.name, ask.tenant
+                        )
+                    });
                 }
             },
             Self::Labels => {
                 let missing = missing_labels(ask, candidate);
                 if !missing.is_empty() {
-                    return refuse(format!("{} lacks {}", worker.name, missing.join(", ")));
+                    return refuse(&|| format!("{} lacks {}", worker.name, missing.join(", ")));
                 }
             }
             Self::Cpu => {
                 if request.cpu_millis() > hardware.cpu_millis() {
-                    return refuse(format!(
-                        "needs cpu {} but {} has {}",
-                        request.cpu, worker.name, hardware.cpus
-                    ));
+                    return refuse(&|| {
+                        format!(
+                            "needs cpu {} but {} has {}",
+                            request.cpu, worker.name, hardware.cpus
+                        )
+                    });
                 }
             }
             Self::Memory => {
                 if request.memory_bytes > hardware.memory_bytes {
-                    return refuse(format!(
-                        "needs memory {} but {} has {}",
-                        format_bytes(request.memory_bytes),
-                        worker.name,
-                        format_bytes(hardware.memory_bytes)
-                    ));
+                    return refuse(&|| {
+                        format!(
+                            "needs memory {} but {} has {}",
+                            format_bytes(request.memory_bytes),
+                            worker.name,
+                            format_bytes(hardware.memory_bytes)
+                        )
+                    });
                 }
             }
             Self::Gpu => {
@@ -153,18 +176,22 @@ impl Constraint {
                     if gpu.memory_bytes > 0 {
                         wanted.push_str(&format!(" with {} each", format_bytes(gpu.memory_bytes)));
                     }
-                    return refuse(format!(
-                        "needs {wanted} but {} has {matching} such GPU(s)",
-                        worker.name
-                    ));
+                    return refuse(&|| {
+                        format!(
+                            "needs {wanted} but {} has {matching} such GPU(s)",
+                            worker.name
+                        )
+                    });
                 }
             }
             Self::Backoff => {
                 if ask.run_after > now {
-                    return refuse(format!(
-                        "its retry delay runs for another {}",
-                        in_words(ask.run_after - now)
-                    ));
+                    return refuse(&|| {
+                        format!(
+                            "its retry delay runs for another {}",
+                            in_words(ask.run_after - now)
+                        )
+                    });
                 }
             }
             Self::Avoid => {
@@ -172,32 +199,38 @@ impl Constraint {
                     && avoided == worker.name
                     && until > now
                 {
-                    return refuse(format!(
-                        "its last attempt failed on {avoided}, which is passed over for another {}",
-                        in_words(until - now)
-                    ));
+                    return refuse(&|| {
+                        format!(
+                            "its last attempt failed on {avoided}, which is passed over for another {}",
+                            in_words(until - now)
+                        )
+                    });
                 }
             }
             Self::TenantLimit => {
                 if let Some(limit) = ask.running_limit
                     && limit.running >= limit.limit
                 {
-                    return refuse(format!(
-                        "tenant {} runs {} task(s), its limit (max-running)",
-                        ask.tenant, limit.running
-                    ));
+                    return refuse(&|| {
+                        format!(
+                            "tenant {} runs {} task(s), its limit (max-running)",
+                            ask.tenant, limit.running
+                        )
+                    });
                 }
             }
             Self::Capacity => {
                 let usage = &candidate.usage;
                 if usage.tasks >= worker.slots + worker.read_ahead {
-                    return refuse(if worker.read_ahead == 0 {
-                        format!("{} has all {} slot(s) in use", worker.name, worker.slots)
-                    } else {
-                        format!(
-                            "{} has all {} slot(s) in use and {} task(s) claimed ahead",
-                            worker.name, worker.slots, worker.read_ahead
-                        )
+                    return refuse(&|| {
+                        if worker.read_ahead == 0 {
+                            format!("{} has all {} slot(s) in use", worker.name, worker.slots)
+                        } else {
+                            format!(
+                                "{} has all {} slot(s) in use and {} task(s) claimed ahead",
+                                worker.name, worker.slots, worker.read_ahead
+                            )
+                        }
                     });
                 }
                 if request.cpu_millis() > hardware.cpu_millis() - usage.cpu_millis
@@ -205,10 +238,9 @@ impl Constraint {
                         > hardware.memory_bytes as i64 - usage.memory_bytes
                     || i64::from(request.gpu.count) > hardware.gpus.len() as i64 - usage.gpus
                 {
-                    return refuse(format!(
-                        "{}'s running tasks hold the hardware it needs",
-                        worker.name
-                    ));
+                    return refuse(&|| {
+                        format!("{}'s running tasks hold the hardware it needs", worker.name)
+                    });
                 }
             }
         }

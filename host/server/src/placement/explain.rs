@@ -59,6 +59,10 @@ pub fn no_worker_for_type(
     }
 }
 
+/// The refusals a reason names, one per worker at most; the other refused
+/// workers are counted.
+const MAX_REASONS: usize = 8;
+
 /// Why a task asking `ask` waits at `now`, given the live workers and what
 /// they run; `None` when some worker may run it now (it is about to be
 /// claimed). `provider` is the plugin that serves the task type, from the
@@ -90,15 +94,24 @@ pub fn explain(
     for constraint in Constraint::ALL {
         let before = left.len();
         let mut reasons: Vec<String> = Vec::new();
-        left.retain(|candidate| match constraint.check(ask, candidate, now) {
-            Ok(()) => true,
-            Err(refusal) => {
-                if !reasons.contains(&refusal.reason) {
-                    reasons.push(refusal.reason);
+        let mut undescribed = 0;
+        left.retain(|candidate| {
+            let describe = reasons.len() < MAX_REASONS;
+            match constraint.judge(ask, candidate, now, describe) {
+                Ok(()) => true,
+                Err(refusal) => {
+                    if !describe {
+                        undescribed += 1;
+                    } else if !reasons.contains(&refusal.reason) {
+                        reasons.push(refusal.reason);
+                    }
+                    false
                 }
-                false
             }
         });
+        if undescribed > 0 {
+            reasons.push(format!("{undescribed} other worker(s) likewise"));
+        }
         match constraint {
             Constraint::TaskType => counts.advertising_type = left.len() as u32,
             Constraint::Pool => counts.in_pool = left.len() as u32,
@@ -515,6 +528,31 @@ mod tests {
         let mut alpha = beta;
         alpha.pool_tenant = Some("alpha".into());
         assert!(explain(&own_only, None, &[alpha, shared], &HashMap::new(), 0).is_none());
+    }
+
+    #[test]
+    fn a_thousand_refusals_name_a_few_workers_and_count_the_rest() {
+        let workers: Vec<WorkerRecord> = (0..1000)
+            .map(|n| {
+                let mut worker = worker(&format!("beta-{n}"), &["echo"], 1, Vec::new());
+                worker.pool_tenant = Some("beta".into());
+                worker
+            })
+            .collect();
+        let hardware = request(0, 0, None);
+        let waiting = explain(&ask("echo", &hardware), None, &workers, &HashMap::new(), 0)
+            .expect("no worker of the pool");
+        assert_eq!(waiting.counts.advertising_type, 1000);
+        assert_eq!(waiting.counts.in_pool, 0);
+        let named = (0..1000)
+            .filter(|n| waiting.message.contains(&format!("beta-{n} runs")))
+            .count();
+        assert_eq!(named, MAX_REASONS, "{}", waiting.message);
+        assert!(
+            waiting.message.contains("992 other worker(s) likewise"),
+            "{}",
+            waiting.message
+        );
     }
 
     #[test]
