@@ -184,7 +184,7 @@ pub fn fast_config(data_dir: &Path) -> ServerConfig {
     let mut config = ServerConfig::new(data_dir);
     config.bind = "127.0.0.1:0".parse().expect("address");
     config.heartbeat_interval = Duration::from_millis(200);
-    config.lease_ttl = Duration::from_millis(1500);
+    config.lease_ttl = Duration::from_secs(3);
     config.retry_backoff = Duration::from_millis(50);
     config.retry_avoid = Duration::from_secs(5);
     config.placement_interval = Duration::from_millis(100);
