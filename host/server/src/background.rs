@@ -187,22 +187,20 @@ async fn place(state: &AppState, memory: &mut PlacementMemory) -> Result<(), Sto
         .iter()
         .filter_map(|(shape, waiting)| {
             let key = shape_key(shape);
-            let rows = match memory.recorded.get(&key) {
-                Some((kind, message, _))
-                    if full && *kind == waiting.kind && *message == waiting.message =>
-                {
-                    WaitingRows::Unexplained
-                }
-                Some((kind, message, newest))
-                    if *kind == waiting.kind && *message == waiting.message =>
-                {
-                    WaitingRows::After(*newest)
-                }
-                _ => WaitingRows::All,
-            };
+            let unchanged = memory
+                .recorded
+                .get(&key)
+                .filter(|(kind, message, _)| *kind == waiting.kind && *message == waiting.message)
+                .map(|(_, _, newest)| *newest);
             recorded.insert(key, (waiting.kind, waiting.message.clone(), shape.newest));
-            let gained = !matches!(rows, WaitingRows::After(newest) if newest >= shape.newest);
-            gained.then_some((*shape, waiting, rows))
+            let rows = match unchanged {
+                None => WaitingRows::All,
+                Some(_) if full => WaitingRows::Unexplained,
+                // Nothing gained since: nothing to record.
+                Some(newest) if newest >= shape.newest => return None,
+                Some(newest) => WaitingRows::After(newest),
+            };
+            Some((*shape, waiting, rows))
         })
         .collect();
     state.store.set_waiting(&changes, now).await?;

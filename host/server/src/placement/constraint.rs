@@ -134,6 +134,7 @@ impl Constraint {
                 }
             },
             Self::Labels => {
+                // Empty, with no allocation, for a task that requires none.
                 let missing = missing_labels(ask, candidate);
                 if !missing.is_empty() {
                     return refuse(&|| format!("{} lacks {}", worker.name, missing.join(", ")));
@@ -169,14 +170,17 @@ impl Constraint {
                     .filter(|device| gpu.fits(&device.model, device.memory_bytes))
                     .count();
                 if gpu.count > 0 && (matching as u32) < gpu.count {
-                    let mut wanted = format!("{} GPU(s)", gpu.count);
-                    if let Some(model) = &gpu.model {
-                        wanted.push_str(&format!(" of type {model}"));
-                    }
-                    if gpu.memory_bytes > 0 {
-                        wanted.push_str(&format!(" with {} each", format_bytes(gpu.memory_bytes)));
-                    }
                     return refuse(&|| {
+                        let mut wanted = format!("{} GPU(s)", gpu.count);
+                        if let Some(model) = &gpu.model {
+                            wanted.push_str(&format!(" of type {model}"));
+                        }
+                        if gpu.memory_bytes > 0 {
+                            wanted.push_str(&format!(
+                                " with {} each",
+                                format_bytes(gpu.memory_bytes)
+                            ));
+                        }
                         format!(
                             "needs {wanted} but {} has {matching} such GPU(s)",
                             worker.name

@@ -356,15 +356,12 @@ async fn end_attempts(
             (task, worker, decision)
         })
         .collect();
+    let marks = sql::Marks::of(tx);
     for chunk in sql::fixed_chunks(&decisions, 8) {
-        let marks = sql::Marks::of(tx);
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|row| format!("({})", marks.list(row * 8, 8)))
-            .collect();
         let statement = format!(
             "{}{}{}",
             sql::INSERT_ATTEMPTS,
-            rows.join(", "),
+            marks.rows(chunk.len(), 8),
             sql::INSERT_ATTEMPTS_END
         );
         let mut query = sqlx::query(AssertSqlSafe(statement));

@@ -73,12 +73,9 @@ impl NewEvents {
             let chunk: Vec<(String, EventBody)> = rest
                 .drain(..sql::chunk_size(rest.len(), sql::rows_per_statement(3)))
                 .collect();
-            let rows: Vec<String> = (0..chunk.len())
-                .map(|row| format!("({})", marks.list(row * 3, 3)))
-                .collect();
             let statement = format!(
                 "INSERT INTO task_events (task_id, at, body) VALUES {} RETURNING seq",
-                rows.join(", ")
+                marks.rows(chunk.len(), 3)
             );
             let mut query = sqlx::query_scalar::<_, i64>(AssertSqlSafe(statement));
             for (task_id, body) in &chunk {

@@ -132,6 +132,15 @@ impl Marks {
         }
     }
 
+    /// The `VALUES` rows of a multi-row statement: `rows` parenthesised
+    /// lists of `width` marks each, comma-separated (`($1, $2), ($3, $4)`).
+    pub(super) fn rows(self, rows: usize, width: usize) -> String {
+        (0..rows)
+            .map(|row| format!("({})", self.list(row * width, width)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The marks of the parameters `base + 1` to `base + count`.
     pub(super) fn list(self, base: usize, count: usize) -> String {
         (base + 1..=base + count)

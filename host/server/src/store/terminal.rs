@@ -56,14 +56,11 @@ pub(super) async fn finish_all(
     now: i64,
     events: &mut NewEvents,
 ) -> Result<(), StoreError> {
+    let marks = sql::Marks::of(tx);
     for chunk in sql::fixed_chunks(&endings, 5) {
-        let marks = sql::Marks::of(tx);
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|row| format!("({})", marks.list(row * 5, 5)))
-            .collect();
         let statement = format!(
             "WITH v(seq, state, result, error, at) AS (VALUES {}) {}",
-            rows.join(", "),
+            marks.rows(chunk.len(), 5),
             sql::FINISH_TASKS
         );
         let mut query = sqlx::query(AssertSqlSafe(statement));
