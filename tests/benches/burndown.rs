@@ -429,12 +429,7 @@ async fn idle(db: Db, name: &str, options: &Options) {
 async fn two_servers(name: &str, options: &Options) {
     const TASKS: usize = 300;
     let a = start(Db::Postgres, options).await;
-    let dir = tempfile::tempdir().expect("dir");
-    let mut config = flowmesh_tests::cluster::fast_config(dir.path());
-    config.database_url = Some(a.db.url.clone());
-    let b = flowmesh_server::Server::start(config)
-        .await
-        .expect("the second server starts");
+    let (b, _dir) = a.another_server(|_| {}).await;
     let _worker = flowmesh_tests::cluster::TestWorker::start(
         &b.url(),
         &a.worker_token,

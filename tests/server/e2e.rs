@@ -1011,12 +1011,7 @@ async fn workers_pick_up_installed_plugins_and_drop_removed_ones(db: Db) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn servers_sharing_a_database_share_installed_plugins() {
     let first = TestServer::start(Db::Postgres, |_| {}).await;
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let mut config = flowmesh_tests::cluster::fast_config(dir.path());
-    config.database_url = Some(first.db.url.clone());
-    let second = flowmesh_server::Server::start(config)
-        .await
-        .expect("second server starts");
+    let (second, _dir) = first.another_server(|_| {}).await;
     let other = Api::new(&second.url(), &first.admin);
     let document = "apiVersion: flowmesh/v1\nkind: Task\nspec:\n  taskType: retryable\n";
 

@@ -208,13 +208,7 @@ async fn a_task_submitted_to_one_server_wakes_a_claim_waiting_on_another() {
         config.max_claim_wait = Duration::from_secs(60);
     };
     let a = TestServer::start(Db::Postgres, slow_recheck).await;
-    let dir = tempfile::tempdir().expect("dir");
-    let mut config = flowmesh_tests::cluster::fast_config(dir.path());
-    config.database_url = Some(a.db.url.clone());
-    slow_recheck(&mut config);
-    let b = flowmesh_server::Server::start(config)
-        .await
-        .expect("the second server starts");
+    let (b, _dir) = a.another_server(slow_recheck).await;
     let _worker = TestWorker::start(
         &b.url(),
         &a.worker_token,

@@ -20,6 +20,7 @@ flowmesh_tests::on_both_backends!(
     a_returning_tenant_earns_no_credit_for_its_pause,
     another_tenants_tasks_start_while_a_backlog_drains,
     a_submit_past_the_pending_limit_is_refused_whole,
+    tasks_no_worker_fits_hold_back_only_their_own_tenant_and_type,
 );
 
 const LONG: Duration = Duration::from_secs(60);
@@ -32,8 +33,14 @@ async fn open(db: Db) -> (Store, TestDb) {
 
 /// `count` echo tasks of `tenant`.
 async fn submit(store: &Store, tenant: &str, count: usize) {
-    let document = parse_document("apiVersion: flowmesh/v1\nkind: Task\nspec: {taskType: echo}\n")
-        .expect("valid");
+    submit_document(store, tenant, ECHO, count).await;
+}
+
+const ECHO: &str = "apiVersion: flowmesh/v1\nkind: Task\nspec: {taskType: echo}\n";
+
+/// `count` tasks of `tenant` from the task document `yaml`.
+async fn submit_document(store: &Store, tenant: &str, yaml: &str, count: usize) {
+    let document = parse_document(yaml).expect("valid");
     for _ in 0..count {
         let id = uuid::Uuid::now_v7().to_string();
         store
@@ -258,4 +265,56 @@ async fn a_submit_past_the_pending_limit_is_refused_whole(db: Db) {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     let other = server.user("other").await;
     other.echo("unlimited").await;
+}
+
+/// A claim looks at a bounded window of each tenant's oldest pending tasks
+/// of each type. A tenant whose oldest tasks fit no worker (here: more
+/// memory than any has), more of them than the window holds, must not hold
+/// back another tenant's tasks, nor its own tasks of another type.
+async fn tasks_no_worker_fits_hold_back_only_their_own_tenant_and_type(db: Db) {
+    const WINDOW: u32 = 4;
+    let (store, _db) = open(db).await;
+    let huge = "apiVersion: flowmesh/v1\nkind: Task\nspec:\n  taskType: echo\n  resources: {hardware: {memory: 4Ti}}\n";
+    submit_document(&store, "a", huge, 3 * WINDOW as usize).await;
+    submit_document(
+        &store,
+        "a",
+        "apiVersion: flowmesh/v1\nkind: Task\nspec: {taskType: sleep, duration: 1ms}\n",
+        1,
+    )
+    .await;
+    submit(&store, "b", 1).await;
+    let worker = fixtures::register(
+        &store,
+        TestRegistration {
+            name: "w",
+            pool: None,
+            types: &["echo", "sleep"],
+            labels: &[],
+            slots: 10,
+            hardware: Hardware {
+                cpus: 64.0,
+                memory_bytes: 1 << 40,
+                gpus: Vec::new(),
+            },
+        },
+    )
+    .await;
+    let claim = claim_for(&worker, 10, WINDOW);
+    let (claimed, _) = store.claim(&claim, 2_000, 600_000).await.expect("claim");
+    let mut taken: Vec<(String, String)> = Vec::new();
+    for task in &claimed {
+        let record = store
+            .task(None, &task.id)
+            .await
+            .expect("read")
+            .expect("stored");
+        taken.push((record.tenant, task.task_type.clone()));
+    }
+    taken.sort();
+    assert_eq!(
+        taken,
+        [("a".into(), "sleep".into()), ("b".into(), "echo".into())],
+        "b's echo task and a's sleep task are claimed past a's tasks that fit no worker"
+    );
 }

@@ -797,17 +797,13 @@ async fn the_database_and_data_dir_are_private() {
 async fn tokens_expire_and_revoked_ones_are_refused_on_every_server(db: Db) {
     let server = TestServer::start(db, |_| {}).await;
     let admin = server.admin();
-    let dir = tempfile::tempdir().expect("dir");
-    let mut config = flowmesh_tests::cluster::fast_config(dir.path());
-    config.database_url = Some(server.db.url.clone());
-    let second = match db {
+    let (second, _dir) = match db {
         // Two servers on one SQLite file is not a supported deployment.
-        Db::Sqlite => None,
-        Db::Postgres => Some(
-            flowmesh_server::Server::start(config)
-                .await
-                .expect("starts"),
-        ),
+        Db::Sqlite => (None, None),
+        Db::Postgres => {
+            let (second, dir) = server.another_server(|_| {}).await;
+            (Some(second), Some(dir))
+        }
     };
     let refused_everywhere = |token: String| {
         let urls: Vec<String> = std::iter::once(server.url.clone())

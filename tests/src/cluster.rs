@@ -231,6 +231,23 @@ impl TestServer {
         test
     }
 
+    /// Another server on this one's database (PostgreSQL: servers scale out
+    /// so), with [`fast_config`] adjusted by `configure`, and its data
+    /// directory, which must live as long as it does.
+    pub async fn another_server(
+        &self,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> (Server, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("a data directory");
+        let mut config = fast_config(dir.path());
+        config.database_url = Some(self.db.url.clone());
+        configure(&mut config);
+        let server = Server::start(config)
+            .await
+            .expect("another server on the database starts");
+        (server, dir)
+    }
+
     /// Stops the server and starts it again on the same database and
     /// address; workers keep running and reconnect.
     pub async fn restart(self) -> Self {
