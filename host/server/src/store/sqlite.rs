@@ -115,7 +115,8 @@ WHERE seq IN (
 RETURNING id, tenant, task_type, spec, attempt, lease_token, timeout_ms,
           cpu_millis, memory_bytes, gpu_count, gpu_model, gpu_memory_bytes
 "#,
-    worker_of_token_for_update: "SELECT id FROM workers WHERE id = $1 AND token_id = $2",
+    // One writer at a time: nothing to lock.
+    worker_of_token_for_update: super::sql::WORKER_OF_TOKEN,
     fenced_tasks: r#"
 SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin,
        lease_token
