@@ -494,6 +494,11 @@ pub struct Api {
 }
 
 impl Api {
+    /// The bearer token it sends.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     /// A client for `base` with `token`.
     pub fn new(base: &str, token: &str) -> Self {
         flowmesh_tls::install_crypto_provider();

@@ -13,6 +13,7 @@ use flowmesh_runtime::{
 use flowmesh_types::{LogStream, PluginReport, TaskErrorCode, TaskEvent};
 use tokio_util::sync::CancellationToken;
 
+pub mod browser;
 pub mod cluster;
 pub mod docker;
 pub mod fake_gpus;

@@ -100,7 +100,19 @@ pub(crate) async fn run(args: UpArgs, config_path: &Path) -> CliResult {
 
     crate::outln!("FlowMesh is up");
     output::print_fields(&[
-        ("server", url.clone()),
+        ("api", format!("{url}/api/v1")),
+        (
+            "console",
+            match data_dir.join("admin.token") {
+                file if file.exists() => {
+                    format!(
+                        "{url}/ (sign in with the admin token in {})",
+                        file.display()
+                    )
+                }
+                _ => format!("{url}/ (sign in with an admin or user token)"),
+            },
+        ),
         (
             "tls",
             match &ca_cert {

@@ -139,7 +139,7 @@ impl Server {
             .await
             .with_context(|| format!("listening on {bind}"))?;
         let addr = listener.local_addr()?;
-        let app = crate::api::router(state.clone());
+        let app = crate::routes::router(state.clone());
         let https = tls.is_some();
         let serve = {
             let shutdown = shutdown.clone();

@@ -43,6 +43,8 @@ pub struct AppState {
     pub catalog: tokio::sync::watch::Sender<Arc<Vec<PluginRef>>>,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// The web console's signed-in browsers.
+    pub console: crate::browser_sessions::Sessions,
     /// The group-commit writer of new tasks.
     pub submissions: Submissions,
     /// Cancelled when the server stops: long polls and streams end.
@@ -83,6 +85,7 @@ impl AppState {
             releaser: tokio::sync::Notify::new(),
             catalog: tokio::sync::watch::Sender::new(Arc::new(Vec::new())),
             metrics: Metrics::default(),
+            console: crate::browser_sessions::Sessions::default(),
             plugin_changes: tokio::sync::Mutex::new(()),
             broken_plugins: tokio::sync::Mutex::new(std::collections::HashSet::new()),
             installed: std::sync::RwLock::new(Arc::default()),

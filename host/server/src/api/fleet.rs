@@ -18,7 +18,8 @@ use crate::state::AppState;
 use crate::store::{PluginRecord, Principal, WorkerRecord, rfc3339};
 use flowmesh_types::api::ErrorBody;
 
-fn worker_view(worker: WorkerRecord, running: u32) -> WorkerView {
+/// A worker record as the API shows it.
+pub(crate) fn worker_view(worker: WorkerRecord, running: u32) -> WorkerView {
     WorkerView {
         id: worker.id,
         name: worker.name,
@@ -55,6 +56,15 @@ pub(super) async fn list_workers(
     auth: Auth,
 ) -> Result<Json<Vec<WorkerView>>, ApiFailure> {
     let principal = auth.client("listing workers")?;
+    Ok(Json(workers(&state, principal).await?))
+}
+
+/// The workers `principal` may see: live registrations first, then gone
+/// ones.
+pub(crate) async fn workers(
+    state: &AppState,
+    principal: &Principal,
+) -> Result<Vec<WorkerView>, ApiFailure> {
     let usage = state.store.usage().await?;
     let mut workers: Vec<WorkerView> = state
         .store
@@ -68,7 +78,7 @@ pub(super) async fn list_workers(
         })
         .collect();
     workers.sort_by_key(|worker| worker.state != WorkerState::Live);
-    Ok(Json(workers))
+    Ok(workers)
 }
 
 /// `GET /workers/{id}`: by registration id, or by name (its newest
@@ -170,18 +180,21 @@ pub(super) async fn list_plugins(
     auth: Auth,
 ) -> Result<Json<Vec<PluginView>>, ApiFailure> {
     auth.client("listing plugins")?;
+    Ok(Json(plugins(&state).await?))
+}
+
+/// The installed plugins.
+pub(crate) async fn plugins(state: &AppState) -> Result<Vec<PluginView>, ApiFailure> {
     let records = state.store.plugins().await?;
-    Ok(Json(
-        state
-            .validator
-            .reports()
-            .into_iter()
-            .map(|report| {
-                let record = records.iter().find(|record| record.name == report.name);
-                plugin_view(report, record)
-            })
-            .collect(),
-    ))
+    Ok(state
+        .validator
+        .reports()
+        .into_iter()
+        .map(|report| {
+            let record = records.iter().find(|record| record.name == report.name);
+            plugin_view(report, record)
+        })
+        .collect())
 }
 
 /// `GET /plugins/{name}`.
@@ -194,12 +207,22 @@ pub(super) async fn get_plugin(
     Path(name): Path<String>,
 ) -> Result<Json<PluginView>, ApiFailure> {
     let principal = auth.client("reading plugins")?;
+    Ok(Json(plugin(&state, principal, &name).await?))
+}
+
+/// Installed plugin `name`, with how each live worker `principal` may see
+/// stands with it.
+pub(crate) async fn plugin(
+    state: &AppState,
+    principal: &Principal,
+    name: &str,
+) -> Result<PluginView, ApiFailure> {
     let report = state
         .validator
         .reports()
         .into_iter()
         .find(|report| report.name == name)
-        .ok_or_else(|| ApiFailure::not_found("plugin", &name))?;
+        .ok_or_else(|| ApiFailure::not_found("plugin", name))?;
     let record = state
         .store
         .plugins()
@@ -216,7 +239,7 @@ pub(super) async fn get_plugin(
         .collect();
     let mut view = plugin_view(report, record.as_ref());
     view.workers = workers;
-    Ok(Json(view))
+    Ok(view)
 }
 
 /// How one live worker stands with a plugin: `available`, `unavailable`

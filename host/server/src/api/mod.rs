@@ -17,15 +17,15 @@
 mod body;
 mod error;
 mod event_cursor;
-mod fleet;
+pub(crate) mod fleet;
 pub mod openapi;
 mod ops;
 mod query;
 mod sse;
-mod tasks;
+pub(crate) mod tasks;
 mod tokens;
 mod worker;
-mod workflows;
+pub(crate) mod workflows;
 
 use std::sync::Arc;
 
@@ -34,12 +34,14 @@ use axum::routing::{get, post};
 
 pub(crate) use body::Body;
 pub use error::ApiFailure;
+pub(crate) use error::not_found;
 pub(crate) use error::{Auth, parse_json};
 
 use crate::state::AppState;
 
-/// The whole router.
-pub fn router(state: Arc<AppState>) -> Router {
+/// The API's routes: `/api/v1` (with its own JSON not-found answer),
+/// health, metrics and the OpenAPI document.
+pub fn router() -> Router<Arc<AppState>> {
     let api = Router::new()
         .route("/tasks", post(tasks::submit).get(tasks::list))
         .route("/tasks/{id}", get(tasks::get).delete(tasks::cancel))
@@ -69,16 +71,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/worker/events", post(worker::events))
         .route("/worker/complete", post(worker::complete))
         .route("/worker/plugins/{digest}", get(worker::plugin_component))
-        .fallback(error::not_found)
+        .fallback(not_found)
         .method_not_allowed_fallback(error::method_not_allowed);
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(openapi::serve))
-        .fallback(error::not_found)
-        .layer(axum::extract::DefaultBodyLimit::max(
-            state.config.max_request_bytes,
-        ))
-        .with_state(state)
 }

@@ -243,7 +243,7 @@ fn dry_run(body: serde_json::Value) -> Response {
     (StatusCode::OK, Json(body)).into_response()
 }
 
-pub(super) async fn load(
+pub(crate) async fn load(
     state: &AppState,
     tenant: &str,
     id: &str,
@@ -256,7 +256,7 @@ pub(super) async fn load(
 }
 
 /// A stored task as the API shows it.
-async fn view(state: &AppState, task: TaskRecord) -> Result<TaskView, ApiFailure> {
+pub(crate) async fn view(state: &AppState, task: TaskRecord) -> Result<TaskView, ApiFailure> {
     let attempts = if task.attempt > 1 || task.state.is_terminal() {
         state.store.attempts(&task.id).await?
     } else {
@@ -291,7 +291,11 @@ fn submitted_view(id: &str, document: flowmesh_types::TaskDocument, now: i64) ->
     }
 }
 
-fn view_with(task: TaskRecord, attempts: Vec<flowmesh_types::api::AttemptRecord>) -> TaskView {
+/// A stored task as the API shows it, with the attempts given.
+pub(crate) fn view_with(
+    task: TaskRecord,
+    attempts: Vec<flowmesh_types::api::AttemptRecord>,
+) -> TaskView {
     TaskView {
         id: task.id,
         name: task.name,
@@ -329,6 +333,42 @@ pub(super) async fn get(
     let principal = auth.client("reading tasks")?;
     let task = load(&state, &principal.tenant, &id).await?;
     Ok(Json(view(&state, task).await?))
+}
+
+/// Cancels `tenant`'s task `id` (see `DELETE /tasks/{id}`): the task after.
+pub(crate) async fn cancel_task(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+) -> Result<TaskView, ApiFailure> {
+    let (outcome, events) = state
+        .store
+        .cancel_task(tenant, id, now_ms())
+        .await?
+        .ok_or_else(|| ApiFailure::not_found("task", id))?;
+    if let CancelOutcome::Unchanged(current) = outcome {
+        tracing::debug!(task = id, state = %current, "cancel of a task that cannot change: no-op");
+    }
+    state.publish(events);
+    let task = load(state, tenant, id).await?;
+    view(state, task).await
+}
+
+/// The event stream of `principal`'s task `id` (see `GET
+/// /tasks/{id}/events`).
+pub(crate) async fn event_stream(
+    state: Arc<AppState>,
+    principal: &crate::store::Principal,
+    id: String,
+    after: i64,
+    follow: bool,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, ApiFailure> {
+    load(&state, &principal.tenant, &id).await?;
+    let slot = state.limits.stream(&principal.token_id)?;
+    Ok(server_sent(
+        EventCursor::new(state, id, after, follow),
+        slot,
+    ))
 }
 
 /// `GET /tasks` query parameters.
@@ -395,17 +435,7 @@ pub(super) async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<TaskView>, ApiFailure> {
     let principal = auth.client("cancelling tasks")?;
-    let (outcome, events) = state
-        .store
-        .cancel_task(&principal.tenant, &id, now_ms())
-        .await?
-        .ok_or_else(|| ApiFailure::not_found("task", &id))?;
-    if let CancelOutcome::Unchanged(current) = outcome {
-        tracing::debug!(task = id, state = %current, "cancel of a task that cannot change: no-op");
-    }
-    state.publish(events);
-    let task = load(&state, &principal.tenant, &id).await?;
-    Ok(Json(view(&state, task).await?))
+    Ok(Json(cancel_task(&state, &principal.tenant, &id).await?))
 }
 
 /// `GET /tasks/{id}/events`: the task's stored events, then live ones, as
@@ -422,13 +452,13 @@ pub(super) async fn events(
     Params(params): Params<Follow>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiFailure> {
-    let principal = auth.client("watching tasks")?;
-    let follow = params.follow();
-    load(&state, &principal.tenant, &id).await?;
-    let slot = state.limits.stream(&principal.token_id)?;
-    let after = last_event_id(&headers);
-    Ok(server_sent(
-        EventCursor::new(state, id, after, follow),
-        slot,
-    ))
+    let principal = auth.client("watching tasks")?.clone();
+    event_stream(
+        state,
+        &principal,
+        id,
+        last_event_id(&headers),
+        params.follow(),
+    )
+    .await
 }

@@ -25,7 +25,7 @@ use super::{ApiFailure, Auth};
 use crate::state::{AppState, now_ms};
 use crate::store::{TaskRecord, WorkflowFilter, WorkflowRecord, rfc3339};
 
-pub(super) async fn load(
+pub(crate) async fn load(
     state: &AppState,
     tenant: &str,
     id: &str,
@@ -38,7 +38,7 @@ pub(super) async fn load(
 }
 
 /// A stored workflow as the API shows it, with its stages if `stages`.
-pub(super) async fn view(
+pub(crate) async fn view(
     state: &AppState,
     workflow: WorkflowRecord,
     stages: bool,
@@ -56,7 +56,8 @@ pub(super) async fn view(
     Ok(view_with(workflow, counts, stages))
 }
 
-fn view_with(
+/// A workflow as the API shows it, from its parts.
+pub(crate) fn view_with(
     workflow: WorkflowRecord,
     stage_states: BTreeMap<String, u32>,
     stages: Vec<StageView>,
@@ -169,19 +170,29 @@ pub(super) async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<WorkflowView>, ApiFailure> {
     let principal = auth.client("cancelling workflows")?;
+    Ok(Json(cancel_workflow(&state, &principal.tenant, &id).await?))
+}
+
+/// Cancels `tenant`'s workflow `id` (see `DELETE /workflows/{id}`): the
+/// workflow after.
+pub(crate) async fn cancel_workflow(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+) -> Result<WorkflowView, ApiFailure> {
     let events = state
         .store
-        .cancel_workflow(&principal.tenant, &id, now_ms())
+        .cancel_workflow(tenant, id, now_ms())
         .await?
-        .ok_or_else(|| ApiFailure::not_found("workflow", &id))?;
+        .ok_or_else(|| ApiFailure::not_found("workflow", id))?;
     state.publish(events);
     // Ends the workflow now if every stage has ended, so the answer says so.
-    if let Err(error) = crate::releaser::advance(&state, &id).await {
+    if let Err(error) = crate::releaser::advance(state, id).await {
         tracing::warn!(workflow = id, %error, "advancing a cancelled workflow failed");
     }
     state.releaser.notify_one();
-    let workflow = load(&state, &principal.tenant, &id).await?;
-    Ok(Json(view(&state, workflow, true).await?))
+    let workflow = load(state, tenant, id).await?;
+    view(state, workflow, true).await
 }
 
 /// `GET /workflows/{id}/events`: the workflow's events and all its stages',
@@ -199,8 +210,26 @@ pub(super) async fn events(
     Params(params): Params<Follow>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiFailure> {
-    let principal = auth.client("watching workflows")?;
-    let follow = params.follow();
+    let principal = auth.client("watching workflows")?.clone();
+    event_stream(
+        state,
+        &principal,
+        id,
+        last_event_id(&headers),
+        params.follow(),
+    )
+    .await
+}
+
+/// The event stream of `principal`'s workflow `id` and its stages (see `GET
+/// /workflows/{id}/events`).
+pub(crate) async fn event_stream(
+    state: Arc<AppState>,
+    principal: &crate::store::Principal,
+    id: String,
+    after: i64,
+    follow: bool,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, ApiFailure> {
     let workflow = load(&state, &principal.tenant, &id).await?;
     let stages: HashSet<String> = state
         .store
@@ -210,7 +239,6 @@ pub(super) async fn events(
         .map(|task| task.id)
         .collect();
     let slot = state.limits.stream(&principal.token_id)?;
-    let after = last_event_id(&headers);
     Ok(server_sent(
         EventCursor::workflow(state, id, stages, after, follow),
         slot,

@@ -52,6 +52,7 @@
 mod admissions;
 mod attempts;
 mod auth;
+mod console;
 mod events;
 mod fair_shares;
 mod gc;
@@ -82,6 +83,7 @@ pub use crate::attempt_outcome::{AttemptEnd, RetryPolicy};
 pub use admissions::{NewSubmission, SubmissionWrite};
 pub use attempts::{Claim, Exchange, Exchanged};
 pub use auth::{NewToken, Principal, Revoked, TokenRecord, token_hash};
+pub use console::{BROWSE_WINDOW, QueueCounts, TaskBrowse, WaitingTask};
 pub use events::{EventStream, StoredEvent};
 pub use fair_shares::{STRIDE, TenantRules};
 pub use pending::{PendingShape, WaitingRows};
@@ -178,6 +180,9 @@ pub(crate) struct Dialect {
     workflow_tasks_for_update: &'static str,
     /// Task list filter on a label: `$1` key, `$2` value, both may be NULL.
     list_tasks: &'static str,
+    /// The console's task list: [`Dialect::list_tasks`] within a window of
+    /// submission order, with a name filter.
+    browse_tasks: &'static str,
 }
 
 /// How hard a commit is on SQLite (PostgreSQL's is its own setting).
@@ -372,6 +377,7 @@ impl Store {
             7 "token lifecycle" "0007_token_lifecycle",
             8 "read ahead" "0008_read_ahead",
             9 "claim window" "0009_claim_window",
+            10 "console" "0010_console",
         );
         let migrator = Migrator::with_migrations(
             scripts

@@ -169,4 +169,15 @@ WHERE tenant = $1
 ORDER BY seq DESC
 LIMIT $7
 "#,
+    browse_tasks: r#"
+SELECT * FROM tasks
+WHERE tenant = $1
+  AND seq < $6 AND seq >= $7
+  AND ($2::text IS NULL OR state = $2::text)
+  AND ($3::text IS NULL OR task_type = $3::text)
+  AND ($4::text IS NULL OR (labels::jsonb ->> $4::text) = $5::text)
+  AND ($8::text IS NULL OR strpos(name, $8::text) > 0)
+ORDER BY seq DESC
+LIMIT $9
+"#,
 };

@@ -166,4 +166,15 @@ WHERE tenant = $1
 ORDER BY seq DESC
 LIMIT $7
 "#,
+    browse_tasks: r#"
+SELECT * FROM tasks
+WHERE tenant = $1
+  AND seq < $6 AND seq >= $7
+  AND ($2 IS NULL OR state = $2)
+  AND ($3 IS NULL OR task_type = $3)
+  AND ($4 IS NULL OR json_extract(labels, '$."' || $4 || '"') = $5)
+  AND ($8 IS NULL OR instr(name, $8) > 0)
+ORDER BY seq DESC
+LIMIT $9
+"#,
 };

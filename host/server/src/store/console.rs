@@ -1,0 +1,220 @@
+//! What the web console reads: a task list that searches a bounded window of
+//! submission order, and the overview's counts, each from an index.
+//!
+//! Every query here costs the same however many tasks the store holds: the
+//! task list walks at most [`BROWSE_WINDOW`] sequence numbers of the
+//! tenant's index per page (a filter that matches rarely answers with fewer
+//! rows and a cursor to search further back, not a full scan); the
+//! overview's counts read partial indexes of pending and running tasks and
+//! the finished-at index over the last minutes, never the table.
+
+use flowmesh_types::api::{TaskState, WaitKind};
+
+use super::rows::{get_i64, get_str};
+use super::task_record::{TaskRecord, parse_state};
+use super::{Store, StoreError, TaskFilter};
+
+/// How many sequence numbers one page of the console's task list searches.
+pub const BROWSE_WINDOW: i64 = 20_000;
+
+/// A page of the console's task list.
+#[derive(Debug, Default)]
+pub struct TaskBrowse {
+    /// The tasks found, newest first.
+    pub tasks: Vec<TaskRecord>,
+    /// Where the next page starts (exclusive), when older tasks may match.
+    pub next_before: Option<i64>,
+    /// True when the page is short because its window ended, not because
+    /// no older task exists: the next page searches further back.
+    pub window_ended: bool,
+}
+
+/// The overview's counts for one tenant, or for all when the caller is an
+/// admin.
+#[derive(Debug, Default)]
+pub struct QueueCounts {
+    /// Pending tasks a worker may claim, by task type.
+    pub ready: Vec<(String, i64)>,
+    /// Running and cancelling tasks by task type and state.
+    pub active: Vec<(String, TaskState, i64)>,
+    /// Tasks finished since the window's start, by state.
+    pub finished: Vec<(TaskState, i64)>,
+    /// Tasks finished in each bucket of the window, oldest first.
+    pub finished_per_bucket: Vec<i64>,
+}
+
+/// The oldest ready task of each waiting reason.
+#[derive(Debug)]
+pub struct WaitingTask {
+    /// The task.
+    pub task: TaskRecord,
+    /// Its stored reason's case, if placement has recorded one.
+    pub kind: Option<WaitKind>,
+}
+
+const READY_BY_TYPE: &str = "\
+SELECT task_type, COUNT(*) AS n FROM tasks
+WHERE state = 'pending' AND blocked = 0 AND ($1 IS NULL OR tenant = $1)
+GROUP BY task_type ORDER BY task_type";
+const ACTIVE_BY_TYPE: &str = "\
+SELECT task_type, state, COUNT(*) AS n FROM tasks
+WHERE state IN ('running', 'cancelling') AND ($1 IS NULL OR tenant = $1)
+GROUP BY task_type, state ORDER BY task_type";
+const FINISHED_SINCE: &str = "\
+SELECT (finished_at - $2) / $3 AS bucket, state, COUNT(*) AS n FROM tasks
+WHERE finished_at IS NOT NULL AND finished_at >= $2 AND ($1 IS NULL OR tenant = $1)
+GROUP BY (finished_at - $2) / $3, state";
+const OLDEST_READY: &str = "\
+SELECT * FROM tasks
+WHERE state = 'pending' AND blocked = 0 AND ($1 IS NULL OR tenant = $1)
+ORDER BY seq LIMIT $2";
+
+impl Store {
+    /// A page of `tenant`'s tasks matching `filter` (and `name`, a part of
+    /// the task's name), newest first, searching the sequence numbers from
+    /// `filter.before_seq` back by at most [`BROWSE_WINDOW`].
+    pub async fn browse_tasks(
+        &self,
+        tenant: &str,
+        filter: &TaskFilter,
+        name: Option<&str>,
+    ) -> Result<TaskBrowse, StoreError> {
+        let before = filter.before_seq.unwrap_or(i64::MAX);
+        let newest: Option<i64> = if before == i64::MAX {
+            sqlx::query_scalar("SELECT MAX(seq) FROM tasks WHERE tenant = $1")
+                .bind(tenant)
+                .fetch_one(&self.reader)
+                .await?
+        } else {
+            Some(before - 1)
+        };
+        let Some(newest) = newest else {
+            return Ok(TaskBrowse::default());
+        };
+        let floor = (newest + 1 - BROWSE_WINDOW).max(0);
+        let (label_key, label_value) = match &filter.label {
+            Some((key, value)) => (Some(key.clone()), Some(value.clone())),
+            None => (None, None),
+        };
+        let rows = sqlx::query(self.dialect.browse_tasks)
+            .bind(tenant)
+            .bind(filter.state.map(|state| state.as_str()))
+            .bind(filter.task_type.clone())
+            .bind(label_key)
+            .bind(label_value)
+            .bind(newest + 1)
+            .bind(floor)
+            .bind(name.map(str::to_string))
+            .bind(i64::from(filter.limit) + 1)
+            .fetch_all(&self.reader)
+            .await?;
+        let mut tasks = rows
+            .iter()
+            .map(TaskRecord::from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        if tasks.len() > filter.limit as usize {
+            tasks.truncate(filter.limit as usize);
+            let next_before = tasks.last().map(|task| task.seq);
+            return Ok(TaskBrowse {
+                tasks,
+                next_before,
+                window_ended: false,
+            });
+        }
+        // Short: the window ended. Older tasks exist when the floor is above
+        // the tenant's first task.
+        let older: Option<i64> = if floor > 0 {
+            sqlx::query_scalar("SELECT MAX(seq) FROM tasks WHERE tenant = $1 AND seq < $2")
+                .bind(tenant)
+                .bind(floor)
+                .fetch_one(&self.reader)
+                .await?
+        } else {
+            None
+        };
+        Ok(TaskBrowse {
+            tasks,
+            next_before: older.map(|seq| seq + 1),
+            window_ended: older.is_some(),
+        })
+    }
+
+    /// The overview's counts of `tenant`'s tasks (every tenant's when
+    /// `None`), with the tasks finished since `since` in `buckets` buckets of
+    /// `bucket_ms` each.
+    pub async fn queue_counts(
+        &self,
+        tenant: Option<&str>,
+        since: i64,
+        bucket_ms: i64,
+        buckets: usize,
+    ) -> Result<QueueCounts, StoreError> {
+        let tenant = tenant.map(str::to_string);
+        let mut counts = QueueCounts {
+            finished_per_bucket: vec![0; buckets],
+            ..QueueCounts::default()
+        };
+        for row in sqlx::query(READY_BY_TYPE)
+            .bind(tenant.clone())
+            .fetch_all(&self.reader)
+            .await?
+        {
+            counts
+                .ready
+                .push((get_str(&row, "task_type")?, get_i64(&row, "n")?));
+        }
+        for row in sqlx::query(ACTIVE_BY_TYPE)
+            .bind(tenant.clone())
+            .fetch_all(&self.reader)
+            .await?
+        {
+            counts.active.push((
+                get_str(&row, "task_type")?,
+                parse_state(&get_str(&row, "state")?)?,
+                get_i64(&row, "n")?,
+            ));
+        }
+        let mut finished: std::collections::BTreeMap<TaskState, i64> = Default::default();
+        for row in sqlx::query(FINISHED_SINCE)
+            .bind(tenant)
+            .bind(since)
+            .bind(bucket_ms.max(1))
+            .fetch_all(&self.reader)
+            .await?
+        {
+            let n = get_i64(&row, "n")?;
+            *finished
+                .entry(parse_state(&get_str(&row, "state")?)?)
+                .or_default() += n;
+            if let Some(slot) = usize::try_from(get_i64(&row, "bucket")?)
+                .ok()
+                .and_then(|bucket| counts.finished_per_bucket.get_mut(bucket))
+            {
+                *slot += n;
+            }
+        }
+        counts.finished = finished.into_iter().collect();
+        Ok(counts)
+    }
+
+    /// The oldest `limit` ready tasks of `tenant` (every tenant's when
+    /// `None`), with their stored waiting reasons.
+    pub async fn oldest_ready(
+        &self,
+        tenant: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<WaitingTask>, StoreError> {
+        let rows = sqlx::query(OLDEST_READY)
+            .bind(tenant.map(str::to_string))
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let task = TaskRecord::from_row(row)?;
+                let kind = task.waiting.as_ref().map(|waiting| waiting.kind);
+                Ok(WaitingTask { task, kind })
+            })
+            .collect()
+    }
+}
