@@ -89,7 +89,12 @@ async fn the_overview_shows_the_local_worker_and_why_tasks_wait() {
         let id = admin.echo(&format!("warm-up {n}")).await;
         admin.finished(&id, Duration::from_secs(30)).await;
     }
-    // One task asks for a GPU this machine lacks, one for a type nobody serves.
+    // Four long sleeps on two slots: two run, two wait for a free slot. One
+    // task asks for a GPU this machine lacks, one for a label no worker has.
+    let mut sleeps = Vec::new();
+    for _ in 0..4 {
+        sleeps.push(admin.submit(&sleep_document("60s")).await);
+    }
     let gpu = admin
         .submit(include_str!("../../examples/tasks/needs-gpu.json"))
         .await;
@@ -105,6 +110,12 @@ async fn the_overview_shows_the_local_worker_and_why_tasks_wait() {
             !task["waiting"].is_null()
         })
         .await;
+    let busy = sleeps.last().expect("a sleep");
+    admin
+        .until(busy, Duration::from_secs(30), |task| {
+            task["waiting"]["kind"] == "workers_busy"
+        })
+        .await;
 
     let browser = Browser::start(&server.url, 1280, 1500).await;
     browser.sign_in(&server.admin).await;
@@ -113,6 +124,14 @@ async fn the_overview_shows_the_local_worker_and_why_tasks_wait() {
         .await;
     browser
         .text_eventually("#waiting", |text| text.contains("needs-a-gpu"))
+        .await;
+    browser
+        .text_eventually("table[data-group='busy']", |text| text.contains("sleep"))
+        .await;
+    browser
+        .text_eventually("#running-count", |text| {
+            text.parse::<u32>().is_ok_and(|running| running >= 2)
+        })
         .await;
     let figure = browser
         .text_eventually("#live-workers", |text| text == "1")

@@ -11,17 +11,13 @@ flowmesh_tests::on_both_backends!(
     forms_that_change_state_need_the_sessions_csrf_token_and_a_same_site_request,
     a_revoked_token_ends_its_sessions_and_a_worker_token_cannot_sign_in,
     a_tenant_cannot_see_cancel_or_follow_another_tenants_tasks,
+    every_page_answers_a_user_and_an_admin,
 );
 
 mod pages {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn the_cookie_is_http_only_and_strict_and_pages_refuse_framing() {
         super::the_cookie_is_http_only_and_strict_and_pages_refuse_framing().await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn every_page_answers_a_user_and_an_admin() {
-        super::every_page_answers_a_user_and_an_admin().await
     }
 }
 
@@ -356,8 +352,8 @@ async fn the_cookie_is_http_only_and_strict_and_pages_refuse_framing() {
     );
 }
 
-async fn every_page_answers_a_user_and_an_admin() {
-    let server = TestServer::start(Db::Sqlite, |_| {}).await;
+async fn every_page_answers_a_user_and_an_admin(db: Db) {
+    let server = TestServer::start(db, |_| {}).await;
     let _worker = server.echo_worker("pages-worker", 1).await;
     let admin = server.admin();
     let task = admin.echo("pages").await;

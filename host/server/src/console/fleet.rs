@@ -49,7 +49,7 @@ fn worker_card(worker: &WorkerView) -> Markup {
         section.worker id={ "worker-" (worker.id) } data-worker=(worker.name) {
             h2 { (worker.name) " " (state_badge(worker.state.as_str())) }
             dl.facts {
-                dt { "slots in use" } dd { (worker.running) " / " (worker.slots) @if worker.read_ahead > 0 { " (+" (worker.read_ahead) " read ahead)" } }
+                dt { "tasks held" } dd { (worker.running) " on " (worker.slots) " slots" @if worker.read_ahead > 0 { " (claims up to " (worker.read_ahead) " ahead)" } }
                 dt { "hardware" } dd {
                     (format!("{} CPUs", worker.hardware.cpus)) ", " (bytes(worker.hardware.memory_bytes))
                     @for gpu in &worker.hardware.gpus { ", GPU " (gpu.index) ": " (gpu.model) " " (bytes(gpu.memory_bytes)) }

@@ -101,6 +101,7 @@ pub(super) async fn overview(State(state): State<Arc<AppState>>, viewer: Viewer)
     tokio::spawn(async move {
         let _slot = slot;
         let mut bus = state.bus.subscribe();
+        let mut rendered = tokio::time::Instant::now();
         loop {
             let changed = tokio::select! {
                 () = state.shutdown.cancelled() => return,
@@ -111,9 +112,11 @@ pub(super) async fn overview(State(state): State<Arc<AppState>>, viewer: Viewer)
             if !changed {
                 return;
             }
-            // Changes that arrive while waiting fold into this render.
-            tokio::time::sleep(OVERVIEW_MIN_INTERVAL).await;
+            // At most one render a second: changes that arrive while
+            // waiting fold into this one.
+            tokio::time::sleep_until(rendered + OVERVIEW_MIN_INTERVAL).await;
             bus = bus.resubscribe();
+            rendered = tokio::time::Instant::now();
             let html = match super::overview::body(&state, &viewer).await {
                 Ok(markup) => markup.into_string(),
                 Err(_) => continue,

@@ -80,7 +80,7 @@ pub(super) async fn body(state: &AppState, viewer: &Viewer) -> Result<Markup, Fa
             div.card { span.figure #pending-count { (pending) } span.label { "pending, ready to run" } }
             div.card { span.figure #running-count { (running) } span.label { "running or cancelling" } }
             div.card { span.figure { (finished) } span.label { "finished in the last 10 minutes" } }
-            div.card { span.figure #live-workers { (workers.len()) } span.label { (count(i64::from(busy), "slot", "slots")) " busy of " (slots) " on live workers" } }
+            div.card { span.figure #live-workers { (workers.len()) } span.label { "live; holding " (count(i64::from(busy), "task", "tasks")) " on " (count(i64::from(slots), "slot", "slots")) } }
         }
         section {
             h2 { "Tasks finished per second" }
@@ -114,7 +114,7 @@ pub(super) async fn body(state: &AppState, viewer: &Viewer) -> Result<Markup, Fa
                 p.muted #no-workers { "No worker is live. Start one with " code { "flowmesh worker" } "." }
             } @else {
                 table #live-worker-list {
-                    thead { tr { th { "worker" } th.num { "slots in use" } th { "task types" } th { "last heartbeat" } } }
+                    thead { tr { th { "worker" } th.num { "tasks held / slots" } th { "task types" } th { "last heartbeat" } } }
                     tbody {
                         @for worker in &workers {
                             tr {
@@ -167,25 +167,25 @@ fn waiting_groups(waiting: &[WaitingTask]) -> Markup {
     html! {
         p.muted { "Among the " (sampled) " oldest tasks ready to run." }
         @for (id, title, kinds) in groups {
-            @let rows = by_type(waiting.iter().filter(|task| task.kind.is_some_and(|kind| kinds.contains(&kind))));
+            @let rows = by_type(waiting.iter().filter(|task| task.kind().is_some_and(|kind| kinds.contains(&kind))));
             @if !rows.is_empty() {
                 h3 id={ "waiting-" (id) } { (title) }
-                table.waiting data-group=(id) {
+                table.waiting-list data-group=(id) {
                     thead { tr { th { "task type" } th.num { "tasks" } th { "reason" } th { "oldest" } } }
                     tbody {
                         @for (task_type, (n, first)) in &rows {
                             tr {
                                 td { (task_type) }
                                 td.num { (n) }
-                                td { (first.task.waiting.as_ref().map(|waiting| waiting.message.as_str()).unwrap_or_default()) }
-                                td { a href={ "/tasks/" (first.task.id) } { (first.task.name.as_deref().unwrap_or(&first.task.id)) } }
+                                td { (first.waiting.as_ref().map(|waiting| waiting.message.as_str()).unwrap_or_default()) }
+                                td { a href={ "/tasks/" (first.id) } { (first.name.as_deref().unwrap_or(&first.id)) } }
                             }
                         }
                     }
                 }
             }
         }
-        @let unplaced = waiting.iter().filter(|task| task.kind.is_none()).count();
+        @let unplaced = waiting.iter().filter(|task| task.kind().is_none()).count();
         @if unplaced > 0 {
             p.muted { (count(unplaced as i64, "task has", "tasks have")) " not been looked at by placement yet." }
         }
@@ -197,9 +197,7 @@ fn by_type<'a>(
 ) -> BTreeMap<&'a str, (usize, &'a WaitingTask)> {
     let mut rows: BTreeMap<&str, (usize, &WaitingTask)> = BTreeMap::new();
     for task in tasks {
-        rows.entry(task.task.task_type.as_str())
-            .or_insert((0, task))
-            .0 += 1;
+        rows.entry(task.task_type.as_str()).or_insert((0, task)).0 += 1;
     }
     rows
 }

@@ -8,9 +8,9 @@
 //! overview's counts read partial indexes of pending and running tasks and
 //! the finished-at index over the last minutes, never the table.
 
-use flowmesh_types::api::{TaskState, WaitKind};
+use flowmesh_types::api::{TaskState, WaitKind, Waiting};
 
-use super::rows::{get_i64, get_str};
+use super::rows::{get_i64, get_opt_json, get_opt_str, get_str};
 use super::task_record::{TaskRecord, parse_state};
 use super::{Store, StoreError, TaskFilter};
 
@@ -43,13 +43,24 @@ pub struct QueueCounts {
     pub finished_per_bucket: Vec<i64>,
 }
 
-/// The oldest ready task of each waiting reason.
+/// A ready task and why it waits, as the overview lists it.
 #[derive(Debug)]
 pub struct WaitingTask {
-    /// The task.
-    pub task: TaskRecord,
-    /// Its stored reason's case, if placement has recorded one.
-    pub kind: Option<WaitKind>,
+    /// Its id.
+    pub id: String,
+    /// Its name, if it has one.
+    pub name: Option<String>,
+    /// Its task type.
+    pub task_type: String,
+    /// Its stored reason, if placement has recorded one.
+    pub waiting: Option<Waiting>,
+}
+
+impl WaitingTask {
+    /// The reason's case.
+    pub fn kind(&self) -> Option<WaitKind> {
+        self.waiting.as_ref().map(|waiting| waiting.kind)
+    }
 }
 
 const READY_BY_TYPE: &str = "\
@@ -60,12 +71,21 @@ const ACTIVE_BY_TYPE: &str = "\
 SELECT task_type, state, COUNT(*) AS n FROM tasks
 WHERE state IN ('running', 'cancelling') AND ($1 IS NULL OR tenant = $1)
 GROUP BY task_type, state ORDER BY task_type";
-const FINISHED_SINCE: &str = "\
-SELECT (finished_at - $2) / $3 AS bucket, state, COUNT(*) AS n FROM tasks
-WHERE finished_at IS NOT NULL AND finished_at >= $2 AND ($1 IS NULL OR tenant = $1)
-GROUP BY (finished_at - $2) / $3, state";
+// One index range count per bucket: no sort, however many tasks finished.
+const FINISHED_PER_BUCKET: &str = "\
+WITH RECURSIVE b(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM b WHERE i < CAST($4 AS BIGINT) - 1)
+SELECT CAST(b.i AS BIGINT) AS bucket, (SELECT COUNT(*) FROM tasks
+    WHERE finished_at >= CAST($2 AS BIGINT) + b.i * CAST($3 AS BIGINT)
+      AND finished_at < CAST($2 AS BIGINT) + (b.i + 1) * CAST($3 AS BIGINT)
+      AND ($1 IS NULL OR tenant = $1)) AS n
+FROM b";
+// The few that did not succeed, by state; the rest succeeded.
+const FINISHED_UNSUCCESSFUL: &str = "\
+SELECT state, COUNT(*) AS n FROM tasks
+WHERE finished_at >= $2 AND state <> 'succeeded' AND ($1 IS NULL OR tenant = $1)
+GROUP BY state";
 const OLDEST_READY: &str = "\
-SELECT * FROM tasks
+SELECT id, name, task_type, waiting FROM tasks
 WHERE state = 'pending' AND blocked = 0 AND ($1 IS NULL OR tenant = $1)
 ORDER BY seq LIMIT $2";
 
@@ -174,24 +194,36 @@ impl Store {
                 get_i64(&row, "n")?,
             ));
         }
-        let mut finished: std::collections::BTreeMap<TaskState, i64> = Default::default();
-        for row in sqlx::query(FINISHED_SINCE)
-            .bind(tenant)
+        for row in sqlx::query(FINISHED_PER_BUCKET)
+            .bind(tenant.clone())
             .bind(since)
             .bind(bucket_ms.max(1))
+            .bind(buckets as i64)
             .fetch_all(&self.reader)
             .await?
         {
-            let n = get_i64(&row, "n")?;
-            *finished
-                .entry(parse_state(&get_str(&row, "state")?)?)
-                .or_default() += n;
             if let Some(slot) = usize::try_from(get_i64(&row, "bucket")?)
                 .ok()
                 .and_then(|bucket| counts.finished_per_bucket.get_mut(bucket))
             {
-                *slot += n;
+                *slot = get_i64(&row, "n")?;
             }
+        }
+        let mut finished: std::collections::BTreeMap<TaskState, i64> = Default::default();
+        let mut unsuccessful = 0;
+        for row in sqlx::query(FINISHED_UNSUCCESSFUL)
+            .bind(tenant)
+            .bind(since)
+            .fetch_all(&self.reader)
+            .await?
+        {
+            let n = get_i64(&row, "n")?;
+            unsuccessful += n;
+            finished.insert(parse_state(&get_str(&row, "state")?)?, n);
+        }
+        let total: i64 = counts.finished_per_bucket.iter().sum();
+        if total > unsuccessful {
+            finished.insert(TaskState::Succeeded, total - unsuccessful);
         }
         counts.finished = finished.into_iter().collect();
         Ok(counts)
@@ -211,9 +243,12 @@ impl Store {
             .await?;
         rows.iter()
             .map(|row| {
-                let task = TaskRecord::from_row(row)?;
-                let kind = task.waiting.as_ref().map(|waiting| waiting.kind);
-                Ok(WaitingTask { task, kind })
+                Ok(WaitingTask {
+                    id: get_str(row, "id")?,
+                    name: get_opt_str(row, "name")?,
+                    task_type: get_str(row, "task_type")?,
+                    waiting: get_opt_json(row, "waiting")?,
+                })
             })
             .collect()
     }
