@@ -363,5 +363,15 @@ async fn the_fleet_pages_show_workers_plugins_and_schemas_at_phone_width() {
         "nothing is wider than the phone"
     );
     browser.screenshot("plugin-phone").await;
+    browser.open("/plugins").await;
+    browser
+        .text_eventually("#plugin-list", |text| text.contains("echo"))
+        .await;
+    browser.screenshot("plugins-phone").await;
+    browser.open("/tokens").await;
+    browser
+        .text_eventually("#token-list", |text| text.contains("admin"))
+        .await;
+    browser.screenshot("tokens-phone").await;
     browser.close().await;
 }

@@ -89,6 +89,8 @@ function liveTask(article) {
       target.replaceChildren(pretty(record.data.result ?? record.data.error ?? { state: record.data.state }));
       const finished = document.getElementById("task-finished");
       if (finished) finished.textContent = record.at.slice(0, 19).replace("T", " ") + " UTC";
+      const worker = document.getElementById("task-worker");
+      if (worker && record.data.result && record.data.result.worker) worker.textContent = record.data.result.worker;
       return "done";
     },
   });
