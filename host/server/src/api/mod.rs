@@ -36,6 +36,7 @@ pub(crate) use body::Body;
 pub use error::ApiFailure;
 pub(crate) use error::not_found;
 pub(crate) use error::{Auth, parse_json};
+pub(crate) use sse::last_event_id;
 
 use crate::state::AppState;
 

@@ -13,7 +13,7 @@ use crate::limits::StreamSlot;
 use crate::store::{StoredEvent, rfc3339};
 
 /// The `Last-Event-ID` a reconnecting client sends; 0 for none.
-pub(super) fn last_event_id(headers: &HeaderMap) -> i64 {
+pub(crate) fn last_event_id(headers: &HeaderMap) -> i64 {
     headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())

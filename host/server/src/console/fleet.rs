@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect};
@@ -12,7 +11,9 @@ use flowmesh_types::api::{WorkerPluginStatus, WorkerState, WorkerView};
 use flowmesh_types::{CapabilityStatus, PluginStatus};
 use maud::{Markup, html};
 
-use super::page::{Failure, PageResult, Section, csrf_field, maybe_time, page, state_badge, time};
+use super::page::{
+    Failure, PageForm, PageResult, Section, csrf_field, maybe_time, page, state_badge, time,
+};
 use super::schema;
 use super::session::Viewer;
 use super::tasks::CsrfForm;
@@ -188,7 +189,7 @@ pub(super) async fn remove_plugin(
     viewer: Viewer,
     headers: HeaderMap,
     Path(name): Path<String>,
-    Form(form): Form<CsrfForm>,
+    PageForm(form): PageForm<CsrfForm>,
 ) -> PageResult {
     viewer.check_form(&headers, &form.csrf)?;
     viewer.require_admin("removing plugins")?;

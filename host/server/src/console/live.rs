@@ -37,15 +37,6 @@ const OVERVIEW_MAX_INTERVAL: Duration = Duration::from_secs(5);
 /// A task list follows at most this many tasks.
 const MAX_FOLLOWED: usize = 200;
 
-fn last_event_id(headers: &HeaderMap) -> i64 {
-    headers
-        .get("last-event-id")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<i64>().ok())
-        .filter(|seq| *seq >= 0)
-        .unwrap_or(0)
-}
-
 /// `GET /tasks/{id}/events`: the task's events, as the API streams them.
 pub(super) async fn task_events(
     State(state): State<Arc<AppState>>,
@@ -57,7 +48,7 @@ pub(super) async fn task_events(
         state,
         &viewer.principal,
         id.clone(),
-        last_event_id(&headers),
+        crate::api::last_event_id(&headers),
         true,
     )
     .await
@@ -76,7 +67,7 @@ pub(super) async fn workflow_events(
         state,
         &viewer.principal,
         id.clone(),
-        last_event_id(&headers),
+        crate::api::last_event_id(&headers),
         true,
     )
     .await

@@ -160,6 +160,29 @@ impl From<ApiFailure> for Failure {
     }
 }
 
+/// A form's fields; a form that cannot be read (a field missing or
+/// malformed) answers a 400 page, not a bare text.
+pub struct PageForm<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for PageForm<T> {
+    type Rejection = Failure;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Failure> {
+        axum::Form::<T>::from_request(request, state)
+            .await
+            .map(|axum::Form(fields)| Self(fields))
+            .map_err(|rejection| {
+                Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "the form could not be read ({}); reload the page and try again",
+                        rejection.body_text()
+                    ),
+                )
+            })
+    }
+}
+
 /// A page's result.
 pub type PageResult = Result<Response, Failure>;
 

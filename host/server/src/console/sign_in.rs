@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect};
@@ -10,7 +9,7 @@ use flowmesh_types::api::Role;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::page::{Failure, PageResult, Section, page};
+use super::page::{Failure, PageForm, PageResult, Section, page};
 use super::session::{Viewer, cookie, same_site};
 use crate::state::AppState;
 
@@ -65,7 +64,7 @@ pub(super) async fn form(Query(next): Query<Next>) -> Markup {
 pub(super) async fn submit(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Form(form): Form<SignIn>,
+    PageForm(form): PageForm<SignIn>,
 ) -> PageResult {
     same_site(&headers)?;
     let next = safe_next(form.next.as_deref()).to_string();
@@ -103,7 +102,7 @@ pub(super) async fn sign_out(
     State(state): State<Arc<AppState>>,
     viewer: Viewer,
     headers: HeaderMap,
-    Form(form): Form<SignOut>,
+    PageForm(form): PageForm<SignOut>,
 ) -> PageResult {
     viewer.check_form(&headers, &form.csrf)?;
     state.console.close(&viewer.session);

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use axum::Form;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect};
@@ -12,7 +11,7 @@ use flowmesh_types::FieldError;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::page::{PageResult, Section, csrf_field, page};
+use super::page::{PageForm, PageResult, Section, csrf_field, page};
 use super::session::Viewer;
 use crate::admission::{self, Admitted, Checked};
 use crate::api::ApiFailure;
@@ -92,7 +91,7 @@ pub(super) async fn submit(
     State(state): State<Arc<AppState>>,
     viewer: Viewer,
     headers: HeaderMap,
-    Form(form): Form<Submission>,
+    PageForm(form): PageForm<Submission>,
 ) -> PageResult {
     viewer.check_form(&headers, &form.csrf)?;
     let dry_run = form.action != "submit";

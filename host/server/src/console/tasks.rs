@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect};
@@ -12,7 +11,8 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::page::{
-    Failure, PageResult, Section, csrf_field, json_block, maybe_time, page, state_badge, time,
+    Failure, PageForm, PageResult, Section, csrf_field, json_block, maybe_time, page, state_badge,
+    time,
 };
 use super::session::Viewer;
 use crate::api::tasks as api;
@@ -287,7 +287,7 @@ pub(super) async fn cancel(
     viewer: Viewer,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
+    PageForm(form): PageForm<CsrfForm>,
 ) -> PageResult {
     viewer.check_form(&headers, &form.csrf)?;
     api::cancel_task(&state, &viewer.principal.tenant, &id)

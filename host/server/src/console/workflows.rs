@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect};
@@ -13,8 +12,8 @@ use serde::Deserialize;
 
 use super::graph::{self, Node};
 use super::page::{
-    Failure, PageResult, Section, csrf_field, json_block, maybe_time, page, state_badge, time,
-    trusted,
+    Failure, PageForm, PageResult, Section, csrf_field, json_block, maybe_time, page, state_badge,
+    time, trusted,
 };
 use super::session::Viewer;
 use super::tasks::CsrfForm;
@@ -205,7 +204,7 @@ pub(super) async fn cancel(
     viewer: Viewer,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
+    PageForm(form): PageForm<CsrfForm>,
 ) -> PageResult {
     viewer.check_form(&headers, &form.csrf)?;
     api::cancel_workflow(&state, &viewer.principal.tenant, &id)
