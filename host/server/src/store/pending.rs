@@ -43,8 +43,15 @@ pub struct PendingShape {
     pub avoid: Option<(String, i64)>,
 }
 
-/// Shapes [`Store::set_waiting`] records in one transaction.
-const SHAPES_PER_TRANSACTION: usize = 4;
+/// Shapes [`Store::set_waiting`] records in one transaction: on SQLite a
+/// few (one writer, short transactions); on PostgreSQL one, so the rows a
+/// shape's update locks are held only for its own statement.
+fn shapes_per_transaction(backend: super::Backend) -> usize {
+    match backend {
+        super::Backend::Sqlite => 4,
+        super::Backend::Postgres => 1,
+    }
+}
 
 /// Which pending tasks of a shape [`Store::set_waiting`] records a reason on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +102,7 @@ impl Store {
         reasons: &[(&PendingShape, &Waiting, WaitingRows)],
         now: i64,
     ) -> Result<(), StoreError> {
-        for chunk in reasons.chunks(SHAPES_PER_TRANSACTION) {
+        for chunk in reasons.chunks(shapes_per_transaction(self.backend)) {
             let (_gate, mut tx) = self.write().await?;
             for (shape, waiting, rows) in chunk {
                 let (after, unexplained) = match rows {
@@ -103,7 +110,7 @@ impl Store {
                     WaitingRows::After(seq) => (*seq, false),
                     WaitingRows::Unexplained => (0, true),
                 };
-                shape_query(sql::SET_WAITING, shape)
+                shape_query(self.dialect.set_waiting, shape)
                     .bind(encode_json(waiting))
                     .bind(waiting.kind.as_str())
                     .bind(now)
