@@ -183,8 +183,6 @@ pub(crate) struct Dialect {
     /// The console's task list: [`Dialect::list_tasks`] within a window of
     /// submission order, with a name filter.
     browse_tasks: &'static str,
-    /// Records a shape's waiting reason ([`sql::SET_WAITING`]'s parameters).
-    set_waiting: &'static str,
 }
 
 /// How hard a commit is on SQLite (PostgreSQL's is its own setting).

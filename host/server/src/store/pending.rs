@@ -17,7 +17,7 @@ use super::events::{NewEvents, StoredEvent};
 use super::rows::{get_i64, get_opt_str, get_str};
 use super::task_record::hardware_from_row;
 use super::terminal::terminal_events;
-use super::{Store, StoreError, decode_json, encode_json, sql};
+use super::{Backend, Store, StoreError, decode_json, encode_json, sql};
 
 /// A group of pending tasks that place alike: same tenant, same type, same
 /// request.
@@ -43,15 +43,8 @@ pub struct PendingShape {
     pub avoid: Option<(String, i64)>,
 }
 
-/// Shapes [`Store::set_waiting`] records in one transaction: on SQLite a
-/// few (one writer, short transactions); on PostgreSQL one, so the rows a
-/// shape's update locks are held only for its own statement.
-fn shapes_per_transaction(backend: super::Backend) -> usize {
-    match backend {
-        super::Backend::Sqlite => 4,
-        super::Backend::Postgres => 1,
-    }
-}
+/// Shapes [`Store::set_waiting`] records in one SQLite transaction.
+const SHAPES_PER_TRANSACTION: usize = 4;
 
 /// Which pending tasks of a shape [`Store::set_waiting`] records a reason on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,38 +88,55 @@ impl Store {
 
     /// Records why the pending tasks of each shape wait (unless they are in
     /// a retry delay that has not run out), on the tasks of it that `rows`
-    /// says. A few shapes per transaction, so that claims never wait long
-    /// on a deep queue's pass.
+    /// says. SQLite: a few shapes per transaction of its one writer.
+    /// PostgreSQL: each shape in chunks of [`sql::WAITING_CHUNK`] rows, a
+    /// transaction each, skipping rows a claim holds, so that claims never
+    /// find their rows locked by a pass over a deep queue, nor wait on it.
     pub async fn set_waiting(
         &self,
         reasons: &[(&PendingShape, &Waiting, WaitingRows)],
         now: i64,
     ) -> Result<(), StoreError> {
-        for chunk in reasons.chunks(shapes_per_transaction(self.backend)) {
-            let (_gate, mut tx) = self.write().await?;
-            for (shape, waiting, rows) in chunk {
-                let (after, unexplained) = match rows {
-                    WaitingRows::All => (0, false),
-                    WaitingRows::After(seq) => (*seq, false),
-                    WaitingRows::Unexplained => (0, true),
-                };
-                shape_query(self.dialect.set_waiting, shape)
-                    .bind(encode_json(waiting))
-                    .bind(waiting.kind.as_str())
-                    .bind(now)
-                    .bind(
-                        shape
-                            .avoid
-                            .as_ref()
-                            .map_or("", |(worker, _)| worker.as_str()),
-                    )
-                    .bind(&shape.tenant)
-                    .bind(after)
-                    .bind(i64::from(unexplained))
-                    .execute(&mut *tx)
-                    .await?;
+        let bounds = |rows: &WaitingRows| match rows {
+            WaitingRows::All => (0, false),
+            WaitingRows::After(seq) => (*seq, false),
+            WaitingRows::Unexplained => (0, true),
+        };
+        if self.backend == Backend::Sqlite {
+            for chunk in reasons.chunks(SHAPES_PER_TRANSACTION) {
+                let (_gate, mut tx) = self.write().await?;
+                for (shape, waiting, rows) in chunk {
+                    let (after, unexplained) = bounds(rows);
+                    waiting_query(sql::SET_WAITING, shape, waiting, now, after, unexplained)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
             }
-            tx.commit().await?;
+            return Ok(());
+        }
+        for (shape, waiting, rows) in reasons {
+            let (mut after, unexplained) = bounds(rows);
+            loop {
+                let (_gate, mut tx) = self.write().await?;
+                let written = waiting_query(
+                    sql::SET_WAITING_CHUNK,
+                    shape,
+                    waiting,
+                    now,
+                    after,
+                    unexplained,
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                if written.len() < sql::WAITING_CHUNK {
+                    break;
+                }
+                for row in &written {
+                    after = after.max(get_i64(row, "seq")?);
+                }
+            }
         }
         Ok(())
     }
@@ -171,6 +181,31 @@ impl Store {
 }
 
 /// `statement` with the columns of `shape` bound as `$1`–`$7`.
+/// `statement` (one of [`sql::SET_WAITING`], [`sql::SET_WAITING_CHUNK`])
+/// recording `waiting` on `shape`'s tasks after `after`.
+fn waiting_query<'q>(
+    statement: &'static str,
+    shape: &'q PendingShape,
+    waiting: &Waiting,
+    now: i64,
+    after: i64,
+    unexplained: bool,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    shape_query(statement, shape)
+        .bind(encode_json(waiting))
+        .bind(waiting.kind.as_str())
+        .bind(now)
+        .bind(
+            shape
+                .avoid
+                .as_ref()
+                .map_or("", |(worker, _)| worker.as_str()),
+        )
+        .bind(&shape.tenant)
+        .bind(after)
+        .bind(i64::from(unexplained))
+}
+
 fn shape_query<'q>(
     statement: &'static str,
     shape: &'q PendingShape,

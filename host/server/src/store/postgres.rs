@@ -169,26 +169,6 @@ WHERE tenant = $1
 ORDER BY seq DESC
 LIMIT $7
 "#,
-    // Row by row locks: at most a bounded number of a shape's tasks, oldest
-    // first, and never one a claim holds (SKIP LOCKED), so a pass over a
-    // deep queue neither waits on claims nor makes them skip the rows it
-    // holds; the rest get their reason on the next passes.
-    set_waiting: r#"
-UPDATE tasks SET waiting = $8, waiting_kind = $9
-WHERE seq IN (
-    SELECT seq FROM tasks
-    WHERE state = 'pending' AND blocked = 0 AND tenant = $12 AND task_type = $1 AND cpu_millis = $2
-      AND memory_bytes = $3
-      AND gpu_count = $4 AND COALESCE(gpu_model, '') = $5 AND gpu_memory_bytes = $6
-      AND worker_labels = $7
-      AND (waiting_kind IS NULL OR waiting_kind <> 'retry_backoff' OR run_after <= $10)
-      AND COALESCE(CASE WHEN avoid_until > $10 THEN avoid_worker END, '') = $11
-      AND (waiting IS NULL OR waiting <> $8) AND seq > $13
-      AND ($14 = 0 OR waiting IS NULL OR waiting_kind = 'retry_backoff')
-    ORDER BY seq
-    LIMIT 2000
-    FOR UPDATE SKIP LOCKED)
-"#,
     browse_tasks: r#"
 SELECT * FROM tasks
 WHERE tenant = $1

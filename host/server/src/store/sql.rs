@@ -234,20 +234,40 @@ SELECT task_type, cpu_millis, memory_bytes, gpu_count, gpu_model, gpu_memory_byt
        MAX(seq) AS newest
 FROM tasks WHERE state = 'pending' AND blocked = 0 AND run_after <= $1
 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9";
-/// Records the waiting reason `$8` (kind `$9`) of the pending tasks of one
-/// shape (`$1`–`$7`, `$11` the worker passed over at `$10`, or '', and `$12`
-/// the tenant) that come after sequence number `$13` and, when `$14` is 1,
-/// have no reason or a retry delay's.
-pub(super) const SET_WAITING: &str = "\
-UPDATE tasks SET waiting = $8, waiting_kind = $9
-WHERE state = 'pending' AND blocked = 0 AND tenant = $12 AND task_type = $1 AND cpu_millis = $2
+/// The pending tasks of one shape that [`SET_WAITING`] and
+/// [`SET_WAITING_CHUNK`] record a reason on.
+macro_rules! waiting_rows {
+    () => {
+        "state = 'pending' AND blocked = 0 AND tenant = $12 AND task_type = $1 AND cpu_millis = $2
   AND memory_bytes = $3
   AND gpu_count = $4 AND COALESCE(gpu_model, '') = $5 AND gpu_memory_bytes = $6
   AND worker_labels = $7
   AND (waiting_kind IS NULL OR waiting_kind <> 'retry_backoff' OR run_after <= $10)
   AND COALESCE(CASE WHEN avoid_until > $10 THEN avoid_worker END, '') = $11
   AND (waiting IS NULL OR waiting <> $8) AND seq > $13
-  AND ($14 = 0 OR waiting IS NULL OR waiting_kind = 'retry_backoff')";
+  AND ($14 = 0 OR waiting IS NULL OR waiting_kind = 'retry_backoff')"
+    };
+}
+
+/// Records the waiting reason `$8` (kind `$9`) of the pending tasks of one
+/// shape (`$1`–`$7`, `$11` the worker passed over at `$10`, or '', and `$12`
+/// the tenant) that come after sequence number `$13` and, when `$14` is 1,
+/// have no reason or a retry delay's.
+pub(super) const SET_WAITING: &str = concat!(
+    "UPDATE tasks SET waiting = $8, waiting_kind = $9 WHERE ",
+    waiting_rows!()
+);
+/// [`SET_WAITING`] on at most [`WAITING_CHUNK`] of the rows, oldest first,
+/// skipping those a claim holds; it returns their sequence numbers, so the
+/// next chunk starts after the last (PostgreSQL: a pass over a deep queue
+/// holds few row locks at a time and never waits on a claim).
+pub(super) const SET_WAITING_CHUNK: &str = concat!(
+    "UPDATE tasks SET waiting = $8, waiting_kind = $9 WHERE seq IN (SELECT seq FROM tasks WHERE ",
+    waiting_rows!(),
+    " ORDER BY seq LIMIT 2000 FOR UPDATE SKIP LOCKED) RETURNING seq"
+);
+/// The `LIMIT` of [`SET_WAITING_CHUNK`].
+pub(super) const WAITING_CHUNK: usize = 2000;
 pub(super) const FAIL_UNPLACEABLE: &str = "\
 UPDATE tasks SET state = 'failed', error = $8, updated_at = $10, finished_at = $10,
     waiting = NULL, waiting_kind = NULL
@@ -333,3 +353,17 @@ UPDATE tasks SET lease_expires_at = $1
 WHERE state IN ('running', 'cancelling') AND lease_expires_at < $1";
 pub(super) const EXTEND_WORKERS: &str =
     "UPDATE workers SET heartbeat_at = $1 WHERE state = 'live' AND heartbeat_at < $1";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_chunked_waiting_update_limits_itself_to_its_chunk() {
+        assert!(
+            super::SET_WAITING_CHUNK
+                .contains(&format!("LIMIT {} FOR UPDATE", super::WAITING_CHUNK))
+        );
+        let filter = waiting_rows!();
+        assert!(super::SET_WAITING.ends_with(filter));
+        assert!(super::SET_WAITING_CHUNK.contains(filter));
+    }
+}

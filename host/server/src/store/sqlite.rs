@@ -166,7 +166,6 @@ WHERE tenant = $1
 ORDER BY seq DESC
 LIMIT $7
 "#,
-    set_waiting: super::sql::SET_WAITING,
     browse_tasks: r#"
 SELECT * FROM tasks
 WHERE tenant = $1
