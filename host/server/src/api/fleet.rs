@@ -18,8 +18,7 @@ use crate::state::AppState;
 use crate::store::{PluginRecord, Principal, WorkerRecord, rfc3339};
 use flowmesh_types::api::ErrorBody;
 
-/// A worker record as the API shows it.
-pub(crate) fn worker_view(worker: WorkerRecord, running: u32) -> WorkerView {
+fn worker_view(worker: WorkerRecord, running: u32) -> WorkerView {
     WorkerView {
         id: worker.id,
         name: worker.name,

@@ -291,11 +291,7 @@ fn submitted_view(id: &str, document: flowmesh_types::TaskDocument, now: i64) ->
     }
 }
 
-/// A stored task as the API shows it, with the attempts given.
-pub(crate) fn view_with(
-    task: TaskRecord,
-    attempts: Vec<flowmesh_types::api::AttemptRecord>,
-) -> TaskView {
+fn view_with(task: TaskRecord, attempts: Vec<flowmesh_types::api::AttemptRecord>) -> TaskView {
     TaskView {
         id: task.id,
         name: task.name,
@@ -452,10 +448,10 @@ pub(super) async fn events(
     Params(params): Params<Follow>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiFailure> {
-    let principal = auth.client("watching tasks")?.clone();
+    let principal = auth.client("watching tasks")?;
     event_stream(
         state,
-        &principal,
+        principal,
         id,
         last_event_id(&headers),
         params.follow(),

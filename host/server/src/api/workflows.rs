@@ -38,7 +38,7 @@ pub(crate) async fn load(
 }
 
 /// A stored workflow as the API shows it, with its stages if `stages`.
-pub(crate) async fn view(
+pub(super) async fn view(
     state: &AppState,
     workflow: WorkflowRecord,
     stages: bool,
@@ -56,8 +56,7 @@ pub(crate) async fn view(
     Ok(view_with(workflow, counts, stages))
 }
 
-/// A workflow as the API shows it, from its parts.
-pub(crate) fn view_with(
+fn view_with(
     workflow: WorkflowRecord,
     stage_states: BTreeMap<String, u32>,
     stages: Vec<StageView>,
@@ -210,10 +209,10 @@ pub(super) async fn events(
     Params(params): Params<Follow>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiFailure> {
-    let principal = auth.client("watching workflows")?.clone();
+    let principal = auth.client("watching workflows")?;
     event_stream(
         state,
-        &principal,
+        principal,
         id,
         last_event_id(&headers),
         params.follow(),
