@@ -166,11 +166,7 @@ async fn a_document_submitted_from_the_submit_page_reaches_succeeded_without_a_r
         .await;
 
     browser
-        .eventually(
-            "the task's state",
-            "document.querySelector('#task-state .state').dataset.state",
-            |state| (state == "succeeded").then_some(()),
-        )
+        .state_eventually("#task-state .state", "succeeded")
         .await;
     let same_document = browser.eval("return window.__sameDocument === true;").await;
     assert_eq!(
@@ -223,11 +219,7 @@ async fn a_three_stage_workflows_graph_ends_with_every_stage_succeeded() {
         )
         .await;
     browser
-        .eventually(
-            "the workflow's state",
-            "document.querySelector('#workflow-state .state').dataset.state",
-            |state| (state == "succeeded").then_some(()),
-        )
+        .state_eventually("#workflow-state .state", "succeeded")
         .await;
     browser
         .text_eventually("section.stage[data-task-id] .stage-outcome", |text| {
@@ -264,11 +256,7 @@ async fn a_waiting_task_is_cancelled_from_its_page() {
     browser.screenshot("waiting-task").await;
     browser.click("#cancel button").await;
     browser
-        .eventually(
-            "the task's state",
-            "document.querySelector('#task-state .state').dataset.state",
-            |state| (state == "cancelled").then_some(()),
-        )
+        .state_eventually("#task-state .state", "cancelled")
         .await;
     assert_eq!(admin.task(&id).await["state"], "cancelled");
     browser.close().await;

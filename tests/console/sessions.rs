@@ -12,6 +12,7 @@ flowmesh_tests::on_both_backends!(
     a_revoked_token_ends_its_sessions_and_a_worker_token_cannot_sign_in,
     a_tenant_cannot_see_cancel_or_follow_another_tenants_tasks,
     every_page_answers_a_user_and_an_admin,
+    only_an_admin_removes_a_plugin_from_the_console,
 );
 
 mod pages {
@@ -256,6 +257,25 @@ async fn a_tenant_cannot_see_cancel_or_follow_another_tenants_tasks(db: Db) {
     let (_, _, list) = session.get("/tasks").await;
     assert!(!list.contains(&id), "tenant B's list does not show it");
     assert_eq!(tenant_a.task(&id).await["state"], "pending");
+
+    // The overview's waiting list names tasks: an admin's names A's task,
+    // B's never does.
+    tenant_a
+        .until(&id, std::time::Duration::from_secs(30), |task| {
+            !task["waiting"].is_null()
+        })
+        .await;
+    let (_, admin) = sign_in(&server.url, &server.admin).await;
+    let (_, _, everyone) = admin.expect("a session").get("/").await;
+    assert!(
+        everyone.contains("needs-a-gpu"),
+        "the admin's overview lists it"
+    );
+    let (_, _, own) = session.get("/").await;
+    assert!(
+        !own.contains("needs-a-gpu") && !own.contains(&id),
+        "tenant B's overview does not"
+    );
 }
 
 async fn the_cookie_is_http_only_and_strict_and_pages_refuse_framing() {
@@ -411,4 +431,37 @@ async fn every_page_answers_a_user_and_an_admin(db: Db) {
             );
         }
     }
+}
+
+async fn only_an_admin_removes_a_plugin_from_the_console(db: Db) {
+    let server = TestServer::start(db, |_| {}).await;
+    let user = server.user("default").await;
+    let (_, session) = sign_in(&server.url, user.token()).await;
+    let session = session.expect("a session");
+    let csrf = session.csrf("/plugins/echo").await;
+    assert_eq!(
+        session
+            .post("/plugins/echo/remove", &[("csrf", &csrf)], &[])
+            .await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        server.admin().get("/plugins/echo").await.0,
+        StatusCode::OK,
+        "still installed"
+    );
+
+    let (_, admin) = sign_in(&server.url, &server.admin).await;
+    let admin = admin.expect("a session");
+    let csrf = admin.csrf("/plugins/echo").await;
+    assert_eq!(
+        admin
+            .post("/plugins/echo/remove", &[("csrf", &csrf)], &[])
+            .await,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        server.admin().get("/plugins/echo").await.0,
+        StatusCode::NOT_FOUND
+    );
 }

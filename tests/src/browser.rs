@@ -167,6 +167,16 @@ impl Browser {
         .await
     }
 
+    /// Waits until the badge `css` shows `state` (its `data-state`).
+    pub async fn state_eventually(&self, css: &str, state: &str) {
+        self.eventually(
+            css,
+            &format!("document.querySelector({css:?})?.dataset.state ?? null"),
+            |shown| (shown == state).then_some(()),
+        )
+        .await
+    }
+
     /// The value of `script` once `accept` maps it to something.
     pub async fn eventually<T>(
         &self,
