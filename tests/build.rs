@@ -1,10 +1,19 @@
 //! Builds the first-party plugins and every guest fixture in `guests/` into
 //! components, and generates `components.rs`: one path constant per component
 //! and a `foreach_guest!` macro that the sandbox tests use to make sure every
-//! fixture has a test.
+//! fixture has a test. The Python plugins (`plugins/text`) and fixtures
+//! (`guests-python/`) are built with componentize-py, under
+//! `components::python`.
 
 use std::fmt::Write as _;
 use std::path::Path;
+
+/// Python components: `(name, folder)`.
+const PYTHON: &[(&str, &str)] = &[
+    ("text", "plugins/text"),
+    ("hostile", "tests/guests-python/hostile"),
+    ("uses-llm", "tests/guests-python/uses-llm"),
+];
 
 const PLUGINS: &[&str] = &[
     "flowmesh-plugin-echo",
@@ -68,6 +77,28 @@ fn main() {
             "    pub const {}: &str = {:?};",
             guest.to_uppercase().replace('-', "_"),
             path.display().to_string()
+        )
+        .ok();
+    }
+    writeln!(out, "}}").ok();
+
+    let built_python = match flowmesh_wasm_build::build_python_components(workspace, PYTHON) {
+        Ok(built) => built,
+        Err(error) => panic!("building the Python test components failed: {error}"),
+    };
+    writeln!(
+        out,
+        "/// Python components, built by componentize-py on `sdk/python`."
+    )
+    .ok();
+    writeln!(out, "pub mod python {{").ok();
+    for (name, dir) in PYTHON {
+        writeln!(out, "    /// Component of `{dir}`.").ok();
+        writeln!(
+            out,
+            "    pub const {}: &str = {:?};",
+            name.to_uppercase().replace('-', "_"),
+            built_python[*name].display().to_string()
         )
         .ok();
     }

@@ -205,8 +205,7 @@ impl Runtime {
         let mut stubbed = None;
         if linked.capabilities.is_validation_only() {
             let mut linker = linked.linker.clone();
-            linker
-                .define_unknown_imports_as_traps(component)
+            stub_capabilities(&mut linker, &self.engine, component)
                 .map_err(|error| format!("cannot be linked for validation: {error:#}"))?;
             stubbed = Some(linker);
         }
@@ -282,6 +281,50 @@ impl Runtime {
             capabilities,
         })
     }
+}
+
+/// Defines every capability interface `component` imports (`containers`,
+/// `gpu`, `llm`) in `linker` as functions that trap, for a runtime that only
+/// validates: its `describe()` and `validate()` may not use them, but the
+/// component must link.
+///
+/// Only those interfaces are stubbed. WASI, `log` and `progress` stay the
+/// linker's own, so an import of an older WASI 0.2 release (a Python
+/// component's `wasi:cli/environment@0.2.9`, say) still finds the linked
+/// one by semver, with nothing granted; and an import no worker provides at
+/// all is refused here, as every worker would refuse it.
+fn stub_capabilities(
+    linker: &mut wasmtime::component::Linker<crate::SandboxState>,
+    engine: &wasmtime::Engine,
+    component: &Component,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::ResourceType;
+    use wasmtime::component::types::ComponentItem;
+    for (name, item) in component.component_type().imports(engine) {
+        let (Some(kind), ComponentItem::ComponentInstance(instance)) =
+            (CapabilityKind::from_interface(name), item.ty)
+        else {
+            continue;
+        };
+        let mut stub = linker.instance(name)?;
+        for (export, item) in instance.exports(engine) {
+            match item.ty {
+                ComponentItem::ComponentFunc(_) => {
+                    let call = format!("{name}#{export}");
+                    stub.func_new(export, move |_, _, _, _| {
+                        wasmtime::bail!(
+                            "{call} ({kind}) cannot be called while a plugin is only being validated"
+                        )
+                    })?;
+                }
+                ComponentItem::Resource(_) => {
+                    stub.resource(export, ResourceType::host::<()>(), |_, _| Ok(()))?;
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Installs (or replaces) `name` in `plugins`: available unless it could not

@@ -9,11 +9,17 @@
 //!
 //! The outer build is told to rerun when the WIT contract, the SDK or any of
 //! the built crates change.
+//!
+//! Python plugins are built by componentize-py ([`python`]);
+//! [`build_python_components`] does it for build scripts, in a virtual
+//! environment that `scripts/python.sh` makes when it is missing.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+pub mod python;
 
 /// The Rust target plugins are built for.
 pub const TARGET: &str = "wasm32-wasip2";
@@ -154,4 +160,75 @@ fn target_installed() -> bool {
                 .is_dir()
         })
         .unwrap_or(false)
+}
+
+/// Builds the Python plugins in `plugins` (`(name, folder)`, folders
+/// relative to `workspace_root`) with componentize-py, each with the Python
+/// SDK of this workspace on its module path, and returns each component's
+/// path by name.
+///
+/// componentize-py is `$FLOWMESH_COMPONENTIZE_PY` when set, else the one in
+/// the virtual environment `scripts/python.sh` prepares (creating it, from
+/// PyPI, when missing). A component whose inputs have not changed since its
+/// last build is not built again.
+pub fn build_python_components(
+    workspace_root: &Path,
+    plugins: &[(&str, &str)],
+) -> Result<BTreeMap<String, PathBuf>, python::PythonError> {
+    let sdk = workspace_root.join("sdk/python");
+    for dir in ["sdk/python", "wit", "scripts/python.sh"]
+        .into_iter()
+        .chain(plugins.iter().map(|(_, dir)| *dir))
+    {
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace_root.join(dir).display()
+        );
+    }
+    println!("cargo:rerun-if-env-changed={}", python::COMPONENTIZE_PY_ENV);
+    let tool = match std::env::var_os(python::COMPONENTIZE_PY_ENV) {
+        Some(tool) => PathBuf::from(tool),
+        None => python_venv(workspace_root)?.join("bin/componentize-py"),
+    };
+    let out = target_dir(workspace_root).with_file_name("python-components");
+    let mut built = BTreeMap::new();
+    for (name, dir) in plugins {
+        let plugin = python::PythonPlugin {
+            dir: workspace_root.join(dir),
+            python_path: vec![sdk.clone()],
+            output: out.join(format!("{name}.wasm")),
+            staging: out.join(name),
+        };
+        let stamp = out.join(format!("{name}.inputs"));
+        let inputs = python::fingerprint(&tool, &plugin);
+        let fresh = plugin.output.is_file()
+            && std::fs::read_to_string(&stamp).is_ok_and(|previous| previous == inputs);
+        if !fresh {
+            python::componentize(&tool, &plugin)?;
+            std::fs::write(&stamp, &inputs).map_err(|source| python::PythonError::Io {
+                what: format!("writing {}", stamp.display()),
+                source,
+            })?;
+        }
+        built.insert(name.to_string(), plugin.output);
+    }
+    Ok(built)
+}
+
+/// The virtual environment of `scripts/python.sh` (made when missing).
+fn python_venv(workspace_root: &Path) -> Result<PathBuf, python::PythonError> {
+    let script = workspace_root.join("scripts/python.sh");
+    let output = Command::new(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|source| python::PythonError::Io {
+            what: format!("running {}", script.display()),
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(python::PythonError::NotInstalled);
+    }
+    Ok(PathBuf::from(
+        String::from_utf8_lossy(&output.stdout).trim().to_string(),
+    ))
 }
