@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The FlowMesh quickstart: builds the `flowmesh` command, starts `flowmesh up`
-# (a server on SQLite, the first-party plugins, a local worker), submits the
-# example task documents in examples/tasks with the CLI, shows the results,
-# and stops the cluster with SIGTERM, which `up` handles exactly as Ctrl-C.
+# (a server on SQLite, the first-party plugins, a local worker), builds and
+# installs the Python plugin in plugins/text, submits the example task
+# documents in examples/tasks with the CLI, shows the results, and stops the
+# cluster with SIGTERM, which `up` handles exactly as Ctrl-C.
 #
 # It runs in a home of its own (target/quickstart), so it never touches your
 # config file or data directory.
@@ -62,11 +63,22 @@ for _ in $(seq 1 600); do
 done
 cat "$FLOWMESH_HOME/up.out"
 
+# A plugin written in Python (plugins/text), built from source as a plugin
+# author would: `flowmesh plugin build` runs componentize-py, which
+# scripts/python.sh installs into target/python from PyPI when missing.
+venv=$(scripts/python.sh)
+printf '\n$ flowmesh plugin build plugins/text --out %s\n' "$FLOWMESH_HOME/text.wasm"
+FLOWMESH_COMPONENTIZE_PY="$venv/bin/componentize-py" flowmesh plugin build plugins/text --out "$FLOWMESH_HOME/text.wasm" 2>"$FLOWMESH_HOME/build.log" \
+    || { cat "$FLOWMESH_HOME/build.log" >&2; exit 1; }
+run plugin install "$FLOWMESH_HOME/text.wasm"
+
 run plugin list
 run validate examples/tasks/* examples/workflows/*
 run task submit examples/tasks/echo.yaml --wait
 run task submit examples/workflows/hello-pipeline.yaml --wait
 run task submit examples/tasks/sleep.yaml --follow
+run task submit examples/tasks/text-stats.yaml --wait
+run task submit examples/workflows/echo-then-count.yaml --wait
 if [ "$containers" = yes ]; then
     run task submit examples/tasks/container.yaml --follow
 fi

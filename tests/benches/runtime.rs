@@ -1,5 +1,6 @@
 //! Runtime benchmarks: per-task cost with a warm plugin, and loading a
-//! component from the artifact cache.
+//! component from the artifact cache, for a Rust plugin (`echo`) and a
+//! Python one (`text`, built by componentize-py) side by side.
 //!
 //! `cargo bench -p flowmesh-tests --bench runtime` prints one line per figure.
 //! Figures are percentiles over many iterations, not single timings; compare
@@ -16,8 +17,8 @@ use flowmesh_runtime::{
 use flowmesh_tests::{TestRuntime, components, report, wanted_figures};
 use tokio_util::sync::CancellationToken;
 
-const WARMUP_TASKS: usize = 2_000;
-const TASKS: usize = 20_000;
+const WARMUP_TASKS: usize = 1_000;
+const TASKS: usize = 10_000;
 /// Rounds of [`TASKS`] tasks; each is reported, so noise from other processes
 /// on a shared machine shows as spread between rounds.
 const ROUNDS: usize = 5;
@@ -29,24 +30,61 @@ fn main() {
         .build()
         .expect("tokio runtime");
     let wanted = wanted_figures();
+    for plugin in &PLUGINS {
+        let size = std::fs::metadata(plugin.component).map_or(0, |m| m.len());
+        println!(
+            "{:<50} {:.1} MB",
+            format!("component size ({})", plugin.language),
+            size as f64 / 1e6
+        );
+    }
     tokio.block_on(async {
-        if wanted("task") {
-            per_task().await;
-        }
-        if wanted("load") {
-            cold_load().await;
+        for plugin in &PLUGINS {
+            if wanted("task") {
+                per_task(plugin).await;
+            }
+            if wanted("load") {
+                cold_load(plugin).await;
+            }
         }
     });
 }
 
-/// Fresh store + instantiate + `execute` of echo, plugin already loaded.
-async fn per_task() {
+/// One plugin measured: a task type with a small spec whose work is trivial,
+/// so the figure is the sandbox's overhead.
+struct Plugin {
+    language: &'static str,
+    name: &'static str,
+    component: &'static str,
+    task_type: &'static str,
+    spec: &'static str,
+}
+
+const PLUGINS: [Plugin; 2] = [
+    Plugin {
+        language: "Rust",
+        name: "echo",
+        component: components::ECHO,
+        task_type: "echo",
+        spec: r#"{"message": "hello"}"#,
+    },
+    Plugin {
+        language: "Python",
+        name: "text",
+        component: components::python::TEXT,
+        task_type: "text-stats",
+        spec: r#"{"text": "hello", "top": 0}"#,
+    },
+];
+
+/// Fresh store + instantiate + `execute`, plugin already loaded.
+async fn per_task(plugin: &Plugin) {
     let test = TestRuntime::new();
-    test.load("echo", components::ECHO).await;
+    test.load(plugin.name, plugin.component).await;
     let request = TaskRequest {
         id: "bench".into(),
-        task_type: "echo".into(),
-        spec: r#"{"message": "hello"}"#.into(),
+        task_type: plugin.task_type.into(),
+        spec: plugin.spec.into(),
         attempt: 1,
         limits: TaskLimits::default(),
     };
@@ -72,7 +110,10 @@ async fn per_task() {
     for round in 1..=ROUNDS {
         let samples = run(TASKS).await;
         report(
-            &format!("task: store + instantiate + execute (echo) #{round}"),
+            &format!(
+                "task: store + instantiate + execute ({}) #{round}",
+                plugin.language
+            ),
             samples,
         );
     }
@@ -80,9 +121,9 @@ async fn per_task() {
 
 /// Loading a component whose compiled artifact is cached, as a restarted
 /// worker does: read, verify, deserialise, `instantiate_pre`, `describe()`.
-async fn cold_load() {
+async fn cold_load(plugin: &Plugin) {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let bytes = std::fs::read(components::ECHO).expect("component");
+    let bytes = std::fs::read(plugin.component).expect("component");
     let digest = ComponentDigest::of(&bytes);
 
     let mut compiles = Vec::new();
@@ -112,15 +153,22 @@ async fn cold_load() {
         }
         let started = Instant::now();
         runtime
-            .load_plugin_file("echo", Path::new(components::ECHO))
+            .load_plugin_file(plugin.name, Path::new(plugin.component))
             .await
             .expect("plugin loads");
         plugin_loads.push(started.elapsed());
     }
-    report("compile: component, no cache (reference)", compiles);
-    report("cold load: artifact from cache", loads);
+    let language = plugin.language;
     report(
-        "cold load: plugin (+ instantiate_pre, describe)",
+        &format!("compile: component, no cache ({language})"),
+        compiles,
+    );
+    report(
+        &format!("cold load: artifact from cache ({language})"),
+        loads,
+    );
+    report(
+        &format!("cold load: + instantiate_pre, describe ({language})"),
         plugin_loads,
     );
 }

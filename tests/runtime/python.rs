@@ -458,3 +458,31 @@ async fn a_python_plugin_chats_with_the_model_endpoint() {
     let error = run.outcome.expect_err("the endpoint fails");
     assert_eq!(error.code, TaskErrorCode::Retryable, "{error}");
 }
+
+/// The SDK's and the `text` plugin's own tests, as plain Python (pytest in
+/// the virtual environment of `scripts/python.sh`).
+#[test]
+fn the_sdk_and_the_text_plugin_pass_their_plain_python_tests() {
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let venv = std::process::Command::new(workspace.join("scripts/python.sh"))
+        .output()
+        .expect("scripts/python.sh runs");
+    assert!(venv.status.success(), "scripts/python.sh failed");
+    let python =
+        std::path::PathBuf::from(String::from_utf8_lossy(&venv.stdout).trim()).join("bin/python");
+    for (dir, tests) in [("sdk/python", "tests"), ("plugins/text", "test_app.py")] {
+        let run = std::process::Command::new(&python)
+            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", tests])
+            .current_dir(workspace.join(dir))
+            .env("PYTHONPATH", workspace.join("sdk/python"))
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output()
+            .expect("pytest runs");
+        assert!(
+            run.status.success(),
+            "pytest in {dir}:\n{}{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+}

@@ -29,6 +29,7 @@ flowmesh_tests::on_both_backends!(
     roles_guard_their_routes,
     malformed_documents_are_rejected_with_field_paths,
     retryable_failures_are_retried_then_fail_with_their_history,
+    a_python_plugin_runs_beside_rust_ones_in_a_workflow,
     a_restarted_worker_registers_again_and_is_served,
     list_filters_and_pages,
     every_example_document_is_accepted,
@@ -593,6 +594,72 @@ async fn retryable_failures_are_retried_then_fail_with_their_history(db: Db) {
     assert_eq!(task["error"]["code"], "trap");
 }
 
+/// The Python `text` plugin, installed on the server (which validates with
+/// it at submit) and run by a real worker over HTTP, in a workflow after the
+/// Rust `echo`; a bad pattern is refused at submit with its path; a
+/// Python exception fails its task and is not retried.
+async fn a_python_plugin_runs_beside_rust_ones_in_a_workflow(db: Db) {
+    let server = TestServer::start(db, |_| {}).await;
+    server.install("text", components::python::TEXT).await;
+    server
+        .install("py-hostile", components::python::HOSTILE)
+        .await;
+    let plugins = [
+        ("echo", components::ECHO),
+        ("text", components::python::TEXT),
+        ("py-hostile", components::python::HOSTILE),
+    ];
+    let _worker = server
+        .worker("w1", &plugins, HostCapabilities::none(), 2)
+        .await;
+    let api = server.admin();
+    let flow = api
+        .submit(include_str!(
+            "../../examples/workflows/echo-then-count.yaml"
+        ))
+        .await;
+    let workflow = api.workflow_finished(&flow, LONG).await;
+    assert_eq!(workflow["state"], "succeeded", "{workflow:#}");
+    let stages = workflow["stages"].as_array().cloned().unwrap_or_default();
+    let output = |name: &str| {
+        stages
+            .iter()
+            .find(|stage| stage["name"] == name)
+            .map(|stage| stage["output"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(output("count")["words"], 16, "{workflow:#}");
+    let numbers = output("numbers");
+    let numbers: Vec<&str> = numbers["matches"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["match"].as_str())
+        .collect();
+    assert_eq!(numbers, ["3", "12", "2", "3", "12", "2"], "{workflow:#}");
+
+    let (status, body) = api
+        .submit_raw(
+            "",
+            "apiVersion: flowmesh/v1\nkind: Task\nspec: {taskType: regex-extract, pattern: '(', text: x}\n",
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.to_string().contains("spec.pattern"), "{body}");
+
+    let raised = api
+        .submit("apiVersion: flowmesh/v1\nkind: Task\nspec: {taskType: py-raise, maxAttempts: 3}\n")
+        .await;
+    let task = api.finished(&raised, LONG).await;
+    assert_eq!(task["state"], "failed", "{task:#}");
+    assert_eq!(task["attempt"], 1, "a failure is not retried: {task:#}");
+    assert_eq!(task["error"]["code"], "failed");
+    assert_eq!(
+        task["error"]["message"],
+        "ZeroDivisionError: division by zero"
+    );
+}
+
 async fn a_restarted_worker_registers_again_and_is_served(db: Db) {
     let server = TestServer::start(db, |_| {}).await;
     let api = server.admin();
@@ -670,6 +737,7 @@ async fn every_example_document_is_accepted(db: Db) {
     server.install("container", components::CONTAINER).await;
     server.install("inference", components::INFERENCE).await;
     server.install("train", components::TRAIN).await;
+    server.install("text", components::python::TEXT).await;
     let api = server.admin();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let mut files = Vec::new();

@@ -1,7 +1,7 @@
 //! The `flowmesh` command line.
 //!
 //! - Operators: `up` (a local cluster in one process), `server`, `worker`.
-//! - Plugin authors and admins: `plugin install | list | inspect | remove | new`.
+//! - Plugin authors and admins: `plugin install | list | inspect | remove | new | build`.
 //! - Clients: `task submit | get | list | cancel | logs | watch`,
 //!   `workflow get | list | cancel | watch`,
 //!   `worker list | inspect`, `validate`.
@@ -25,9 +25,11 @@ pub mod error;
 mod host_capabilities;
 mod input;
 pub mod output;
+mod plugin_build;
 mod plugins;
 mod requests;
 mod scaffold;
+mod scaffold_python;
 mod serve;
 pub mod settings;
 mod submit;

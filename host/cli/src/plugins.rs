@@ -1,4 +1,4 @@
-//! `flowmesh plugin install | list | inspect | remove | new`.
+//! `flowmesh plugin install | list | inspect | remove | new | build`.
 
 use std::time::Duration;
 
@@ -42,8 +42,12 @@ pub enum PluginCommand {
         /// Plugin name.
         name: String,
     },
-    /// Create a new plugin crate on the FlowMesh SDK.
+    /// Create a new plugin on the FlowMesh SDK: a Rust crate, or with
+    /// `--lang python` a Python module.
     New(scaffold::NewArgs),
+    /// Build the plugin in a folder (Rust or Python) into an installable
+    /// component and print its path.
+    Build(crate::plugin_build::BuildArgs),
 }
 
 pub(crate) async fn run(
@@ -53,6 +57,7 @@ pub(crate) async fn run(
 ) -> CliResult {
     match command {
         PluginCommand::New(args) => scaffold::run(args),
+        PluginCommand::Build(args) => crate::plugin_build::run(args),
         PluginCommand::Install {
             source,
             name,

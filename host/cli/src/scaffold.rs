@@ -1,6 +1,7 @@
 //! `flowmesh plugin new NAME`: a plugin crate on `flowmesh-sdk`, ready to
 //! build into a component that `flowmesh plugin install` accepts, with a
-//! test of its own.
+//! test of its own; with `--lang python`, a Python plugin folder instead
+//! ([`crate::scaffold_python`]).
 //!
 //! The crate is its own workspace (it builds wherever it is created). It
 //! depends on the SDK by path when this `flowmesh` was built from a source
@@ -26,9 +27,21 @@ pub struct NewArgs {
     /// Directory to create (default: ./NAME).
     #[arg(long)]
     path: Option<PathBuf>,
-    /// The flowmesh-sdk crate to depend on, by path.
+    /// The flowmesh-sdk crate to depend on, by path (Rust).
     #[arg(long, value_name = "PATH")]
     sdk: Option<PathBuf>,
+    /// The plugin's language.
+    #[arg(long, value_enum, default_value_t = Lang::Rust)]
+    lang: Lang,
+}
+
+/// A language plugins are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// A crate on flowmesh-sdk, built by cargo for wasm32-wasip2.
+    Rust,
+    /// A module on the Python SDK, built by componentize-py.
+    Python,
 }
 
 pub(crate) fn run(args: NewArgs) -> CliResult {
@@ -49,6 +62,16 @@ pub(crate) fn run(args: NewArgs) -> CliResult {
             "{} already exists and is not empty; pick another --path",
             dir.display()
         )));
+    }
+    if args.lang == Lang::Python {
+        let files = crate::scaffold_python::files(name);
+        write_files(&dir, files.iter().map(|(f, t)| (f.as_str(), t.clone())))?;
+        crate::outln!("created Python plugin {name} in {}", dir.display());
+        crate::outln!();
+        for step in crate::scaffold_python::next_steps(name, &dir) {
+            crate::outln!("  {step}");
+        }
+        return Ok(());
     }
     let sdk = match args.sdk {
         Some(path) => Some(path),
@@ -79,6 +102,27 @@ pub(crate) fn run(args: NewArgs) -> CliResult {
         ("README.md", readme(name)),
         (".gitignore", "/target\n".to_string()),
     ];
+    write_files(&dir, files)?;
+    let component = format!(
+        "target/wasm32-wasip2/release/{}.wasm",
+        name.replace('-', "_")
+    );
+    crate::outln!("created plugin {name} in {}", dir.display());
+    crate::outln!();
+    crate::outln!("  cd {}", dir.display());
+    crate::outln!(
+        "  cargo test                                        # its own tests, on this machine"
+    );
+    crate::outln!(
+        "  flowmesh plugin build                             # the component (cargo, wasm32-wasip2)"
+    );
+    crate::outln!("  flowmesh plugin install {component}");
+    crate::outln!("  flowmesh task submit examples/task.yaml --wait");
+    Ok(())
+}
+
+/// Writes `files` (`(path in dir, contents)`), creating folders.
+fn write_files<'a>(dir: &Path, files: impl IntoIterator<Item = (&'a str, String)>) -> CliResult {
     for (file, contents) in files {
         let path = dir.join(file);
         if let Some(parent) = path.parent() {
@@ -90,19 +134,6 @@ pub(crate) fn run(args: NewArgs) -> CliResult {
             CliError::Other(anyhow::anyhow!("writing {}: {error}", path.display()))
         })?;
     }
-    let component = format!(
-        "target/wasm32-wasip2/release/{}.wasm",
-        name.replace('-', "_")
-    );
-    crate::outln!("created plugin {name} in {}", dir.display());
-    crate::outln!();
-    crate::outln!("  cd {}", dir.display());
-    crate::outln!(
-        "  cargo test                                        # its own tests, on this machine"
-    );
-    crate::outln!("  cargo build --release --target wasm32-wasip2     # the component");
-    crate::outln!("  flowmesh plugin install {component}");
-    crate::outln!("  flowmesh task submit examples/task.yaml --wait");
     Ok(())
 }
 

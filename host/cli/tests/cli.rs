@@ -227,12 +227,28 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-/// Runs cargo in `dir` with a target directory of the workspace's own.
-fn cargo(dir: &Path, args: &[&str]) {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+/// The target directory of scaffolded crates: the workspace's, beside its own.
+fn scaffold_target() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(WORKSPACE).join("target"))
-        .join("plugin-scaffold");
+        .join("plugin-scaffold")
+}
+
+/// The virtual environment with componentize-py and pytest that
+/// `scripts/python.sh` prepares (from PyPI when missing).
+fn python_venv() -> PathBuf {
+    let output = Command::new(Path::new(WORKSPACE).join("scripts/python.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("scripts/python.sh runs");
+    assert!(output.status.success(), "scripts/python.sh failed");
+    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+}
+
+/// Runs cargo in `dir` with a target directory of the workspace's own.
+fn cargo(dir: &Path, args: &[&str]) {
+    let target = scaffold_target();
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command
         .args(args)
@@ -290,21 +306,22 @@ fn a_plugin_from_new_to_result_through_a_local_cluster() {
 
     // plugin new → its own test → the component.
     let created = home.ok(&["plugin", "new", "greet", "--path", "greet"]);
-    assert!(
-        created.contains("cargo build --release --target wasm32-wasip2"),
-        "{created}"
-    );
+    assert!(created.contains("flowmesh plugin build"), "{created}");
     let crate_dir = home.path().join("greet");
     cargo(&crate_dir, &["test", "--quiet"]);
-    cargo(
-        &crate_dir,
-        &["build", "--release", "--target", "wasm32-wasip2", "--quiet"],
+    let built = home
+        .command(&["plugin", "build", "greet"])
+        .env("CARGO_TARGET_DIR", scaffold_target())
+        .output()
+        .expect("flowmesh runs");
+    let built = Run::from(&["plugin", "build", "greet"], built);
+    assert_eq!(built.code, 0, "{built}");
+    let path = built.stdout.trim();
+    assert!(
+        path.ends_with("plugin-scaffold/wasm32-wasip2/release/greet.wasm"),
+        "{built}"
     );
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(WORKSPACE).join("target"));
-    let component = std::fs::read(target.join("plugin-scaffold/wasm32-wasip2/release/greet.wasm"))
-        .expect("the component was built");
+    let component = std::fs::read(path).expect("the component was built");
 
     // up: URL, token in the config file, the worker's task types.
     let up = home.up();
@@ -734,4 +751,86 @@ fn validate_works_offline_and_completions_print() {
     assert!(bad.stdout.contains("spec.taskType"), "{bad}");
     let script = home.ok(&["completions", "bash"]);
     assert!(script.contains("flowmesh"), "{script}");
+}
+
+#[test]
+fn a_python_plugin_from_new_to_result_through_a_local_cluster() {
+    let home = Home::new();
+    let venv = python_venv();
+
+    // plugin new --lang python → its own tests as plain Python.
+    let created = home.ok(&[
+        "plugin", "new", "hello-py", "--lang", "python", "--path", "hello",
+    ]);
+    assert!(created.contains("flowmesh plugin build"), "{created}");
+    let dir = home.path().join("hello");
+    for file in [
+        "app.py",
+        "test_app.py",
+        "wit/world.wit",
+        "flowmesh_sdk/__init__.py",
+        "requirements.txt",
+    ] {
+        assert!(dir.join(file).is_file(), "{file}");
+    }
+    let pytest = Command::new(venv.join("bin/python"))
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .current_dir(&dir)
+        .output()
+        .expect("pytest runs");
+    assert!(
+        pytest.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&pytest.stdout),
+        String::from_utf8_lossy(&pytest.stderr)
+    );
+
+    // Without componentize-py, build says how to install it (exit 2).
+    let missing = home
+        .command(&["plugin", "build", "hello"])
+        .env("PATH", "/usr/bin:/bin")
+        .env_remove("FLOWMESH_COMPONENTIZE_PY")
+        .output()
+        .expect("flowmesh runs");
+    let missing = Run::from(&["plugin", "build", "hello"], missing);
+    assert_eq!(missing.code, 2, "{missing}");
+    assert!(
+        missing
+            .stderr
+            .contains(".venv/bin/pip install componentize-py==0.25.1"),
+        "{missing}"
+    );
+
+    // plugin build → the component's path.
+    let built = home
+        .command(&["plugin", "build", "hello"])
+        .env("FLOWMESH_COMPONENTIZE_PY", venv.join("bin/componentize-py"))
+        .output()
+        .expect("flowmesh runs");
+    let built = Run::from(&["plugin", "build", "hello"], built);
+    assert_eq!(built.code, 0, "{built}");
+    let component = built.stdout.trim().to_string();
+    assert!(component.ends_with("hello/build/hello.wasm"), "{built}");
+
+    // install → the example task succeeds on the local worker.
+    let up = home.up();
+    let installed = home.ok(&["plugin", "install", &component]);
+    assert!(
+        installed.contains("installed hello-py 0.1.0"),
+        "{installed}"
+    );
+    let greeted = home.ok(&["task", "submit", "hello/examples/task.yaml", "--wait"]);
+    assert!(greeted.contains("Hello, FlowMesh!"), "{greeted}");
+    assert!(greeted.contains("succeeded"), "{greeted}");
+
+    // Its validate() runs on the server at submit: a blank name is refused
+    // with its path before anything is queued.
+    let refused = home.run_with_input(
+        &["task", "submit", "-"],
+        "apiVersion: flowmesh/v1\nkind: Task\nspec: {taskType: hello-py, name: '  '}\n",
+    );
+    assert_ne!(refused.code, 0, "{refused}");
+    assert!(refused.stderr.contains("spec.name"), "{refused}");
+    assert!(refused.stderr.contains("must not be blank"), "{refused}");
+    up.interrupt();
 }

@@ -14,6 +14,7 @@
 //! is the version this FlowMesh is tested with.
 
 use std::fmt;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -48,6 +49,48 @@ pub const WIT_DEPS: &[(&str, &str)] = &[
     (
         "flowmesh-host/llm.wit",
         include_str!("../../../wit/host/llm.wit"),
+    ),
+];
+
+/// The Python SDK of this FlowMesh version, as `(path under flowmesh_sdk/, text)`:
+/// what `flowmesh plugin new --lang python` writes into a plugin's folder
+/// and `flowmesh plugin build` puts on the module path of one without it.
+pub const SDK_FILES: &[(&str, &str)] = &[
+    (
+        "__init__.py",
+        include_str!("../../../sdk/python/flowmesh_sdk/__init__.py"),
+    ),
+    (
+        "_errors.py",
+        include_str!("../../../sdk/python/flowmesh_sdk/_errors.py"),
+    ),
+    (
+        "_host.py",
+        include_str!("../../../sdk/python/flowmesh_sdk/_host.py"),
+    ),
+    (
+        "_plugin.py",
+        include_str!("../../../sdk/python/flowmesh_sdk/_plugin.py"),
+    ),
+    (
+        "_schema.py",
+        include_str!("../../../sdk/python/flowmesh_sdk/_schema.py"),
+    ),
+    (
+        "log.py",
+        include_str!("../../../sdk/python/flowmesh_sdk/log.py"),
+    ),
+    (
+        "llm.py",
+        include_str!("../../../sdk/python/flowmesh_sdk/llm.py"),
+    ),
+    (
+        "containers.py",
+        include_str!("../../../sdk/python/flowmesh_sdk/containers.py"),
+    ),
+    (
+        "gpu.py",
+        include_str!("../../../sdk/python/flowmesh_sdk/gpu.py"),
     ),
 ];
 
@@ -158,6 +201,11 @@ pub fn componentize(tool: &Path, plugin: &PythonPlugin) -> Result<PathBuf, Pytho
     // The interpreter's own settings must not leak in from the caller.
     for variable in ["PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP"] {
         command.env_remove(variable);
+    }
+    // Its chatter goes to stderr: a caller's stdout is for results (the
+    // component's path; a build script's directives to cargo).
+    if let Ok(stderr) = std::io::stderr().as_fd().try_clone_to_owned() {
+        command.stdout(std::process::Stdio::from(stderr));
     }
     let status = command.status().map_err(|source| PythonError::Io {
         what: format!("running {}", tool.display()),
@@ -280,5 +328,76 @@ fn list_files(dir: &Path, files: &mut Vec<PathBuf>) {
         } else {
             files.push(path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sdk_module_is_embedded() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/python/flowmesh_sdk");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .expect("the SDK's folder")
+            .filter_map(Result::ok)
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".py"))
+            .collect();
+        on_disk.sort();
+        let mut embedded: Vec<String> = SDK_FILES.iter().map(|(f, _)| f.to_string()).collect();
+        embedded.sort();
+        assert_eq!(embedded, on_disk, "SDK_FILES must list every module");
+    }
+
+    #[test]
+    fn every_wit_file_is_embedded() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wit");
+        let count = ["executor", "host"]
+            .iter()
+            .map(|dir| {
+                std::fs::read_dir(root.join(dir))
+                    .expect("wit folder")
+                    .count()
+            })
+            .sum::<usize>();
+        assert_eq!(WIT_DEPS.len(), count);
+    }
+
+    #[test]
+    fn the_pinned_componentize_py_is_the_one_required() {
+        assert!(
+            BUILD_REQUIREMENTS.contains(&format!("componentize-py=={COMPONENTIZE_PY_VERSION}"))
+        );
+    }
+
+    #[test]
+    fn a_folder_without_wit_gets_the_contract_world_and_one_that_carries_its_deps_keeps_them() {
+        let dir = tempfile_dir();
+        let staged = stage_wit(&dir.join("none"), &dir.join("stage-a")).expect("stages");
+        assert!(
+            std::fs::read_to_string(staged.join("world.wit"))
+                .expect("world")
+                .contains("flowmesh:executor/plugin")
+        );
+        assert!(staged.join("deps/flowmesh-host/llm.wit").is_file());
+
+        let own = dir.join("own/wit/deps/flowmesh-host");
+        std::fs::create_dir_all(&own).expect("mkdir");
+        std::fs::write(own.join("log.wit"), "// carried").expect("write");
+        let staged = stage_wit(&dir.join("own/wit"), &dir.join("stage-b")).expect("stages");
+        assert_eq!(
+            std::fs::read_to_string(staged.join("deps/flowmesh-host/log.wit")).expect("read"),
+            "// carried"
+        );
+        assert!(!staged.join("deps/flowmesh-host/llm.wit").exists());
+        assert!(staged.join("deps/flowmesh-executor/executor.wit").is_file());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("flowmesh-wasm-build-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temporary directory");
+        dir
     }
 }

@@ -15,6 +15,15 @@ from types import ModuleType
 
 _local = logging.getLogger("flowmesh")
 
+try:
+    from componentize_py_types import Err as WitErr
+except ImportError:  # plain Python: no host, so no host errors either
+
+    class WitErr(Exception):  # type: ignore[no-redef]
+        """Stands in for componentize-py's ``Err`` outside a worker."""
+
+        value: object = None
+
 
 def _import(interface: str) -> ModuleType | None:
     try:

@@ -150,7 +150,13 @@ class Plugin:
             params = list(inspect.signature(run).parameters)
             if not params:
                 raise TypeError(f"{run.__name__}: a task function takes the spec (and optionally the task)")
-            hint = typing.get_type_hints(run).get(params[0])
+            try:
+                hint = typing.get_type_hints(run).get(params[0])
+            except NameError as error:
+                raise TypeError(
+                    f"{run.__name__}: cannot resolve its annotations ({error}); define the "
+                    f"spec dataclass at module level"
+                ) from None
             spec_type = hint if dataclasses.is_dataclass(hint) else None
             if schema is not None:
                 task_schema = schema
@@ -230,9 +236,7 @@ def _executor_bindings() -> Any:
 
 
 def _err(value: Any) -> Exception:
-    from componentize_py_types import Err
-
-    return Err(value)
+    return _host.WitErr(value)
 
 
 def _wit_field_error(error: FieldError) -> Any:

@@ -37,10 +37,23 @@ def schema_of(spec_type: type) -> dict[str, Any]:
     return {"$schema": JSON_SCHEMA_DIALECT, "title": spec_type.__name__, **schema}
 
 
+_HINTS: dict[type, tuple[dict[str, Any], tuple[dataclasses.Field, ...]]] = {}
+
+
+def _fields(spec_type: type) -> tuple[dict[str, Any], tuple[dataclasses.Field, ...]]:
+    """A dataclass's resolved type hints and fields, worked out once per class
+    (resolving string annotations is the slow part of reading a spec)."""
+    known = _HINTS.get(spec_type)
+    if known is None:
+        known = (typing.get_type_hints(spec_type), dataclasses.fields(spec_type))
+        _HINTS[spec_type] = known
+    return known
+
+
 def _object_schema(spec_type: type) -> dict[str, Any]:
     if not dataclasses.is_dataclass(spec_type):
         raise TypeError(f"{spec_type!r} is not a dataclass")
-    hints = typing.get_type_hints(spec_type)
+    hints, _ = _fields(spec_type)
     properties: dict[str, Any] = {}
     required: list[str] = []
     for f in dataclasses.fields(spec_type):
@@ -210,8 +223,8 @@ def _read_object(spec_type: type, value: Any, path: str, errors: list[FieldError
     if not isinstance(value, dict):
         errors.append(FieldError(path, f"must be an object, not {_kind(value)}"))
         return None
-    hints = typing.get_type_hints(spec_type)
-    fields = {f.name: f for f in dataclasses.fields(spec_type)}
+    hints, declared = _fields(spec_type)
+    fields = {f.name: f for f in declared}
     for key in value:
         if key not in fields:
             known = ", ".join(fields) or "none"

@@ -34,8 +34,6 @@ def run(image: str, command: Iterable[str] = (), *, entrypoint: Iterable[str] = 
         cpus: float | None = None, timeout_ms: int | None = None,
         network: bool = False) -> RunResult:
     """Runs a container to completion; its output streams into the task log."""
-    from componentize_py_types import Err
-
     containers = _host.capability("containers")
     request = containers.RunRequest(
         image,
@@ -51,7 +49,7 @@ def run(image: str, command: Iterable[str] = (), *, entrypoint: Iterable[str] = 
     )
     try:
         result = containers.run(request)
-    except Err as error:
+    except _host.WitErr as error:
         raise _error(error.value) from None
     return RunResult(result.exit_code, result.oom_killed, result.elapsed_ms)
 

@@ -29,12 +29,10 @@ class Device:
 def assigned() -> list[Device]:
     """The devices assigned to this task, with fresh readings; empty when the
     task requested no GPU."""
-    from componentize_py_types import Err
-
     gpu = _host.capability("gpu")
     try:
         devices = gpu.assigned()
-    except Err as error:
+    except _host.WitErr as error:
         raise Failed(f"NVML failed: {getattr(error.value, 'value', error.value)}") from None
     return [
         Device(d.index, d.uuid, d.name, d.memory_total_bytes, d.memory_free_bytes,

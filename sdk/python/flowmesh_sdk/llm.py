@@ -37,11 +37,10 @@ def _bindings() -> Any:
 
 
 def _call(call: Any) -> Any:
-    from componentize_py_types import Err
-
+    _bindings()  # says what is missing before anything else
     try:
         return call()
-    except Err as error:
+    except _host.WitErr as error:
         raise _error(error.value) from None
 
 
