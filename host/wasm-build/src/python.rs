@@ -198,10 +198,12 @@ pub fn componentize(tool: &Path, plugin: &PythonPlugin) -> Result<PathBuf, Pytho
         command.arg("-p").arg(path);
     }
     command.arg("app").arg("-o").arg(&plugin.output);
-    // The interpreter's own settings must not leak in from the caller.
+    // The interpreter's own settings must not leak in from the caller, and
+    // the plugin's folder is left as it was (no __pycache__).
     for variable in ["PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP"] {
         command.env_remove(variable);
     }
+    command.env("PYTHONDONTWRITEBYTECODE", "1");
     // Its chatter goes to stderr: a caller's stdout is for results (the
     // component's path; a build script's directives to cargo).
     if let Ok(stderr) = std::io::stderr().as_fd().try_clone_to_owned() {
