@@ -30,6 +30,7 @@ flowmesh_tests::on_both_backends!(
     malformed_documents_are_rejected_with_field_paths,
     retryable_failures_are_retried_then_fail_with_their_history,
     a_python_plugin_runs_beside_rust_ones_in_a_workflow,
+    a_component_download_is_streamed_from_the_servers_disk,
     a_restarted_worker_registers_again_and_is_served,
     list_filters_and_pages,
     every_example_document_is_accepted,
@@ -658,6 +659,45 @@ async fn a_python_plugin_runs_beside_rust_ones_in_a_workflow(db: Db) {
         task["error"]["message"],
         "ZeroDivisionError: division by zero"
     );
+}
+
+/// A worker's download of a component: the bytes installed, with their
+/// length announced, streamed from the copy the server keeps on its disk
+/// (written on the first download); an unknown or malformed digest is a 404.
+async fn a_component_download_is_streamed_from_the_servers_disk(db: Db) {
+    let server = TestServer::start(db, |_| {}).await;
+    server.install("text", components::python::TEXT).await;
+    let bytes = std::fs::read(components::python::TEXT).expect("component");
+    let digest = flowmesh_runtime::ComponentDigest::of(&bytes);
+    let worker = server.api(&server.worker_token);
+    for _ in 0..2 {
+        let response = worker
+            .request(reqwest::Method::GET, &format!("/worker/plugins/{digest}"))
+            .send()
+            .await
+            .expect("download");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.content_length(), Some(bytes.len() as u64));
+        let body = response.bytes().await.expect("body");
+        assert!(body == bytes, "the installed bytes come back");
+    }
+    let kept = server
+        .db
+        .dir
+        .path()
+        .join(format!("components/{}.wasm", digest.hex()));
+    assert_eq!(
+        std::fs::metadata(&kept).map(|m| m.len()).ok(),
+        Some(bytes.len() as u64)
+    );
+    for missing in [
+        format!("sha256:{}", "0".repeat(64)),
+        "sha256:nothex".into(),
+        "../../etc/passwd".into(),
+    ] {
+        let (status, _) = worker.get(&format!("/worker/plugins/{missing}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+    }
 }
 
 async fn a_restarted_worker_registers_again_and_is_served(db: Db) {

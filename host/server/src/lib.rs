@@ -38,6 +38,7 @@ pub mod attempt_outcome;
 pub mod background;
 pub mod browser_sessions;
 pub mod bus;
+pub mod component_files;
 pub mod config;
 pub mod console;
 pub mod group_commit;

@@ -108,12 +108,19 @@ impl Client {
             .send()
             .await
             .map_err(|error| CallError::Transport(format!("{route}: {error}")))?;
-        let response = Self::check(response).await?;
-        let bytes = response
-            .bytes()
+        let mut response = Self::check(response).await?;
+        // One buffer, sized by the announced length (capped, so a lying
+        // server cannot make it reserve much), filled chunk by chunk.
+        let announced = response.content_length().unwrap_or(0).min(256 << 20);
+        let mut bytes = Vec::with_capacity(usize::try_from(announced).unwrap_or(0));
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|error| CallError::Transport(format!("reading {route}: {error}")))?;
-        Ok(bytes.to_vec())
+            .map_err(|error| CallError::Transport(format!("reading {route}: {error}")))?
+        {
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
     }
 
     async fn send<B: Serialize>(

@@ -286,12 +286,31 @@ pub(super) async fn plugin_component(
         &[Role::Worker, Role::Admin],
         "downloading plugin components",
     )?;
-    let bytes = state
-        .store
-        .plugin_component(&digest)
-        .await?
-        .ok_or_else(|| ApiFailure::not_found("plugin component", &digest))?;
-    Ok(([(header::CONTENT_TYPE, "application/wasm")], bytes))
+    let not_found = || ApiFailure::not_found("plugin component", &digest);
+    let parsed = flowmesh_runtime::ComponentDigest::parse(&digest).ok_or_else(not_found)?;
+    let (body, length) =
+        crate::component_files::stream(&state.store, &state.config.data_dir, &parsed)
+            .await
+            .map_err(|error| match error {
+                crate::component_files::ComponentError::NotFound => not_found(),
+                crate::component_files::ComponentError::Store(error) => error.into(),
+                error @ crate::component_files::ComponentError::Io { .. } => {
+                    tracing::error!(%error, "serving a plugin component");
+                    ApiFailure::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        "the component could not be read from the server's disk; try again",
+                    )
+                    .retry_after(5)
+                }
+            })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/wasm".to_string()),
+            (header::CONTENT_LENGTH, length.to_string()),
+        ],
+        body,
+    ))
 }
 
 /// `POST /worker/claim`: the worker's round trip. Records the events and
