@@ -413,7 +413,8 @@ async fn a_python_plugin_that_imports_llm_is_refused_without_an_endpoint_like_a_
             .runtime
             .capabilities()
             .supported_task_types
-            .contains(&"py-chat".to_string())
+            .iter()
+            .any(|t| t == "py-chat")
     );
 }
 
