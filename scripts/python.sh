@@ -13,6 +13,10 @@ venv="$PWD/target/python"
 requirements="$PWD/sdk/python/requirements-build.txt"
 stamp="$venv/.requirements"
 
+# One installer at a time (a test build and a test may ask at once).
+mkdir -p "$(dirname "$venv")"
+exec 9>"$venv.lock"
+flock 9
 if [ ! -x "$venv/bin/componentize-py" ] || ! cmp -s "$requirements" "$stamp"; then
     if ! command -v python3 >/dev/null 2>&1; then
         echo "Python plugins need Python 3.11 or newer (python3); install it, then run this again" >&2

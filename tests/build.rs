@@ -13,6 +13,7 @@ const PYTHON: &[(&str, &str)] = &[
     ("text", "plugins/text"),
     ("hostile", "tests/guests-python/hostile"),
     ("uses-llm", "tests/guests-python/uses-llm"),
+    ("uses-gpu", "tests/guests-python/uses-gpu"),
 ];
 
 const PLUGINS: &[&str] = &[

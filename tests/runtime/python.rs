@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use flowmesh_llm::{LlmConfig, LlmProbe};
 use flowmesh_runtime::{HostCapabilities, Probe, TaskLimits, TaskRun};
+use flowmesh_tests::fake_gpus::FakeGpus;
 use flowmesh_tests::model_server::ModelServer;
 use flowmesh_tests::{TestRuntime, components, log_lines, output};
 use flowmesh_types::{CapabilityKind, LogStream, TaskError, TaskErrorCode, TaskEvent};
@@ -415,6 +416,55 @@ async fn a_python_plugin_that_imports_llm_is_refused_without_an_endpoint_like_a_
             .supported_task_types
             .iter()
             .any(|t| t == "py-chat")
+    );
+}
+
+#[tokio::test]
+async fn a_python_plugin_that_imports_gpu_is_refused_without_gpus_like_a_rust_one() {
+    let reason = "NVML is not available (no NVIDIA driver on this host)";
+    let test = TestRuntime::with(
+        HostCapabilities::none().with_probe(CapabilityKind::Gpu, Err(reason.into())),
+        |_| {},
+    );
+    let python = test.load("py-gpu", components::python::USES_GPU).await;
+    let rust = test.load("uses-gpu", components::guests::USES_GPU).await;
+    let why = python.reason.clone().expect("refused");
+    assert!(
+        why.contains("flowmesh:host/gpu") && why.contains(reason),
+        "{why}"
+    );
+    assert_eq!(python.reason, rust.reason);
+}
+
+#[tokio::test]
+async fn a_python_task_reads_exactly_its_assigned_gpus() {
+    let gpus = FakeGpus::new(3, "NVIDIA H100 80GB HBM3", 80);
+    let capability = gpus.probe().probe().await.expect("the fake devices answer");
+    let test = TestRuntime::with(
+        HostCapabilities::none().with_probe(CapabilityKind::Gpu, Ok(capability)),
+        |_| {},
+    );
+    let report = test.load("py-gpu", components::python::USES_GPU).await;
+    assert!(report.reason.is_none(), "{report:?}");
+    let request = flowmesh_types::GpuRequest {
+        count: 2,
+        model: None,
+        memory_bytes: 0,
+    };
+    let lease = test.runtime.assign_gpus(&request).expect("two devices");
+    let limits = TaskLimits {
+        gpus: lease.ids().to_vec(),
+        ..TaskLimits::default()
+    };
+    let (run, _) = test
+        .run_with("py-gpu", "{}", limits, CancellationToken::new())
+        .await;
+    assert_eq!(
+        output(&run),
+        json!([
+            "GPU-fake-0 NVIDIA H100 80GB HBM3 80 GiB",
+            "GPU-fake-1 NVIDIA H100 80GB HBM3 80 GiB"
+        ])
     );
 }
 

@@ -25,7 +25,14 @@ pub struct Browser {
     _driver: tokio::process::Child,
 }
 
+/// The chromedriver's path, installing Chromium once per test process (the
+/// tests of a binary start browsers concurrently).
 fn driver_path() -> String {
+    static DRIVER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DRIVER.get_or_init(install_driver).clone()
+}
+
+fn install_driver() -> String {
     let installer = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/chromium.sh");
     let output = std::process::Command::new(installer)
         .stderr(Stdio::inherit())
