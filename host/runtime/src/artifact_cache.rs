@@ -163,24 +163,61 @@ impl ArtifactCache {
             .map_err(CacheError::Compile)
     }
 
-    /// Reads and verifies the artifact at `path`; `None` if absent or invalid.
+    /// Verifies the artifact at `path` and maps it; `None` if absent or
+    /// invalid.
+    ///
+    /// The file is read once, in chunks, through the seal's MAC, then mapped
+    /// by wasmtime (`deserialize_file`) rather than read into memory and
+    /// copied again: a Python component's artifact is some 36 MB. The
+    /// directory is the owner's alone ([`ArtifactCache::open`] checks it), so
+    /// the file the seal verified is the file that is mapped.
     fn load_sealed(&self, engine: &Engine, path: &Path) -> Option<Component> {
-        let sealed = std::fs::read(path).ok()?;
-        let verified = sealed.len() > SEAL_LEN && {
-            let (artifact, seal) = sealed.split_at(sealed.len() - SEAL_LEN);
-            self.seal(artifact).verify_slice(seal).is_ok()
+        let file = std::fs::File::open(path).ok()?;
+        let verified = match self.verify_file(file) {
+            Ok(verified) => verified,
+            Err(error) => {
+                self.reject(path, &format!("it could not be read: {error}"));
+                return None;
+            }
         };
         if !verified {
             self.reject(path, "its seal does not verify");
             return None;
         }
-        match self.deserialize(engine, &sealed[..sealed.len() - SEAL_LEN]) {
+        // SAFETY: as in `deserialize`: the file's HMAC under this cache's
+        // private key verified just now, in a directory only its owner can
+        // write, so it is an artifact this cache produced with an engine of
+        // the same compatibility hash (part of its name).
+        #[allow(unsafe_code)]
+        match unsafe { Component::deserialize_file(engine, path) } {
             Ok(component) => Some(component),
             Err(error) => {
                 self.reject(path, &format!("{error:#}"));
                 None
             }
         }
+    }
+
+    /// Whether the sealed file's last [`SEAL_LEN`] bytes are the MAC of the
+    /// bytes before them, reading it in 1 MiB chunks.
+    fn verify_file(&self, mut file: std::fs::File) -> std::io::Result<bool> {
+        use std::io::Read;
+        let len = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
+        if len <= SEAL_LEN {
+            return Ok(false);
+        }
+        let mut mac = self.seal(&[]);
+        let mut remaining = len - SEAL_LEN;
+        let mut chunk = vec![0u8; (1 << 20).min(remaining)];
+        while remaining > 0 {
+            let take = chunk.len().min(remaining);
+            file.read_exact(&mut chunk[..take])?;
+            mac.update(&chunk[..take]);
+            remaining -= take;
+        }
+        let mut seal = [0u8; SEAL_LEN];
+        file.read_exact(&mut seal)?;
+        Ok(mac.verify_slice(&seal).is_ok())
     }
 
     fn reject(&self, path: &Path, why: &str) {
