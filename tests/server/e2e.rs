@@ -663,7 +663,8 @@ async fn a_python_plugin_runs_beside_rust_ones_in_a_workflow(db: Db) {
 
 /// A worker's download of a component: the bytes installed, with their
 /// length announced, streamed from the copy the server keeps on its disk
-/// (written on the first download); an unknown or malformed digest is a 404.
+/// (written on the first download); a removed plugin's copy is deleted and
+/// its digest, like an unknown or malformed one, is a 404.
 async fn a_component_download_is_streamed_from_the_servers_disk(db: Db) {
     let server = TestServer::start(db, |_| {}).await;
     server.install("text", components::python::TEXT).await;
@@ -690,7 +691,12 @@ async fn a_component_download_is_streamed_from_the_servers_disk(db: Db) {
         std::fs::metadata(&kept).map(|m| m.len()).ok(),
         Some(bytes.len() as u64)
     );
+    // Removed, it is neither served nor kept.
+    let (status, _) = server.admin().delete("/plugins/text").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(!kept.exists(), "the removed plugin's copy is deleted");
     for missing in [
+        digest.to_string(),
         format!("sha256:{}", "0".repeat(64)),
         "sha256:nothex".into(),
         "../../etc/passwd".into(),

@@ -7,6 +7,10 @@
 //! component to `<data dir>/components/<hex>.wasm` (atomically, after checking
 //! its digest), and every download is streamed from that file in 64 KiB
 //! chunks. The worker checks the digest of what it receives in any case.
+//!
+//! Only a digest the installed plugins' catalog lists is served: the copy of
+//! a removed plugin is deleted when the catalog changes ([`prune`]), and
+//! until then is not handed out either.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -40,12 +44,17 @@ pub enum ComponentError {
     },
 }
 
-/// The component with `digest` as a streamed body, and its length.
+/// The component with `digest` as a streamed body, and its length, if
+/// `installed` (the catalog's digests) lists it.
 pub async fn stream(
     store: &Store,
     data_dir: &Path,
+    installed: &[String],
     digest: &ComponentDigest,
 ) -> Result<(Body, u64), ComponentError> {
+    if !installed.contains(&digest.to_string()) {
+        return Err(ComponentError::NotFound);
+    }
     let path = file_of(data_dir, digest);
     let io = |source| ComponentError::Io {
         path: path.clone(),
@@ -77,6 +86,26 @@ pub async fn stream(
         Ok::<_, io::Error>((read > 0).then_some((chunk, file)))
     });
     Ok((Body::from_stream(chunks), length))
+}
+
+/// Deletes the kept copies of components `installed` does not list (the
+/// digests of the catalog just published).
+pub fn prune(data_dir: &Path, installed: &[String]) {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("components")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".wasm")) else {
+            continue;
+        };
+        let kept = installed
+            .iter()
+            .any(|digest| digest.strip_prefix("sha256:") == Some(hex));
+        if !kept && let Err(error) = std::fs::remove_file(entry.path()) {
+            tracing::warn!(file = %entry.path().display(), %error, "could not delete a removed plugin's component");
+        }
+    }
 }
 
 /// Where the component with `digest` is kept.

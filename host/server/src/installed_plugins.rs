@@ -237,13 +237,25 @@ impl AppState {
 
     /// Publishes `catalog` if it differs from the one published.
     fn set_catalog(&self, catalog: Vec<PluginRef>) {
-        self.catalog.send_if_modified(|current| {
+        let changed = self.catalog.send_if_modified(|current| {
             let changed = **current != catalog;
             if changed {
                 *current = Arc::new(catalog);
             }
             changed
         });
+        if changed {
+            crate::component_files::prune(&self.config.data_dir, &self.installed_digests());
+        }
+    }
+
+    /// The digests of the installed plugins, as the catalog lists them.
+    pub fn installed_digests(&self) -> Vec<String> {
+        self.catalog
+            .borrow()
+            .iter()
+            .map(|entry| entry.digest.clone())
+            .collect()
     }
 }
 

@@ -6,6 +6,10 @@ use flowmesh_types::api::ApiError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// The largest plugin component a worker downloads: a Python plugin is
+/// some 20 MB; the server's default request limit is 64 MiB.
+pub(crate) const MAX_COMPONENT_BYTES: u64 = 256 << 20;
+
 /// What a call to the server can end in.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
@@ -93,7 +97,8 @@ impl Client {
         self.send(route, body, timeout).await.map(drop)
     }
 
-    /// GETs the bytes of the installed component with `digest`.
+    /// GETs the bytes of the installed component with `digest` (at most
+    /// [`MAX_COMPONENT_BYTES`]).
     pub async fn fetch_plugin(
         &self,
         digest: &str,
@@ -109,15 +114,23 @@ impl Client {
             .await
             .map_err(|error| CallError::Transport(format!("{route}: {error}")))?;
         let mut response = Self::check(response).await?;
-        // One buffer, sized by the announced length (capped, so a lying
-        // server cannot make it reserve much), filled chunk by chunk.
-        let announced = response.content_length().unwrap_or(0).min(256 << 20);
+        // One buffer, sized by the announced length, filled chunk by chunk;
+        // never more than MAX_COMPONENT_BYTES, whatever the server says.
+        let announced = response
+            .content_length()
+            .unwrap_or(0)
+            .min(MAX_COMPONENT_BYTES);
         let mut bytes = Vec::with_capacity(usize::try_from(announced).unwrap_or(0));
         while let Some(chunk) = response
             .chunk()
             .await
             .map_err(|error| CallError::Transport(format!("reading {route}: {error}")))?
         {
+            if (bytes.len() + chunk.len()) as u64 > MAX_COMPONENT_BYTES {
+                return Err(CallError::Transport(format!(
+                    "{route}: the component is over {MAX_COMPONENT_BYTES} bytes"
+                )));
+            }
             bytes.extend_from_slice(&chunk);
         }
         Ok(bytes)

@@ -288,22 +288,26 @@ pub(super) async fn plugin_component(
     )?;
     let not_found = || ApiFailure::not_found("plugin component", &digest);
     let parsed = flowmesh_runtime::ComponentDigest::parse(&digest).ok_or_else(not_found)?;
-    let (body, length) =
-        crate::component_files::stream(&state.store, &state.config.data_dir, &parsed)
-            .await
-            .map_err(|error| match error {
-                crate::component_files::ComponentError::NotFound => not_found(),
-                crate::component_files::ComponentError::Store(error) => error.into(),
-                error @ crate::component_files::ComponentError::Io { .. } => {
-                    tracing::error!(%error, "serving a plugin component");
-                    ApiFailure::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "unavailable",
-                        "the component could not be read from the server's disk; try again",
-                    )
-                    .retry_after(5)
-                }
-            })?;
+    let (body, length) = crate::component_files::stream(
+        &state.store,
+        &state.config.data_dir,
+        &state.installed_digests(),
+        &parsed,
+    )
+    .await
+    .map_err(|error| match error {
+        crate::component_files::ComponentError::NotFound => not_found(),
+        crate::component_files::ComponentError::Store(error) => error.into(),
+        error @ crate::component_files::ComponentError::Io { .. } => {
+            tracing::error!(%error, "serving a plugin component");
+            ApiFailure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the component could not be read from the server's disk; try again",
+            )
+            .retry_after(5)
+        }
+    })?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/wasm".to_string()),
