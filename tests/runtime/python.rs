@@ -5,13 +5,13 @@
 //! environment, no files but scratch, no network); validation on a server's
 //! runtime; and the llm capability from Python, refused and granted.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flowmesh_llm::{LlmConfig, LlmProbe};
 use flowmesh_runtime::{HostCapabilities, Probe, TaskLimits, TaskRun};
 use flowmesh_tests::fake_gpus::FakeGpus;
 use flowmesh_tests::model_server::ModelServer;
-use flowmesh_tests::{TestRuntime, components, log_lines, output};
+use flowmesh_tests::{TestRuntime, components, limits, log_lines, output};
 use flowmesh_types::{CapabilityKind, LogStream, TaskError, TaskErrorCode, TaskEvent};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -29,12 +29,6 @@ async fn hostile_runtime() -> TestRuntime {
     let report = test.load("py-hostile", components::python::HOSTILE).await;
     assert!(report.reason.is_none(), "{report:?}");
     test
-}
-
-fn limits(configure: impl FnOnce(&mut TaskLimits)) -> TaskLimits {
-    let mut limits = TaskLimits::default();
-    configure(&mut limits);
-    limits
 }
 
 /// The task failed with `code`; a Rust and a Python task on the same
@@ -242,25 +236,33 @@ async fn a_server_runtime_loads_python_plugins_and_validates_with_them() {
         .await
         .expect("the check runs")
         .expect("valid");
+    // A validate() that calls a capability on the server reaches a stub
+    // that traps, not a model endpoint.
+    let error = test
+        .runtime
+        .validate(
+            "py-chat",
+            r#"{"model": "m", "prompt": "ask the model while validating"}"#,
+        )
+        .await
+        .expect_err("the stub traps");
+    assert_eq!(error.code, TaskErrorCode::Host, "{error}");
+    assert!(error.message.contains("only being validated"), "{error}");
 }
 
 #[tokio::test]
 async fn an_endless_loop_hits_the_deadline() {
     let test = hostile_runtime().await;
-    let deadline = Duration::from_secs(1);
-    let started = Instant::now();
     let (run, _) = test
         .run_with(
             "py-loop",
             "{}",
-            limits(|l| l.timeout = deadline),
+            limits(|l| l.timeout = Duration::from_secs(1)),
             CancellationToken::new(),
         )
         .await;
-    let took = started.elapsed();
     let error = fails_alone(&test, run, TaskErrorCode::Timeout).await;
     assert!(error.message.contains("timeout of 1s"), "{error}");
-    assert!(took < 3 * deadline, "interrupted only after {took:?}");
 }
 
 #[tokio::test]

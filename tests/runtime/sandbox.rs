@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use flowmesh_runtime::{HostCapabilities, RuntimeConfig, TaskLimits, TaskRun};
-use flowmesh_tests::{TestRuntime, cancel_after, components, output};
+use flowmesh_tests::{TestRuntime, cancel_after, components, limits, output};
 use flowmesh_types::{TaskError, TaskErrorCode, TaskEvent};
 use tokio_util::sync::CancellationToken;
 
@@ -41,12 +41,6 @@ async fn fails_alone(test: &TestRuntime, run: TaskRun, code: TaskErrorCode) -> T
     let echo = test.run("echo", r#"{"message": "still serving"}"#).await;
     assert_eq!(output(&echo)["message"], "still serving");
     error
-}
-
-fn limits(configure: impl FnOnce(&mut TaskLimits)) -> TaskLimits {
-    let mut limits = TaskLimits::default();
-    configure(&mut limits);
-    limits
 }
 
 #[tokio::test]

@@ -136,6 +136,13 @@ impl Default for TestRuntime {
     }
 }
 
+/// The default task limits, adjusted by `configure`.
+pub fn limits(configure: impl FnOnce(&mut TaskLimits)) -> TaskLimits {
+    let mut limits = TaskLimits::default();
+    configure(&mut limits);
+    limits
+}
+
 /// A token that cancels itself after `delay` (on the current tokio runtime).
 pub fn cancel_after(delay: std::time::Duration) -> CancellationToken {
     let cancel = CancellationToken::new();

@@ -29,7 +29,6 @@ mod plugin_build;
 mod plugins;
 mod requests;
 mod scaffold;
-mod scaffold_python;
 mod serve;
 pub mod settings;
 mod submit;

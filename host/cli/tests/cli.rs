@@ -52,6 +52,7 @@ impl Home {
             .env_remove("FLOWMESH_TOKEN")
             .env_remove("FLOWMESH_OUTPUT")
             .env_remove("FLOWMESH_CA_CERT")
+            .env_remove("FLOWMESH_COMPONENTIZE_PY")
             .env("RUST_LOG", "warn");
         command
     }
@@ -64,6 +65,16 @@ impl Home {
             .output()
             .expect("flowmesh runs");
         Run::from(args, output)
+    }
+
+    /// Runs `flowmesh ARGS` to its end with `env` set on top of this home's.
+    fn run_with_env(&self, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Run {
+        let mut command = self.command(args);
+        command.stdin(Stdio::null());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        Run::from(args, command.output().expect("flowmesh runs"))
     }
 
     /// Runs `flowmesh ARGS` with `input` on its standard input.
@@ -309,12 +320,11 @@ fn a_plugin_from_new_to_result_through_a_local_cluster() {
     assert!(created.contains("flowmesh plugin build"), "{created}");
     let crate_dir = home.path().join("greet");
     cargo(&crate_dir, &["test", "--quiet"]);
-    let built = home
-        .command(&["plugin", "build", "greet"])
-        .env("CARGO_TARGET_DIR", scaffold_target())
-        .output()
-        .expect("flowmesh runs");
-    let built = Run::from(&["plugin", "build", "greet"], built);
+    let target = scaffold_target();
+    let built = home.run_with_env(
+        &["plugin", "build", "greet"],
+        &[("CARGO_TARGET_DIR", target.as_os_str())],
+    );
     assert_eq!(built.code, 0, "{built}");
     let path = built.stdout.trim();
     assert!(
@@ -786,13 +796,10 @@ fn a_python_plugin_from_new_to_result_through_a_local_cluster() {
     );
 
     // Without componentize-py, build says how to install it (exit 2).
-    let missing = home
-        .command(&["plugin", "build", "hello"])
-        .env("PATH", "/usr/bin:/bin")
-        .env_remove("FLOWMESH_COMPONENTIZE_PY")
-        .output()
-        .expect("flowmesh runs");
-    let missing = Run::from(&["plugin", "build", "hello"], missing);
+    let missing = home.run_with_env(
+        &["plugin", "build", "hello"],
+        &[("PATH", "/usr/bin:/bin".as_ref())],
+    );
     assert_eq!(missing.code, 2, "{missing}");
     assert!(
         missing
@@ -802,12 +809,11 @@ fn a_python_plugin_from_new_to_result_through_a_local_cluster() {
     );
 
     // plugin build → the component's path.
-    let built = home
-        .command(&["plugin", "build", "hello"])
-        .env("FLOWMESH_COMPONENTIZE_PY", venv.join("bin/componentize-py"))
-        .output()
-        .expect("flowmesh runs");
-    let built = Run::from(&["plugin", "build", "hello"], built);
+    let tool = venv.join("bin/componentize-py");
+    let built = home.run_with_env(
+        &["plugin", "build", "hello"],
+        &[("FLOWMESH_COMPONENTIZE_PY", tool.as_os_str())],
+    );
     assert_eq!(built.code, 0, "{built}");
     let component = built.stdout.trim().to_string();
     assert!(component.ends_with("hello/build/hello.wasm"), "{built}");

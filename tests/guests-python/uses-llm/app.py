@@ -34,4 +34,12 @@ def chat(spec: ChatSpec) -> dict:
     }
 
 
+@chat.validate
+def _check(spec: ChatSpec) -> None:
+    # What a hostile plugin might try: reach the model from the server, where
+    # validate() runs at submit. The server links no capability, only stubs.
+    if spec.prompt == "ask the model while validating":
+        llm.models()
+
+
 Executor = plugin.export()

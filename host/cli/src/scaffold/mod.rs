@@ -1,7 +1,7 @@
 //! `flowmesh plugin new NAME`: a plugin crate on `flowmesh-sdk`, ready to
 //! build into a component that `flowmesh plugin install` accepts, with a
 //! test of its own; with `--lang python`, a Python plugin folder instead
-//! ([`crate::scaffold_python`]).
+//! ([`python`]).
 //!
 //! The crate is its own workspace (it builds wherever it is created). It
 //! depends on the SDK by path when this `flowmesh` was built from a source
@@ -11,6 +11,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{CliError, CliResult};
+
+mod python;
 
 /// Where the SDK of the source tree this binary was built from lives.
 const BUILT_FROM_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk");
@@ -64,11 +66,11 @@ pub(crate) fn run(args: NewArgs) -> CliResult {
         )));
     }
     if args.lang == Lang::Python {
-        let files = crate::scaffold_python::files(name);
+        let files = python::files(name);
         write_files(&dir, files.iter().map(|(f, t)| (f.as_str(), t.clone())))?;
         crate::outln!("created Python plugin {name} in {}", dir.display());
         crate::outln!();
-        for step in crate::scaffold_python::next_steps(name, &dir) {
+        for step in python::next_steps(name, &dir) {
             crate::outln!("  {step}");
         }
         return Ok(());
@@ -142,7 +144,7 @@ fn is_crate_name(name: &str) -> bool {
     flowmesh_types::is_valid_name(name) && !name.ends_with('-')
 }
 
-fn type_name(name: &str) -> String {
+pub(crate) fn type_name(name: &str) -> String {
     name.split('-')
         .map(|part| {
             let mut chars = part.chars();
@@ -284,7 +286,7 @@ mod tests {{
     )
 }
 
-fn example_task(name: &str) -> String {
+pub(crate) fn example_task(name: &str) -> String {
     format!(
         "apiVersion: flowmesh/v1\nkind: Task\nmetadata:\n  name: first-{name}\nspec:\n  taskType: {name}\n  name: FlowMesh\n  excitement: 1\n"
     )

@@ -10,6 +10,8 @@ use std::path::Path;
 
 use flowmesh_wasm_build::python::{BUILD_REQUIREMENTS, SDK_FILES, WIT_DEPS};
 
+use super::{example_task, type_name};
+
 /// The files of a new Python plugin `name`, as `(path, contents)`.
 pub(crate) fn files(name: &str) -> Vec<(String, String)> {
     let mut files = vec![
@@ -52,21 +54,9 @@ fn function_name(name: &str) -> String {
     name.replace('-', "_")
 }
 
-fn class_name(name: &str) -> String {
-    name.split('-')
-        .map(|part| {
-            let mut chars = part.chars();
-            chars
-                .next()
-                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
-                .unwrap_or_default()
-        })
-        .collect()
-}
-
 fn app_py(name: &str) -> String {
     let function = function_name(name);
-    let class = class_name(name);
+    let class = type_name(name);
     format!(
         r#""""The `{name}` FlowMesh plugin.
 
@@ -175,12 +165,6 @@ world plugin {{
     )
 }
 
-fn example_task(name: &str) -> String {
-    format!(
-        "apiVersion: flowmesh/v1\nkind: Task\nmetadata:\n  name: first-{name}\nspec:\n  taskType: {name}\n  name: FlowMesh\n  excitement: 1\n"
-    )
-}
-
 fn readme(name: &str) -> String {
     format!(
         r#"# {name}
@@ -210,7 +194,6 @@ mod tests {
     #[test]
     fn names_become_python_identifiers() {
         assert_eq!(function_name("image-resize"), "image_resize");
-        assert_eq!(class_name("image-resize"), "ImageResize");
     }
 
     #[test]

@@ -8,12 +8,12 @@
 //! overview's counts read partial indexes of pending and running tasks and
 //! the finished-at index over the last minutes, never the table.
 
+use std::collections::BTreeMap;
+
 use flowmesh_types::api::{TaskState, WaitKind, Waiting};
 
 use super::rows::{get_i64, get_opt_json, get_opt_str, get_str};
 use super::task_record::{TaskRecord, parse_state};
-use std::collections::BTreeMap;
-
 use super::{Backend, Store, StoreError, TaskFilter};
 
 /// How many sequence numbers one page of the console's task list searches.

@@ -180,7 +180,6 @@ impl Store {
     }
 }
 
-/// `statement` with the columns of `shape` bound as `$1`–`$7`.
 /// `statement` (one of [`sql::SET_WAITING`], [`sql::SET_WAITING_CHUNK`])
 /// recording `waiting` on `shape`'s tasks after `after`.
 fn waiting_query<'q>(
@@ -206,6 +205,7 @@ fn waiting_query<'q>(
         .bind(i64::from(unexplained))
 }
 
+/// `statement` with the columns of `shape` bound as `$1`–`$7`.
 fn shape_query<'q>(
     statement: &'static str,
     shape: &'q PendingShape,
