@@ -77,7 +77,6 @@ fn stage<'w>(workflow: &'w Value, name: &str) -> &'w Value {
 
 async fn a_stage_consumes_upstream_outputs_and_the_workflow_succeeds(db: Db) {
     let server = TestServer::start(db, |_| {}).await;
-    let _worker = server.echo_worker("w1", 2).await;
     let api = server.admin();
     let (status, submitted) = api
         .submit_raw(
@@ -97,6 +96,9 @@ async fn a_stage_consumes_upstream_outputs_and_the_workflow_succeeds(db: Db) {
     );
     assert_eq!(third["state"], "pending", "{third:#}");
     assert_eq!(third["waiting"]["kind"], "dependencies", "{third:#}");
+    // The worker starts only now: the answer above is what a submit says,
+    // with nothing run yet, however fast the stages could have gone.
+    let _worker = server.echo_worker("w1", 2).await;
 
     let workflow = api.workflow_finished(&id, LONG).await;
     assert_eq!(workflow["state"], "succeeded", "{workflow:#}");
