@@ -72,6 +72,14 @@ pub fn parse_quantity(value: &Value) -> Result<u64, String> {
         "Ti" => 1 << 40,
         other => return Err(format!("unknown unit {other:?} in {text:?}; {hint}")),
     };
+    // A whole number is exact however large; only a fraction goes through
+    // floating point.
+    if let Ok(whole) = number.parse::<u64>() {
+        return whole
+            .checked_mul(multiplier)
+            .filter(|bytes| *bytes <= MAX_QUANTITY)
+            .ok_or_else(|| format!("{text:?} is out of range; {hint}"));
+    }
     let number: f64 = number
         .parse()
         .map_err(|_| format!("not a size: {text:?}; {hint}"))?;

@@ -91,7 +91,16 @@ impl HardwareRequest {
     /// The CPU request in thousandths of a core, rounded up: what capacity
     /// checks compare with [`crate::api::Hardware::cpu_millis`].
     pub fn cpu_millis(&self) -> i64 {
-        (self.cpu * 1000.0).ceil() as i64
+        let millis = self.cpu * 1000.0;
+        // 16.12 cores is 16,120 millicores, though 16.12 × 1000 is
+        // 16120.000000000002 in floating point: only a real fraction of a
+        // millicore rounds up.
+        let nearest = millis.round();
+        if (millis - nearest).abs() < 1e-6 {
+            nearest as i64
+        } else {
+            millis.ceil() as i64
+        }
     }
 }
 
