@@ -120,6 +120,29 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// The lease token task `id` runs under now, read from the store: what
+    /// a worker that was killed holding it could still send.
+    pub async fn lease_token(&self, id: &str) -> String {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.url)
+            .await
+            .expect("the store opens");
+        let sql = if self.postgres_name.is_some() {
+            "SELECT lease_token FROM tasks WHERE id = $1"
+        } else {
+            "SELECT lease_token FROM tasks WHERE id = ?"
+        };
+        let token: String = sqlx::query_scalar(sql)
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .expect("the task's lease token");
+        pool.close().await;
+        token
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let Some(name) = self.postgres_name.take() else {
@@ -251,9 +274,15 @@ impl TestServer {
     /// Stops the server and starts it again on the same database and
     /// address; workers keep running and reconnect.
     pub async fn restart(self) -> Self {
+        self.restart_after(Duration::ZERO).await
+    }
+
+    /// [`TestServer::restart`], with the server down for `downtime`.
+    pub async fn restart_after(self, downtime: Duration) -> Self {
         let mut config = self.config.clone();
         config.bind = self.server.addr();
         self.server.shutdown().await;
+        tokio::time::sleep(downtime).await;
         let server = Server::start(config.clone())
             .await
             .expect("server starts again");
@@ -262,6 +291,21 @@ impl TestServer {
             config,
             ..self
         }
+    }
+
+    /// The value of one sample of `/metrics`, named with its labels as the
+    /// text format prints them (`flowmesh_completions_total{verdict="accepted"}`);
+    /// 0 when the server has not printed it yet.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .expect("/metrics answers")
+            .text()
+            .await
+            .expect("/metrics reads");
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
+            .map_or(0.0, |value| value.trim().parse().expect("a number"))
     }
 
     /// Installs a plugin through the API; it must be accepted.

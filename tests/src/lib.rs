@@ -18,6 +18,9 @@ pub mod cluster;
 pub mod docker;
 pub mod fake_gpus;
 pub mod model_server;
+pub mod private_postgres;
+pub mod processes;
+pub mod proxy;
 pub mod store_fixtures;
 pub mod stub_containers;
 

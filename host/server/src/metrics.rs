@@ -40,6 +40,13 @@ pub struct StateLabel {
     pub state: String,
 }
 
+/// `verdict`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabel {
+    /// `accepted`, or `stale_lease` for an outcome fenced out.
+    pub verdict: String,
+}
+
 /// `capability`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CapabilityLabel {
@@ -69,6 +76,9 @@ pub struct Metrics {
     pub task_seconds: Family<PluginOutcome, Histogram>,
     /// Leases that expired.
     pub leases_expired: Counter,
+    /// Outcomes workers delivered, by verdict: `stale_lease` counts the ones
+    /// refused because the lease was no longer the sender's.
+    pub completions: Family<VerdictLabel, Counter>,
     /// Workflows submitted.
     pub workflows_submitted: Counter,
     /// Workflows that finished, by state.
@@ -122,6 +132,12 @@ impl Default for Metrics {
             "Leases that expired",
             leases_expired.clone(),
         );
+        let completions = Family::<VerdictLabel, Counter>::default();
+        registry.register(
+            "completions",
+            "Outcomes delivered by workers, by verdict (stale_lease: fenced out)",
+            completions.clone(),
+        );
         let workflows_submitted = Counter::default();
         registry.register(
             "workflows_submitted",
@@ -145,6 +161,7 @@ impl Default for Metrics {
             claimed,
             task_seconds,
             leases_expired,
+            completions,
             workflows_submitted,
             workflows_finished,
         }

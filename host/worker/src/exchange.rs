@@ -26,6 +26,19 @@ use crate::client::CallError;
 use crate::outbox::Delivery;
 use crate::shared::Shared;
 
+/// Logs the completions of `delivery` the server refused.
+pub(crate) fn log_verdicts(delivery: &Delivery, verdicts: &[CompletionVerdict]) {
+    let (_, completions) = delivery.contents();
+    for (completion, verdict) in completions.iter().zip(verdicts) {
+        if *verdict == CompletionVerdict::StaleLease {
+            tracing::warn!(
+                task = completion.task_id,
+                "completion rejected: the lease had expired; another attempt owns the task"
+            );
+        }
+    }
+}
+
 impl Shared {
     /// How many tasks one more claim may take: room in the slots and the
     /// read-ahead, less what the worker holds.
@@ -42,15 +55,7 @@ impl Shared {
     /// Takes the server's answer to a round trip that carried `delivery`.
     fn answered(self: &Arc<Self>, delivery: &Delivery, response: ClaimResponse) {
         self.outbox.answered(delivery);
-        let (_, completions) = delivery.contents();
-        for (completion, verdict) in completions.iter().zip(&response.verdicts) {
-            if *verdict == CompletionVerdict::StaleLease {
-                tracing::warn!(
-                    task = completion.task_id,
-                    "completion rejected: the lease had expired; another attempt owns the task"
-                );
-            }
-        }
+        log_verdicts(delivery, &response.verdicts);
         if let Some(plugins) = response.plugins {
             self.catalog.send_replace(Some(plugins));
         }

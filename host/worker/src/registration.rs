@@ -5,12 +5,16 @@ use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use flowmesh_types::api::{Registered, WorkerRegistration};
+use flowmesh_types::api::{ClaimRequest, ClaimResponse, Registered, WorkerRegistration};
 use tokio::sync::RwLock;
 
 use crate::backoff::Backoff;
 use crate::client::CallError;
+use crate::exchange::log_verdicts;
 use crate::shared::{Advertised, Shared};
+
+/// The most deliveries sent under a registration the server forgot.
+const LAST_DELIVERIES: usize = 16;
 
 /// The current registration id.
 pub(crate) async fn current_id(registration: &RwLock<Option<Registered>>) -> Option<String> {
@@ -74,6 +78,39 @@ impl Shared {
         }
     }
 
+    /// Sends what waits in the outbox once more under `stale`, the
+    /// registration the server forgot, before it is dropped: the server's
+    /// fence then decides each outcome (refused as stale unless its lease
+    /// still holds), not this worker. Nothing is retried.
+    async fn last_delivery(&self, stale: &str) {
+        for _ in 0..LAST_DELIVERIES {
+            if self.outbox.is_empty() {
+                return;
+            }
+            let delivery = self.outbox.take();
+            self.outbox.answered(&delivery);
+            let (events, completions) = delivery.contents();
+            let request = ClaimRequest {
+                worker_id: stale.to_string(),
+                max_tasks: 0,
+                wait_ms: 0,
+                events,
+                completions,
+            };
+            match self
+                .client
+                .call::<_, ClaimResponse>("claim", &request, Duration::from_secs(10))
+                .await
+            {
+                Ok(response) => log_verdicts(&delivery, &response.verdicts),
+                Err(error) => {
+                    tracing::warn!(%error, "the outcomes of a forgotten registration were not delivered");
+                    return;
+                }
+            }
+        }
+    }
+
     pub(crate) async fn worker_id(&self) -> Option<String> {
         current_id(&self.registration).await
     }
@@ -98,6 +135,7 @@ impl Shared {
         }
         // Their leases went with the registration.
         self.lock_ready().clear();
+        self.last_delivery(stale).await;
         self.outbox.clear();
         if let Err(error) = self.register().await {
             tracing::error!(%error, "registering again failed");

@@ -129,6 +129,14 @@ impl From<StoreError> for ApiFailure {
             );
         }
         tracing::error!(%error, "store error");
+        if error.disk_full() {
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ApiError::DISK_FULL,
+                "the task store cannot write: its disk is full. Nothing was stored by this request and nothing stored before is lost; the operator must free space on the database's disk, then retry",
+            )
+            .retry_after(5);
+        }
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",

@@ -17,7 +17,7 @@ use flowmesh_types::{WorkerCapabilities, is_valid_name};
 
 use super::query::{NoParams, Params};
 use super::{ApiFailure, Auth, Body, parse_json};
-use crate::metrics::PluginOutcome;
+use crate::metrics::{PluginOutcome, VerdictLabel};
 use crate::state::{AppState, now_ms};
 use crate::store::{Claim, Exchange, NewWorker};
 use flowmesh_types::api::{ApiError, ErrorBody};
@@ -437,6 +437,17 @@ pub(super) async fn claim(
 /// freed.
 fn record_outcomes(state: &AppState, completions: &[Completion], verdicts: &[CompletionVerdict]) {
     for (completion, verdict) in completions.iter().zip(verdicts) {
+        let label = match verdict {
+            CompletionVerdict::Accepted => "accepted",
+            CompletionVerdict::StaleLease => "stale_lease",
+        };
+        state
+            .metrics
+            .completions
+            .get_or_create(&VerdictLabel {
+                verdict: label.to_string(),
+            })
+            .inc();
         if *verdict == CompletionVerdict::Accepted {
             let outcome = if completion.error.is_some() {
                 "failed"

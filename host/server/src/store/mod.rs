@@ -131,6 +131,36 @@ pub enum StoreError {
     UnsupportedUrl(String),
 }
 
+impl StoreError {
+    /// Whether the database could not write because its disk is full
+    /// (SQLite's `SQLITE_FULL`, PostgreSQL's `disk_full`, or `ENOSPC` on a
+    /// file of the store): nothing was written, and a retry succeeds once
+    /// the operator frees space.
+    pub fn disk_full(&self) -> bool {
+        match self {
+            Self::Database(sqlx::Error::Database(error)) => {
+                let code = error.code();
+                // SQLITE_FULL is 13; its extended codes keep 13 in the low byte.
+                let sqlite_full = code
+                    .as_deref()
+                    .and_then(|code| code.parse::<i32>().ok())
+                    .is_some_and(|code| code & 0xff == 13);
+                sqlite_full || code.as_deref() == Some("53100") || full_text(error.message())
+            }
+            Self::Database(sqlx::Error::Io(error)) | Self::Io { error, .. } => {
+                error.kind() == std::io::ErrorKind::StorageFull
+            }
+            Self::Write(message) => full_text(message),
+            _ => false,
+        }
+    }
+}
+
+/// Whether an error's text says the disk is full.
+fn full_text(message: &str) -> bool {
+    message.contains("database or disk is full") || message.contains("No space left on device")
+}
+
 /// Which database the store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

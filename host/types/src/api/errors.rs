@@ -36,6 +36,9 @@ impl ApiError {
     /// A registration under the name of a live worker of another token: the
     /// worker must take another name.
     pub const WORKER_NAME_TAKEN: &'static str = "worker_name_taken";
+    /// The store's disk is full: nothing was written; retry once the
+    /// operator has freed space (`503` with `Retry-After`).
+    pub const DISK_FULL: &'static str = "disk_full";
 
     /// The error in an error answer's body: its error document, or one
     /// with code [`ApiError::NOT_FLOWMESH`] carrying the start of the text.

@@ -1,0 +1,178 @@
+//! Leases under faults, with a real server and real workers over HTTP: an
+//! outcome that waits in a worker's outbox keeps its lease, a server restart
+//! does not count the time it was down against running leases, and a worker
+//! cut off for longer than its lease is fenced out when it comes back. On
+//! SQLite and on PostgreSQL.
+//!
+//! The link between a worker and the server is a [`Proxy`] the test cuts,
+//! whole or for the routes that deliver outcomes. Every assertion is about
+//! outcomes (states, attempts, verdicts), never about how long a step took.
+
+use std::time::Duration;
+
+use flowmesh_runtime::HostCapabilities;
+use flowmesh_tests::cluster::{Db, TestServer, TestWorker, eventually, sleep_document};
+use flowmesh_tests::components;
+use flowmesh_tests::on_both_backends;
+use flowmesh_tests::proxy::Proxy;
+use serde_json::Value;
+
+on_both_backends!(
+    heartbeats_renew_the_lease_of_an_outcome_waiting_in_the_outbox,
+    an_outcome_held_over_a_server_restart_is_accepted_in_the_grace,
+    a_worker_cut_off_for_longer_than_its_lease_is_fenced_out,
+);
+
+const LEASE: Duration = Duration::from_secs(2);
+const LONG: Duration = Duration::from_secs(60);
+
+/// The routes that carry a worker's outcomes to the server.
+const OUTCOME_ROUTES: [&str; 2] = ["/worker/claim", "/worker/complete"];
+
+async fn server(db: Db) -> TestServer {
+    TestServer::start(db, |config| config.lease_ttl = LEASE).await
+}
+
+async fn echo_worker_at(server: &TestServer, url: &str, name: &str) -> TestWorker {
+    TestWorker::start(
+        url,
+        &server.worker_token,
+        name,
+        &[("echo", components::ECHO)],
+        HostCapabilities::none(),
+        1,
+        |_| {},
+    )
+    .await
+}
+
+fn outcomes(task: &Value) -> Vec<(String, String)> {
+    task["attempts"]
+        .as_array()
+        .map(|attempts| {
+            attempts
+                .iter()
+                .map(|a| {
+                    (
+                        a["worker"].as_str().unwrap_or_default().to_string(),
+                        a["outcome"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn pair(worker: &str, outcome: &str) -> (String, String) {
+    (worker.to_string(), outcome.to_string())
+}
+
+/// The task ends while the routes that deliver outcomes are held for three
+/// lease TTLs; heartbeats still go through and name the outcome's lease, so
+/// the lease never expires and the outcome is accepted when the link comes
+/// back: one attempt, no lost one.
+async fn heartbeats_renew_the_lease_of_an_outcome_waiting_in_the_outbox(db: Db) {
+    let server = server(db).await;
+    let proxy = Proxy::start(&server.url).await;
+    let _worker = echo_worker_at(&server, proxy.url(), "held").await;
+    let api = server.admin();
+    let id = api.submit(&sleep_document("300ms")).await;
+    api.until(&id, LONG, |task| task["state"] == "running")
+        .await;
+    proxy.hold(&OUTCOME_ROUTES);
+    tokio::time::sleep(LEASE * 3).await;
+
+    let task = api.task(&id).await;
+    assert_eq!(
+        task["state"], "running",
+        "the lease of an outcome in the outbox expired: {task:#}"
+    );
+    assert_eq!(server.metric("flowmesh_leases_expired_total").await, 0.0);
+
+    proxy.restore();
+    let task = api.finished(&id, LONG).await;
+    assert_eq!(task["state"], "succeeded", "{task:#}");
+    assert_eq!(outcomes(&task), vec![pair("held", "succeeded")]);
+    assert_eq!(
+        server
+            .metric("flowmesh_completions_total{verdict=\"accepted\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(server.metric("flowmesh_leases_expired_total").await, 0.0);
+}
+
+/// The server is down for two lease TTLs while a task runs and ends; the
+/// worker keeps the outcome. The restarted server gives running leases one
+/// more TTL, and the outcome, delivered in that grace under a lease that
+/// still holds, is accepted.
+async fn an_outcome_held_over_a_server_restart_is_accepted_in_the_grace(db: Db) {
+    let server = server(db).await;
+    let _worker = server.echo_worker("patient", 1).await;
+    let api = server.admin();
+    let id = api.submit(&sleep_document("500ms")).await;
+    api.until(&id, LONG, |task| task["state"] == "running")
+        .await;
+
+    let server = server.restart_after(LEASE * 2).await;
+    let api = server.admin();
+    let task = api.finished(&id, LONG).await;
+    assert_eq!(task["state"], "succeeded", "{task:#}");
+    assert_eq!(outcomes(&task), vec![pair("patient", "succeeded")]);
+    assert_eq!(server.metric("flowmesh_leases_expired_total").await, 0.0);
+    assert_eq!(
+        server
+            .metric("flowmesh_completions_total{verdict=\"stale_lease\"}")
+            .await,
+        0.0
+    );
+}
+
+/// A worker loses its link in the middle of a task for three lease TTLs.
+/// Its lease expires, the task runs again on another worker, and when the
+/// link returns the first worker's outcome arrives and is refused by the
+/// fence: the task keeps one accepted outcome, and the lost attempt is on
+/// record.
+async fn a_worker_cut_off_for_longer_than_its_lease_is_fenced_out(db: Db) {
+    let server = server(db).await;
+    let proxy = Proxy::start(&server.url).await;
+    let _cut_off = echo_worker_at(&server, proxy.url(), "cut-off").await;
+    let api = server.admin();
+    let id = api.submit(&sleep_document("1s")).await;
+    api.until(&id, LONG, |task| task["state"] == "running")
+        .await;
+    proxy.cut();
+    let _rescuer = server.echo_worker("rescuer", 1).await;
+
+    let task = api.finished(&id, LONG).await;
+    assert_eq!(task["state"], "succeeded", "{task:#}");
+    assert_eq!(task["worker"], "rescuer", "{task:#}");
+    assert_eq!(
+        outcomes(&task),
+        vec![
+            pair("cut-off", "lease_expired"),
+            pair("rescuer", "succeeded")
+        ]
+    );
+
+    proxy.restore();
+    eventually("the cut-off worker's late outcome", LONG, || async {
+        match server
+            .metric("flowmesh_completions_total{verdict=\"stale_lease\"}")
+            .await
+        {
+            1.0 => Ok(()),
+            other => Err(format!("{other} refused")),
+        }
+    })
+    .await;
+    let after = api.task(&id).await;
+    assert_eq!(after["result"], task["result"], "{after:#}");
+    assert_eq!(outcomes(&after), outcomes(&task));
+    assert_eq!(
+        server
+            .metric("flowmesh_completions_total{verdict=\"accepted\"}")
+            .await,
+        1.0
+    );
+}
