@@ -470,6 +470,17 @@ async fn roles_guard_their_routes(db: Db) {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     let (status, _) = user.delete("/plugins/echo").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    let component = std::fs::read(components::ECHO).expect("component built");
+    for api in [&user, &worker] {
+        let (status, body) = Api::send(
+            api.request(reqwest::Method::POST, "/plugins?name=mine")
+                .body(component.clone()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    }
+    let (_, plugins) = server.admin().get("/plugins").await;
+    assert!(!plugins.to_string().contains("\"mine\""), "{plugins}");
     let nobody = Api::new(&server.url, "fm_not_a_token");
     let (status, body) = nobody.get("/tasks").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);

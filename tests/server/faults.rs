@@ -2,7 +2,8 @@
 //! outcome that waits in a worker's outbox keeps its lease, a server restart
 //! does not count the time it was down against running leases, and a worker
 //! cut off for longer than its lease is fenced out when it comes back. On
-//! SQLite and on PostgreSQL.
+//! SQLite and on PostgreSQL. An attacker on the link who swaps the component
+//! a worker downloads gets nothing run.
 //!
 //! The link between a worker and the server is a [`Proxy`] the test cuts,
 //! whole or for the routes that deliver outcomes. Every assertion is about
@@ -11,7 +12,7 @@
 use std::time::Duration;
 
 use flowmesh_runtime::HostCapabilities;
-use flowmesh_tests::cluster::{Db, TestServer, TestWorker, eventually, sleep_document};
+use flowmesh_tests::cluster::{Db, TestServer, TestWorker, eventually, sleep_document, task_types};
 use flowmesh_tests::components;
 use flowmesh_tests::on_both_backends;
 use flowmesh_tests::proxy::Proxy;
@@ -21,6 +22,7 @@ on_both_backends!(
     heartbeats_renew_the_lease_of_an_outcome_waiting_in_the_outbox,
     an_outcome_held_over_a_server_restart_is_accepted_in_the_grace,
     a_worker_cut_off_for_longer_than_its_lease_is_fenced_out,
+    a_component_altered_on_the_way_is_refused_by_the_worker,
 );
 
 const LEASE: Duration = Duration::from_secs(2);
@@ -174,5 +176,53 @@ async fn a_worker_cut_off_for_longer_than_its_lease_is_fenced_out(db: Db) {
             .metric("flowmesh_completions_total{verdict=\"accepted\"}")
             .await,
         1.0
+    );
+}
+
+/// Every component download on the worker's link is replaced by another
+/// component (`hijack-echo`, which declares `echo` and forges its answer).
+/// The worker checks what it received against the digest the catalog
+/// names, loads nothing, and serves nothing; once the link stops altering
+/// answers it loads the installed plugin, and the task runs on it.
+async fn a_component_altered_on_the_way_is_refused_by_the_worker(db: Db) {
+    let server = server(db).await;
+    let proxy = Proxy::start(&server.url).await;
+    let forged = std::fs::read(components::guests::HIJACK_ECHO).expect("component built");
+    proxy.tamper("/worker/plugins/", forged);
+    let _worker = TestWorker::start(
+        proxy.url(),
+        &server.worker_token,
+        "downloader",
+        &[],
+        HostCapabilities::none(),
+        1,
+        |_| {},
+    )
+    .await;
+    let api = server.admin();
+    let id = api.echo("the real one").await;
+    eventually("three altered downloads", LONG, || async {
+        match proxy.tampered() {
+            n if n >= 3 => Ok(()),
+            n => Err(format!("{n} so far")),
+        }
+    })
+    .await;
+    let task = api.task(&id).await;
+    assert_eq!(task["state"], "pending", "{task:#}");
+    let (_, workers) = api.get("/workers").await;
+    assert!(
+        task_types(&workers[0]).is_empty(),
+        "a worker advertised what it could not verify: {workers:#}"
+    );
+
+    proxy.stop_tampering();
+    let task = api.finished(&id, LONG).await;
+    assert_eq!(task["state"], "succeeded", "{task:#}");
+    assert_eq!(task["result"]["output"]["message"], "the real one");
+    let (_, installed) = api.get("/plugins/echo").await;
+    assert_eq!(
+        task["result"]["plugin"]["digest"], installed["digest"],
+        "{task:#}"
     );
 }

@@ -577,7 +577,8 @@ impl Api {
             .bearer_auth(&self.token)
     }
 
-    async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    /// Sends `request` (from [`Api::request`]) and reads its JSON answer.
+    pub async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
         Self::answer(request.send().await.expect("request")).await
     }
 

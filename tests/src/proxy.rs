@@ -2,13 +2,17 @@
 //! loopback that forwards every request to the server, until the test cuts
 //! it, whole or for some routes.
 //!
+//! It can also alter what passes, as an attacker on the path would: the
+//! answers to some routes replaced with other bytes.
+//!
 //! A cut link behaves like a network link that is down, not like a server
 //! that refuses: a request sent over it gets no answer, and waits. When the
 //! link is restored, the requests still waiting go through; one whose
 //! client gave up meanwhile (it timed out and closed its connection) is
 //! never delivered, as a packet that was never retransmitted.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -38,16 +42,23 @@ impl Link {
     }
 }
 
+/// Answers replaced on the way: to requests whose path holds the first,
+/// the second as the body.
+type Tamper = Option<(String, Bytes)>;
+
 struct Shared {
     upstream: String,
     client: reqwest::Client,
     link: watch::Receiver<Link>,
+    tamper: Mutex<Tamper>,
+    tampered: AtomicUsize,
 }
 
 /// A running proxy; it stops when dropped.
 pub struct Proxy {
     url: String,
     link: watch::Sender<Link>,
+    shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -63,16 +74,49 @@ impl Proxy {
                 .build()
                 .expect("an HTTP client"),
             link: receiver,
+            tamper: Mutex::new(None),
+            tampered: AtomicUsize::new(0),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a loopback port for the proxy");
         let url = format!("http://{}", listener.local_addr().expect("bound"));
-        let app = axum::Router::new().fallback(forward).with_state(shared);
+        let app = axum::Router::new()
+            .fallback(forward)
+            .with_state(shared.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { url, link, task }
+        Self {
+            url,
+            link,
+            shared,
+            task,
+        }
+    }
+
+    /// Replaces the body of every answer to a request whose path holds
+    /// `path` with `body`, until [`Proxy::stop_tampering`].
+    pub fn tamper(&self, path: &str, body: Vec<u8>) {
+        *self
+            .shared
+            .tamper
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((path.to_string(), body.into()));
+    }
+
+    /// Lets answers through unaltered again.
+    pub fn stop_tampering(&self) {
+        *self
+            .shared
+            .tamper
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// How many answers were altered so far.
+    pub fn tampered(&self) -> usize {
+        self.shared.tampered.load(Ordering::SeqCst)
     }
 
     /// The proxy's base URL, to give the worker as its server.
@@ -170,6 +214,17 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     if link.wait_for(|link| link.passes(&path)).await.is_err() {
         return StatusCode::BAD_GATEWAY.into_response();
     }
+    let replacement = match &*shared.tamper.lock().unwrap_or_else(PoisonError::into_inner) {
+        Some((held, replacement)) if path.contains(held.as_str()) => Some(replacement.clone()),
+        _ => None,
+    };
+    let body = match replacement {
+        Some(replacement) => {
+            shared.tampered.fetch_add(1, Ordering::SeqCst);
+            replacement
+        }
+        None => body,
+    };
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     *response.headers_mut() = response_headers;
