@@ -880,7 +880,8 @@ async fn tokens_expire_and_revoked_ones_are_refused_on_every_server(db: Db) {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     assert_eq!(answer["error"]["details"][0]["path"], "expires", "{answer}");
 
-    // The only admin token stays: revoking it would lock everyone out.
+    // A token cannot revoke itself (so the only admin token stays, and a
+    // client exploring the API cannot lock itself out).
     let bootstrap = listed
         .as_array()
         .expect("a list")
@@ -891,7 +892,16 @@ async fn tokens_expire_and_revoked_ones_are_refused_on_every_server(db: Db) {
         .to_string();
     let (status, answer) = admin.delete(&format!("/tokens/{bootstrap}")).await;
     assert_eq!(status, StatusCode::CONFLICT, "{answer}");
-    assert_eq!(answer["error"]["code"], "last_admin_token");
+    assert_eq!(answer["error"]["code"], "own_token");
+    let (_, listed) = admin.get("/tokens").await;
+    assert!(
+        listed
+            .as_array()
+            .expect("a list")
+            .iter()
+            .any(|token| token["id"] == bootstrap.as_str() && token["revokedAt"].is_null()),
+        "{listed:#}"
+    );
     let (status, _) = admin.delete("/tokens/no-such-token").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // Only admins see or revoke tokens.

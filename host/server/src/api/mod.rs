@@ -19,6 +19,7 @@ mod error;
 mod event_cursor;
 pub(crate) mod fleet;
 pub mod openapi;
+mod openapi_contract;
 mod ops;
 mod query;
 mod sse;

@@ -1,5 +1,6 @@
 //! `GET /openapi.json`: the API's OpenAPI 3.1 description, generated from
-//! the handlers and the wire types.
+//! the handlers and the wire types, then completed into the server's
+//! contract by [`super::openapi_contract`].
 
 use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -21,6 +22,7 @@ use super::{fleet, ops, tasks, tokens, worker, workflows};
         fleet::get_plugin, fleet::remove_plugin, tokens::create, tokens::list, tokens::revoke,
         ops::healthz, ops::metrics,
     ),
+    components(schemas(flowmesh_types::api::SubmittedWorkflow)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
@@ -37,12 +39,16 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The OpenAPI document.
-pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// The OpenAPI document, as JSON.
+pub fn document() -> serde_json::Value {
+    let mut document =
+        serde_json::to_value(ApiDoc::openapi()).expect("the generated document is JSON");
+    super::openapi_contract::complete(&mut document);
+    document
 }
 
 /// `GET /openapi.json`.
-pub(super) async fn serve(_: Params<NoParams>) -> Json<utoipa::openapi::OpenApi> {
-    Json(document())
+pub(super) async fn serve(_: Params<NoParams>) -> Json<serde_json::Value> {
+    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    Json(DOCUMENT.get_or_init(document).clone())
 }

@@ -39,7 +39,7 @@ pub(super) async fn healthz(
 }
 
 /// `GET /metrics`: Prometheus text format.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "OpenMetrics text format", body = String, content_type = "application/openmetrics-text")))]
 pub(super) async fn metrics(
     _: Params<NoParams>,
     State(state): State<Arc<AppState>>,

@@ -43,8 +43,12 @@ pub(super) async fn create(
             "only a worker token can be shared; leave it out for admin and user tokens",
         ));
     }
-    if request.name.as_ref().is_some_and(|name| name.len() > 256) {
-        return Err(ApiFailure::invalid_field("name", "at most 256 bytes"));
+    if request
+        .name
+        .as_ref()
+        .is_some_and(|name| name.chars().count() > 256)
+    {
+        return Err(ApiFailure::invalid_field("name", "at most 256 characters"));
     }
     let now = now_ms();
     let expires_at = match &request.expires {
@@ -110,6 +114,13 @@ pub(super) async fn revoke(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiFailure> {
     auth.require(&[Role::Admin], "revoking tokens")?;
+    if id == auth.0.token_id {
+        return Err(ApiFailure::new(
+            StatusCode::CONFLICT,
+            "own_token",
+            "a token cannot revoke itself; revoke it with another admin token",
+        ));
+    }
     match state.store.revoke_token(&id, now_ms()).await? {
         Revoked::Now | Revoked::Already => {
             state.forget_tokens();
