@@ -11,6 +11,8 @@
 #   CONTRACT_EXAMPLES=200 scripts/contract.sh
 #   CONTRACT_MAX_TIME=600 scripts/contract.sh   # fuzz and explore until
 #                                               # 600 s are spent, each run
+#   CONTRACT_SEED=random scripts/contract.sh    # new examples (CI pins the
+#                                               # seed, so a run repeats)
 #
 # Goal: 0 failures of any kind; it exits non-zero on any. `cargo test` runs
 # it (host/cli/tests/contract.rs).
@@ -20,8 +22,15 @@ root=$PWD
 
 version=4.32.5
 examples=${CONTRACT_EXAMPLES:-25}
-seed=${CONTRACT_SEED:-$RANDOM}
-venv=target/schemathesis
+seed=${CONTRACT_SEED:-20261206}
+[ "$seed" = random ] && seed=$RANDOM
+target=${CARGO_TARGET_DIR:-target}
+venv=$target/schemathesis
+mkdir -p "$target"
+# One run at a time per target directory: the venv and the run's home are
+# shared.
+exec 9>"$target/contract.lock"
+flock 9
 if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$version"; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
@@ -31,10 +40,10 @@ fi
 bin=${FLOWMESH_BIN:-}
 if [ -z "$bin" ]; then
     cargo build --locked -p flowmesh-cli
-    bin=target/debug/flowmesh
+    bin=$target/debug/flowmesh
 fi
 flowmesh() { "$bin" "$@"; }
-export FLOWMESH_HOME="$PWD/target/contract"
+export FLOWMESH_HOME="$(cd "$target" && pwd)/contract"
 export FLOWMESH_CONFIG="$FLOWMESH_HOME/config.toml"
 unset FLOWMESH_SERVER FLOWMESH_TOKEN FLOWMESH_OUTPUT
 rm -rf "$FLOWMESH_HOME"
@@ -47,6 +56,8 @@ for _ in $(seq 1 600); do
     kill -0 "$up" 2>/dev/null || { cat "$FLOWMESH_HOME/up.log" >&2; exit 1; }
     sleep 0.2
 done
+grep -q '^Ctrl-C' "$FLOWMESH_HOME/up.out" || { echo "flowmesh up did not come up in 120 s" >&2; cat "$FLOWMESH_HOME/up.log" >&2; exit 1; }
+venv_bin=$(cd "$venv/bin" && pwd)
 url=$(sed -n 's/^server = "\(.*\)"$/\1/p' "$FLOWMESH_CONFIG")
 secret() { flowmesh token create "$@" --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'; }
 tenant=$(secret --tenant acme --role user --name contract-user)
@@ -57,7 +68,7 @@ run() {
     printf '\n== schemathesis %s, as %s (seed %s, %s examples per operation)\n' "$version" "$who" "$seed" "$examples"
     # One worker: hypothesis on Python 3.11 is not safe with several. It
     # runs in the run's home, where it keeps its example database.
-    (cd "$FLOWMESH_HOME" && "$root/$venv/bin/st" --config-file "$root/$config" run "$url/openapi.json" \
+    (cd "$FLOWMESH_HOME" && "$venv_bin/st" --config-file "$root/$config" run "$url/openapi.json" \
         -H "Authorization: Bearer $token" \
         --phases examples,coverage,fuzzing,stateful \
         --max-examples "$examples" --seed "$seed" --workers 1 \

@@ -78,7 +78,9 @@ async fn heartbeats_renew_the_lease_of_an_outcome_waiting_in_the_outbox(db: Db) 
     let proxy = Proxy::start(&server.url).await;
     let _worker = echo_worker_at(&server, proxy.url(), "held").await;
     let api = server.admin();
-    let id = api.submit(&sleep_document("300ms")).await;
+    // Long enough to be still running when the hold starts, short enough
+    // to end inside it.
+    let id = api.submit(&sleep_document("3s")).await;
     api.until(&id, LONG, |task| task["state"] == "running")
         .await;
     proxy.hold(&OUTCOME_ROUTES);
@@ -140,7 +142,7 @@ async fn a_worker_cut_off_for_longer_than_its_lease_is_fenced_out(db: Db) {
     let proxy = Proxy::start(&server.url).await;
     let _cut_off = echo_worker_at(&server, proxy.url(), "cut-off").await;
     let api = server.admin();
-    let id = api.submit(&sleep_document("1s")).await;
+    let id = api.submit(&sleep_document("3s")).await;
     api.until(&id, LONG, |task| task["state"] == "running")
         .await;
     proxy.cut();
@@ -163,11 +165,17 @@ async fn a_worker_cut_off_for_longer_than_its_lease_is_fenced_out(db: Db) {
             .metric("flowmesh_completions_total{verdict=\"stale_lease\"}")
             .await
         {
-            1.0 => Ok(()),
+            refused if refused >= 1.0 => Ok(()),
             other => Err(format!("{other} refused")),
         }
     })
     .await;
+    assert_eq!(
+        server
+            .metric("flowmesh_completions_total{verdict=\"stale_lease\"}")
+            .await,
+        1.0
+    );
     let after = api.task(&id).await;
     assert_eq!(after["result"], task["result"], "{after:#}");
     assert_eq!(outcomes(&after), outcomes(&task));

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use flowmesh_server::store::{
-    EventStream, NewStage, NewTask, NewWorkflow, RetryPolicy, StagePlan, Store,
+    EventStream, NewStage, NewTask, NewToken, NewWorkflow, RetryPolicy, Revoked, StagePlan, Store,
 };
 use flowmesh_tests::cluster::{Db, TestDb};
 use flowmesh_tests::store_fixtures::{self as fixtures, TestRegistration, claim_for};
@@ -22,6 +22,7 @@ flowmesh_tests::on_both_backends!(
     garbage_collection_deletes_only_old_finished_tasks,
     garbage_collection_keeps_the_stages_of_a_running_workflow,
     a_gpu_request_is_matched_device_by_device,
+    the_last_live_admin_token_is_never_revoked,
 );
 
 const RETRY: RetryPolicy = RetryPolicy {
@@ -414,4 +415,44 @@ async fn a_gpu_request_is_matched_device_by_device(db: Db) {
         .expect("read")
         .expect("exists");
     assert_eq!(waiting.state, TaskState::Pending);
+}
+
+/// Two admins revoke each other: the first revocation goes through, the
+/// second would leave no live admin token and is refused, so the server is
+/// never left without one (the API also refuses a token revoking itself).
+async fn the_last_live_admin_token_is_never_revoked(db: Db) {
+    let (store, _db) = open(db).await;
+    let admin = |name| NewToken {
+        tenant: "default",
+        role: flowmesh_types::api::Role::Admin,
+        name: Some(name),
+        shared: false,
+        expires_at: None,
+    };
+    let first = store
+        .create_token(&admin("first"), 1_000)
+        .await
+        .expect("created");
+    let second = store
+        .create_token(&admin("second"), 1_000)
+        .await
+        .expect("created");
+    assert!(matches!(
+        store.revoke_token(&first.principal.token_id, 2_000).await,
+        Ok(Revoked::Now)
+    ));
+    assert!(matches!(
+        store.revoke_token(&second.principal.token_id, 3_000).await,
+        Ok(Revoked::LastAdmin)
+    ));
+    // An admin that has expired does not count as live.
+    let expiring = NewToken {
+        expires_at: Some(5_000),
+        ..admin("expiring")
+    };
+    store.create_token(&expiring, 4_000).await.expect("created");
+    assert!(matches!(
+        store.revoke_token(&second.principal.token_id, 6_000).await,
+        Ok(Revoked::LastAdmin)
+    ));
 }

@@ -3,8 +3,9 @@
 //! use: a fresh cluster (`initdb`) in a temporary directory on a free port,
 //! run by the `postgres` system user with the distribution's binaries.
 //!
-//! The binaries come from the same packages `scripts/postgres.sh` installs
-//! (it is run first, through [`crate::cluster::postgres_url`]).
+//! The binaries come from the packages `scripts/postgres.sh` installs; it is
+//! run first when they are missing (also when `FLOWMESH_TEST_POSTGRES`
+//! points the other tests at a server elsewhere).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -50,8 +51,14 @@ fn as_postgres(command: &str) {
 impl PrivatePostgres {
     /// Creates the cluster and starts it.
     pub fn start() -> Self {
-        // Installs PostgreSQL from the distribution's packages if missing.
-        let _ = crate::cluster::postgres_url();
+        if std::fs::read_dir("/usr/lib/postgresql").is_err() {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/postgres.sh");
+            let status = Command::new(script)
+                .stdout(std::process::Stdio::null())
+                .status()
+                .expect("scripts/postgres.sh runs");
+            assert!(status.success(), "scripts/postgres.sh installs PostgreSQL");
+        }
         let versions = std::fs::read_dir("/usr/lib/postgresql").expect("PostgreSQL is installed");
         let mut versions: Vec<PathBuf> = versions
             .filter_map(|entry| entry.ok().map(|entry| entry.path()))
@@ -115,11 +122,13 @@ impl PrivatePostgres {
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
+        // The cluster's files are the postgres user's: removed as it.
         run_as(
             "postgres",
             &format!(
-                "{} -D {} -m immediate stop >/dev/null 2>&1",
+                "{} -D {} -m immediate stop >/dev/null 2>&1; rm -rf {}",
                 self.bin.join("pg_ctl").display(),
+                self.data().display(),
                 self.data().display()
             ),
         );

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::cluster::{Api, eventually};
+use crate::cluster::Api;
 
 /// How long a process may take to come up.
 const START: Duration = Duration::from_secs(60);
@@ -86,19 +86,6 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// Waits until `url` answers `/healthz` with a success.
-pub async fn wait_healthy(url: &str) {
-    flowmesh_tls::install_crypto_provider();
-    eventually(&format!("{url} to answer /healthz"), START, || async {
-        match reqwest::get(format!("{url}/healthz")).await {
-            Ok(response) if response.status().is_success() => Ok(()),
-            Ok(response) => Err(response.status().to_string()),
-            Err(error) => Err(error.to_string()),
-        }
-    })
-    .await;
-}
-
 /// A `flowmesh server` process on a fixed port, its data directory and its
 /// database: it can be killed and started again on the same three.
 pub struct ServerProcess {
@@ -151,7 +138,28 @@ impl ServerProcess {
             .stdout(Stdio::null())
             .stderr(log);
         self.process = Some(Process::spawn(command));
-        wait_healthy(&self.url).await;
+        // Healthy, and this process: one that exited (its port taken, say)
+        // fails here with its log, not after a minute of waiting.
+        flowmesh_tls::install_crypto_provider();
+        let deadline = tokio::time::Instant::now() + START;
+        loop {
+            assert!(
+                self.running(),
+                "the server exited at start:\n{}",
+                self.log()
+            );
+            if let Ok(answer) = reqwest::get(format!("{}/healthz", self.url)).await
+                && answer.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the server never answered /healthz:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Kills it with SIGKILL.

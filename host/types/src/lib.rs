@@ -47,6 +47,8 @@
 pub mod api;
 pub mod capability;
 #[cfg(feature = "document")]
+mod cpu_millis;
+#[cfg(feature = "document")]
 pub mod document;
 pub mod event;
 pub mod manifest;

@@ -135,7 +135,8 @@ impl Shared {
         }
         // Their leases went with the registration.
         self.lock_ready().clear();
-        self.last_delivery(stale).await;
+        // Bounded as a whole: registering again must not wait on a slow server.
+        let _ = tokio::time::timeout(Duration::from_secs(15), self.last_delivery(stale)).await;
         self.outbox.clear();
         if let Err(error) = self.register().await {
             tracing::error!(%error, "registering again failed");

@@ -38,7 +38,7 @@ pub(super) async fn healthz(
     }
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// `GET /metrics`: OpenMetrics text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "OpenMetrics text format", body = String, content_type = "application/openmetrics-text")))]
 pub(super) async fn metrics(
     _: Params<NoParams>,

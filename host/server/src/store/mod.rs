@@ -140,11 +140,8 @@ impl StoreError {
         match self {
             Self::Database(sqlx::Error::Database(error)) => {
                 let code = error.code();
-                // SQLITE_FULL is 13; its extended codes keep 13 in the low byte.
-                let sqlite_full = code
-                    .as_deref()
-                    .and_then(|code| code.parse::<i32>().ok())
-                    .is_some_and(|code| code & 0xff == 13);
+                // SQLITE_FULL is 13 (a PostgreSQL SQLSTATE has five characters).
+                let sqlite_full = code.as_deref() == Some("13");
                 sqlite_full || code.as_deref() == Some("53100") || full_text(error.message())
             }
             Self::Database(sqlx::Error::Io(error)) | Self::Io { error, .. } => {

@@ -25,10 +25,11 @@ pub struct Hardware {
 }
 
 impl Hardware {
-    /// The CPUs in thousandths of a core, rounded down: what capacity checks
-    /// compare with [`crate::document::HardwareRequest::cpu_millis`].
+    /// The CPUs in thousandths of a core, a fraction of one rounded down:
+    /// what capacity checks compare with
+    /// [`crate::document::HardwareRequest::cpu_millis`].
     pub fn cpu_millis(&self) -> i64 {
-        (self.cpus * 1000.0).floor() as i64
+        crate::cpu_millis::cpu_millis(self.cpus, f64::floor)
     }
 }
 

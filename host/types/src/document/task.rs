@@ -91,16 +91,7 @@ impl HardwareRequest {
     /// The CPU request in thousandths of a core, rounded up: what capacity
     /// checks compare with [`crate::api::Hardware::cpu_millis`].
     pub fn cpu_millis(&self) -> i64 {
-        let millis = self.cpu * 1000.0;
-        // 16.12 cores is 16,120 millicores, though 16.12 × 1000 is
-        // 16120.000000000002 in floating point: only a real fraction of a
-        // millicore rounds up.
-        let nearest = millis.round();
-        if (millis - nearest).abs() < 1e-6 {
-            nearest as i64
-        } else {
-            millis.ceil() as i64
-        }
+        crate::cpu_millis::cpu_millis(self.cpu, f64::ceil)
     }
 }
 
@@ -124,7 +115,9 @@ pub(crate) fn check_metadata(value: &Value, errors: &mut Errors) -> Metadata {
         Some(Value::String(name)) if name.chars().any(char::is_control) => {
             errors.add("metadata.name", "must not contain control characters")
         }
-        Some(Value::String(name)) if name.len() <= 253 => metadata.name = Some(name.clone()),
+        Some(Value::String(name)) if name.chars().count() <= 253 => {
+            metadata.name = Some(name.clone())
+        }
         Some(Value::String(_)) => errors.add("metadata.name", "longer than 253 characters"),
         Some(other) => errors.add(
             "metadata.name",
