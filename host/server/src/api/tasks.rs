@@ -345,9 +345,12 @@ pub(crate) async fn cancel_task(
     if let CancelOutcome::Unchanged(current) = outcome {
         tracing::debug!(task = id, state = %current, "cancel of a task that cannot change: no-op");
     }
+    // Read before the cancel is announced: the answer is the state the
+    // cancel left (`cancelling` for a running task), not whatever a worker
+    // woken by the announcement did next.
+    let task = load(state, tenant, id).await;
     state.publish(events);
-    let task = load(state, tenant, id).await?;
-    view(state, task).await
+    view(state, task?).await
 }
 
 /// The event stream of `principal`'s task `id` (see `GET
