@@ -48,7 +48,9 @@ export FLOWMESH_CONFIG="$FLOWMESH_HOME/config.toml"
 unset FLOWMESH_SERVER FLOWMESH_TOKEN FLOWMESH_OUTPUT
 rm -rf "$FLOWMESH_HOME"
 mkdir -p "$FLOWMESH_HOME"
-flowmesh up --bind 127.0.0.1:0 >"$FLOWMESH_HOME/up.out" 2>"$FLOWMESH_HOME/up.log" &
+# The binary itself (not the shell function), so that $! is its pid and the
+# trap stops it; without the lock's descriptor, so that it never holds the lock.
+"$bin" up --bind 127.0.0.1:0 >"$FLOWMESH_HOME/up.out" 2>"$FLOWMESH_HOME/up.log" 9>&- &
 up=$!
 trap 'kill -TERM $up 2>/dev/null || true; wait $up 2>/dev/null || true' EXIT
 for _ in $(seq 1 600); do
