@@ -973,14 +973,7 @@ async fn health_metrics_and_openapi_answer(db: Db) {
         .await
         .expect("healthz");
     assert_eq!(health.status(), StatusCode::OK);
-    let metrics = http
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.metrics().await;
     for expected in [
         "flowmesh_queue_depth{task_type=\"echo\",state=\"succeeded\"} 1",
         "flowmesh_workers_by_task_type{task_type=\"echo\"} 1",

@@ -12,11 +12,12 @@
 use std::time::Duration;
 
 use flowmesh_runtime::HostCapabilities;
-use flowmesh_tests::cluster::{Db, TestServer, TestWorker, eventually, sleep_document, task_types};
+use flowmesh_tests::cluster::{
+    Db, TestServer, TestWorker, attempt_outcomes, eventually, sleep_document, task_types,
+};
 use flowmesh_tests::components;
 use flowmesh_tests::on_both_backends;
 use flowmesh_tests::proxy::Proxy;
-use serde_json::Value;
 
 on_both_backends!(
     heartbeats_renew_the_lease_of_an_outcome_waiting_in_the_outbox,
@@ -27,6 +28,11 @@ on_both_backends!(
 
 const LEASE: Duration = Duration::from_secs(2);
 const LONG: Duration = Duration::from_secs(60);
+
+/// Outcomes the server accepted, refused by the fence, and leases expired.
+const ACCEPTED: &str = "flowmesh_completions_total{verdict=\"accepted\"}";
+const STALE: &str = "flowmesh_completions_total{verdict=\"stale_lease\"}";
+const LEASES_EXPIRED: &str = "flowmesh_leases_expired_total";
 
 /// The routes that carry a worker's outcomes to the server.
 const OUTCOME_ROUTES: [&str; 2] = ["/worker/claim", "/worker/complete"];
@@ -46,27 +52,6 @@ async fn echo_worker_at(server: &TestServer, url: &str, name: &str) -> TestWorke
         |_| {},
     )
     .await
-}
-
-fn outcomes(task: &Value) -> Vec<(String, String)> {
-    task["attempts"]
-        .as_array()
-        .map(|attempts| {
-            attempts
-                .iter()
-                .map(|a| {
-                    (
-                        a["worker"].as_str().unwrap_or_default().to_string(),
-                        a["outcome"].as_str().unwrap_or_default().to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn pair(worker: &str, outcome: &str) -> (String, String) {
-    (worker.to_string(), outcome.to_string())
 }
 
 /// The task ends while the routes that deliver outcomes are held for three
@@ -91,19 +76,14 @@ async fn heartbeats_renew_the_lease_of_an_outcome_waiting_in_the_outbox(db: Db) 
         task["state"], "running",
         "the lease of an outcome in the outbox expired: {task:#}"
     );
-    assert_eq!(server.metric("flowmesh_leases_expired_total").await, 0.0);
+    assert_eq!(server.metric(LEASES_EXPIRED).await, 0.0);
 
     proxy.restore();
     let task = api.finished(&id, LONG).await;
     assert_eq!(task["state"], "succeeded", "{task:#}");
-    assert_eq!(outcomes(&task), vec![pair("held", "succeeded")]);
-    assert_eq!(
-        server
-            .metric("flowmesh_completions_total{verdict=\"accepted\"}")
-            .await,
-        1.0
-    );
-    assert_eq!(server.metric("flowmesh_leases_expired_total").await, 0.0);
+    assert_eq!(attempt_outcomes(&task), vec![("held", "succeeded")]);
+    assert_eq!(server.metric(ACCEPTED).await, 1.0);
+    assert_eq!(server.metric(LEASES_EXPIRED).await, 0.0);
 }
 
 /// The server is down for two lease TTLs while a task runs and ends; the
@@ -122,14 +102,9 @@ async fn an_outcome_held_over_a_server_restart_is_accepted_in_the_grace(db: Db) 
     let api = server.admin();
     let task = api.finished(&id, LONG).await;
     assert_eq!(task["state"], "succeeded", "{task:#}");
-    assert_eq!(outcomes(&task), vec![pair("patient", "succeeded")]);
-    assert_eq!(server.metric("flowmesh_leases_expired_total").await, 0.0);
-    assert_eq!(
-        server
-            .metric("flowmesh_completions_total{verdict=\"stale_lease\"}")
-            .await,
-        0.0
-    );
+    assert_eq!(attempt_outcomes(&task), vec![("patient", "succeeded")]);
+    assert_eq!(server.metric(LEASES_EXPIRED).await, 0.0);
+    assert_eq!(server.metric(STALE).await, 0.0);
 }
 
 /// A worker loses its link in the middle of a task for three lease TTLs.
@@ -152,39 +127,23 @@ async fn a_worker_cut_off_for_longer_than_its_lease_is_fenced_out(db: Db) {
     assert_eq!(task["state"], "succeeded", "{task:#}");
     assert_eq!(task["worker"], "rescuer", "{task:#}");
     assert_eq!(
-        outcomes(&task),
-        vec![
-            pair("cut-off", "lease_expired"),
-            pair("rescuer", "succeeded")
-        ]
+        attempt_outcomes(&task),
+        vec![("cut-off", "lease_expired"), ("rescuer", "succeeded")]
     );
 
     proxy.restore();
     eventually("the cut-off worker's late outcome", LONG, || async {
-        match server
-            .metric("flowmesh_completions_total{verdict=\"stale_lease\"}")
-            .await
-        {
+        match server.metric(STALE).await {
             refused if refused >= 1.0 => Ok(()),
             other => Err(format!("{other} refused")),
         }
     })
     .await;
-    assert_eq!(
-        server
-            .metric("flowmesh_completions_total{verdict=\"stale_lease\"}")
-            .await,
-        1.0
-    );
+    assert_eq!(server.metric(STALE).await, 1.0);
     let after = api.task(&id).await;
     assert_eq!(after["result"], task["result"], "{after:#}");
-    assert_eq!(outcomes(&after), outcomes(&task));
-    assert_eq!(
-        server
-            .metric("flowmesh_completions_total{verdict=\"accepted\"}")
-            .await,
-        1.0
-    );
+    assert_eq!(attempt_outcomes(&after), attempt_outcomes(&task));
+    assert_eq!(server.metric(ACCEPTED).await, 1.0);
 }
 
 /// Every component download on the worker's link is replaced by another

@@ -631,12 +631,7 @@ async fn worker_advertisements_are_bounded(db: Db) {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
-    let metrics = reqwest::get(format!("{}/metrics", server.url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.metrics().await;
     assert!(
         metrics.len() < 64 * 1024,
         "/metrics is {} bytes",

@@ -150,12 +150,7 @@ async fn a_stage_consumes_upstream_outputs_and_the_workflow_succeeds(db: Db) {
         "{events:?}"
     );
 
-    let metrics = reqwest::get(format!("{}/metrics", server.url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains("flowmesh_workflows_finished_total{state=\"succeeded\"} 1"),
         "{metrics}"

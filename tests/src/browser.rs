@@ -58,10 +58,7 @@ impl Browser {
     /// `base`.
     pub async fn start(base: &str, width: u32, height: u32) -> Self {
         let driver = driver_path();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
+        let port = crate::processes::free_port();
         let child = tokio::process::Command::new(&driver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

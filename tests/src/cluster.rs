@@ -293,17 +293,23 @@ impl TestServer {
         }
     }
 
-    /// The value of one sample of `/metrics`, named with its labels as the
-    /// text format prints them (`flowmesh_completions_total{verdict="accepted"}`);
-    /// 0 when the server has not printed it yet.
-    pub async fn metric(&self, sample: &str) -> f64 {
-        let text = reqwest::get(format!("{}/metrics", self.url))
+    /// What `/metrics` answers.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.url))
             .await
             .expect("/metrics answers")
             .text()
             .await
-            .expect("/metrics reads");
-        text.lines()
+            .expect("/metrics reads")
+    }
+
+    /// The value of one sample of `/metrics`, named with its labels as the
+    /// text format prints them (`flowmesh_completions_total{verdict="accepted"}`);
+    /// 0 when the server has not printed it yet.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
             .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
             .map_or(0.0, |value| value.trim().parse().expect("a number"))
     }
@@ -732,6 +738,24 @@ pub fn parse_sse(text: &str) -> Vec<(String, Value)> {
             Some((event?, serde_json::from_str(&data).ok()?))
         })
         .collect()
+}
+
+/// Each attempt of `task` (a `GET /tasks/{id}` answer) as (worker,
+/// outcome), in order.
+pub fn attempt_outcomes(task: &Value) -> Vec<(&str, &str)> {
+    task["attempts"]
+        .as_array()
+        .map_or_else(Vec::new, |attempts| {
+            attempts
+                .iter()
+                .map(|a| {
+                    (
+                        a["worker"].as_str().unwrap_or_default(),
+                        a["outcome"].as_str().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
 }
 
 /// A task document for the echo plugin.

@@ -24,10 +24,9 @@ pub struct PrivatePostgres {
 
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the process's effective user.
+    std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
 }
 
 /// Runs `command` (a shell line) as `user`, through `su` as root or `sudo`

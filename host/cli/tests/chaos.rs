@@ -14,16 +14,23 @@
 //! `FLOWMESH_CHAOS=full` runs 5,000. Each run prints its figures and the
 //! seed of its random moments; `FLOWMESH_CHAOS_SEED=N` repeats them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use flowmesh_tests::cluster::{Api, Db, TestDb, eventually, sleep_document};
+use flowmesh_tests::cluster::{Api, Db, TestDb, attempt_outcomes, eventually, sleep_document};
 use flowmesh_tests::components;
 use flowmesh_tests::private_postgres::PrivatePostgres;
 use flowmesh_tests::processes::{Process, ServerProcess, worker_process};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+
+flowmesh_tests::on_both_backends!(
+    server_killed_five_times_during_a_burn_down,
+    a_workflow_survives_kills_between_its_stages,
+    a_killed_workers_task_runs_again_and_its_late_outcome_is_fenced,
+    a_frozen_worker_is_fenced_out,
+);
 
 const BIN: &str = env!("CARGO_BIN_EXE_flowmesh");
 const LONG: Duration = Duration::from_secs(180);
@@ -113,6 +120,33 @@ fn burn_down_task(label: &str, index: usize) -> Value {
            "metadata": {"labels": {"batch": label}}, "spec": spec})
 }
 
+/// `POST /tasks` with `documents` as a JSON array: the status and the JSON
+/// answer, or why none came.
+async fn post_batch(
+    api: &Api,
+    documents: Vec<Value>,
+) -> Result<(StatusCode, Value), reqwest::Error> {
+    let answer = api
+        .request(reqwest::Method::POST, "/tasks")
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(Value::Array(documents).to_string())
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await?;
+    let status = answer.status();
+    Ok((status, answer.json().await?))
+}
+
+/// The task ids of a batch's answer, in order.
+fn item_ids(body: &Value) -> Vec<String> {
+    body["items"]
+        .as_array()
+        .expect("the batch's items")
+        .iter()
+        .map(|item| item["id"].as_str().expect("an id").to_string())
+        .collect()
+}
+
 /// Submits `batches` batches of `size` tasks, one every `pace`, through
 /// whatever happens to the server: a batch that could not be sent goes
 /// again; one whose answer was lost or that was refused goes again under a
@@ -129,14 +163,7 @@ async fn submit_through_faults(
         loop {
             let label = format!("b{batch}-{round}");
             let documents: Vec<Value> = (0..size).map(|i| burn_down_task(&label, i)).collect();
-            let sent = api
-                .request(reqwest::Method::POST, "/tasks")
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(Value::Array(documents).to_string())
-                .timeout(Duration::from_secs(30))
-                .send()
-                .await;
-            let answer = match sent {
+            let (status, body) = match post_batch(&api, documents).await {
                 Err(error) if error.is_connect() => {
                     // Never reached a server: nothing to account for.
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -149,24 +176,11 @@ async fn submit_through_faults(
                 }
                 Ok(answer) => answer,
             };
-            let status = answer.status();
-            let body: Value = match answer.json().await {
-                Ok(body) => body,
-                Err(_) => {
-                    submissions.unanswered.push(label);
-                    round += 1;
-                    continue;
-                }
-            };
             match status {
                 StatusCode::CREATED => {
-                    let items = body["items"].as_array().expect("the batch's items");
-                    assert_eq!(items.len(), size, "{body}");
-                    submissions.accepted.extend(
-                        items
-                            .iter()
-                            .map(|item| item["id"].as_str().expect("an id").to_string()),
-                    );
+                    let ids = item_ids(&body);
+                    assert_eq!(ids.len(), size, "{body}");
+                    submissions.accepted.extend(ids);
                     break;
                 }
                 StatusCode::SERVICE_UNAVAILABLE => {
@@ -328,16 +342,6 @@ fn assert_no_panic(server: &mut ServerProcess) {
     assert!(!log.contains("panicked"), "the server panicked:\n{log}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_server_killed_five_times_during_a_burn_down() {
-    server_killed_five_times_during_a_burn_down(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_server_killed_five_times_during_a_burn_down() {
-    server_killed_five_times_during_a_burn_down(Db::Postgres).await;
-}
-
 /// Two workers of 8 slots burn down a stream of batches while the server is
 /// killed five times at random moments and started again each time.
 async fn server_killed_five_times_during_a_burn_down(backend: Db) {
@@ -383,16 +387,6 @@ async fn server_killed_five_times_during_a_burn_down(backend: Db) {
         tally.lost_attempts,
         stored.summary(&submissions),
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_a_workflow_survives_kills_between_its_stages() {
-    a_workflow_survives_kills_between_its_stages(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_a_workflow_survives_kills_between_its_stages() {
-    a_workflow_survives_kills_between_its_stages(Db::Postgres).await;
 }
 
 /// A four-stage chain; the server is killed the moment each of the first
@@ -456,16 +450,6 @@ async fn worker_named(api: &Api, name: &str) -> Value {
         .unwrap_or_else(|| panic!("no worker {name}: {page:#}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_a_killed_workers_task_runs_again_and_its_late_outcome_is_fenced() {
-    a_killed_workers_task_runs_again_and_its_late_outcome_is_fenced(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_a_killed_workers_task_runs_again_and_its_late_outcome_is_fenced() {
-    a_killed_workers_task_runs_again_and_its_late_outcome_is_fenced(Db::Postgres).await;
-}
-
 /// A worker is killed with SIGKILL in the middle of a task. After its lease
 /// ends the task runs on another worker; the lost attempt is on record; and
 /// the outcome the dead worker held, sent late under its lease, is refused.
@@ -515,33 +499,14 @@ async fn a_killed_workers_task_runs_again_and_its_late_outcome_is_fenced(db: Db)
 
     let task = api.finished(&id, LONG).await;
     assert_eq!(task["state"], "succeeded", "{task:#}");
-    let attempts: Vec<(Value, Value)> = task["attempts"]
-        .as_array()
-        .expect("attempts")
-        .iter()
-        .map(|a| (a["worker"].clone(), a["outcome"].clone()))
-        .collect();
     assert_eq!(
-        attempts,
-        vec![
-            (json!("doomed"), json!("lease_expired")),
-            (json!("rescuer"), json!("succeeded"))
-        ],
+        attempt_outcomes(&task),
+        vec![("doomed", "lease_expired"), ("rescuer", "succeeded")],
         "{task:#}"
     );
 
     assert!(task["result"]["output"]["forged"].is_null(), "{task:#}");
     assert_no_panic(&mut server);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_a_frozen_worker_is_fenced_out() {
-    a_frozen_worker_is_fenced_out(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_a_frozen_worker_is_fenced_out() {
-    a_frozen_worker_is_fenced_out(Db::Postgres).await;
 }
 
 /// A worker is frozen (SIGSTOP) in the middle of its tasks for three lease
@@ -583,23 +548,14 @@ async fn a_frozen_worker_is_fenced_out(db: Db) {
     .await;
     let again = Tally::of(&api, &ids).await;
     again.assert_exactly_once();
-    let workers: BTreeMap<String, String> = {
-        let mut by_task = BTreeMap::new();
-        for id in &ids {
-            by_task.insert(
-                id.clone(),
-                api.task(id).await["worker"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            );
-        }
-        by_task
-    };
-    assert!(
-        workers.values().all(|worker| worker == "rescuer"),
-        "{workers:?}"
-    );
+    for id in &ids {
+        let task = api.task(id).await;
+        assert_eq!(
+            attempt_outcomes(&task),
+            vec![("frozen", "lease_expired"), ("rescuer", "succeeded")],
+            "{task:#}"
+        );
+    }
     assert_no_panic(&mut server);
 }
 
@@ -803,23 +759,11 @@ async fn sqlite_a_full_disk_refuses_submits_and_recovers() {
                        "spec": {"taskType": "echo", "message": format!("{label}/{i}")}})
             })
             .collect();
-        let answer = api
-            .request(reqwest::Method::POST, "/tasks")
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(Value::Array(documents).to_string())
-            .send()
+        let (status, body) = post_batch(&api, documents)
             .await
             .expect("the server answers");
-        let status = answer.status();
-        let body: Value = answer.json().await.expect("a JSON answer");
         match status {
-            StatusCode::CREATED => submissions.accepted.extend(
-                body["items"]
-                    .as_array()
-                    .expect("items")
-                    .iter()
-                    .map(|item| item["id"].as_str().expect("an id").to_string()),
-            ),
+            StatusCode::CREATED => submissions.accepted.extend(item_ids(&body)),
             StatusCode::SERVICE_UNAVAILABLE => {
                 refusal = Some(body);
                 break;

@@ -121,7 +121,25 @@ impl Submission {
 
 struct Queued {
     submission: Submission,
-    done: oneshot::Sender<Result<SubmissionWrite, String>>,
+    done: oneshot::Sender<Result<SubmissionWrite, WriteFailure>>,
+}
+
+/// Why a grouped write failed, for each submission in it: the store's error
+/// as text (one error answers many requests), and whether the disk was full.
+#[derive(Clone)]
+struct WriteFailure {
+    message: String,
+    disk_full: bool,
+}
+
+impl From<WriteFailure> for StoreError {
+    fn from(failure: WriteFailure) -> Self {
+        if failure.disk_full {
+            StoreError::DiskFull(failure.message)
+        } else {
+            StoreError::Write(failure.message)
+        }
+    }
 }
 
 /// The queue into the writer.
@@ -150,7 +168,7 @@ impl Submissions {
         answer
             .await
             .map_err(|_| stopped())?
-            .map_err(StoreError::Write)
+            .map_err(StoreError::from)
     }
 }
 
@@ -175,9 +193,12 @@ async fn write_loop(store: Store, mut receiver: mpsc::Receiver<Queued>) {
                     .map(|queued| queued.submission.tasks.len() + queued.submission.workflows.len())
                     .sum();
                 tracing::error!(%error, documents, "storing submitted documents failed");
-                let message = error.to_string();
+                let failure = WriteFailure {
+                    message: error.to_string(),
+                    disk_full: error.disk_full(),
+                };
                 for queued in batch.drain(..) {
-                    let _ = queued.done.send(Err(message.clone()));
+                    let _ = queued.done.send(Err(failure.clone()));
                 }
             }
         }

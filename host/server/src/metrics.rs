@@ -76,9 +76,12 @@ pub struct Metrics {
     pub task_seconds: Family<PluginOutcome, Histogram>,
     /// Leases that expired.
     pub leases_expired: Counter,
-    /// Outcomes workers delivered, by verdict: `stale_lease` counts the ones
-    /// refused because the lease was no longer the sender's.
-    pub completions: Family<VerdictLabel, Counter>,
+    /// Outcomes workers delivered that were accepted (the `accepted` child
+    /// of `completions_total`, held so a completion costs no lookup).
+    pub completions_accepted: Counter,
+    /// Outcomes refused because the lease was no longer the sender's (the
+    /// `stale_lease` child).
+    pub completions_stale: Counter,
     /// Workflows submitted.
     pub workflows_submitted: Counter,
     /// Workflows that finished, by state.
@@ -138,6 +141,15 @@ impl Default for Metrics {
             "Outcomes delivered by workers, by verdict (stale_lease: fenced out)",
             completions.clone(),
         );
+        let verdict = |verdict: &str| {
+            completions
+                .get_or_create(&VerdictLabel {
+                    verdict: verdict.to_string(),
+                })
+                .clone()
+        };
+        let completions_accepted = verdict("accepted");
+        let completions_stale = verdict("stale_lease");
         let workflows_submitted = Counter::default();
         registry.register(
             "workflows_submitted",
@@ -161,7 +173,8 @@ impl Default for Metrics {
             claimed,
             task_seconds,
             leases_expired,
-            completions,
+            completions_accepted,
+            completions_stale,
             workflows_submitted,
             workflows_finished,
         }

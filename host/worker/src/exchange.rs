@@ -78,8 +78,14 @@ impl Shared {
         }
     }
 
-    /// One round trip that only delivers: no claim, no wait.
-    async fn deliver(self: &Arc<Self>, worker_id: &str, delivery: Delivery) {
+    /// Sends `delivery` under registration `worker_id` in a round trip
+    /// that claims nothing and does not wait.
+    pub(crate) async fn send_only(
+        &self,
+        worker_id: &str,
+        delivery: &Delivery,
+        timeout: Duration,
+    ) -> Result<ClaimResponse, CallError> {
         let (events, completions) = delivery.contents();
         let request = ClaimRequest {
             worker_id: worker_id.to_string(),
@@ -88,9 +94,13 @@ impl Shared {
             events,
             completions,
         };
+        self.client.call("claim", &request, timeout).await
+    }
+
+    /// One round trip that only delivers: no claim, no wait.
+    async fn deliver(self: &Arc<Self>, worker_id: &str, delivery: Delivery) {
         match self
-            .client
-            .call::<_, ClaimResponse>("claim", &request, Duration::from_secs(30))
+            .send_only(worker_id, &delivery, Duration::from_secs(30))
             .await
         {
             Ok(response) => self.answered(&delivery, response),

@@ -5,7 +5,7 @@ use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use flowmesh_types::api::{ClaimRequest, ClaimResponse, Registered, WorkerRegistration};
+use flowmesh_types::api::{Registered, WorkerRegistration};
 use tokio::sync::RwLock;
 
 use crate::backoff::Backoff;
@@ -89,17 +89,8 @@ impl Shared {
             }
             let delivery = self.outbox.take();
             self.outbox.answered(&delivery);
-            let (events, completions) = delivery.contents();
-            let request = ClaimRequest {
-                worker_id: stale.to_string(),
-                max_tasks: 0,
-                wait_ms: 0,
-                events,
-                completions,
-            };
             match self
-                .client
-                .call::<_, ClaimResponse>("claim", &request, Duration::from_secs(10))
+                .send_only(stale, &delivery, Duration::from_secs(10))
                 .await
             {
                 Ok(response) => log_verdicts(&delivery, &response.verdicts),

@@ -17,7 +17,7 @@ use flowmesh_types::{WorkerCapabilities, is_valid_name};
 
 use super::query::{NoParams, Params};
 use super::{ApiFailure, Auth, Body, parse_json};
-use crate::metrics::{PluginOutcome, VerdictLabel};
+use crate::metrics::PluginOutcome;
 use crate::state::{AppState, now_ms};
 use crate::store::{Claim, Exchange, NewWorker};
 use flowmesh_types::api::{ApiError, ErrorBody};
@@ -437,18 +437,8 @@ pub(super) async fn claim(
 /// freed.
 fn record_outcomes(state: &AppState, completions: &[Completion], verdicts: &[CompletionVerdict]) {
     for (completion, verdict) in completions.iter().zip(verdicts) {
-        let label = match verdict {
-            CompletionVerdict::Accepted => "accepted",
-            CompletionVerdict::StaleLease => "stale_lease",
-        };
-        state
-            .metrics
-            .completions
-            .get_or_create(&VerdictLabel {
-                verdict: label.to_string(),
-            })
-            .inc();
         if *verdict == CompletionVerdict::Accepted {
+            state.metrics.completions_accepted.inc();
             let outcome = if completion.error.is_some() {
                 "failed"
             } else {
@@ -467,6 +457,7 @@ fn record_outcomes(state: &AppState, completions: &[Completion], verdicts: &[Com
                 })
                 .observe(completion.elapsed_ms as f64 / 1000.0);
         } else {
+            state.metrics.completions_stale.inc();
             tracing::info!(
                 task = completion.task_id,
                 "stale completion rejected: the lease is no longer this worker's"

@@ -115,6 +115,10 @@ pub enum StoreError {
     /// A grouped write failed (its cause is in the message).
     #[error("storing the task failed: {0}")]
     Write(String),
+    /// A grouped write failed because the database's disk is full (its
+    /// cause is in the message).
+    #[error("storing the task failed: {0}")]
+    DiskFull(String),
     /// A file of the store could not be created or secured.
     #[error("{}: {error}", path.display())]
     Io {
@@ -138,24 +142,17 @@ impl StoreError {
     /// the operator frees space.
     pub fn disk_full(&self) -> bool {
         match self {
+            // SQLITE_FULL is 13; a PostgreSQL SQLSTATE has five characters.
             Self::Database(sqlx::Error::Database(error)) => {
-                let code = error.code();
-                // SQLITE_FULL is 13 (a PostgreSQL SQLSTATE has five characters).
-                let sqlite_full = code.as_deref() == Some("13");
-                sqlite_full || code.as_deref() == Some("53100") || full_text(error.message())
+                matches!(error.code().as_deref(), Some("13" | "53100"))
             }
             Self::Database(sqlx::Error::Io(error)) | Self::Io { error, .. } => {
                 error.kind() == std::io::ErrorKind::StorageFull
             }
-            Self::Write(message) => full_text(message),
+            Self::DiskFull(_) => true,
             _ => false,
         }
     }
-}
-
-/// Whether an error's text says the disk is full.
-fn full_text(message: &str) -> bool {
-    message.contains("database or disk is full") || message.contains("No space left on device")
 }
 
 /// Which database the store runs on.
