@@ -69,6 +69,7 @@ impl Worker {
             running: Mutex::new(HashMap::new()),
             ready: Mutex::new(VecDeque::new()),
             slot_freed: Notify::new(),
+            pace: Default::default(),
             beat_now: Arc::new(Notify::new()),
             catalog: watch::Sender::new(None),
             advertised: Mutex::new(None),

@@ -72,7 +72,9 @@ impl Shared {
         }
         let shared = self.clone();
         spawn(self, async move {
+            let started = std::time::Instant::now();
             let (completion, output_bytes) = shared.execute(&task, &running).await;
+            shared.pace.task_ended(started.elapsed());
             shared.lock_running().remove(&task.id);
             if !running.lost.load(Ordering::SeqCst) {
                 shared.outbox.complete(completion, output_bytes);

@@ -21,9 +21,10 @@ pub struct WorkerConfig {
     pub name: String,
     /// Tasks run at once.
     pub slots: u32,
-    /// Tasks claimed ahead beyond the slots, each to start as a slot frees
-    /// without a round trip to the server; `None` for a quarter of the
-    /// slots (at least 1). At most `slots`.
+    /// The most tasks claimed ahead beyond the slots, each to start as a
+    /// slot frees without a round trip to the server; `None` for as many as
+    /// the slots. At most `slots`. Within it the worker holds ahead what its
+    /// slots finish during one round trip (see `pace.rs`).
     pub read_ahead: Option<u32>,
     /// Operator labels.
     pub labels: BTreeMap<String, String>,
@@ -39,11 +40,15 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// The read-ahead in effect: see [`WorkerConfig::read_ahead`].
+    /// The most tasks claimed ahead: see [`WorkerConfig::read_ahead`].
     pub fn read_ahead(&self) -> u32 {
-        self.read_ahead
-            .unwrap_or_else(|| self.slots.div_ceil(4).max(1))
-            .min(self.slots)
+        self.read_ahead.unwrap_or(self.slots).min(self.slots)
+    }
+
+    /// The read-ahead before the worker has timed a task and a round trip:
+    /// a quarter of the slots (at least 1), within [`Self::read_ahead`].
+    pub(crate) fn initial_read_ahead(&self) -> u32 {
+        self.slots.div_ceil(4).max(1).min(self.read_ahead())
     }
 
     /// Defaults for `server` and `token`: the host's name, one slot per CPU,

@@ -6,7 +6,11 @@
 //!
 //! - A busy worker finishes tasks while a round trip is on the way; they
 //!   wait in the outbox and go with the next one, so the batch grows with
-//!   the load and there is no fixed linger.
+//!   the load. While tasks still run, the next trip may wait a little for
+//!   more of them to end (at most a quarter of a round trip); an idle
+//!   worker sends at once ([`crate::pace`]).
+//! - How far it claims ahead follows how long its tasks take against a
+//!   round trip ([`crate::pace`]), within the configured read-ahead.
 //! - A round trip that delivers something answers at once. One that only
 //!   claims may wait on the server for work (a long poll). While it waits,
 //!   whatever the attempts produce goes at once, in a delivery of its own:
@@ -41,10 +45,39 @@ pub(crate) fn log_verdicts(delivery: &Delivery, verdicts: &[CompletionVerdict]) 
 
 impl Shared {
     /// How many tasks one more claim may take: room in the slots and the
-    /// read-ahead, less what the worker holds.
+    /// read-ahead the pace calls for, less what the worker holds.
     fn room(&self) -> u32 {
         let held = self.lock_running().len() + self.lock_ready().len();
-        (self.config.slots + self.config.read_ahead()).saturating_sub(held as u32)
+        let read_ahead = self.pace.read_ahead(
+            self.config.slots,
+            self.config.read_ahead(),
+            self.config.initial_read_ahead(),
+        );
+        (self.config.slots + read_ahead).saturating_sub(held as u32)
+    }
+
+    /// Holds the next round trip back while tasks still run, for at most
+    /// the pace's linger, so it carries more outcomes; returns at once
+    /// when none runs (an idle worker never waits) or the worker stops.
+    async fn gather(&self) {
+        let limit = self.pace.linger();
+        if limit.is_zero() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let freed = self.slot_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if self.lock_running().is_empty() || self.stopping.is_cancelled() {
+                return;
+            }
+            tokio::select! {
+                _ = freed => {}
+                _ = tokio::time::sleep_until(deadline) => return,
+                _ = self.stopping.cancelled() => return,
+            }
+        }
     }
 
     /// Whether the worker holds no task and nothing waits to be delivered.
@@ -99,10 +132,14 @@ impl Shared {
 
     /// One round trip that only delivers: no claim, no wait.
     async fn deliver(self: &Arc<Self>, worker_id: &str, delivery: Delivery) {
-        match self
+        let started = std::time::Instant::now();
+        let sent = self
             .send_only(worker_id, &delivery, Duration::from_secs(30))
-            .await
-        {
+            .await;
+        if sent.is_ok() {
+            self.pace.trip_ended(started.elapsed());
+        }
+        match sent {
             Ok(response) => self.answered(&delivery, response),
             Err(error) => {
                 tracing::warn!(%error, "delivering events and outcomes failed; retrying");
@@ -146,6 +183,16 @@ pub(crate) async fn exchange_loop(shared: Arc<Shared>) {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
+        let room = if shared.outbox.is_empty() {
+            room
+        } else {
+            shared.gather().await;
+            if shared.stopping.is_cancelled() {
+                0
+            } else {
+                shared.room()
+            }
+        };
         let delivery = shared.outbox.take();
         let (events, completions) = delivery.contents();
         let long_poll = delivery.is_empty();
@@ -174,7 +221,12 @@ pub(crate) async fn exchange_loop(shared: Arc<Shared>) {
                 None => continue,
             }
         } else {
-            call.await
+            let started = std::time::Instant::now();
+            let answer = call.await;
+            if answer.is_ok() {
+                shared.pace.trip_ended(started.elapsed());
+            }
+            answer
         };
         match answer {
             Ok(response) => {

@@ -18,6 +18,7 @@ mod exchange;
 pub mod hardware;
 mod heartbeat;
 mod outbox;
+mod pace;
 mod plugin_sync;
 mod probing;
 mod registration;

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::Client;
 use crate::config::WorkerConfig;
 use crate::outbox::Outbox;
+use crate::pace::Pace;
 
 /// What a worker tells the server about itself besides its leases.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +48,8 @@ pub(crate) struct Shared {
     /// slot frees.
     pub(crate) ready: Mutex<VecDeque<ClaimedTask>>,
     pub(crate) slot_freed: Notify,
+    /// How long tasks and round trips take: the read-ahead and the linger.
+    pub(crate) pace: Pace,
     /// Heartbeat now: what the worker can run changed.
     pub(crate) beat_now: Arc<Notify>,
     /// The server's plugin catalog, as last heard.
