@@ -73,19 +73,7 @@ impl NewEvents {
             let chunk: Vec<(String, EventBody)> = rest
                 .drain(..sql::chunk_size(rest.len(), sql::rows_per_statement(3)))
                 .collect();
-            let statement = format!(
-                "INSERT INTO task_events (task_id, at, body) VALUES {} RETURNING seq",
-                marks.rows(chunk.len(), 3)
-            );
-            let mut query = sqlx::query_scalar::<_, i64>(AssertSqlSafe(statement));
-            for (task_id, body) in &chunk {
-                query = query
-                    .bind(task_id.as_str())
-                    .bind(at)
-                    .bind(encode_json(body));
-            }
-            let mut seqs = query.fetch_all(&mut **tx).await?;
-            seqs.sort_unstable();
+            let seqs = insert_events(tx, marks, &chunk, at).await?;
             // The events move into what is returned: no copy of their bodies.
             for (seq, (task_id, body)) in seqs.into_iter().zip(chunk) {
                 stored.push(StoredEvent {
@@ -97,6 +85,57 @@ impl NewEvents {
             }
         }
         Ok(stored)
+    }
+}
+
+/// Inserts `events` with one statement; their sequence numbers, in row
+/// order. SQLite has one writer and numbers a statement's rows one after
+/// another, so the last row's number gives them all without returning a row
+/// per event from SQLite's thread; PostgreSQL returns them.
+async fn insert_events(
+    tx: &mut Transaction<'static, Any>,
+    marks: sql::Marks,
+    events: &[(String, EventBody)],
+    at: i64,
+) -> Result<Vec<i64>, StoreError> {
+    let rows = marks.rows(events.len(), 3);
+    let statement = match marks {
+        sql::Marks::Positional => {
+            format!("INSERT INTO task_events (task_id, at, body) VALUES {rows}")
+        }
+        sql::Marks::Numbered => {
+            format!("INSERT INTO task_events (task_id, at, body) VALUES {rows} RETURNING seq")
+        }
+    };
+    let mut query = sqlx::query(AssertSqlSafe(statement));
+    for (task_id, body) in events {
+        query = query
+            .bind(task_id.as_str())
+            .bind(at)
+            .bind(encode_json(body));
+    }
+    match marks {
+        sql::Marks::Positional => {
+            let done = query.execute(&mut **tx).await?;
+            let (Some(last), count) = (done.last_insert_id(), done.rows_affected()) else {
+                return Err(StoreError::Corrupt {
+                    what: "task_events",
+                    error: "SQLite gave no row id for the inserted events".into(),
+                });
+            };
+            let count = count as i64;
+            Ok((last - count + 1..=last).collect())
+        }
+        sql::Marks::Numbered => {
+            let mut seqs: Vec<i64> = query
+                .fetch_all(&mut **tx)
+                .await?
+                .iter()
+                .map(|row| get_i64(row, "seq"))
+                .collect::<Result<_, _>>()?;
+            seqs.sort_unstable();
+            Ok(seqs)
+        }
     }
 }
 
