@@ -40,6 +40,10 @@
 //! `--full-sync` runs SQLite with `synchronous=FULL` (power-loss durability)
 //! to show its cost.
 
+/// The allocator of the `flowmesh` binary (host/cli/src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "burndown/ceiling.rs"]
 mod ceiling;
 #[path = "burndown/statements.rs"]
@@ -335,6 +339,11 @@ async fn drain(db: Db, name: &str, options: &Options, measured: &mut Measured) {
     let since = now_ms();
     let worker = server.echo_worker("bench", options.slots).await;
     let drain = wait_done(&server, options.tasks, since).await;
+        l.starts_with("flowmesh_claim_duration_seconds_sum")
+            || l.starts_with("flowmesh_claim_duration_seconds_count")
+    }) {
+        eprintln!("DBG {line}");
+    }
     drop(worker);
     let rate = options.tasks as f64 / drain.as_secs_f64();
     println!(
