@@ -138,29 +138,32 @@ async fn submit_batches(
 ) -> Duration {
     let started = Instant::now();
     let per = count.div_ceil(clients);
-    let tasks = (0..clients).map(|client| {
-        let api = api.clone();
-        let document = document.clone();
-        tokio::spawn(async move {
-            let first = client * per;
-            let last = (first + per).min(count);
-            let mut n = first;
-            while n < last {
-                let end = (n + batch).min(last);
-                let documents: Vec<_> = (n..end).map(&document).collect();
-                let response = api
-                    .request(reqwest::Method::POST, "/tasks")
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(serde_json::Value::Array(documents).to_string())
-                    .send()
-                    .await
-                    .expect("submit");
-                let status = response.status();
-                assert!(status.is_success(), "{status}: {:?}", response.text().await);
-                n = end;
-            }
+    // Collected, so every client starts before the first is awaited.
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let api = api.clone();
+            let document = document.clone();
+            tokio::spawn(async move {
+                let first = client * per;
+                let last = (first + per).min(count);
+                let mut n = first;
+                while n < last {
+                    let end = (n + batch).min(last);
+                    let documents: Vec<_> = (n..end).map(&document).collect();
+                    let response = api
+                        .request(reqwest::Method::POST, "/tasks")
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(serde_json::Value::Array(documents).to_string())
+                        .send()
+                        .await
+                        .expect("submit");
+                    let status = response.status();
+                    assert!(status.is_success(), "{status}: {:?}", response.text().await);
+                    n = end;
+                }
+            })
         })
-    });
+        .collect();
     for task in tasks {
         task.await.expect("submitter");
     }
@@ -176,19 +179,22 @@ async fn submit_singly(
 ) -> Duration {
     let started = Instant::now();
     let per = count.div_ceil(SUBMITTERS);
-    let clients = (0..SUBMITTERS).map(|client| {
-        let api = api.clone();
-        let document = document.clone();
-        tokio::spawn(async move {
-            for i in 0..per {
-                let n = client * per + i;
-                if n >= count {
-                    break;
+    // Collected, so every client starts before the first is awaited.
+    let clients: Vec<_> = (0..SUBMITTERS)
+        .map(|client| {
+            let api = api.clone();
+            let document = document.clone();
+            tokio::spawn(async move {
+                for i in 0..per {
+                    let n = client * per + i;
+                    if n >= count {
+                        break;
+                    }
+                    api.submit(&document(n)).await;
                 }
-                api.submit(&document(n)).await;
-            }
+            })
         })
-    });
+        .collect();
     for client in clients {
         client.await.expect("submitter");
     }
@@ -339,11 +345,6 @@ async fn drain(db: Db, name: &str, options: &Options, measured: &mut Measured) {
     let since = now_ms();
     let worker = server.echo_worker("bench", options.slots).await;
     let drain = wait_done(&server, options.tasks, since).await;
-        l.starts_with("flowmesh_claim_duration_seconds_sum")
-            || l.starts_with("flowmesh_claim_duration_seconds_count")
-    }) {
-        eprintln!("DBG {line}");
-    }
     drop(worker);
     let rate = options.tasks as f64 / drain.as_secs_f64();
     println!(
