@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 
 use flowmesh_server::store::{
-    EventStream, NewStage, NewTask, NewToken, NewWorkflow, RetryPolicy, Revoked, StagePlan, Store,
+    EventStream, NewStage, NewTask, NewToken, NewWorkflow, RetryPolicy, Revoked, StagePlan,
+    StageWrite, Store,
 };
 use flowmesh_tests::cluster::{Db, TestDb};
 use flowmesh_tests::store_fixtures::{self as fixtures, TestRegistration, claim_for};
@@ -367,7 +368,14 @@ async fn garbage_collection_keeps_the_stages_of_a_running_workflow(db: Db) {
         .expect("cancel")
         .expect("exists");
     store
-        .finish_workflow("wf", WorkflowState::Cancelled, "cancelled".into(), 3_000)
+        .apply_stage_writes(
+            &[StageWrite::Finish {
+                id: "wf".into(),
+                state: WorkflowState::Cancelled,
+                message: "cancelled".into(),
+            }],
+            3_000,
+        )
         .await
         .expect("finish");
     assert_eq!(store.collect_garbage(9_000).await.expect("gc"), 2);

@@ -33,7 +33,7 @@ use serde_json::{Map, Value, json};
 
 use crate::admission::{RejectionKind, check_resolved};
 use crate::state::{AppState, now_ms};
-use crate::store::{StagePlan, StoreError, TaskRecord, WorkflowRecord};
+use crate::store::{StagePlan, StageWrite, StoreError, TaskRecord, WorkflowRecord};
 use crate::validation::{is_within, normalize_path};
 
 /// How often the releaser looks for changes it was not told about.
@@ -69,13 +69,16 @@ pub async fn run(state: Arc<AppState>) {
 #[derive(Default)]
 pub struct Deferred(HashMap<String, Instant>);
 
-/// Advances every changed workflow once, oldest first, in pages, up to
-/// [`CONCURRENCY`] workflows at a time: a workflow whose stage checks are
-/// slow (a plugin's `validate()` running to its deadline) holds up only its
-/// own place, not the workflows behind it. A workflow that cannot be
-/// advanced now (a store error, a stage whose plugin is missing here) is
-/// skipped for [`RECHECK`] without holding up the others; what a pass itself
-/// changed is picked up by the next pass, which the stages it ended wake.
+/// Advances every changed workflow once, oldest first, in pages: up to
+/// [`CONCURRENCY`] workflows of a page are planned at a time (reads and
+/// stage checks only), so a workflow whose stage checks are slow (a
+/// plugin's `validate()` running to its deadline) holds up only its own
+/// place; then everything the page decided, with the changes it settled, is
+/// written in one transaction ([`crate::store::Store::apply_stage_writes`]).
+/// A workflow that cannot be advanced now (a store error, a stage whose
+/// plugin is missing here) is skipped for [`RECHECK`] without holding up
+/// the others; what a pass itself changed is picked up by the next pass,
+/// which the stages it ended wake.
 pub async fn settle(state: &AppState, deferred: &mut Deferred) -> Result<(), StoreError> {
     use futures::StreamExt as _;
     let now = Instant::now();
@@ -92,28 +95,26 @@ pub async fn settle(state: &AppState, deferred: &mut Deferred) -> Result<(), Sto
             .filter(|(_, id, _)| !deferred.0.contains_key(id))
             .map(|(_, id, changes)| (id, changes))
             .collect();
-        // Each workflow's whole turn, settling included, runs inside its
-        // own future: the loop below must not await while others are in
-        // flight, or one of them suspended inside a write transaction would
-        // hold the store's writer while the loop waits for it.
-        let mut results = futures::stream::iter(due)
+        let mut planned = futures::stream::iter(due)
             .map(|(id, changes)| async move {
-                let result = match advance(state, &id).await {
-                    Ok(Progress::Settled) => state
-                        .store
-                        .settle_workflow(&id, changes)
-                        .await
-                        .map(|()| Progress::Settled),
-                    other => other,
-                };
-                (id, result)
+                let plan = plan(state, &id).await;
+                (id, changes, plan)
             })
             .buffer_unordered(CONCURRENCY);
-        while let Some((id, result)) = results.next().await {
-            match result {
-                Ok(Progress::Settled) => {}
-                Ok(Progress::Later) => {
-                    deferred.0.insert(id, now + RECHECK);
+        let mut writes = Vec::new();
+        let mut page = Vec::new();
+        while let Some((id, changes, plan)) = planned.next().await {
+            match plan {
+                Ok((decided, Progress::Settled)) => {
+                    writes.extend(decided);
+                    writes.push(StageWrite::Settle {
+                        id: id.clone(),
+                        changes,
+                    });
+                }
+                Ok((decided, Progress::Later)) => {
+                    writes.extend(decided);
+                    deferred.0.insert(id.clone(), now + RECHECK);
                 }
                 Err(error) => {
                     tracing::warn!(
@@ -121,14 +122,42 @@ pub async fn settle(state: &AppState, deferred: &mut Deferred) -> Result<(), Sto
                         %error,
                         "advancing the workflow failed; retrying on a later pass"
                     );
-                    deferred.0.insert(id, now + RECHECK);
+                    deferred.0.insert(id.clone(), now + RECHECK);
                 }
+            }
+            page.push(id);
+        }
+        if let Err(error) = apply(state, &writes).await {
+            tracing::warn!(
+                workflows = page.len(),
+                %error,
+                "writing a release pass failed; retrying on a later pass"
+            );
+            for id in page {
+                deferred.0.insert(id, now + RECHECK);
             }
         }
         if !full {
             return Ok(());
         }
     }
+}
+
+/// Writes what a pass decided in one transaction, publishes the events,
+/// and wakes the claims when a stage was released.
+async fn apply(state: &AppState, writes: &[StageWrite]) -> Result<(), StoreError> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let events = state.store.apply_stage_writes(writes, now_ms()).await?;
+    if writes
+        .iter()
+        .any(|write| matches!(write, StageWrite::Release { .. }))
+    {
+        state.work.notify();
+    }
+    state.publish(events);
+    Ok(())
 }
 
 /// Whether [`advance`] did all it could.
@@ -154,29 +183,43 @@ enum Decision {
 }
 
 /// Releases or ends what can be released or ended in workflow `id`, and
-/// ends the workflow when all its stages have.
+/// ends the workflow when all its stages have, writing at once.
 pub async fn advance(state: &AppState, id: &str) -> Result<Progress, StoreError> {
+    let (writes, progress) = plan(state, id).await?;
+    apply(state, &writes).await?;
+    Ok(progress)
+}
+
+/// What [`advance`] would write for workflow `id`, reading only: each
+/// round of decisions is applied to the stages as read, so an ended stage
+/// settles the stages after it in the same plan.
+async fn plan(state: &AppState, id: &str) -> Result<(Vec<StageWrite>, Progress), StoreError> {
     let Some(workflow) = state.store.workflow(None, id).await? else {
-        return Ok(Progress::Settled);
+        return Ok((Vec::new(), Progress::Settled));
     };
     if workflow.state.is_terminal() {
-        return Ok(Progress::Settled);
+        return Ok((Vec::new(), Progress::Settled));
     }
     let mut progress = Progress::Settled;
+    let mut writes = Vec::new();
     let mut stages = state.store.workflow_stages(id).await?;
     // Each round settles at least one more level of the graph.
     for _ in 0..=flowmesh_types::workflow::MAX_DEPTH {
-        let mut acted = false;
         let by_name: HashMap<&str, &TaskRecord> = stages
             .iter()
             .map(|stage| (stage_name(stage), stage))
             .collect();
-        for stage in stages
-            .iter()
-            .filter(|stage| stage.state == TaskState::Pending && stage.blocked)
-        {
-            let events = match decide(state, &workflow, stage, &by_name).await {
-                Decision::Wait => continue,
+        let mut decided = Vec::new();
+        for (index, stage) in stages.iter().enumerate() {
+            if stage.state == TaskState::Pending && stage.blocked {
+                decided.push((index, decide(state, &workflow, stage, &by_name).await));
+            }
+        }
+        let mut ended = false;
+        for (index, decision) in decided {
+            let stage = &mut stages[index];
+            match decision {
+                Decision::Wait => {}
                 Decision::Retry(reason) => {
                     tracing::info!(
                         workflow = workflow.id,
@@ -185,15 +228,14 @@ pub async fn advance(state: &AppState, id: &str) -> Result<Progress, StoreError>
                         "stage check deferred"
                     );
                     progress = Progress::Later;
-                    continue;
                 }
                 Decision::Release(spec, message) => {
-                    let events = state
-                        .store
-                        .release_stage(&stage.id, &spec, message, now_ms())
-                        .await?;
-                    state.work.notify();
-                    events
+                    stage.blocked = false;
+                    writes.push(StageWrite::Release {
+                        task_id: stage.id.clone(),
+                        spec,
+                        message,
+                    });
                 }
                 Decision::End(end, error) => {
                     tracing::info!(
@@ -203,19 +245,22 @@ pub async fn advance(state: &AppState, id: &str) -> Result<Progress, StoreError>
                         reason = error.message,
                         "workflow stage ended without running"
                     );
-                    state
-                        .store
-                        .end_stage(&stage.id, end, &error, now_ms())
-                        .await?
+                    stage.state = end;
+                    stage.blocked = false;
+                    stage.finished_at = Some(now_ms());
+                    stage.error = Some(error.clone());
+                    writes.push(StageWrite::End {
+                        task_id: stage.id.clone(),
+                        state: end,
+                        error,
+                    });
+                    ended = true;
                 }
-            };
-            acted |= !events.is_empty();
-            state.publish(events);
+            }
         }
-        if !acted {
+        if !ended {
             break;
         }
-        stages = state.store.workflow_stages(id).await?;
     }
     if stages.iter().all(|stage| stage.state.is_terminal()) {
         // Read after the stages: a cancel that finished any of them shows.
@@ -225,13 +270,13 @@ pub async fn advance(state: &AppState, id: &str) -> Result<Progress, StoreError>
             .await?
             .is_some_and(|workflow| workflow.cancel_requested);
         let (end, message) = outcome(cancel_requested, &stages);
-        let events = state
-            .store
-            .finish_workflow(id, end, message, now_ms())
-            .await?;
-        state.publish(events);
+        writes.push(StageWrite::Finish {
+            id: id.to_string(),
+            state: end,
+            message,
+        });
     }
-    Ok(progress)
+    Ok((writes, progress))
 }
 
 /// How a workflow whose stages have all finished ends, and a summary.

@@ -51,6 +51,12 @@ impl NewEvents {
         self.1.insert(workflow);
     }
 
+    /// Takes the workflows noted changed, for a caller that writes their
+    /// rows itself, in its own order, before [`NewEvents::write`].
+    pub(super) fn take_changed_workflows(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.1)
+    }
+
     /// Inserts the events, in order, with multi-row statements. Sequence
     /// numbers are allocated in row order, so sorting the returned ones
     /// pairs them with the events.

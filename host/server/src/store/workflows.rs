@@ -15,18 +15,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use flowmesh_types::TaskError;
-use flowmesh_types::api::{EventBody, TaskState, WorkflowState};
+use flowmesh_types::api::{EventBody, WorkflowState};
 use flowmesh_types::document::Metadata;
-use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 
 use super::events::{NewEvents, StoredEvent};
 use super::rows::{get_i64, get_opt_i64, get_opt_str, get_str};
 use super::task_record::{LockedTask, TaskRecord};
 use super::tasks::{CancelOutcome, NewTask, cancel_locked};
-use super::terminal::terminal_events;
-use super::{Store, StoreError, decode_json, encode_json, sql};
+use super::{Store, StoreError, decode_json, sql};
 
 /// A workflow to store, with its stages' tasks.
 pub struct NewWorkflow<'a> {
@@ -197,18 +194,6 @@ impl Store {
             .collect()
     }
 
-    /// Records that the releaser acted on `changes` of workflow `id`.
-    pub async fn settle_workflow(&self, id: &str, changes: i64) -> Result<(), StoreError> {
-        let (_gate, mut tx) = self.write().await?;
-        sqlx::query(sql::SETTLE_WORKFLOW)
-            .bind(id)
-            .bind(changes)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// Cancels a workflow of `tenant`: every pending stage (held back or
     /// not) is cancelled, every running one asked to stop; the workflow ends
     /// `cancelled` once they have. `None` if there is no such workflow for
@@ -259,100 +244,5 @@ impl Store {
         let events = events.write(&mut tx, now).await?;
         tx.commit().await?;
         Ok(Some(events))
-    }
-
-    /// Lets a held-back stage be claimed, with its resolved plugin fields.
-    /// Returns its event, or nothing if it was no longer held back.
-    pub async fn release_stage(
-        &self,
-        task_id: &str,
-        spec: &Map<String, Value>,
-        message: String,
-        now: i64,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        let (_gate, mut tx) = self.write().await?;
-        let row = sqlx::query(sql::RELEASE_STAGE)
-            .bind(task_id)
-            .bind(encode_json(spec))
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let mut events = NewEvents::default();
-        if let Some(row) = row {
-            events.push(
-                task_id,
-                EventBody::State {
-                    state: TaskState::Pending,
-                    attempt: get_i64(&row, "attempt")? as u32,
-                    message: Some(message),
-                },
-            );
-        }
-        let events = events.write(&mut tx, now).await?;
-        tx.commit().await?;
-        Ok(events)
-    }
-
-    /// Ends a held-back stage without running it: `failed` (an upstream
-    /// stage failed, or its resolved spec is invalid) or `skipped`. Returns
-    /// its events, or nothing if it was no longer held back.
-    pub async fn end_stage(
-        &self,
-        task_id: &str,
-        state: TaskState,
-        error: &TaskError,
-        now: i64,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        let (_gate, mut tx) = self.write().await?;
-        let row = sqlx::query(sql::END_STAGE)
-            .bind(task_id)
-            .bind(state.as_str())
-            .bind(encode_json(error))
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let mut events = NewEvents::default();
-        if let Some(row) = row {
-            if let Some(workflow) = get_opt_str(&row, "workflow_id")? {
-                events.workflow_changed(workflow);
-            }
-            let attempt = get_i64(&row, "attempt")? as u32;
-            terminal_events(task_id, attempt, state, None, Some(error), &mut events);
-        }
-        let events = events.write(&mut tx, now).await?;
-        tx.commit().await?;
-        Ok(events)
-    }
-
-    /// Marks a running workflow finished in `state`; its event, or nothing
-    /// if it had already finished.
-    pub async fn finish_workflow(
-        &self,
-        id: &str,
-        state: WorkflowState,
-        message: String,
-        now: i64,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        let (_gate, mut tx) = self.write().await?;
-        let finished = sqlx::query(sql::FINISH_WORKFLOW)
-            .bind(id)
-            .bind(state.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let mut events = NewEvents::default();
-        if finished > 0 {
-            events.push(
-                id,
-                EventBody::Workflow {
-                    state,
-                    message: Some(message),
-                },
-            );
-        }
-        let events = events.write(&mut tx, now).await?;
-        tx.commit().await?;
-        Ok(events)
     }
 }
