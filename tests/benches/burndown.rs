@@ -127,6 +127,21 @@ fn echo_json(n: usize) -> serde_json::Value {
                        "spec": {"taskType": "echo", "message": format!("task {n}")}})
 }
 
+/// The benchmark's echo worker: `slots`, and as many claimed ahead at
+/// most (`--read-ahead`; the default is a quarter of the slots), which its
+/// pace uses in full for tasks of microseconds.
+async fn bench_worker(server: &TestServer, slots: u32) -> flowmesh_tests::cluster::TestWorker {
+    server
+        .worker_with(
+            "bench",
+            &[("echo", flowmesh_tests::components::ECHO)],
+            flowmesh_runtime::HostCapabilities::none(),
+            slots,
+            |config| config.read_ahead = Some(slots),
+        )
+        .await
+}
+
 /// Submits `count` documents made by `document` in batches of `batch` (a
 /// JSON array each) from `clients` clients at once.
 async fn submit_batches(
@@ -343,7 +358,7 @@ async fn drain(db: Db, name: &str, options: &Options, measured: &mut Measured) {
     let api = server.admin();
     let submit = submit_batches(&api, options.tasks, BATCH_CLIENTS, 1000, echo_json).await;
     let since = now_ms();
-    let worker = server.echo_worker("bench", options.slots).await;
+    let worker = bench_worker(&server, options.slots).await;
     let drain = wait_done(&server, options.tasks, since).await;
     drop(worker);
     let rate = options.tasks as f64 / drain.as_secs_f64();
@@ -371,7 +386,7 @@ async fn live(
 ) {
     let server = start(db, options).await;
     let api = server.admin();
-    let _worker = server.echo_worker("bench", options.slots).await;
+    let _worker = bench_worker(&server, options.slots).await;
     let since = now_ms();
     let submit = submit_batches(&api, tasks, BATCH_CLIENTS, BATCH, echo_json).await;
     let total = wait_done(&server, tasks, since).await;
@@ -394,7 +409,7 @@ async fn live(
 async fn single(db: Db, name: &str, options: &Options) {
     let server = start(db, options).await;
     let api = server.admin();
-    let _worker = server.echo_worker("bench", options.slots).await;
+    let _worker = bench_worker(&server, options.slots).await;
     let count = options.tasks.min(10_000);
     let since = now_ms();
     let submit = submit_singly(&api, count, |n| echo_document(&format!("task {n}"))).await;
@@ -415,7 +430,7 @@ async fn idle(db: Db, name: &str, options: &Options) {
     const TASKS: usize = 300;
     let server = start(db, options).await;
     let api = server.admin();
-    let _worker = server.echo_worker("bench", options.slots).await;
+    let _worker = bench_worker(&server, options.slots).await;
     // Let the worker settle into its long poll.
     tokio::time::sleep(Duration::from_millis(500)).await;
     for n in 0..TASKS {
@@ -478,7 +493,7 @@ async fn fairness(db: Db, name: &str, options: &Options, alone: Option<f64>) {
     let b = server.user("b").await;
     submit_batches(&a, options.tasks, BATCH_CLIENTS, 1000, echo_json).await;
     let since = now_ms();
-    let worker = server.echo_worker("bench", options.slots).await;
+    let worker = bench_worker(&server, options.slots).await;
     let per = B_TASKS / 4;
     let clients: Vec<_> = (0..4)
         .map(|client| {
@@ -581,7 +596,7 @@ async fn workflows(db: Db, name: &str, options: &Options) {
     const CHAIN: usize = 32;
     let server = start(db, options).await;
     let api = server.admin();
-    let _worker = server.echo_worker("bench", options.slots).await;
+    let _worker = bench_worker(&server, options.slots).await;
     let started = Instant::now();
     api.submit(&chain(CHAIN)).await;
     wait_workflows(server.server.store(), &server.db.url, 1).await;
@@ -602,7 +617,7 @@ async fn workflows(db: Db, name: &str, options: &Options) {
 
     let server = start(db, options).await;
     let api = server.admin();
-    let _worker = server.echo_worker("bench", options.slots).await;
+    let _worker = bench_worker(&server, options.slots).await;
     let started = Instant::now();
     let submit = submit_batches(&api, options.workflows, BATCH_CLIENTS, 100, three_stages).await;
     wait_workflows(server.server.store(), &server.db.url, options.workflows).await;

@@ -62,6 +62,7 @@ impl Shared {
     fn start_task(self: &Arc<Self>, task: ClaimedTask) {
         let running = Arc::new(Running {
             lease_token: task.lease_token.clone(),
+            started: std::time::Instant::now(),
             cancel: CancellationToken::new(),
             lost: AtomicBool::new(false),
         });
@@ -72,9 +73,8 @@ impl Shared {
         }
         let shared = self.clone();
         spawn(self, async move {
-            let started = std::time::Instant::now();
             let (completion, output_bytes) = shared.execute(&task, &running).await;
-            shared.pace.task_ended(started.elapsed());
+            shared.pace.task_ended(running.started.elapsed());
             shared.lock_running().remove(&task.id);
             if !running.lost.load(Ordering::SeqCst) {
                 shared.outbox.complete(completion, output_bytes);

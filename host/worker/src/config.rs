@@ -22,9 +22,10 @@ pub struct WorkerConfig {
     /// Tasks run at once.
     pub slots: u32,
     /// The most tasks claimed ahead beyond the slots, each to start as a
-    /// slot frees without a round trip to the server; `None` for as many as
-    /// the slots. At most `slots`. Within it the worker holds ahead what its
-    /// slots finish during one round trip (see `pace.rs`).
+    /// slot frees without a round trip to the server; `None` for a quarter
+    /// of the slots (at least 1). At most `slots`. Within it the worker
+    /// holds ahead what its slots finish during one round trip (see
+    /// `pace.rs`).
     pub read_ahead: Option<u32>,
     /// Operator labels.
     pub labels: BTreeMap<String, String>,
@@ -42,7 +43,9 @@ pub struct WorkerConfig {
 impl WorkerConfig {
     /// The most tasks claimed ahead: see [`WorkerConfig::read_ahead`].
     pub fn read_ahead(&self) -> u32 {
-        self.read_ahead.unwrap_or(self.slots).min(self.slots)
+        self.read_ahead
+            .unwrap_or_else(|| self.slots.div_ceil(4).max(1))
+            .min(self.slots)
     }
 
     /// The read-ahead before the worker has timed a task and a round trip:

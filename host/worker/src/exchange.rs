@@ -47,11 +47,20 @@ impl Shared {
     /// How many tasks one more claim may take: room in the slots and the
     /// read-ahead the pace calls for, less what the worker holds.
     fn room(&self) -> u32 {
-        let held = self.lock_running().len() + self.lock_ready().len();
+        let (running, oldest) = {
+            let running = self.lock_running();
+            let oldest = running
+                .values()
+                .map(|attempt| attempt.started.elapsed())
+                .max();
+            (running.len(), oldest)
+        };
+        let held = running + self.lock_ready().len();
         let read_ahead = self.pace.read_ahead(
             self.config.slots,
             self.config.read_ahead(),
             self.config.initial_read_ahead(),
+            oldest,
         );
         (self.config.slots + read_ahead).saturating_sub(held as u32)
     }

@@ -78,13 +78,24 @@ impl Pace {
 
     /// How many tasks to hold ahead of `slots`, at most `max`: the tasks
     /// the slots finish during one round trip, at least 1; `initial`
-    /// until both times have been seen.
-    pub(crate) fn read_ahead(&self, slots: u32, max: u32, initial: u32) -> u32 {
+    /// until both times have been seen. A task still running after
+    /// `oldest_running` counts as at least that long, so a worker that
+    /// starts long tasks after short ones stops reading ahead before the
+    /// long ones end.
+    pub(crate) fn read_ahead(
+        &self,
+        slots: u32,
+        max: u32,
+        initial: u32,
+        oldest_running: Option<Duration>,
+    ) -> u32 {
         let wanted = match self.averages() {
             Averages {
                 task: Some(task),
                 trip: Some(trip),
             } => {
+                let running = oldest_running.map_or(0.0, |age| age.as_secs_f64());
+                let task = task.max(running);
                 let per_trip = f64::from(slots) * trip / task.max(1e-6);
                 per_trip.ceil().min(f64::from(u32::MAX)) as u32
             }
@@ -117,28 +128,37 @@ mod tests {
     #[test]
     fn short_tasks_read_ahead_as_far_as_allowed() {
         let pace = pace(Duration::from_micros(50), Duration::from_millis(3));
-        assert_eq!(pace.read_ahead(16, 16, 4), 16);
+        assert_eq!(pace.read_ahead(16, 16, 4, None), 16);
     }
 
     #[test]
     fn long_tasks_read_ahead_one() {
         let pace = pace(Duration::from_secs(10), Duration::from_millis(3));
-        assert_eq!(pace.read_ahead(16, 16, 4), 1);
+        assert_eq!(pace.read_ahead(16, 16, 4, None), 1);
     }
 
     #[test]
     fn tasks_as_long_as_a_trip_read_ahead_the_slots_that_free_during_it() {
         let pace = pace(Duration::from_millis(12), Duration::from_millis(3));
         // 16 slots, each frees every 12 ms: 4 free during a 3 ms trip.
-        assert_eq!(pace.read_ahead(16, 16, 1), 4);
-        assert_eq!(pace.read_ahead(16, 2, 1), 2, "never past the maximum");
+        assert_eq!(pace.read_ahead(16, 16, 1, None), 4);
+        assert_eq!(pace.read_ahead(16, 2, 1, None), 2, "never past the maximum");
+    }
+
+    #[test]
+    fn a_task_running_long_after_short_ones_stops_the_read_ahead() {
+        let pace = pace(Duration::from_micros(50), Duration::from_millis(3));
+        let long = Some(Duration::from_secs(2));
+        assert_eq!(pace.read_ahead(16, 16, 4, long), 1);
+        let young = Some(Duration::from_micros(20));
+        assert_eq!(pace.read_ahead(16, 16, 4, young), 16);
     }
 
     #[test]
     fn before_any_sample_the_initial_read_ahead_holds() {
         let pace = Pace::default();
-        assert_eq!(pace.read_ahead(16, 16, 4), 4);
-        assert_eq!(pace.read_ahead(16, 0, 4), 0, "a maximum of 0 is 0");
+        assert_eq!(pace.read_ahead(16, 16, 4, None), 4);
+        assert_eq!(pace.read_ahead(16, 0, 4, None), 0, "a maximum of 0 is 0");
         assert_eq!(pace.linger(), Duration::ZERO);
     }
 
@@ -157,6 +177,6 @@ mod tests {
             pace.task_ended(Duration::from_micros(100));
         }
         // Now tasks are short: as far ahead as allowed.
-        assert_eq!(pace.read_ahead(8, 8, 2), 8);
+        assert_eq!(pace.read_ahead(8, 8, 2, None), 8);
     }
 }

@@ -33,6 +33,8 @@ pub(crate) struct Advertised {
 
 pub(crate) struct Running {
     pub(crate) lease_token: String,
+    /// When the attempt started.
+    pub(crate) started: std::time::Instant,
     pub(crate) cancel: CancellationToken,
     /// The lease is gone: stop, and do not report.
     pub(crate) lost: AtomicBool,
