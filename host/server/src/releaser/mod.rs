@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use flowmesh_types::api::{TaskState, WorkflowState};
 
 use crate::state::{AppState, now_ms};
-use crate::store::{StageWrite, StoreError, TaskRecord};
+use crate::store::{StageWrite, StoreError, TaskRecord, WorkflowRecord};
 
 mod decide;
 
@@ -68,16 +68,17 @@ pub async fn run(state: Arc<AppState>) {
 #[derive(Default)]
 pub struct Deferred(HashMap<String, Instant>);
 
-/// Advances every changed workflow once, oldest first, in pages: up to
-/// [`CONCURRENCY`] workflows of a page are planned at a time (reads and
-/// stage checks only), so a workflow whose stage checks are slow (a
-/// plugin's `validate()` running to its deadline) holds up only its own
-/// place; then everything the page decided, with the changes it settled, is
-/// written in one transaction ([`crate::store::Store::apply_stage_writes`]).
-/// A workflow that cannot be advanced now (a store error, a stage whose
-/// plugin is missing here) is skipped for [`RECHECK`] without holding up
-/// the others; what a pass itself changed is picked up by the next pass,
-/// which the stages it ended wake.
+/// Advances every changed workflow once, oldest first, in pages: a page's
+/// workflows and stages are read in two statements, up to [`CONCURRENCY`]
+/// of its workflows are planned at a time (stage checks only), so a
+/// workflow whose stage checks are slow (a plugin's `validate()` running to
+/// its deadline) holds up only its own place; then everything the page
+/// decided, with the changes it settled, is written in one transaction
+/// ([`crate::store::Store::apply_stage_writes`]). A workflow that cannot be
+/// advanced now (a stage whose plugin is missing here) is skipped for
+/// [`RECHECK`] without holding up the others, and a page whose write fails
+/// is skipped as a whole; what a pass itself changed is picked up by the
+/// next pass, which the stages it ended wake.
 pub async fn settle(state: &AppState, deferred: &mut Deferred) -> Result<(), StoreError> {
     use futures::StreamExt as _;
     let now = Instant::now();
@@ -94,33 +95,39 @@ pub async fn settle(state: &AppState, deferred: &mut Deferred) -> Result<(), Sto
             .filter(|(_, id, _)| !deferred.0.contains_key(id))
             .map(|(_, id, changes)| (id, changes))
             .collect();
+        let ids: Vec<String> = due.iter().map(|(id, _)| id.clone()).collect();
+        let mut read: HashMap<String, (WorkflowRecord, Vec<TaskRecord>)> = state
+            .store
+            .workflows_and_stages(&ids)
+            .await?
+            .into_iter()
+            .map(|(workflow, stages)| (workflow.id.clone(), (workflow, stages)))
+            .collect();
         let mut planned = futures::stream::iter(due)
-            .map(|(id, changes)| async move {
-                let plan = plan(state, &id).await;
-                (id, changes, plan)
+            .map(|(id, changes)| {
+                let read = read.remove(&id);
+                async move {
+                    let plan = match read {
+                        Some((workflow, stages)) => plan_read(state, &workflow, stages).await,
+                        None => (Vec::new(), Progress::Settled),
+                    };
+                    (id, changes, plan)
+                }
             })
             .buffer_unordered(CONCURRENCY);
         let mut writes = Vec::new();
         let mut page = Vec::new();
         while let Some((id, changes, plan)) = planned.next().await {
             match plan {
-                Ok((decided, Progress::Settled)) => {
+                (decided, Progress::Settled) => {
                     writes.extend(decided);
                     writes.push(StageWrite::Settle {
                         id: id.clone(),
                         changes,
                     });
                 }
-                Ok((decided, Progress::Later)) => {
+                (decided, Progress::Later) => {
                     writes.extend(decided);
-                    deferred.0.insert(id.clone(), now + RECHECK);
-                }
-                Err(error) => {
-                    tracing::warn!(
-                        workflow = id,
-                        %error,
-                        "advancing the workflow failed; retrying on a later pass"
-                    );
                     deferred.0.insert(id.clone(), now + RECHECK);
                 }
             }
@@ -181,15 +188,30 @@ pub async fn advance(state: &AppState, id: &str) -> Result<Progress, StoreError>
 /// round of decisions is applied to the stages as read, so an ended stage
 /// settles the stages after it in the same plan.
 async fn plan(state: &AppState, id: &str) -> Result<(Vec<StageWrite>, Progress), StoreError> {
-    let Some(workflow) = state.store.workflow(None, id).await? else {
-        return Ok((Vec::new(), Progress::Settled));
-    };
-    if workflow.state.is_terminal() {
-        return Ok((Vec::new(), Progress::Settled));
+    match state
+        .store
+        .workflows_and_stages(&[id.to_string()])
+        .await?
+        .pop()
+    {
+        Some((workflow, stages)) => Ok(plan_read(state, &workflow, stages).await),
+        None => Ok((Vec::new(), Progress::Settled)),
     }
+}
+
+/// [`plan`] for a workflow and its stages as read (the stages first, so
+/// the workflow shows a cancel that ended any of them).
+async fn plan_read(
+    state: &AppState,
+    workflow: &WorkflowRecord,
+    mut stages: Vec<TaskRecord>,
+) -> (Vec<StageWrite>, Progress) {
+    if workflow.state.is_terminal() {
+        return (Vec::new(), Progress::Settled);
+    }
+    let id = workflow.id.as_str();
     let mut progress = Progress::Settled;
     let mut writes = Vec::new();
-    let mut stages = state.store.workflow_stages(id).await?;
     // Each round settles at least one more level of the graph.
     for _ in 0..=flowmesh_types::workflow::MAX_DEPTH {
         let by_name: HashMap<&str, &TaskRecord> = stages
@@ -199,7 +221,7 @@ async fn plan(state: &AppState, id: &str) -> Result<(Vec<StageWrite>, Progress),
         let mut decided = Vec::new();
         for (index, stage) in stages.iter().enumerate() {
             if stage.state == TaskState::Pending && stage.blocked {
-                decided.push((index, decide(state, &workflow, stage, &by_name).await));
+                decided.push((index, decide(state, workflow, stage, &by_name).await));
             }
         }
         let mut ended = false;
@@ -250,20 +272,14 @@ async fn plan(state: &AppState, id: &str) -> Result<(Vec<StageWrite>, Progress),
         }
     }
     if stages.iter().all(|stage| stage.state.is_terminal()) {
-        // Read after the stages: a cancel that finished any of them shows.
-        let cancel_requested = state
-            .store
-            .workflow(None, id)
-            .await?
-            .is_some_and(|workflow| workflow.cancel_requested);
-        let (end, message) = outcome(cancel_requested, &stages);
+        let (end, message) = outcome(workflow.cancel_requested, &stages);
         writes.push(StageWrite::Finish {
             id: id.to_string(),
             state: end,
             message,
         });
     }
-    Ok((writes, progress))
+    (writes, progress)
 }
 
 /// How a workflow whose stages have all finished ends, and a summary.

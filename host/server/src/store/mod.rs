@@ -204,6 +204,11 @@ pub(crate) struct Dialect {
     tasks_of_worker: &'static str,
     /// The pending and running stages of workflow `$1`, locked.
     workflow_tasks_for_update: &'static str,
+    /// The stages of the workflows whose ids are in the JSON list `$1`, by
+    /// workflow and in document order.
+    stages_of_workflows: &'static str,
+    /// The workflows whose ids are in the JSON list `$1`.
+    workflows_by_ids: &'static str,
     /// Task list filter on a label: `$1` key, `$2` value, both may be NULL.
     list_tasks: &'static str,
     /// The console's task list: [`Dialect::list_tasks`] within a window of

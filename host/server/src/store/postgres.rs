@@ -147,6 +147,8 @@ SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, st
 FROM tasks WHERE id = $1
 FOR UPDATE
 "#,
+    stages_of_workflows: "SELECT * FROM tasks WHERE workflow_id IN (SELECT jsonb_array_elements_text($1::jsonb)) ORDER BY workflow_id, seq",
+    workflows_by_ids: "SELECT * FROM workflows WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb))",
     workflow_tasks_for_update: r#"
 SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin
 FROM tasks WHERE workflow_id = $1 AND state IN ('pending', 'running')

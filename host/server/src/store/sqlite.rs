@@ -146,6 +146,8 @@ ORDER BY id LIMIT 500
 SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin
 FROM tasks WHERE id = $1
 "#,
+    stages_of_workflows: "SELECT * FROM tasks WHERE workflow_id IN (SELECT value FROM json_each($1)) ORDER BY workflow_id, seq",
+    workflows_by_ids: "SELECT * FROM workflows WHERE id IN (SELECT value FROM json_each($1))",
     workflow_tasks_for_update: r#"
 SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin
 FROM tasks WHERE workflow_id = $1 AND state IN ('pending', 'running')

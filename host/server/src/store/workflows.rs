@@ -23,7 +23,7 @@ use super::events::{NewEvents, StoredEvent};
 use super::rows::{get_i64, get_opt_i64, get_opt_str, get_str};
 use super::task_record::{LockedTask, TaskRecord};
 use super::tasks::{CancelOutcome, NewTask, cancel_locked};
-use super::{Store, StoreError, decode_json, sql};
+use super::{Store, StoreError, decode_json, encode_json, sql};
 
 /// A workflow to store, with its stages' tasks.
 pub struct NewWorkflow<'a> {
@@ -122,6 +122,46 @@ impl Store {
             .fetch_all(&self.reader)
             .await?;
         rows.iter().map(TaskRecord::from_row).collect()
+    }
+
+    /// Workflows `ids` with their stages (in document order), two
+    /// statements for them all; the stages are read first, so a workflow
+    /// read after them shows a cancel that ended any of them. Ids without a
+    /// workflow are left out.
+    pub async fn workflows_and_stages(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<(WorkflowRecord, Vec<TaskRecord>)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = encode_json(&ids);
+        let stage_rows = sqlx::query(self.dialect.stages_of_workflows)
+            .bind(&list)
+            .fetch_all(&self.reader)
+            .await?;
+        let mut stages: HashMap<String, Vec<TaskRecord>> = HashMap::new();
+        for row in &stage_rows {
+            let stage = TaskRecord::from_row(row)?;
+            let workflow = stage
+                .workflow
+                .as_ref()
+                .map(|at| at.workflow_id.clone())
+                .unwrap_or_default();
+            stages.entry(workflow).or_default().push(stage);
+        }
+        let workflow_rows = sqlx::query(self.dialect.workflows_by_ids)
+            .bind(&list)
+            .fetch_all(&self.reader)
+            .await?;
+        workflow_rows
+            .iter()
+            .map(|row| {
+                let workflow = WorkflowRecord::from_row(row)?;
+                let stages = stages.remove(&workflow.id).unwrap_or_default();
+                Ok((workflow, stages))
+            })
+            .collect()
     }
 
     /// A tenant's workflows, newest first, each with how many of its stages
