@@ -44,14 +44,18 @@ impl WorkerConfig {
     /// The most tasks claimed ahead: see [`WorkerConfig::read_ahead`].
     pub fn read_ahead(&self) -> u32 {
         self.read_ahead
-            .unwrap_or_else(|| self.slots.div_ceil(4).max(1))
+            .unwrap_or_else(|| self.quarter_of_slots())
             .min(self.slots)
     }
 
     /// The read-ahead before the worker has timed a task and a round trip:
     /// a quarter of the slots (at least 1), within [`Self::read_ahead`].
     pub(crate) fn initial_read_ahead(&self) -> u32 {
-        self.slots.div_ceil(4).max(1).min(self.read_ahead())
+        self.quarter_of_slots().min(self.read_ahead())
+    }
+
+    fn quarter_of_slots(&self) -> u32 {
+        self.slots.div_ceil(4).max(1)
     }
 
     /// Defaults for `server` and `token`: the host's name, one slot per CPU,

@@ -139,15 +139,25 @@ impl Shared {
         self.client.call("claim", &request, timeout).await
     }
 
-    /// One round trip that only delivers: no claim, no wait.
-    async fn deliver(self: &Arc<Self>, worker_id: &str, delivery: Delivery) {
+    /// Awaits `call`, a round trip that answers at once, and times it for
+    /// the pace when it succeeds.
+    async fn timed<T>(
+        &self,
+        call: impl Future<Output = Result<T, CallError>>,
+    ) -> Result<T, CallError> {
         let started = std::time::Instant::now();
-        let sent = self
-            .send_only(worker_id, &delivery, Duration::from_secs(30))
-            .await;
-        if sent.is_ok() {
+        let answer = call.await;
+        if answer.is_ok() {
             self.pace.trip_ended(started.elapsed());
         }
+        answer
+    }
+
+    /// One round trip that only delivers: no claim, no wait.
+    async fn deliver(self: &Arc<Self>, worker_id: &str, delivery: Delivery) {
+        let sent = self
+            .timed(self.send_only(worker_id, &delivery, Duration::from_secs(30)))
+            .await;
         match sent {
             Ok(response) => self.answered(&delivery, response),
             Err(error) => {
@@ -230,12 +240,7 @@ pub(crate) async fn exchange_loop(shared: Arc<Shared>) {
                 None => continue,
             }
         } else {
-            let started = std::time::Instant::now();
-            let answer = call.await;
-            if answer.is_ok() {
-                shared.pace.trip_ended(started.elapsed());
-            }
-            answer
+            shared.timed(call).await
         };
         match answer {
             Ok(response) => {

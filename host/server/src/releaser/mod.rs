@@ -116,30 +116,25 @@ pub async fn settle(state: &AppState, deferred: &mut Deferred) -> Result<(), Sto
             })
             .buffer_unordered(CONCURRENCY);
         let mut writes = Vec::new();
-        let mut page = Vec::new();
         while let Some((id, changes, plan)) = planned.next().await {
             match plan {
                 (decided, Progress::Settled) => {
                     writes.extend(decided);
-                    writes.push(StageWrite::Settle {
-                        id: id.clone(),
-                        changes,
-                    });
+                    writes.push(StageWrite::Settle { id, changes });
                 }
                 (decided, Progress::Later) => {
                     writes.extend(decided);
-                    deferred.0.insert(id.clone(), now + RECHECK);
+                    deferred.0.insert(id, now + RECHECK);
                 }
             }
-            page.push(id);
         }
         if let Err(error) = apply(state, &writes).await {
             tracing::warn!(
-                workflows = page.len(),
+                workflows = ids.len(),
                 %error,
                 "writing a release pass failed; retrying on a later pass"
             );
-            for id in page {
+            for id in ids {
                 deferred.0.insert(id, now + RECHECK);
             }
         }

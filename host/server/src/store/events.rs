@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use flowmesh_types::api::EventBody;
+use flowmesh_types::api::{EventBody, WorkflowState};
 use sqlx::{Any, AssertSqlSafe, Transaction};
 
 use super::rows::{get_i64, get_str};
@@ -41,6 +41,17 @@ impl NewEvents {
     /// Adds an event of task `task_id`.
     pub(super) fn push(&mut self, task_id: &str, body: EventBody) {
         self.0.push((task_id.to_string(), body));
+    }
+
+    /// Adds an event of workflow `id`: its state, and why.
+    pub(super) fn push_workflow(&mut self, id: &str, state: WorkflowState, message: String) {
+        self.push(
+            id,
+            EventBody::Workflow {
+                state,
+                message: Some(message),
+            },
+        );
     }
 
     /// Notes that a stage of `workflow` finished: [`NewEvents::write`] tells
@@ -95,7 +106,8 @@ impl NewEvents {
 }
 
 /// Inserts `events` with one statement; their sequence numbers, in row
-/// order. SQLite has one writer and numbers a statement's rows one after
+/// order. On SQLite the statement runs inside a write transaction, which
+/// holds the database's only write lock, and numbers its rows one after
 /// another, so the last row's number gives them all without returning a row
 /// per event from SQLite's thread; PostgreSQL returns them.
 async fn insert_events(

@@ -81,14 +81,20 @@ impl Store {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
-        let mut stages: Vec<&StageWrite> = writes
+        // The stage writes, by task id.
+        let mut stages: Vec<(&str, &StageWrite)> = writes
             .iter()
-            .filter(|write| matches!(write, StageWrite::Release { .. } | StageWrite::End { .. }))
+            .filter_map(|write| match write {
+                StageWrite::Release { task_id, .. } | StageWrite::End { task_id, .. } => {
+                    Some((task_id.as_str(), write))
+                }
+                StageWrite::Finish { .. } | StageWrite::Settle { .. } => None,
+            })
             .collect();
-        stages.sort_by(|a, b| stage_of(a).cmp(stage_of(b)));
+        stages.sort_by_key(|(task_id, _)| *task_id);
         let (_gate, mut tx) = self.write().await?;
         let mut events = NewEvents::default();
-        for write in stages {
+        for (_, write) in stages {
             match write {
                 StageWrite::Release {
                     task_id,
@@ -163,13 +169,7 @@ impl Store {
                     .await?
                     .rows_affected();
                 if finished > 0 {
-                    events.push(
-                        id,
-                        EventBody::Workflow {
-                            state,
-                            message: Some(message.to_string()),
-                        },
-                    );
+                    events.push_workflow(id, state, message.to_string());
                 }
             }
             if writes.changed {
@@ -190,13 +190,5 @@ impl Store {
         let events = events.write(&mut tx, now).await?;
         tx.commit().await?;
         Ok(events)
-    }
-}
-
-/// The stage a release or an end writes.
-fn stage_of(write: &StageWrite) -> &str {
-    match write {
-        StageWrite::Release { task_id, .. } | StageWrite::End { task_id, .. } => task_id,
-        StageWrite::Finish { id, .. } | StageWrite::Settle { id, .. } => id,
     }
 }

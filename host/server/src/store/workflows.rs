@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use flowmesh_types::api::{EventBody, WorkflowState};
+use flowmesh_types::api::WorkflowState;
 use flowmesh_types::document::Metadata;
 use sqlx::any::AnyRow;
 
@@ -270,15 +270,10 @@ impl Store {
             .await?
             .rows_affected();
         if requested > 0 {
-            events.push(
+            events.push_workflow(
                 &workflow.id,
-                EventBody::Workflow {
-                    state: WorkflowState::Running,
-                    message: Some(format!(
-                        "cancel requested; {} stage(s) stopping",
-                        rows.len()
-                    )),
-                },
+                WorkflowState::Running,
+                format!("cancel requested; {} stage(s) stopping", rows.len()),
             );
         }
         let events = events.write(&mut tx, now).await?;
