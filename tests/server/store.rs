@@ -9,8 +9,9 @@ use flowmesh_server::store::{
 };
 use flowmesh_tests::cluster::{Db, TestDb};
 use flowmesh_tests::store_fixtures::{self as fixtures, TestRegistration, claim_for};
-use flowmesh_types::api::WorkflowState;
+use flowmesh_types::TaskError;
 use flowmesh_types::api::{Completion, CompletionVerdict, GpuDevice, Hardware, TaskState};
+use flowmesh_types::api::{EventBody, WaitKind, Waiting, WorkflowState};
 use flowmesh_types::{TaskDocument, parse_document};
 
 flowmesh_tests::on_both_backends!(
@@ -22,6 +23,7 @@ flowmesh_tests::on_both_backends!(
     a_stale_or_forged_lease_cannot_complete,
     garbage_collection_deletes_only_old_finished_tasks,
     garbage_collection_keeps_the_stages_of_a_running_workflow,
+    a_release_pass_writes_once_and_only_what_is_still_held,
     a_gpu_request_is_matched_device_by_device,
     the_last_live_admin_token_is_never_revoked,
 );
@@ -304,15 +306,15 @@ async fn garbage_collection_deletes_only_old_finished_tasks(db: Db) {
     );
 }
 
-async fn garbage_collection_keeps_the_stages_of_a_running_workflow(db: Db) {
-    let (store, _db) = open(db).await;
+/// Stores workflow `id` of tenant `t`: stage a (`ids[0]`), then stage b
+/// (`ids[1]`) reading a's output, held back when `hold_b`.
+async fn insert_two_stages(store: &Store, id: &str, ids: [&str; 2], hold_b: bool) {
     let document = match flowmesh_types::parse(
         "apiVersion: flowmesh/v1\nkind: Workflow\nspec:\n  stages:\n    - {name: a, spec: {taskType: echo}}\n    - {name: b, spec: {taskType: echo, message: '${a.output.message}'}}\n",
     ) {
         Ok(flowmesh_types::Document::Workflow(workflow)) => workflow,
         other => panic!("not a workflow: {other:?}"),
     };
-    let ids = ["a-task", "b-task"];
     let plans: Vec<StagePlan> = document
         .stages
         .iter()
@@ -329,6 +331,11 @@ async fn garbage_collection_keeps_the_stages_of_a_running_workflow(db: Db) {
             spec: stage.spec.clone(),
         })
         .collect();
+    let held = Waiting {
+        kind: WaitKind::Dependencies,
+        message: "waits for stage(s) a to finish".into(),
+        counts: Default::default(),
+    };
     let stages = (0..2)
         .map(|i| NewTask {
             id: ids[i],
@@ -336,16 +343,16 @@ async fn garbage_collection_keeps_the_stages_of_a_running_workflow(db: Db) {
             document: &tasks[i],
             now: 1_000,
             stage: Some(NewStage {
-                workflow_id: "wf",
+                workflow_id: id,
                 name: &document.stages[i].name,
                 plan: &plans[i],
-                blocked: None,
+                blocked: (hold_b && i == 1).then(|| held.clone()),
             }),
         })
         .collect();
     store
         .insert_workflow(NewWorkflow {
-            id: "wf",
+            id,
             tenant: "t",
             metadata: &document.metadata,
             stages,
@@ -353,6 +360,11 @@ async fn garbage_collection_keeps_the_stages_of_a_running_workflow(db: Db) {
         })
         .await
         .expect("stored");
+}
+
+async fn garbage_collection_keeps_the_stages_of_a_running_workflow(db: Db) {
+    let (store, _db) = open(db).await;
+    insert_two_stages(&store, "wf", ["a-task", "b-task"], false).await;
     store
         .cancel_task("t", "a-task", 2_000)
         .await
@@ -387,6 +399,121 @@ async fn garbage_collection_keeps_the_stages_of_a_running_workflow(db: Db) {
             .expect("events")
             .is_empty()
     );
+}
+
+/// The releaser's writes for several workflows in one transaction: a held
+/// stage is released, another ended (its workflow marked changed), a
+/// workflow finished and one settled; applied again, the same writes find
+/// nothing still held or running and write nothing.
+async fn a_release_pass_writes_once_and_only_what_is_still_held(db: Db) {
+    let (store, _db) = open(db).await;
+    insert_two_stages(&store, "wf-1", ["a-1", "b-1"], true).await;
+    insert_two_stages(&store, "wf-2", ["a-2", "b-2"], true).await;
+    let changes = |workflows: &[(i64, String, i64)], id: &str| {
+        workflows
+            .iter()
+            .find(|(_, workflow, _)| workflow == id)
+            .map(|(_, _, changes)| *changes)
+    };
+    let before = store.unsettled_workflows(0, 10).await.expect("unsettled");
+    let skipped = TaskError::new(
+        flowmesh_types::TaskErrorCode::Skipped,
+        "the condition does not hold",
+    );
+    let writes = vec![
+        StageWrite::Release {
+            task_id: "b-1".into(),
+            spec: serde_json::json!({"taskType": "echo", "message": "hi"})
+                .as_object()
+                .cloned()
+                .expect("an object"),
+            message: "released".into(),
+        },
+        StageWrite::End {
+            task_id: "b-2".into(),
+            state: TaskState::Skipped,
+            error: skipped.clone(),
+        },
+        StageWrite::Finish {
+            id: "wf-2".into(),
+            state: WorkflowState::Succeeded,
+            message: "stages: 2 done".into(),
+        },
+        StageWrite::Settle {
+            id: "wf-1".into(),
+            changes: changes(&before, "wf-1").unwrap_or(0),
+        },
+    ];
+    let events = store
+        .apply_stage_writes(&writes, 5_000)
+        .await
+        .expect("applied");
+    let mut written: Vec<(String, String)> = events
+        .iter()
+        .map(|event| {
+            let kind = match event.body {
+                EventBody::State { .. } => "state",
+                EventBody::Result { .. } => "result",
+                EventBody::Workflow { .. } => "workflow",
+                EventBody::Task(_) => "task",
+            };
+            (event.task_id.clone(), kind.to_string())
+        })
+        .collect();
+    written.sort();
+    assert_eq!(
+        written,
+        [
+            ("b-1".to_string(), "state".to_string()),
+            ("b-2".to_string(), "result".to_string()),
+            ("b-2".to_string(), "state".to_string()),
+            ("wf-2".to_string(), "workflow".to_string()),
+        ],
+        "{events:?}"
+    );
+    // The sequence numbers handed back are the ones stored (SQLite's are
+    // worked out from the last row id, not returned per row).
+    let stored: Vec<_> = store
+        .events_after(EventStream::Task("b-2"), 0, 100)
+        .await
+        .expect("events")
+        .into_iter()
+        .filter(|event| event.at == 5_000)
+        .collect();
+    let returned: Vec<_> = events
+        .iter()
+        .filter(|event| event.task_id == "b-2")
+        .cloned()
+        .collect();
+    assert_eq!(stored, returned);
+    let released = store.task(None, "b-1").await.expect("read").expect("b-1");
+    assert_eq!(released.state, TaskState::Pending);
+    assert!(!released.blocked, "released stages can be claimed");
+    assert_eq!(released.spec["message"], "hi");
+    let ended = store.task(None, "b-2").await.expect("read").expect("b-2");
+    assert_eq!(ended.state, TaskState::Skipped);
+    assert_eq!(ended.error, Some(skipped));
+    let after = store.unsettled_workflows(0, 10).await.expect("unsettled");
+    assert_eq!(changes(&after, "wf-1"), None, "wf-1 is settled");
+    assert_eq!(
+        changes(&after, "wf-2"),
+        Some(changes(&before, "wf-2").unwrap_or(0) + 1),
+        "ending b-2 marked wf-2 changed for the next pass"
+    );
+    let finished = store
+        .workflow(None, "wf-2")
+        .await
+        .expect("read")
+        .expect("wf-2");
+    assert_eq!(finished.state, WorkflowState::Succeeded);
+
+    let again = store
+        .apply_stage_writes(&writes, 6_000)
+        .await
+        .expect("applied again");
+    assert!(again.is_empty(), "nothing was still held: {again:?}");
+    let ended = store.task(None, "b-2").await.expect("read").expect("b-2");
+    assert_eq!(ended.updated_at, 5_000, "the ended stage is untouched");
 }
 
 async fn a_gpu_request_is_matched_device_by_device(db: Db) {
