@@ -69,16 +69,17 @@ pub async fn run(state: Arc<AppState>) {
 pub struct Deferred(HashMap<String, Instant>);
 
 /// Advances every changed workflow once, oldest first, in pages: a page's
-/// workflows and stages are read in two statements, up to [`CONCURRENCY`]
-/// of its workflows are planned at a time (stage checks only), so a
-/// workflow whose stage checks are slow (a plugin's `validate()` running to
-/// its deadline) holds up only its own place; then everything the page
-/// decided, with the changes it settled, is written in one transaction
-/// ([`crate::store::Store::apply_stage_writes`]). A workflow that cannot be
-/// advanced now (a stage whose plugin is missing here) is skipped for
-/// [`RECHECK`] without holding up the others, and a page whose write fails
-/// is skipped as a whole; what a pass itself changed is picked up by the
-/// next pass, which the stages it ended wake.
+/// workflows and stages are read in two statements, and up to
+/// [`CONCURRENCY`] of its workflows are planned at a time (stage checks
+/// only). The plans done at any moment are written together, with the
+/// changes they settled, in one transaction
+/// ([`crate::store::Store::apply_stage_writes`]), so a workflow whose stage
+/// checks are slow (a plugin's `validate()` running to its deadline) holds
+/// up only its own place. A workflow that cannot be advanced now (a stage
+/// whose plugin is missing here) is skipped for [`RECHECK`] without holding
+/// up the others, as are the workflows of a write that fails; what a pass
+/// itself changed is picked up by the next pass, which the stages it ended
+/// wake.
 pub async fn settle(state: &AppState, deferred: &mut Deferred) -> Result<(), StoreError> {
     use futures::StreamExt as _;
     let now = Instant::now();
@@ -114,28 +115,38 @@ pub async fn settle(state: &AppState, deferred: &mut Deferred) -> Result<(), Sto
                     (id, changes, plan)
                 }
             })
-            .buffer_unordered(CONCURRENCY);
-        let mut writes = Vec::new();
-        while let Some((id, changes, plan)) = planned.next().await {
-            match plan {
-                (decided, Progress::Settled) => {
-                    writes.extend(decided);
-                    writes.push(StageWrite::Settle { id, changes });
+            .buffer_unordered(CONCURRENCY)
+            // Whatever plans are done when the next would have to be
+            // waited for go together: one slow check holds back only the
+            // writes of its own workflow.
+            .ready_chunks(BATCH as usize);
+        while let Some(done) = planned.next().await {
+            let mut writes = Vec::new();
+            let mut written = Vec::with_capacity(done.len());
+            for (id, changes, (decided, progress)) in done {
+                writes.extend(decided);
+                match progress {
+                    Progress::Settled => writes.push(StageWrite::Settle {
+                        id: id.clone(),
+                        changes,
+                    }),
+                    Progress::Later => {
+                        deferred.0.insert(id.clone(), now + RECHECK);
+                    }
                 }
-                (decided, Progress::Later) => {
-                    writes.extend(decided);
+                written.push(id);
+            }
+            // Planning holds no write transaction, so waiting here for this
+            // one holds up nothing but the plans still in flight.
+            if let Err(error) = apply(state, &writes).await {
+                tracing::warn!(
+                    workflows = written.len(),
+                    %error,
+                    "writing a release pass failed; retrying on a later pass"
+                );
+                for id in written {
                     deferred.0.insert(id, now + RECHECK);
                 }
-            }
-        }
-        if let Err(error) = apply(state, &writes).await {
-            tracing::warn!(
-                workflows = ids.len(),
-                %error,
-                "writing a release pass failed; retrying on a later pass"
-            );
-            for id in ids {
-                deferred.0.insert(id, now + RECHECK);
             }
         }
         if !full {
