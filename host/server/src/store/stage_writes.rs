@@ -2,8 +2,8 @@
 //! releasing held-back stages, ending the ones that will not run, finishing
 //! workflows, and recording which changes it acted on.
 //!
-//! A release pass decides for up to a page of workflows at once (reading
-//! only), then hands every write it decided to [`Store::apply_stage_writes`]:
+//! A release pass decides for a page of workflows (reading only), then
+//! hands the writes of the plans done so far to [`Store::apply_stage_writes`]:
 //! one transaction where there were several per workflow. Releasing and
 //! ending are conditional (`… AND blocked = 1`), finishing too (`… AND state
 //! = 'running'`), so a write that another server or a cancel made moot does
