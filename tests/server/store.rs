@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use flowmesh_server::store::{
-    EventStream, NewStage, NewTask, NewToken, NewWorkflow, RetryPolicy, Revoked, StagePlan,
-    StageWrite, Store,
+    EventStream, Exchange, NewStage, NewTask, NewToken, NewWorkflow, RetryPolicy, Revoked,
+    StagePlan, StageWrite, Store,
 };
 use flowmesh_tests::cluster::{Db, TestDb};
 use flowmesh_tests::store_fixtures::{self as fixtures, TestRegistration, claim_for};
@@ -24,6 +24,7 @@ flowmesh_tests::on_both_backends!(
     garbage_collection_deletes_only_old_finished_tasks,
     garbage_collection_keeps_the_stages_of_a_running_workflow,
     a_release_pass_writes_once_and_only_what_is_still_held,
+    a_round_trip_says_whether_a_stage_finished,
     a_gpu_request_is_matched_device_by_device,
     the_last_live_admin_token_is_never_revoked,
 );
@@ -590,4 +591,71 @@ async fn the_last_live_admin_token_is_never_revoked(db: Db) {
         store.revoke_token(&second.principal.token_id, 6_000).await,
         Ok(Revoked::LastAdmin)
     ));
+}
+
+/// A worker's round trip tells the server whether it finished a workflow's
+/// stage, so that the releaser is woken for stages, not for every task.
+async fn a_round_trip_says_whether_a_stage_finished(db: Db) {
+    let (store, _db) = open(db).await;
+    insert_two_stages(&store, "wf", ["a-task", "b-task"], true).await;
+    let plain = submit(&store, &task("echo")).await;
+    let worker = register(&store, "w", &["echo"], 4, big()).await;
+    let round_trip = |completions: Vec<Completion>, at: i64| {
+        let store = store.clone();
+        let worker = worker.clone();
+        async move {
+            store
+                .exchange(
+                    &Exchange {
+                        claim: claim_for(&worker, 4, 10),
+                        events: &[],
+                        completions: &completions,
+                    },
+                    at,
+                    30_000,
+                    &RETRY,
+                )
+                .await
+                .expect("exchanged")
+                .expect("the registration is the token's")
+        }
+    };
+    let claimed = round_trip(Vec::new(), 2_000).await;
+    let mut ids: Vec<&str> = claimed
+        .claimed
+        .iter()
+        .map(|task| task.id.as_str())
+        .collect();
+    ids.sort_unstable();
+    let mut expected = ["a-task", plain.as_str()];
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "stage b is held back");
+    assert!(!claimed.stages_finished, "nothing finished");
+    let done = |id: &str| {
+        let task = claimed
+            .claimed
+            .iter()
+            .find(|task| task.id == id)
+            .expect("claimed");
+        Completion {
+            task_id: task.id.clone(),
+            lease_token: task.lease_token.clone(),
+            plugin: None,
+            elapsed_ms: 1,
+            output: Some(serde_json::json!({"message": "hi"})),
+            error: None,
+        }
+    };
+    let plain_done = round_trip(vec![done(&plain)], 2_100).await;
+    assert_eq!(plain_done.verdicts, [CompletionVerdict::Accepted]);
+    assert!(
+        !plain_done.stages_finished,
+        "a task that is no stage gives the releaser nothing to do"
+    );
+    let stage_done = round_trip(vec![done("a-task")], 2_200).await;
+    assert_eq!(stage_done.verdicts, [CompletionVerdict::Accepted]);
+    assert!(stage_done.stages_finished, "stage a finished");
+    let unsettled = store.unsettled_workflows(0, 10).await.expect("unsettled");
+    assert_eq!(unsettled.len(), 1, "the workflow is marked changed");
+    assert_eq!(unsettled[0].1, "wf");
 }

@@ -164,13 +164,32 @@ impl AppState {
     }
 
     /// Records stored events: publishes them, counts finished tasks, and
-    /// wakes the workflow releaser when a task finished.
+    /// wakes the workflow releaser when a task finished (it may have been
+    /// a stage).
     pub fn publish(&self, events: Vec<crate::store::StoredEvent>) {
+        self.record(events, None);
+    }
+
+    /// [`AppState::publish`] for the events of a worker's round trip, which
+    /// says whether a stage finished: the releaser wakes only then, not for
+    /// every task that is no stage.
+    pub fn publish_exchanged(&self, events: Vec<crate::store::StoredEvent>, stages_finished: bool) {
+        if stages_finished {
+            self.releaser.notify_one();
+        }
+        self.record(events, Some(stages_finished));
+    }
+
+    /// Publishes and counts `events`; wakes the releaser on a task's result
+    /// unless `stages_finished` already said whether to.
+    fn record(&self, events: Vec<crate::store::StoredEvent>, stages_finished: Option<bool>) {
         use flowmesh_types::api::EventBody;
         for event in &events {
             match &event.body {
                 EventBody::Result { state, .. } => {
-                    self.releaser.notify_one();
+                    if stages_finished.is_none() {
+                        self.releaser.notify_one();
+                    }
                     self.metrics
                         .finished
                         .get_or_create(&crate::metrics::StateLabel {

@@ -384,7 +384,7 @@ pub(super) async fn claim(
             verdicts = exchanged.verdicts;
             first = false;
         }
-        state.publish(exchanged.events);
+        state.publish_exchanged(exchanged.events, exchanged.stages_finished);
         let tasks = exchanged.claimed;
         if !tasks.is_empty() || delivers {
             state.metrics.claimed.inc_by(tasks.len() as u64);

@@ -2,10 +2,12 @@
 //!
 //! A stage with upstream stages is stored held back (pending, `blocked`,
 //! unclaimable). When a stage finishes, its workflow is marked changed in
-//! the same transaction; the releaser wakes (on the finish event, on a
-//! submit, and once a second for changes made through other servers or
-//! before a restart), and for each changed workflow looks at every held-back
-//! stage whose upstream stages have all finished:
+//! the same transaction; the releaser wakes (when a transaction that
+//! finished a stage commits — a worker's round trip says whether it did, so
+//! tasks that are no stages do not wake it — on a submit, and once a second
+//! for changes made through other servers or before a restart), and for
+//! each changed workflow looks at every held-back stage whose upstream
+//! stages have all finished:
 //!
 //! 1. an upstream stage failed or was cancelled ⇒ the stage fails,
 //!    `upstream_failed`, naming that stage;

@@ -83,6 +83,10 @@ pub struct Exchanged {
     pub claimed: Vec<ClaimedTask>,
     /// The events written.
     pub events: Vec<StoredEvent>,
+    /// Whether a stage of some workflow finished: the releaser has work.
+    /// (A finished task that is no stage gives it none, and a worker's
+    /// round trips must not wake it for nothing.)
+    pub stages_finished: bool,
 }
 
 impl Store {
@@ -157,12 +161,14 @@ impl Store {
         } else {
             Vec::new()
         };
+        let stages_finished = events.changes_workflows();
         let events = events.write(&mut tx, now).await?;
         tx.commit().await?;
         Ok(Some(Exchanged {
             verdicts,
             claimed,
             events,
+            stages_finished,
         }))
     }
 

@@ -62,6 +62,12 @@ impl NewEvents {
         self.1.insert(workflow);
     }
 
+    /// Whether a stage of some workflow finished: the releaser has work
+    /// once this commits.
+    pub(super) fn changes_workflows(&self) -> bool {
+        !self.1.is_empty()
+    }
+
     /// Takes the workflows noted changed, for a caller that writes their
     /// rows itself, in its own order, before [`NewEvents::write`].
     pub(super) fn take_changed_workflows(&mut self) -> BTreeSet<String> {
