@@ -33,7 +33,8 @@
 //!   `LISTEN/NOTIFY` (claims re-check only every 500 ms without it).
 //! - **count**: a live burn-down with every SQL statement counted
 //!   ([`statements`]): statement executions per task, a multi-row statement
-//!   counting once.
+//!   counting once, and the statements that took the database's time, most
+//!   first, timed where they ran.
 //!
 //! Every server runs with `flowmesh up`'s defaults but for shorter
 //! heartbeats; `validate()` runs for every document and fair shares are on.
@@ -60,6 +61,8 @@ const SUBMITTERS: usize = 16;
 /// Clients sending batches, and the documents in each.
 const BATCH_CLIENTS: usize = 4;
 const BATCH: usize = 500;
+/// Statements the count phase lists by the time they took.
+const TOP_STATEMENTS: usize = 8;
 
 struct Options {
     backends: Vec<Db>,
@@ -338,11 +341,24 @@ async fn run(db: Db, options: &Options) {
         let tasks = options.tasks.min(5_000);
         statements::start();
         live(db, name, options, &measured, tasks, "count").await;
-        let executed = statements::stop();
+        let counted = statements::stop();
+        let executed = counted.executions();
         println!(
             "{name:<9} count  {tasks} tasks: {executed} SQL statement executions, {:.2} per task (BEGIN/COMMIT not counted; the phase's server start, registration and plugin install included)",
             executed as f64 / tasks as f64
         );
+        println!(
+            "{name:<9} count  where the database's time went, most first (µs per task; per execution):"
+        );
+        for statement in counted.statements.iter().take(TOP_STATEMENTS) {
+            println!(
+                "{name:<9}   {:>6.1} µs/task {:>7.0} µs each x {:>5}  {}",
+                statement.time.as_secs_f64() * 1e6 / tasks as f64,
+                statement.time.as_secs_f64() * 1e6 / statement.executions.max(1) as f64,
+                statement.executions,
+                statement.name
+            );
+        }
     }
 }
 

@@ -1,18 +1,79 @@
-//! Counting the SQL statements the store executes. sqlx reports every
-//! statement it runs as a `sqlx::query` event when that is enabled; a layer
-//! that enables it only while counting, and counts it, gives the number of
-//! executions (a multi-row statement is one, whatever its rows; `BEGIN` and
-//! `COMMIT` are not counted). It stays off for the timed phases: sqlx
-//! formats a summary of the statement for every event it emits.
+//! Counting the SQL statements the store executes, and timing them. sqlx
+//! reports every statement it runs as a `sqlx::query` event when that is
+//! enabled, with the time it took where it ran (on SQLite, the connection's
+//! own thread: preparing, stepping, handing rows over). A layer that enables
+//! it only while counting, and counts it, gives the number of executions (a
+//! multi-row statement is one, whatever its rows; `BEGIN` and `COMMIT` are
+//! not counted) and where the database's time went, statement by statement.
+//! It stays off for the timed phases: sqlx formats a summary of the
+//! statement for every event it emits.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use tracing::field::{Field, Visit};
 use tracing::subscriber::Interest;
 use tracing::{Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
 static COUNTING: AtomicBool = AtomicBool::new(false);
-static STATEMENTS: AtomicU64 = AtomicU64::new(0);
+static COUNTED: Mutex<Option<HashMap<String, Statement>>> = Mutex::new(None);
+
+/// Characters of a statement's text that name it in the report.
+const NAME_CHARS: usize = 72;
+
+/// One statement's executions while counting.
+#[derive(Debug, Clone, Default)]
+pub struct Statement {
+    /// Its text, whitespace folded, cut to [`NAME_CHARS`].
+    pub name: String,
+    /// How many times it ran.
+    pub executions: u64,
+    /// The time they took together, where they ran.
+    pub time: Duration,
+}
+
+/// What [`stop`] counted.
+pub struct Counted {
+    /// Every statement, the most time first.
+    pub statements: Vec<Statement>,
+}
+
+impl Counted {
+    /// Executions of all statements.
+    pub fn executions(&self) -> u64 {
+        self.statements.iter().map(|s| s.executions).sum()
+    }
+}
+
+/// The fields of one `sqlx::query` event that matter here.
+#[derive(Default)]
+struct Fields {
+    statement: String,
+    seconds: f64,
+}
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "db.statement" {
+            self.statement = format!("{value:?}");
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "db.statement" {
+            self.statement = value.to_string();
+        }
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if field.name() == "elapsed_secs" {
+            self.seconds = value;
+        }
+    }
+}
 
 struct Counter;
 
@@ -30,8 +91,27 @@ impl<S: Subscriber> Layer<S> for Counter {
         metadata.target() == "sqlx::query" && COUNTING.load(Ordering::Relaxed)
     }
 
-    fn on_event(&self, _: &tracing::Event<'_>, _: Context<'_, S>) {
-        STATEMENTS.fetch_add(1, Ordering::Relaxed);
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let name: String = fields
+            .statement
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .take(NAME_CHARS)
+            .collect();
+        let mut counted = COUNTED.lock().expect("the counter's lock");
+        let statement = counted
+            .get_or_insert_with(HashMap::new)
+            .entry(name.clone())
+            .or_insert_with(|| Statement {
+                name,
+                ..Statement::default()
+            });
+        statement.executions += 1;
+        statement.time += Duration::from_secs_f64(fields.seconds.max(0.0));
     }
 }
 
@@ -43,12 +123,19 @@ pub fn install() {
 
 /// Starts counting from zero.
 pub fn start() {
-    STATEMENTS.store(0, Ordering::Relaxed);
+    *COUNTED.lock().expect("the counter's lock") = Some(HashMap::new());
     COUNTING.store(true, Ordering::Relaxed);
 }
 
-/// Stops counting; the statements counted since [`start`].
-pub fn stop() -> u64 {
+/// Stops counting; what was counted since [`start`].
+pub fn stop() -> Counted {
     COUNTING.store(false, Ordering::Relaxed);
-    STATEMENTS.load(Ordering::Relaxed)
+    let counted = COUNTED
+        .lock()
+        .expect("the counter's lock")
+        .take()
+        .unwrap_or_default();
+    let mut statements: Vec<Statement> = counted.into_values().collect();
+    statements.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| a.name.cmp(&b.name)));
+    Counted { statements }
 }
