@@ -472,7 +472,7 @@ async fn sqlite_pool(
     role: SqliteRole,
 ) -> Result<AnyPool, StoreError> {
     let (cache_kib, autocheckpoint) = match role {
-        SqliteRole::Writer => (8 << 10, 10_000),
+        SqliteRole::Writer => (2 << 10, 10_000),
         SqliteRole::Reader | SqliteRole::Checkpointer => (8 << 10, 0),
     };
     let setup: Arc<str> = format!(
