@@ -354,7 +354,7 @@ async fn run(db: Db, options: &Options) {
             println!(
                 "{name:<9}   {:>6.1} µs/task {:>7.0} µs each x {:>5}  {}",
                 statement.time.as_secs_f64() * 1e6 / tasks as f64,
-                statement.time.as_secs_f64() * 1e6 / statement.executions.max(1) as f64,
+                statement.time.as_secs_f64() * 1e6 / statement.executions as f64,
                 statement.executions,
                 statement.name
             );

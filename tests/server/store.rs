@@ -646,6 +646,14 @@ async fn a_round_trip_says_whether_a_stage_finished(db: Db) {
             error: None,
         }
     };
+    // A new workflow is already unsettled: count its changes.
+    let changes = || async {
+        let unsettled = store.unsettled_workflows(0, 10).await.expect("unsettled");
+        assert_eq!(unsettled.len(), 1, "{unsettled:?}");
+        assert_eq!(unsettled[0].1, "wf");
+        unsettled[0].2
+    };
+    let submitted = changes().await;
     let plain_done = round_trip(vec![done(&plain)], 2_100).await;
     assert_eq!(plain_done.verdicts, [CompletionVerdict::Accepted]);
     assert!(
@@ -655,7 +663,9 @@ async fn a_round_trip_says_whether_a_stage_finished(db: Db) {
     let stage_done = round_trip(vec![done("a-task")], 2_200).await;
     assert_eq!(stage_done.verdicts, [CompletionVerdict::Accepted]);
     assert!(stage_done.stages_finished, "stage a finished");
-    let unsettled = store.unsettled_workflows(0, 10).await.expect("unsettled");
-    assert_eq!(unsettled.len(), 1, "the workflow is marked changed");
-    assert_eq!(unsettled[0].1, "wf");
+    assert_eq!(
+        changes().await,
+        submitted + 1,
+        "the stage's end, and only it, marked the workflow changed"
+    );
 }

@@ -167,29 +167,30 @@ impl AppState {
     /// wakes the workflow releaser when a task finished (it may have been
     /// a stage).
     pub fn publish(&self, events: Vec<crate::store::StoredEvent>) {
-        self.record(events, None);
+        if self.record(events) {
+            self.releaser.notify_one();
+        }
     }
 
     /// [`AppState::publish`] for the events of a worker's round trip, which
     /// says whether a stage finished: the releaser wakes only then, not for
     /// every task that is no stage.
     pub fn publish_exchanged(&self, events: Vec<crate::store::StoredEvent>, stages_finished: bool) {
+        self.record(events);
         if stages_finished {
             self.releaser.notify_one();
         }
-        self.record(events, Some(stages_finished));
     }
 
-    /// Publishes and counts `events`; wakes the releaser on a task's result
-    /// unless `stages_finished` already said whether to.
-    fn record(&self, events: Vec<crate::store::StoredEvent>, stages_finished: Option<bool>) {
+    /// Publishes `events` and counts the finished tasks and workflows;
+    /// whether a task finished.
+    fn record(&self, events: Vec<crate::store::StoredEvent>) -> bool {
         use flowmesh_types::api::EventBody;
+        let mut finished = false;
         for event in &events {
             match &event.body {
                 EventBody::Result { state, .. } => {
-                    if stages_finished.is_none() {
-                        self.releaser.notify_one();
-                    }
+                    finished = true;
                     self.metrics
                         .finished
                         .get_or_create(&crate::metrics::StateLabel {
@@ -209,6 +210,7 @@ impl AppState {
             }
         }
         self.bus.publish(events);
+        finished
     }
 }
 

@@ -48,32 +48,22 @@ pub(crate) struct Pace {
 
 impl Pace {
     fn averages(&self) -> Averages {
-        *self.averages.lock().unwrap_or_else(PoisonError::into_inner)
+        *self.lock()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Averages> {
+        self.averages.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// An attempt ran for `elapsed`.
     pub(crate) fn task_ended(&self, elapsed: Duration) {
-        blend(
-            &mut self
-                .averages
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .task,
-            elapsed,
-        );
+        blend(&mut self.lock().task, elapsed);
     }
 
     /// A round trip that answered at once (it delivered something) took
     /// `elapsed`. Long polls are not samples: their time is the wait.
     pub(crate) fn trip_ended(&self, elapsed: Duration) {
-        blend(
-            &mut self
-                .averages
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .trip,
-            elapsed,
-        );
+        blend(&mut self.lock().trip, elapsed);
     }
 
     /// How many tasks to hold ahead of `slots`, at most `max`: the tasks

@@ -19,6 +19,7 @@ use tracing::{Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
 static COUNTING: AtomicBool = AtomicBool::new(false);
+/// Each statement's executions and time, by [`Statement::name`].
 static COUNTED: Mutex<Option<HashMap<String, Statement>>> = Mutex::new(None);
 
 /// Characters of a statement's text that name it in the report.
@@ -105,11 +106,8 @@ impl<S: Subscriber> Layer<S> for Counter {
         let mut counted = COUNTED.lock().expect("the counter's lock");
         let statement = counted
             .get_or_insert_with(HashMap::new)
-            .entry(name.clone())
-            .or_insert_with(|| Statement {
-                name,
-                ..Statement::default()
-            });
+            .entry(name)
+            .or_default();
         statement.executions += 1;
         statement.time += Duration::from_secs_f64(fields.seconds.max(0.0));
     }
@@ -135,7 +133,10 @@ pub fn stop() -> Counted {
         .expect("the counter's lock")
         .take()
         .unwrap_or_default();
-    let mut statements: Vec<Statement> = counted.into_values().collect();
+    let mut statements: Vec<Statement> = counted
+        .into_iter()
+        .map(|(name, statement)| Statement { name, ..statement })
+        .collect();
     statements.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| a.name.cmp(&b.name)));
     Counted { statements }
 }
