@@ -49,6 +49,13 @@ async fn a_claim_delivers_outcomes_and_takes_the_freed_slot_at_once(db: Db) {
     assert_eq!(answer["tasks"][0]["id"], first.as_str(), "{answer}");
     let lease = answer["tasks"][0]["leaseToken"].clone();
     let second = api.echo("second").await;
+    // The placement pass records once why `second` waits (the one slot is
+    // busy). On PostgreSQL that write holds the row for a moment, and a
+    // claim at that moment skips it (`SKIP LOCKED`): let it happen first.
+    api.until(&second, LONG, |task| {
+        task["waiting"]["kind"] == "workers_busy"
+    })
+    .await;
 
     let started = Instant::now();
     let (status, answer) = claim(
