@@ -326,7 +326,7 @@ async fn a_workers_own_plugin_never_serves_an_installed_type(db: Db) {
 /// local plugins routes it nothing.
 async fn a_local_plugin_serves_only_types_nobody_installed_and_is_marked(db: Db) {
     let server = TestServer::start(db, |_| {}).await;
-    let _own = server
+    let own = server
         .worker(
             "own",
             &[("read-env", components::guests::READ_ENV)],
@@ -339,6 +339,8 @@ async fn a_local_plugin_serves_only_types_nobody_installed_and_is_marked(db: Db)
         view["served"]["types"]["read-env"]["local"], true,
         "{view:#}"
     );
+    let first_registration = view["id"].clone();
+    assert!(first_registration.is_string(), "{view:#}");
     let api = server.admin();
     let id = api
         .submit("apiVersion: flowmesh/v1\nkind: Task\nspec:\n  taskType: read-env\n")
@@ -358,6 +360,7 @@ async fn a_local_plugin_serves_only_types_nobody_installed_and_is_marked(db: Db)
         task["attempts"][0]["plugin"]["name"], "read-env",
         "{task:#}"
     );
+    drop(own);
     drop(server);
 
     let strict = TestServer::start(db, |config| config.local_plugins = false).await;
@@ -369,9 +372,12 @@ async fn a_local_plugin_serves_only_types_nobody_installed_and_is_marked(db: Db)
             1,
         )
         .await;
-    let view = eventually("the worker registered", LONG, || async {
+    // The first server's registration of "own" is still in the database
+    // until it expires: wait for the one made with the strict server.
+    let before = first_registration.clone();
+    let view = eventually("the worker registered again", LONG, || async {
         let (status, view) = strict.admin().get("/workers/own").await;
-        if status == StatusCode::OK {
+        if status == StatusCode::OK && view["id"] != before {
             Ok(view)
         } else {
             Err(view.to_string())
