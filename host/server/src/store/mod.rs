@@ -17,7 +17,8 @@
 //! query planner's stability guarantee. Without it SQLite re-prepares a
 //! cached statement whenever a bound value it looked at while planning (a
 //! `LIMIT`, a term matched against a partial index) changes, which made
-//! preparing statements most of the store's work.
+//! preparing statements most of the store's work. It is also built without
+//! memory statistics and allocates through mimalloc (`sqlite_memory.rs`).
 //!
 //! SQL lives in three places: portable statements in [`sql`], and what differs
 //! — the claim above all — in one [`Dialect`] per backend ([`sqlite`],
@@ -63,6 +64,7 @@ mod postgres;
 mod rows;
 mod sql;
 mod sqlite;
+mod sqlite_memory;
 mod stage_plan;
 mod stage_writes;
 mod task_record;
@@ -275,6 +277,7 @@ impl Store {
         sqlx::any::install_default_drivers();
         let (backend, dialect, url): (_, &'static Dialect, Cow<'_, str>) =
             if let Some(path) = url.strip_prefix("sqlite://") {
+                sqlite_memory::install();
                 private_sqlite_file(Path::new(path.split('?').next().unwrap_or(path)))?;
                 let url = if path.contains('?') {
                     url.to_string()
