@@ -363,24 +363,24 @@ async fn end_attempts(
         })
         .collect();
     let marks = sql::Marks::of(tx);
-    for chunk in sql::fixed_chunks(&decisions, 8) {
+    for chunk in sql::padded_chunks(&decisions, 8) {
         let statement = format!(
             "{}{}{}",
             sql::INSERT_ATTEMPTS,
-            marks.rows(chunk.len(), 8),
+            marks.rows(chunk.rows, 8),
             sql::INSERT_ATTEMPTS_END
         );
         let mut query = sqlx::query(AssertSqlSafe(statement));
-        for (task, worker, decision) in chunk {
+        for row in chunk.rows() {
             query = query
-                .bind(task.id.as_str())
-                .bind(i64::from(task.attempt))
-                .bind(worker.as_str())
-                .bind(task.started_at.unwrap_or(now))
-                .bind(now)
-                .bind(decision.outcome)
-                .bind(decision.error.as_ref().map(encode_json))
-                .bind(task.plugin.as_ref().map(encode_json));
+                .bind(row.map(|(task, _, _)| task.id.as_str()))
+                .bind(row.map(|(task, _, _)| i64::from(task.attempt)))
+                .bind(row.map(|(_, worker, _)| worker.as_str()))
+                .bind(row.map(|(task, _, _)| task.started_at.unwrap_or(now)))
+                .bind(row.map(|_| now))
+                .bind(row.map(|(_, _, decision)| decision.outcome))
+                .bind(row.and_then(|(_, _, decision)| decision.error.as_ref().map(encode_json)))
+                .bind(row.and_then(|(task, _, _)| task.plugin.as_ref().map(encode_json)));
         }
         query.execute(&mut **tx).await?;
     }

@@ -90,24 +90,21 @@ impl NewEvents {
                 .await?;
         }
         let marks = sql::Marks::of(tx);
-        let mut rest = self.0;
-        let mut stored = Vec::with_capacity(rest.len());
-        while !rest.is_empty() {
-            let chunk: Vec<(String, EventBody)> = rest
-                .drain(..sql::chunk_size(rest.len(), sql::rows_per_statement(3)))
-                .collect();
-            let seqs = insert_events(tx, marks, &chunk, at).await?;
-            // The events move into what is returned: no copy of their bodies.
-            for (seq, (task_id, body)) in seqs.into_iter().zip(chunk) {
-                stored.push(StoredEvent {
-                    seq,
-                    task_id,
-                    at,
-                    body,
-                });
-            }
+        let mut seqs = Vec::with_capacity(self.0.len());
+        for chunk in sql::padded_chunks(&self.0, 3) {
+            seqs.extend(insert_events(tx, marks, &chunk, at).await?);
         }
-        Ok(stored)
+        // The events move into what is returned: no copy of their bodies.
+        Ok(seqs
+            .into_iter()
+            .zip(self.0)
+            .map(|(seq, (task_id, body))| StoredEvent {
+                seq,
+                task_id,
+                at,
+                body,
+            })
+            .collect())
     }
 }
 
@@ -119,24 +116,25 @@ impl NewEvents {
 async fn insert_events(
     tx: &mut Transaction<'static, Any>,
     marks: sql::Marks,
-    events: &[(String, EventBody)],
+    events: &sql::Padded<'_, (String, EventBody)>,
     at: i64,
 ) -> Result<Vec<i64>, StoreError> {
-    let rows = marks.rows(events.len(), 3);
+    // Padding rows have no task.
+    let insert = format!(
+        "INSERT INTO task_events (task_id, at, body) SELECT * FROM (VALUES {}) AS v \
+         WHERE v.column1 IS NOT NULL",
+        marks.rows(events.rows, 3)
+    );
     let statement = match marks {
-        sql::Marks::Positional => {
-            format!("INSERT INTO task_events (task_id, at, body) VALUES {rows}")
-        }
-        sql::Marks::Numbered => {
-            format!("INSERT INTO task_events (task_id, at, body) VALUES {rows} RETURNING seq")
-        }
+        sql::Marks::Positional => insert,
+        sql::Marks::Numbered => format!("{insert} RETURNING seq"),
     };
     let mut query = sqlx::query(AssertSqlSafe(statement));
-    for (task_id, body) in events {
+    for event in events.rows() {
         query = query
-            .bind(task_id.as_str())
-            .bind(at)
-            .bind(encode_json(body));
+            .bind(event.map(|(task_id, _)| task_id.as_str()))
+            .bind(event.map(|_| at))
+            .bind(event.map(|(_, body)| encode_json(body)));
     }
     match marks {
         sql::Marks::Positional => {

@@ -57,20 +57,21 @@ pub(super) async fn finish_all(
     events: &mut NewEvents,
 ) -> Result<(), StoreError> {
     let marks = sql::Marks::of(tx);
-    for chunk in sql::fixed_chunks(&endings, 5) {
+    for chunk in sql::padded_chunks(&endings, 5) {
         let statement = format!(
             "WITH v(seq, state, result, error, at) AS (VALUES {}) {}",
-            marks.rows(chunk.len(), 5),
+            marks.rows(chunk.rows, 5),
             sql::FINISH_TASKS
         );
         let mut query = sqlx::query(AssertSqlSafe(statement));
-        for ending in chunk {
+        // A padding row's `NULL` seq matches no task.
+        for ending in chunk.rows() {
             query = query
-                .bind(ending.task.seq)
-                .bind(ending.state.as_str())
-                .bind(ending.result.as_ref().map(encode_json))
-                .bind(ending.error.as_ref().map(encode_json))
-                .bind(now);
+                .bind(ending.map(|ending| ending.task.seq))
+                .bind(ending.map(|ending| ending.state.as_str()))
+                .bind(ending.and_then(|ending| ending.result.as_ref().map(encode_json)))
+                .bind(ending.and_then(|ending| ending.error.as_ref().map(encode_json)))
+                .bind(ending.map(|_| now));
         }
         for row in query.fetch_all(&mut **tx).await? {
             if let Some(workflow) = get_opt_str(&row, "workflow_id")? {
