@@ -180,10 +180,10 @@ pub(super) fn rows_per_statement(parameters: usize) -> usize {
 
 /// The size of the next of [`fixed_chunks`]' chunks when `remaining` items
 /// are left: the largest power of two that fits, so `n` items take as many
-/// statements as `n` has one bits (a worker's round trip of 40 outcomes
-/// writes its attempts in two statements, 32 and 8, not four). Every
-/// statement costs a trip to SQLite's thread, and nine shapes per
-/// statement still fit the connection's statement cache.
+/// statements as `n` has one bits (a batch of 40 submitted tasks is stored
+/// with two statements, 32 and 8, not four). Every statement costs a trip
+/// to SQLite's thread, and nine shapes per statement still fit the
+/// connection's statement cache.
 pub(super) fn chunk_size(remaining: usize, largest: usize) -> usize {
     SIZES
         .into_iter()
