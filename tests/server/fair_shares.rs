@@ -21,6 +21,7 @@ flowmesh_tests::on_both_backends!(
     another_tenants_tasks_start_while_a_backlog_drains,
     a_submit_past_the_pending_limit_is_refused_whole,
     tasks_no_worker_fits_hold_back_only_their_own_tenant_and_type,
+    claims_on_two_servers_at_once_charge_every_task,
 );
 
 const LONG: Duration = Duration::from_secs(60);
@@ -58,10 +59,15 @@ async fn submit_document(store: &Store, tenant: &str, yaml: &str, count: usize) 
 
 /// A shared echo worker with plenty of slots.
 async fn worker(store: &Store) -> String {
+    worker_named(store, "w").await
+}
+
+/// A shared echo worker named `name` with plenty of slots.
+async fn worker_named(store: &Store, name: &str) -> String {
     fixtures::register(
         store,
         TestRegistration {
-            name: "w",
+            name,
             pool: None,
             types: &["echo"],
             labels: &[],
@@ -316,5 +322,45 @@ async fn tasks_no_worker_fits_hold_back_only_their_own_tenant_and_type(db: Db) {
         taken,
         [("a".into(), "sleep".into()), ("b".into(), "echo".into())],
         "b's echo task and a's sleep task are claimed past a's tasks that fit no worker"
+    );
+}
+
+/// Two servers on one database claim for the same tenant at once: its pass
+/// counts every task either started (a charge reads the pass where it
+/// writes it, so neither overwrites the other's).
+async fn claims_on_two_servers_at_once_charge_every_task(db: Db) {
+    let (store, test_db) = open(db).await;
+    let other = Store::open(&test_db.url)
+        .await
+        .expect("a second server's store opens");
+    submit(&store, "a", 40).await;
+    let first = worker_named(&store, "w").await;
+    let second = worker_named(&store, "w2").await;
+    async fn claims(store: &Store, worker: &str) -> usize {
+        let mut started = 0;
+        for _ in 0..20 {
+            let (claimed, _) = store
+                .claim(&claim_for(worker, 1, 64), 2_000, 600_000)
+                .await
+                .expect("claim");
+            started += claimed.len();
+        }
+        started
+    }
+    let (one, two) = tokio::join!(claims(&store, &first), claims(&other, &second));
+    assert!(one + two > 20, "both servers claimed: {one} and {two}");
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&test_db.url)
+        .await
+        .expect("the database opens");
+    let pass: i64 = sqlx::query_scalar("SELECT pass FROM tenant_shares WHERE tenant = 'a'")
+        .fetch_one(&pool)
+        .await
+        .expect("a's pass");
+    pool.close().await;
+    assert_eq!(
+        pass,
+        (one + two) as i64 * STRIDE,
+        "{one} and {two} tasks started, each one stride"
     );
 }

@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::{Any, Transaction};
+use sqlx::{Any, AssertSqlSafe, Transaction};
 
 use super::rows::{get_i64, get_str};
 use super::{StoreError, encode_json, sql};
@@ -113,27 +113,24 @@ pub(super) async fn charge(
     }
     // Only the tenants served and the virtual time are read and written:
     // a claim costs the same however many tenants have ever had work.
-    let virtual_time: i64 = sqlx::query_scalar(sql::VIRTUAL_TIME)
-        .fetch_optional(&mut **tx)
-        .await?
-        .unwrap_or(0);
-    let mut earliest = i64::MAX;
-    for (tenant, count) in started {
-        let charge = count.saturating_mul(rules.stride(tenant));
-        let pass: i64 = sqlx::query_scalar(sql::CHARGE_TENANT)
-            .bind(tenant)
-            .bind(virtual_time)
-            .bind(charge)
-            .fetch_one(&mut **tx)
-            .await?;
-        earliest = earliest.min(pass - charge);
-    }
-    if earliest > virtual_time {
-        sqlx::query(sql::SET_TENANT_PASS)
-            .bind("")
-            .bind(earliest)
-            .execute(&mut **tx)
-            .await?;
+    let served: Vec<(&String, i64)> = started
+        .iter()
+        .map(|(tenant, count)| (tenant, count.saturating_mul(rules.stride(tenant))))
+        .collect();
+    let marks = sql::Marks::of(tx);
+    for chunk in sql::padded_chunks(&served, 2) {
+        let statement = format!(
+            "WITH served(tenant, charge) AS (VALUES {}),{}",
+            marks.rows(chunk.rows, 2),
+            sql::CHARGE_TENANTS
+        );
+        let mut query = sqlx::query(AssertSqlSafe(statement));
+        for row in chunk.rows() {
+            query = query
+                .bind(row.map(|(tenant, _)| tenant.as_str()))
+                .bind(row.map(|(_, charge)| *charge));
+        }
+        query.execute(&mut **tx).await?;
     }
     Ok(())
 }

@@ -36,18 +36,33 @@ pub(super) const DELETE_PLUGIN: &str = "DELETE FROM plugins WHERE name = $1";
 /// How many tasks each tenant runs now.
 pub(super) const RUNNING_BY_TENANT: &str = "\
 SELECT tenant, COUNT(*) AS n FROM tasks WHERE state IN ('running', 'cancelling') GROUP BY tenant";
-/// The virtual time (the pass of tenant '').
-pub(super) const VIRTUAL_TIME: &str = "SELECT pass FROM tenant_shares WHERE tenant = ''";
-/// Advances tenant `$1`'s pass by `$3` from where it is, or from the
-/// virtual time `$2` if it lags that; the new pass.
-pub(super) const CHARGE_TENANT: &str = "\
-INSERT INTO tenant_shares (tenant, pass) VALUES ($1, $2 + $3)
-ON CONFLICT (tenant) DO UPDATE
-SET pass = (CASE WHEN tenant_shares.pass > $2 THEN tenant_shares.pass ELSE $2 END) + $3
-RETURNING pass";
-pub(super) const SET_TENANT_PASS: &str = "\
-INSERT INTO tenant_shares (tenant, pass) VALUES ($1, $2)
-ON CONFLICT (tenant) DO UPDATE SET pass = excluded.pass";
+/// Charges the tenants a claim served: `served(tenant, charge)`, a `VALUES`
+/// list of [`padded_chunks`] rows, follows `WITH`, then this. Each tenant's
+/// pass advances by its charge from where it is, or from the virtual time
+/// (the pass of tenant `''`) if it lags that; the virtual time moves up to
+/// the smallest pass a charge started from. One statement: the passes are
+/// read where they are updated, so two servers charging the same tenant on
+/// PostgreSQL both count.
+pub(super) const CHARGE_TENANTS: &str = "
+clock(pass) AS (SELECT COALESCE((SELECT pass FROM tenant_shares WHERE tenant = ''), 0)),
+charged AS (
+    SELECT served.tenant, served.charge,
+           CASE WHEN s.pass > clock.pass THEN s.pass ELSE clock.pass END AS start
+    FROM served CROSS JOIN clock LEFT JOIN tenant_shares s ON s.tenant = served.tenant
+    WHERE served.tenant IS NOT NULL
+)
+INSERT INTO tenant_shares (tenant, pass)
+SELECT tenant, start + charge FROM charged WHERE true
+UNION ALL
+SELECT '', MIN(start) FROM charged WHERE true HAVING COUNT(*) > 0
+ON CONFLICT (tenant) DO UPDATE SET pass = CASE
+    WHEN excluded.tenant = '' THEN
+        CASE WHEN excluded.pass > tenant_shares.pass THEN excluded.pass ELSE tenant_shares.pass END
+    ELSE
+        CASE WHEN tenant_shares.pass > (SELECT pass FROM clock) THEN tenant_shares.pass
+             ELSE (SELECT pass FROM clock) END
+        + (SELECT charge FROM charged WHERE charged.tenant = excluded.tenant)
+    END";
 
 pub(super) const INSERT_WORKER: &str = "\
 INSERT INTO workers (id, name, state, capabilities, task_types, hardware, labels, slots,
