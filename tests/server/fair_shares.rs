@@ -348,7 +348,7 @@ async fn claims_on_two_servers_at_once_charge_every_task(db: Db) {
         started
     }
     let (one, two) = tokio::join!(claims(&store, &first), claims(&other, &second));
-    assert!(one + two > 20, "both servers claimed: {one} and {two}");
+    assert!(one > 0 && two > 0, "both servers claimed: {one} and {two}");
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&test_db.url)
         .await

@@ -40,9 +40,12 @@ SELECT tenant, COUNT(*) AS n FROM tasks WHERE state IN ('running', 'cancelling')
 /// list of [`padded_chunks`] rows, follows `WITH`, then this. Each tenant's
 /// pass advances by its charge from where it is, or from the virtual time
 /// (the pass of tenant `''`) if it lags that; the virtual time moves up to
-/// the smallest pass a charge started from. One statement: the passes are
-/// read where they are updated, so two servers charging the same tenant on
-/// PostgreSQL both count.
+/// the smallest pass a charge started from. Each pass is advanced from the
+/// row as the update finds it, so two servers charging the same tenant on
+/// PostgreSQL both count; rows are written in one order, the tenants by
+/// name and the virtual time last, so two such charges never lock each
+/// other's rows crosswise. At most 256 tenants (a claim's most tasks): a
+/// second statement would start from the virtual time the first moved.
 pub(super) const CHARGE_TENANTS: &str = "
 clock(pass) AS (SELECT COALESCE((SELECT pass FROM tenant_shares WHERE tenant = ''), 0)),
 charged AS (
@@ -52,9 +55,12 @@ charged AS (
     WHERE served.tenant IS NOT NULL
 )
 INSERT INTO tenant_shares (tenant, pass)
-SELECT tenant, start + charge FROM charged WHERE true
-UNION ALL
-SELECT '', MIN(start) FROM charged WHERE true HAVING COUNT(*) > 0
+SELECT tenant, pass FROM (
+    SELECT tenant, start + charge AS pass FROM charged
+    UNION ALL
+    SELECT '', MIN(start) FROM charged HAVING COUNT(*) > 0
+) written WHERE true
+ORDER BY tenant = '', tenant
 ON CONFLICT (tenant) DO UPDATE SET pass = CASE
     WHEN excluded.tenant = '' THEN
         CASE WHEN excluded.pass > tenant_shares.pass THEN excluded.pass ELSE tenant_shares.pass END
@@ -211,7 +217,7 @@ const SIZES: [usize; 9] = [256, 128, 64, 32, 16, 8, 4, 2, 1];
 
 /// Splits `items`, each `parameters` bound values of a multi-row statement,
 /// into as few statements as fit (one for up to 256 rows), each written
-/// with `rows`, the next of a few fixed sizes: the rows past the chunk's
+/// with `size` rows, the next of a few fixed sizes: the rows past the chunk's
 /// items are padding, all `NULL`, which the statement must ignore (a
 /// `WHERE` on a column no real row leaves `NULL`, or a join no `NULL`
 /// matches). Where [`fixed_chunks`] writes 40 rows in two statements, this
@@ -223,7 +229,7 @@ pub(super) fn padded_chunks<T>(items: &[T], parameters: usize) -> Vec<Padded<'_,
         .chunks(largest)
         .map(|items| Padded {
             items,
-            rows: SIZES
+            size: SIZES
                 .into_iter()
                 .rev()
                 .find(|size| *size >= items.len())
@@ -237,7 +243,7 @@ pub(super) struct Padded<'a, T> {
     /// The items, in order.
     pub items: &'a [T],
     /// The rows the statement is written with, `items.len()` or more.
-    pub rows: usize,
+    pub size: usize,
 }
 
 impl<'a, T> Padded<'a, T> {
@@ -247,7 +253,7 @@ impl<'a, T> Padded<'a, T> {
         items
             .iter()
             .map(Some)
-            .chain(std::iter::repeat_n(None, self.rows - items.len()))
+            .chain(std::iter::repeat_n(None, self.size - items.len()))
     }
 }
 /// Tenant `$1`'s pending tasks, stages held back included.
@@ -428,7 +434,7 @@ mod tests {
             let items: Vec<usize> = (0..n).collect();
             super::padded_chunks(&items, parameters)
                 .iter()
-                .map(|chunk| (chunk.items.len(), chunk.rows))
+                .map(|chunk| (chunk.items.len(), chunk.size))
                 .collect()
         };
         assert_eq!(shapes(0, 3), []);

@@ -12,8 +12,12 @@
 //! before the first connection opens.
 //!
 //! SQLite takes its allocator once per process, before it initialises
-//! itself (`sqlite3_config(SQLITE_CONFIG_MALLOC)`); a process where
-//! something opened SQLite first keeps the default, which is only slower.
+//! itself (`sqlite3_config(SQLITE_CONFIG_MALLOC)`), and that call is not
+//! thread-safe. The rule that follows: nothing in a process opens SQLite
+//! before its first store has opened (test helpers that read a store's
+//! file directly open it after the store). A process where SQLite was
+//! initialised first, and finished initialising, keeps the C library's
+//! allocator, which is only slower.
 
 use std::ffi::{c_int, c_void};
 use std::sync::Once;
@@ -39,11 +43,10 @@ pub(super) fn install() {
         };
         // SAFETY: `sqlite3_config` must run before SQLite initialises and
         // while no other thread calls SQLite. The `Once` runs it before
-        // this process's first store opens, and every SQLite connection
-        // FlowMesh makes is opened by a store. If SQLite is already
-        // initialised, the call changes nothing and returns
-        // `SQLITE_MISUSE`. The functions given are thread-safe, as SQLite
-        // requires of them.
+        // this process's first store opens, and by the rule above nothing
+        // opens SQLite before that. If SQLite is already initialised, the
+        // call changes nothing and returns `SQLITE_MISUSE`. The functions
+        // given are thread-safe, as SQLite requires of them.
         #[allow(unsafe_code)]
         let configured = unsafe {
             ffi::sqlite3_config(
