@@ -367,7 +367,7 @@ async fn end_attempts(
         let statement = format!(
             "{}{}{}",
             sql::INSERT_ATTEMPTS,
-            marks.rows(chunk.size, 8),
+            chunk.values(marks),
             sql::INSERT_ATTEMPTS_END
         );
         let mut query = sqlx::query(AssertSqlSafe(statement));

@@ -123,7 +123,7 @@ async fn insert_events(
     let insert = format!(
         "INSERT INTO task_events (task_id, at, body) SELECT * FROM (VALUES {}) AS v \
          WHERE v.column1 IS NOT NULL",
-        marks.rows(events.size, 3)
+        events.values(marks)
     );
     let statement = match marks {
         sql::Marks::Positional => insert,

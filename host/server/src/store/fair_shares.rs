@@ -121,7 +121,7 @@ pub(super) async fn charge(
     for chunk in sql::padded_chunks(&served, 2) {
         let statement = format!(
             "WITH served(tenant, charge) AS (VALUES {}),{}",
-            marks.rows(chunk.size, 2),
+            chunk.values(marks),
             sql::CHARGE_TENANTS
         );
         let mut query = sqlx::query(AssertSqlSafe(statement));

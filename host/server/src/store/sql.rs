@@ -199,6 +199,9 @@ pub(super) fn rows_per_statement(parameters: usize) -> usize {
     (STATEMENT_PARAMETERS / parameters.max(1)).max(1)
 }
 
+/// The shapes of multi-row statements, in rows, largest first.
+const SIZES: [usize; 9] = [256, 128, 64, 32, 16, 8, 4, 2, 1];
+
 /// The size of the next of [`fixed_chunks`]' chunks when `remaining` items
 /// are left: the largest power of two that fits, so `n` items take as many
 /// statements as `n` has one bits (a batch of 40 submitted tasks is stored
@@ -211,9 +214,6 @@ pub(super) fn chunk_size(remaining: usize, largest: usize) -> usize {
         .find(|size| *size <= remaining && *size <= largest)
         .unwrap_or(1)
 }
-
-/// The shapes of multi-row statements, in rows, largest first.
-const SIZES: [usize; 9] = [256, 128, 64, 32, 16, 8, 4, 2, 1];
 
 /// Splits `items`, each `parameters` bound values of a multi-row statement,
 /// into as few statements as fit (one for up to 256 rows), each written
@@ -229,6 +229,7 @@ pub(super) fn padded_chunks<T>(items: &[T], parameters: usize) -> Vec<Padded<'_,
         .chunks(largest)
         .map(|items| Padded {
             items,
+            parameters,
             size: SIZES
                 .into_iter()
                 .rev()
@@ -242,11 +243,18 @@ pub(super) fn padded_chunks<T>(items: &[T], parameters: usize) -> Vec<Padded<'_,
 pub(super) struct Padded<'a, T> {
     /// The items, in order.
     pub items: &'a [T],
+    /// Bound values per row.
+    parameters: usize,
     /// The rows the statement is written with, `items.len()` or more.
     pub size: usize,
 }
 
 impl<'a, T> Padded<'a, T> {
+    /// The statement's `VALUES` rows, marked for `marks`' backend.
+    pub fn values(&self, marks: Marks) -> String {
+        marks.rows(self.size, self.parameters)
+    }
+
     /// Each row of the statement: an item, then `None` for each padding row.
     pub fn rows(&self) -> impl Iterator<Item = Option<&'a T>> + use<'a, T> {
         let items = self.items;
@@ -256,6 +264,7 @@ impl<'a, T> Padded<'a, T> {
             .chain(std::iter::repeat_n(None, self.size - items.len()))
     }
 }
+
 /// Tenant `$1`'s pending tasks, stages held back included.
 pub(super) const PENDING_OF_TENANT: &str =
     "SELECT COUNT(*) FROM tasks WHERE tenant = $1 AND state = 'pending'";

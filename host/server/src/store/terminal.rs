@@ -60,7 +60,7 @@ pub(super) async fn finish_all(
     for chunk in sql::padded_chunks(&endings, 5) {
         let statement = format!(
             "WITH v(seq, state, result, error, at) AS (VALUES {}) {}",
-            marks.rows(chunk.size, 5),
+            chunk.values(marks),
             sql::FINISH_TASKS
         );
         let mut query = sqlx::query(AssertSqlSafe(statement));
