@@ -309,6 +309,42 @@ async fn invalid_output() {
 }
 
 #[tokio::test]
+async fn read_residue() {
+    // Each task writes into every other page of two buffers, hundreds of
+    // disjoint dirty runs; the instance slot is reused for the next task.
+    // Nothing of it may survive into that task, nor into one of another
+    // plugin run in between.
+    let test = runtime_with("read-residue", components::guests::READ_RESIDUE).await;
+    for marker in 1..=12_u8 {
+        let run = test
+            .run("read-residue", &format!(r#"{{"marker": {marker}}}"#))
+            .await;
+        let found = output(&run);
+        assert_eq!(
+            found["image_pages_changed_before"], 0,
+            "task {marker}: {found}"
+        );
+        assert_eq!(
+            found["zeroed_pages_changed_before"], 0,
+            "task {marker}: {found}"
+        );
+        // Its own writes are seen, so a count of 0 above means something.
+        assert_eq!(
+            found["image_pages_changed_after"], 128,
+            "task {marker}: {found}"
+        );
+        assert_eq!(
+            found["zeroed_pages_changed_after"], 128,
+            "task {marker}: {found}"
+        );
+        if marker % 4 == 0 {
+            let echo = test.run("echo", r#"{"message": "between"}"#).await;
+            assert_eq!(output(&echo)["message"], "between");
+        }
+    }
+}
+
+#[tokio::test]
 async fn fill_scratch() {
     let test =
         configured_runtime_with("fill-scratch", components::guests::FILL_SCRATCH, |config| {
