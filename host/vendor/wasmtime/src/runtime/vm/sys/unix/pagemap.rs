@@ -136,7 +136,7 @@ impl PageMap {
 /// this function will perform a scan of `ptr` for `len` bytes which will search
 /// for pages that:
 ///
-/// * Are present.
+/// * Are present, or swapped out.
 /// * Have been written.
 /// * Are NOT backed by the "zero" page.
 /// * Are NOT backed by a "file" page.
@@ -170,9 +170,12 @@ impl PageMap {
 /// Putting this all together this helps explain the search criteria for
 /// `PAGEMAP_SCAN`, notably:
 ///
-/// * `Categories::PRESENT` - we're only interested in present pages, anything
-///   unmapped wasn't touched by the guest so no need for the host to touch it
-///   either.
+/// * `Categories::PRESENT` or `Categories::SWAPPED` - we're only interested in
+///   pages with contents: anything unmapped wasn't touched by the guest so no
+///   need for the host to touch it either. A dirty page the kernel swapped out
+///   still holds the guest's data, so it is reported too (with the `SWAPPED`
+///   category) and decommitted rather than copied over, which frees its swap
+///   slot without reading it back in.
 ///
 /// * `Categories::WRITTEN` - if a page was only read by the guest no need to
 ///   take a look at it as the contents aren't changed from the initial image.
@@ -210,11 +213,9 @@ impl PageMap {
 ///   ioctl. The `pm_scan_arg` of the ioctl takes a `vec` and `vec_len` which is
 ///   a region of memory to store a list of `page_region` structures. Below this
 ///   is always `MAX_REGIONS`. If there are more than this number of disjoint
-///   regions of memory that need to be reported then the ioctl will also return
-///   early without reaching the end of memory. Note that this means that all
-///   further memory will be `decommit`'d with reported regions still going to
-///   `reset_manually`. This is arguably something we should detect and improve
-///   in Wasmtime, but for now `MAX_REGIONS` is hardcoded.
+///   regions of memory that need to be reported then the ioctl returns early
+///   with `walk_end` at the first page it could not report, and the scan is
+///   resumed from there with what is left of the `keep_resident` budget.
 ///
 /// In the end this ends up being a "more clever" version of this function than
 /// the one in the `pagemap_disabled` module. By using `PAGEMAP_SCAN` we can
@@ -283,7 +284,7 @@ pub unsafe fn reset_with_pagemap(
     // (Stopping at the first full buffer and decommitting everything after
     // it made such guests, CPython and JS heaps among them, fault their whole
     // working set back in on every instantiation.)
-    const MAX_REGIONS: usize = 32;
+    const MAX_REGIONS: usize = 256;
     let mut storage = [MaybeUninit::uninit(); MAX_REGIONS];
 
     let end = ptr.addr() + len.byte_count();
@@ -307,10 +308,9 @@ pub unsafe fn reset_with_pagemap(
         // holds a previous instance's data just the same, so it is reset too
         // rather than left in place for the next instance to read.
         .category_anyof_mask(Categories::PRESENT | Categories::SWAPPED)
-        // Don't return any categories back. This helps group regions together
-        // since the reported set of categories is always empty and we
-        // otherwise aren't looking for anything in particular.
-        .return_mask(Categories::empty())
+        // Report only whether a region is swapped out: present runs are
+        // copied over, swapped-out ones decommitted.
+        .return_mask(Categories::SWAPPED)
         .build(&mut storage);
 
         // SAFETY: this should be a safe ioctl as we control the fd we're
@@ -319,25 +319,46 @@ pub unsafe fn reset_with_pagemap(
         let result = match unsafe { ioctl(&pagemap.0, scan_arg) } {
             Ok(result) => result,
 
-            // If the ioctl fails for whatever reason, everything not yet
-            // scanned is decommitted, which always restores it.
-            Err(err) => {
+            // If the ioctl fails for whatever reason, we at least tried, so
+            // fall back to the default behavior for what was not scanned yet.
+            //
+            // SAFETY: the safety requirement of
+            // `pagemap_disabled::reset_with_pagemap` is the same as this
+            // function, and `start..end` lies within `ptr..ptr + len`, a whole
+            // number of host pages.
+            Err(err) => unsafe {
                 log::warn!("failed pagemap scan {err}");
-                decommit(start.cast_mut(), end - start.addr());
-                return bytes_resident;
-            }
+                let rest = HostAlignedByteCount::new(end - start.addr())
+                    .expect("the scan resumes at a page boundary");
+                let budget = HostAlignedByteCount::new(budget_pages * host_page_size)
+                    .expect("a whole number of pages");
+                return bytes_resident
+                    + crate::runtime::vm::pagemap_disabled::reset_with_pagemap(
+                        None,
+                        start.cast_mut(),
+                        rest,
+                        budget,
+                        &mut reset_manually,
+                        &mut decommit,
+                    );
+            },
         };
 
-        // Reset every region the scan reported in place.
+        // Reset every present region the scan reported in place, and
+        // decommit every swapped-out one.
         let mut pages = 0;
         for region in result.regions() {
+            pages += region.len() / host_page_size;
+            if region.categories().contains(Categories::SWAPPED) {
+                decommit(region.start().cast_mut(), region.len());
+                continue;
+            }
             // SAFETY: we're relying on Linux to pass in valid region ranges
             // within the `ptr/len` we specified to the original syscall.
             unsafe {
                 reset_manually(&mut *region.region().cast_mut());
             }
             bytes_resident += region.len();
-            pages += region.len() / host_page_size;
         }
 
         // The scan reached the end of memory: everything dirty was reset.
@@ -590,10 +611,6 @@ mod ioctl {
         /// Note that this will only contain categories specified in
         /// [`PageMapScanBuilder::return_mask`].
         #[inline]
-        #[cfg_attr(
-            not(test),
-            expect(dead_code, reason = "bindings for the future if we need them")
-        )]
         pub fn categories(&self) -> Categories {
             self.0.categories
         }
