@@ -5,17 +5,19 @@
 //! that comes from the component's memory image, and `ZEROED`, which starts as
 //! zeros. A task first counts the host pages of each that differ from their
 //! initial contents, then writes its marker into every other page of both:
-//! hundreds of disjoint dirty runs, far more than a memory reset takes in one
-//! pass of its page scan. Every task runs in a fresh instance, so every count
-//! must be 0. The counts after its own writes show the counting works.
+//! 1,024 disjoint dirty runs, more than a memory reset takes in one pass of
+//! its page scan (256), and more dirty pages than the pool keeps resident
+//! (4 MiB), so that both resuming the scan and decommitting the rest are
+//! used. Every task runs in a fresh instance, so every count must be 0. The
+//! counts after its own writes show the counting works.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// The host page size the sandbox resets memory in.
 const PAGE: usize = 4096;
-/// Pages in each buffer (1 MiB).
-const PAGES: usize = 256;
+/// Pages in each buffer (4 MiB).
+const PAGES: usize = 1024;
 /// What every byte of `IMAGE` starts as.
 const INITIAL: u8 = 0xA5;
 
