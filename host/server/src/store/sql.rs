@@ -242,11 +242,11 @@ pub(super) fn padded_chunks<T>(items: &[T], parameters: usize) -> Vec<Padded<'_,
 /// One statement's rows of [`padded_chunks`].
 pub(super) struct Padded<'a, T> {
     /// The items, in order.
-    pub items: &'a [T],
+    items: &'a [T],
     /// Bound values per row.
     parameters: usize,
     /// The rows the statement is written with, `items.len()` or more.
-    pub size: usize,
+    size: usize,
 }
 
 impl<'a, T> Padded<'a, T> {
