@@ -311,9 +311,9 @@ async fn invalid_output() {
 #[tokio::test]
 async fn read_residue() {
     // Each task writes into every other page of two buffers, 1,024 disjoint
-    // dirty runs; the instance slot is reused for the next task.
-    // Nothing of it may survive into that task, nor into one of another
-    // plugin run in between.
+    // dirty runs; the instance slot is reused for the next task, and nothing
+    // of it may survive into that task. Echo tasks in between make the pool
+    // hand out slots to another component too.
     let test = runtime_with("read-residue", components::guests::READ_RESIDUE).await;
     for marker in 1..=12_u8 {
         let run = test

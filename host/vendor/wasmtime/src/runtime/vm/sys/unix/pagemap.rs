@@ -277,13 +277,10 @@ pub unsafe fn reset_with_pagemap(
         },
     };
 
-    // Regions are gathered into a fixed buffer on the stack. When a scan fills
-    // it, the kernel stops at `walk_end` and the scan resumes from there, so
-    // a guest whose dirty pages form more disjoint runs than the buffer holds
-    // still has all of them reset in place, up to the `keep_resident` budget.
-    // (Stopping at the first full buffer and decommitting everything after
-    // it made such guests, CPython and JS heaps among them, fault their whole
-    // working set back in on every instantiation.)
+    // Regions are gathered into a fixed buffer on the stack; a scan that fills
+    // it is resumed (see above). Each resumed pass has reported at least
+    // `MAX_REGIONS` pages, so a reset makes at most
+    // `keep_resident / page / MAX_REGIONS + 1` scans whatever the guest did.
     const MAX_REGIONS: usize = 256;
     let mut storage = [MaybeUninit::uninit(); MAX_REGIONS];
 
