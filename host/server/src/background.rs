@@ -204,6 +204,18 @@ async fn place(state: &AppState, memory: &mut PlacementMemory) -> Result<(), Sto
         })
         .collect();
     state.store.set_waiting(&changes, now).await?;
+    // A shape with no reason this pass (a worker could take it just then)
+    // keeps what its tasks carry: in a busy fleet, shapes flicker between
+    // "busy" and placeable, and forgetting them would rewrite every task of
+    // each one the next time it reads "busy" again.
+    for shape in &shapes {
+        let key = shape_key(shape);
+        if !recorded.contains_key(&key)
+            && let Some(kept) = memory.recorded.remove(&key)
+        {
+            recorded.insert(key, kept);
+        }
+    }
     memory.recorded = recorded;
     let unplaceable_since = &mut memory.unplaceable_since;
     let mut still_unplaceable = HashMap::new();

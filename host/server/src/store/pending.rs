@@ -43,9 +43,6 @@ pub struct PendingShape {
     pub avoid: Option<(String, i64)>,
 }
 
-/// Shapes [`Store::set_waiting`] records in one SQLite transaction.
-const SHAPES_PER_TRANSACTION: usize = 4;
-
 /// Which pending tasks of a shape [`Store::set_waiting`] records a reason on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitingRows {
@@ -88,49 +85,49 @@ impl Store {
 
     /// Records why the pending tasks of each shape wait (unless they are in
     /// a retry delay that has not run out), on the tasks of it that `rows`
-    /// says. SQLite: a few shapes per transaction of its one writer.
-    /// PostgreSQL: each shape in chunks of [`sql::WAITING_CHUNK`] rows, a
-    /// transaction each, skipping rows a claim holds, so that claims never
-    /// find their rows locked by a pass over a deep queue, nor wait on it.
+    /// says, in chunks of a few hundred rows (SQLite) or a few thousand
+    /// (PostgreSQL, skipping rows a claim holds), a transaction each: a
+    /// pass over a deep queue never holds SQLite's one writer, nor
+    /// PostgreSQL's row locks, for long, so claims go on between chunks.
+    /// On SQLite a reader first finds the shapes with a task to record on:
+    /// most shapes of a deep queue have none on most passes.
     pub async fn set_waiting(
         &self,
         reasons: &[(&PendingShape, &Waiting, WaitingRows)],
         now: i64,
     ) -> Result<(), StoreError> {
-        let bounds = |rows: &WaitingRows| match rows {
-            WaitingRows::All => (0, false),
-            WaitingRows::After(seq) => (*seq, false),
-            WaitingRows::Unexplained => (0, true),
+        let (statement, chunk) = match self.backend {
+            Backend::Sqlite => (sql::SQLITE_SET_WAITING, sql::SQLITE_WAITING_CHUNK),
+            Backend::Postgres => (sql::POSTGRES_SET_WAITING, sql::POSTGRES_WAITING_CHUNK),
         };
-        if self.backend == Backend::Sqlite {
-            for chunk in reasons.chunks(SHAPES_PER_TRANSACTION) {
-                let (_gate, mut tx) = self.write().await?;
-                for (shape, waiting, rows) in chunk {
-                    let (after, unexplained) = bounds(rows);
-                    waiting_query(sql::SET_WAITING, shape, waiting, now, after, unexplained)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-            }
-            return Ok(());
-        }
         for (shape, waiting, rows) in reasons {
-            let (mut after, unexplained) = bounds(rows);
-            loop {
-                let (_gate, mut tx) = self.write().await?;
-                let written = waiting_query(
-                    sql::SET_WAITING_CHUNK,
+            let (mut after, unexplained) = match rows {
+                WaitingRows::All => (0, false),
+                WaitingRows::After(seq) => (*seq, false),
+                WaitingRows::Unexplained => (0, true),
+            };
+            if self.backend == Backend::Sqlite {
+                let found = waiting_query(
+                    sql::WOULD_SET_WAITING,
                     shape,
                     waiting,
                     now,
                     after,
                     unexplained,
                 )
-                .fetch_all(&mut *tx)
+                .fetch_optional(&self.reader)
                 .await?;
+                if found.is_none() {
+                    continue;
+                }
+            }
+            loop {
+                let (_gate, mut tx) = self.write().await?;
+                let written = waiting_query(statement, shape, waiting, now, after, unexplained)
+                    .fetch_all(&mut *tx)
+                    .await?;
                 tx.commit().await?;
-                if written.len() < sql::WAITING_CHUNK {
+                if written.len() < chunk {
                     break;
                 }
                 for row in &written {
@@ -180,7 +177,8 @@ impl Store {
     }
 }
 
-/// `statement` (one of [`sql::SET_WAITING`], [`sql::SET_WAITING_CHUNK`])
+/// `statement` (one of [`sql::SQLITE_SET_WAITING`],
+/// [`sql::POSTGRES_SET_WAITING`], [`sql::WOULD_SET_WAITING`])
 /// recording `waiting` on `shape`'s tasks after `after`.
 fn waiting_query<'q>(
     statement: &'static str,

@@ -333,22 +333,41 @@ macro_rules! waiting_rows {
 /// Records the waiting reason `$8` (kind `$9`) of the pending tasks of one
 /// shape (`$1`–`$7`, `$11` the worker passed over at `$10`, or '', and `$12`
 /// the tenant) that come after sequence number `$13` and, when `$14` is 1,
-/// have no reason or a retry delay's.
-pub(super) const SET_WAITING: &str = concat!(
-    "UPDATE tasks SET waiting = $8, waiting_kind = $9 WHERE ",
-    waiting_rows!()
-);
-/// [`SET_WAITING`] on at most [`WAITING_CHUNK`] of the rows, oldest first,
-/// skipping those a claim holds; it returns their sequence numbers, so the
-/// next chunk starts after the last (PostgreSQL: a pass over a deep queue
-/// holds few row locks at a time and never waits on a claim).
-pub(super) const SET_WAITING_CHUNK: &str = concat!(
-    "UPDATE tasks SET waiting = $8, waiting_kind = $9 WHERE seq IN (SELECT seq FROM tasks WHERE ",
+/// have no reason or a retry delay's: on at most `$limit` of them, oldest
+/// first (`$lock` skips those a claim holds); it returns their sequence
+/// numbers, so the next chunk starts after the last. A pass over a deep
+/// queue holds the database briefly at a time: few row locks on
+/// PostgreSQL, SQLite's one writer, which every claim waits for, for a few
+/// milliseconds.
+macro_rules! set_waiting_chunk {
+    ($limit:literal, $lock:literal) => {
+        concat!(
+            "UPDATE tasks SET waiting = $8, waiting_kind = $9 WHERE seq IN (SELECT seq FROM tasks WHERE ",
+            waiting_rows!(),
+            " ORDER BY seq LIMIT ",
+            $limit,
+            $lock,
+            ") RETURNING seq"
+        )
+    };
+}
+
+/// The reason update on PostgreSQL, [`POSTGRES_WAITING_CHUNK`] rows at a
+/// time.
+pub(super) const POSTGRES_SET_WAITING: &str = set_waiting_chunk!("2000", " FOR UPDATE SKIP LOCKED");
+/// The `LIMIT` of [`POSTGRES_SET_WAITING`].
+pub(super) const POSTGRES_WAITING_CHUNK: usize = 2000;
+/// The reason update on SQLite, [`SQLITE_WAITING_CHUNK`] rows at a time.
+pub(super) const SQLITE_SET_WAITING: &str = set_waiting_chunk!("256", "");
+/// The `LIMIT` of [`SQLITE_SET_WAITING`].
+pub(super) const SQLITE_WAITING_CHUNK: usize = 256;
+/// Whether a reason update would write a row: one row if so (its value,
+/// the kind `$9`, is bound as for the update and unused).
+pub(super) const WOULD_SET_WAITING: &str = concat!(
+    "SELECT $9 AS waiting_kind FROM tasks WHERE ",
     waiting_rows!(),
-    " ORDER BY seq LIMIT 2000 FOR UPDATE SKIP LOCKED) RETURNING seq"
+    " LIMIT 1"
 );
-/// The `LIMIT` of [`SET_WAITING_CHUNK`].
-pub(super) const WAITING_CHUNK: usize = 2000;
 pub(super) const FAIL_UNPLACEABLE: &str = "\
 UPDATE tasks SET state = 'failed', error = $8, updated_at = $10, finished_at = $10,
     waiting = NULL, waiting_kind = NULL
@@ -461,12 +480,17 @@ mod tests {
 
     #[test]
     fn the_chunked_waiting_update_limits_itself_to_its_chunk() {
+        assert!(super::POSTGRES_SET_WAITING.contains(&format!(
+            "LIMIT {} FOR UPDATE SKIP LOCKED)",
+            super::POSTGRES_WAITING_CHUNK
+        )));
         assert!(
-            super::SET_WAITING_CHUNK
-                .contains(&format!("LIMIT {} FOR UPDATE", super::WAITING_CHUNK))
+            super::SQLITE_SET_WAITING
+                .contains(&format!("LIMIT {}) RETURNING", super::SQLITE_WAITING_CHUNK))
         );
         let filter = waiting_rows!();
-        assert!(super::SET_WAITING.ends_with(filter));
-        assert!(super::SET_WAITING_CHUNK.contains(filter));
+        assert!(super::POSTGRES_SET_WAITING.contains(filter));
+        assert!(super::SQLITE_SET_WAITING.contains(filter));
+        assert!(super::WOULD_SET_WAITING.contains(filter));
     }
 }
