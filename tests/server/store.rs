@@ -4,13 +4,15 @@
 use std::collections::HashSet;
 
 use flowmesh_server::store::{
-    EventStream, Exchange, NewStage, NewTask, NewToken, NewWorkflow, RetryPolicy, Revoked,
-    StagePlan, StageWrite, Store,
+    EventStream, Exchange, Exchanged, NewStage, NewTask, NewToken, NewWorkflow, RetryPolicy,
+    Revoked, RoundTrip, RoundTripDone, StagePlan, StageWrite, Store,
 };
 use flowmesh_tests::cluster::{Db, TestDb};
 use flowmesh_tests::store_fixtures::{self as fixtures, TestRegistration, claim_for};
 use flowmesh_types::TaskError;
-use flowmesh_types::api::{Completion, CompletionVerdict, GpuDevice, Hardware, TaskState};
+use flowmesh_types::api::{
+    Completion, CompletionVerdict, GpuDevice, Hardware, Heartbeat, Lease, TaskState,
+};
 use flowmesh_types::api::{EventBody, WaitKind, Waiting, WorkflowState};
 use flowmesh_types::{TaskDocument, parse_document};
 
@@ -25,6 +27,7 @@ flowmesh_tests::on_both_backends!(
     garbage_collection_keeps_the_stages_of_a_running_workflow,
     a_release_pass_writes_once_and_only_what_is_still_held,
     a_round_trip_says_whether_a_stage_finished,
+    round_trips_in_one_transaction_answer_each_as_alone,
     a_gpu_request_is_matched_device_by_device,
     the_last_live_admin_token_is_never_revoked,
 );
@@ -668,4 +671,173 @@ async fn a_round_trip_says_whether_a_stage_finished(db: Db) {
         submitted + 1,
         "the stage's end, and only it, marked the workflow changed"
     );
+}
+
+/// Many workers' round trips in one transaction (as the server groups them
+/// on SQLite): each is answered as if it had run alone, in order. A claim
+/// never takes what an earlier claim of the group took, each exchange gets
+/// its own events, a forged outcome and a registration that is not the
+/// token's change nothing, and a heartbeat sees the leases claimed before
+/// it in the same group.
+async fn round_trips_in_one_transaction_answer_each_as_alone(db: Db) {
+    let (store, _db) = open(db).await;
+    let mut submitted = HashSet::new();
+    for _ in 0..5 {
+        submitted.insert(submit(&store, &task("echo")).await);
+    }
+    let a = register(&store, "a", &["echo"], 2, big()).await;
+    let b = register(&store, "b", &["echo"], 2, big()).await;
+    fn exchange<'a>(worker: &'a str, completions: &'a [Completion]) -> RoundTrip<'a> {
+        RoundTrip::Exchange(Exchange {
+            claim: claim_for(worker, 2, 10),
+            events: &[],
+            completions,
+        })
+    }
+    let exchanged = |done: &RoundTripDone| -> Exchanged {
+        match done {
+            RoundTripDone::Exchanged(Some(exchanged)) => Exchanged {
+                verdicts: exchanged.verdicts.clone(),
+                claimed: exchanged.claimed.clone(),
+                events: exchanged.events.clone(),
+                stages_finished: exchanged.stages_finished,
+            },
+            other => panic!("an exchange's answer, not {other:?}"),
+        }
+    };
+    let done = store
+        .round_trips(
+            &[exchange(&a, &[]), exchange(&b, &[])],
+            2_000,
+            30_000,
+            &RETRY,
+        )
+        .await
+        .expect("written");
+    let (first_a, first_b) = (exchanged(&done[0]), exchanged(&done[1]));
+    let ids = |exchanged: &Exchanged| -> HashSet<String> {
+        exchanged
+            .claimed
+            .iter()
+            .map(|task| task.id.clone())
+            .collect()
+    };
+    assert_eq!(ids(&first_a).len(), 2, "{first_a:?}");
+    assert_eq!(ids(&first_b).len(), 2, "{first_b:?}");
+    assert!(ids(&first_a).is_disjoint(&ids(&first_b)), "no task twice");
+    assert!(ids(&first_a).is_subset(&submitted) && ids(&first_b).is_subset(&submitted));
+    for (exchanged, worker) in [(&first_a, "a"), (&first_b, "b")] {
+        let with_events: HashSet<String> = exchanged
+            .events
+            .iter()
+            .map(|event| event.task_id.clone())
+            .collect();
+        assert_eq!(with_events, ids(exchanged), "worker {worker}'s own events");
+    }
+    let outcome = |task: &flowmesh_types::api::ClaimedTask, token: &str| Completion {
+        task_id: task.id.clone(),
+        lease_token: token.to_string(),
+        plugin: None,
+        elapsed_ms: 1,
+        output: Some(serde_json::json!({"message": "hi"})),
+        error: None,
+    };
+    // a hands in both of its outcomes; b forges one of a's and hands in
+    // one of its own under a token that is not its lease; a registration
+    // that is not the token's delivers nothing; a heartbeat of b.
+    let a_outcomes: Vec<Completion> = first_a
+        .claimed
+        .iter()
+        .map(|task| outcome(task, &task.lease_token))
+        .collect();
+    let b_outcomes = vec![
+        outcome(&first_a.claimed[0], &first_a.claimed[0].lease_token),
+        outcome(&first_b.claimed[0], "not-the-lease"),
+    ];
+    let beat = Heartbeat {
+        worker_id: b.clone(),
+        leases: first_b
+            .claimed
+            .iter()
+            .map(|task| Lease {
+                task_id: task.id.clone(),
+                lease_token: task.lease_token.clone(),
+            })
+            .collect(),
+        capabilities: None,
+        labels: None,
+        hardware: None,
+    };
+    let stranger = Exchange {
+        claim: flowmesh_server::store::Claim {
+            token_id: "another-token",
+            ..claim_for(&b, 2, 10)
+        },
+        events: &[],
+        completions: &b_outcomes,
+    };
+    let trips = [
+        exchange(&a, &a_outcomes),
+        exchange(&b, &b_outcomes),
+        RoundTrip::Exchange(stranger),
+        RoundTrip::Heartbeat {
+            beat: &beat,
+            token_id: fixtures::TOKEN,
+            served: None,
+        },
+    ];
+    let done = store
+        .round_trips(&trips, 3_000, 30_000, &RETRY)
+        .await
+        .expect("written");
+    let (second_a, second_b) = (exchanged(&done[0]), exchanged(&done[1]));
+    assert_eq!(
+        second_a.verdicts,
+        [CompletionVerdict::Accepted, CompletionVerdict::Accepted]
+    );
+    assert_eq!(ids(&second_a).len(), 1, "one task was left for a");
+    assert_eq!(
+        second_b.verdicts,
+        [CompletionVerdict::StaleLease, CompletionVerdict::StaleLease],
+        "a's task is not b's to finish, and b's own needs its lease"
+    );
+    assert!(second_b.claimed.is_empty(), "b's slots are full");
+    assert!(
+        matches!(done[2], RoundTripDone::Exchanged(None)),
+        "a registration that is not the token's writes nothing: {:?}",
+        done[2]
+    );
+    match &done[3] {
+        RoundTripDone::Heartbeat(Some(beat)) => {
+            assert!(beat.lost.is_empty() && beat.cancel.is_empty(), "{beat:?}");
+        }
+        other => panic!("a heartbeat's answer, not {other:?}"),
+    }
+    // Each exchange's events are its own: a's two results and its new
+    // claim, none of b's.
+    let a_tasks: HashSet<String> = ids(&first_a).union(&ids(&second_a)).cloned().collect();
+    assert!(!second_a.events.is_empty());
+    assert!(
+        second_a
+            .events
+            .iter()
+            .all(|event| a_tasks.contains(&event.task_id)),
+        "{:?}",
+        second_a.events
+    );
+    assert!(second_b.events.is_empty(), "{:?}", second_b.events);
+    for task in &first_a.claimed {
+        let stored = store
+            .task(None, &task.id)
+            .await
+            .expect("read")
+            .expect("stored");
+        assert_eq!(stored.state, TaskState::Succeeded, "{}", task.id);
+    }
+    let forged = store
+        .task(None, &first_b.claimed[0].id)
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(forged.state, TaskState::Running, "b's task still runs");
 }

@@ -2,15 +2,17 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use flowmesh_types::api::PluginRef;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{EventBus, WorkSignal};
+pub use crate::clock::now_ms;
 use crate::config::ServerConfig;
 use crate::group_commit::Submissions;
 use crate::metrics::Metrics;
+use crate::round_trips::{RoundTrips, Rules};
 use crate::store::{Principal, RetryPolicy, Store, StoreError};
 use crate::validation::Validator;
 
@@ -47,6 +49,9 @@ pub struct AppState {
     pub console: crate::browser_sessions::Sessions,
     /// The group-commit writer of new tasks.
     pub submissions: Submissions,
+    /// Where workers' exchanges and heartbeats are written, grouped on
+    /// SQLite.
+    pub round_trips: RoundTrips,
     /// Cancelled when the server stops: long polls and streams end.
     pub shutdown: CancellationToken,
     /// Held while the installed plugins change (install, remove, sync), so
@@ -72,9 +77,16 @@ impl AppState {
         validator: Validator,
         shutdown: CancellationToken,
     ) -> Self {
+        let rules = Rules {
+            tenants: config.tenants.claim_rules(),
+            retry: retry_policy(&config),
+            lease_ttl_ms: config.lease_ttl.as_millis() as i64,
+            claim_scan: config.claim_scan,
+        };
         Self {
             shutdown,
             submissions: Submissions::start(store.clone()),
+            round_trips: RoundTrips::start(store.clone(), rules),
             store,
             tenant_rules: config.tenants.claim_rules(),
             limits: crate::limits::Limits::new(config.submit_rate, config.max_streams_per_token),
@@ -151,11 +163,7 @@ impl AppState {
 
     /// How retries are spaced.
     pub fn retry_policy(&self) -> RetryPolicy {
-        RetryPolicy {
-            backoff_ms: self.config.retry_backoff.as_millis() as i64,
-            max_backoff_ms: self.config.max_retry_backoff.as_millis() as i64,
-            avoid_ms: self.config.retry_avoid.as_millis() as i64,
-        }
+        retry_policy(&self.config)
     }
 
     /// The lease TTL in milliseconds.
@@ -214,10 +222,11 @@ impl AppState {
     }
 }
 
-/// Now, in milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or(0)
+/// How `config` retries failed attempts.
+fn retry_policy(config: &ServerConfig) -> RetryPolicy {
+    RetryPolicy {
+        backoff_ms: config.retry_backoff.as_millis() as i64,
+        max_backoff_ms: config.max_retry_backoff.as_millis() as i64,
+        avoid_ms: config.retry_avoid.as_millis() as i64,
+    }
 }

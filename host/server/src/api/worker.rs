@@ -18,8 +18,9 @@ use flowmesh_types::{WorkerCapabilities, is_valid_name};
 use super::query::{NoParams, Params};
 use super::{ApiFailure, Auth, Body, parse_json};
 use crate::metrics::PluginOutcome;
+use crate::round_trips::{ExchangeRequest, HeartbeatRequest};
 use crate::state::{AppState, now_ms};
-use crate::store::{Claim, Exchange, NewWorker};
+use crate::store::NewWorker;
 use flowmesh_types::api::{ApiError, ErrorBody};
 
 fn worker_only(auth: &Auth) -> Result<(), ApiFailure> {
@@ -251,18 +252,18 @@ pub(super) async fn heartbeat(
         capabilities.supported_task_types = served.types.keys().cloned().collect();
         served
     });
+    let changed = beat.capabilities.is_some() || beat.labels.is_some() || beat.hardware.is_some();
+    let worker_id = beat.worker_id.clone();
     let outcome = state
-        .store
-        .heartbeat(
-            &beat,
-            &auth.0.token_id,
-            served.as_ref(),
-            now_ms(),
-            state.lease_ttl_ms(),
-        )
+        .round_trips
+        .heartbeat(HeartbeatRequest {
+            beat,
+            token_id: auth.0.token_id.clone(),
+            served,
+        })
         .await?
-        .ok_or_else(|| unknown_worker(&beat.worker_id))?;
-    if beat.capabilities.is_some() || beat.labels.is_some() || beat.hardware.is_some() {
+        .ok_or_else(|| unknown_worker(&worker_id))?;
+    if changed {
         state.work.notify();
     }
     Ok(Json(HeartbeatResponse {
@@ -344,33 +345,23 @@ pub(super) async fn claim(
     let mut catalog = state.catalog.subscribe();
     let mut known_live = false;
     let mut verdicts = Vec::new();
-    let mut first = true;
+    // What the first pass hands over, and what is counted once it is in.
+    let outcomes: Vec<Outcome> = request.completions.iter().map(Outcome::of).collect();
+    let mut delivery = Some((request.events, request.completions));
     loop {
         signal.borrow_and_update();
         let started = Instant::now();
-        let (events, completions): (&[_], &[_]) = if first {
-            (&request.events, &request.completions)
-        } else {
-            (&[], &[])
-        };
+        let first = delivery.is_some();
+        let (events, completions) = delivery.take().unwrap_or_default();
         let exchanged = state
-            .store
-            .exchange(
-                &Exchange {
-                    claim: Claim {
-                        worker_id: &request.worker_id,
-                        token_id: &auth.0.token_id,
-                        max: request.max_tasks,
-                        scan: state.config.claim_scan,
-                        rules: &state.tenant_rules,
-                    },
-                    events,
-                    completions,
-                },
-                now_ms(),
-                state.lease_ttl_ms(),
-                &state.retry_policy(),
-            )
+            .round_trips
+            .exchange(ExchangeRequest {
+                worker_id: request.worker_id.clone(),
+                token_id: auth.0.token_id.clone(),
+                max_tasks: request.max_tasks,
+                events,
+                completions,
+            })
             .await?
             .ok_or_else(|| unknown_worker(&request.worker_id))?;
         if request.max_tasks > 0 {
@@ -380,9 +371,8 @@ pub(super) async fn claim(
                 .observe(started.elapsed().as_secs_f64());
         }
         if first {
-            record_outcomes(&state, completions, &exchanged.verdicts);
+            record_outcomes(&state, &outcomes, &exchanged.verdicts);
             verdicts = exchanged.verdicts;
-            first = false;
         }
         state.publish_exchanged(exchanged.events, exchanged.stages_finished);
         let tasks = exchanged.claimed;
@@ -432,34 +422,53 @@ pub(super) async fn claim(
     }
 }
 
-/// Counts the accepted outcomes among `completions` (by plugin and
-/// outcome), logs the stale ones, and wakes the claims when capacity was
-/// freed.
-fn record_outcomes(state: &AppState, completions: &[Completion], verdicts: &[CompletionVerdict]) {
-    for (completion, verdict) in completions.iter().zip(verdicts) {
+/// What the metrics and the log keep of a delivered outcome, taken before
+/// the outcome itself is handed to the store.
+struct Outcome {
+    task_id: String,
+    plugin: String,
+    failed: bool,
+    seconds: f64,
+}
+
+impl Outcome {
+    fn of(completion: &Completion) -> Self {
+        Self {
+            task_id: completion.task_id.clone(),
+            plugin: completion
+                .plugin
+                .as_ref()
+                .map(|plugin| plugin.name.clone())
+                .unwrap_or_default(),
+            failed: completion.error.is_some(),
+            seconds: completion.elapsed_ms as f64 / 1000.0,
+        }
+    }
+}
+
+/// Counts the accepted outcomes (by plugin and outcome), logs the stale
+/// ones, and wakes the claims when capacity was freed.
+fn record_outcomes(state: &AppState, outcomes: &[Outcome], verdicts: &[CompletionVerdict]) {
+    for (outcome, verdict) in outcomes.iter().zip(verdicts) {
         if *verdict == CompletionVerdict::Accepted {
             state.metrics.completions_accepted.inc();
-            let outcome = if completion.error.is_some() {
-                "failed"
-            } else {
-                "succeeded"
-            };
             state
                 .metrics
                 .task_seconds
                 .get_or_create(&PluginOutcome {
-                    plugin: completion
-                        .plugin
-                        .as_ref()
-                        .map(|plugin| plugin.name.clone())
-                        .unwrap_or_default(),
-                    outcome: outcome.to_string(),
+                    plugin: outcome.plugin.clone(),
+                    outcome: if outcome.failed {
+                        "failed"
+                    } else {
+                        "succeeded"
+                    }
+                    .to_string(),
                 })
-                .observe(completion.elapsed_ms as f64 / 1000.0);
+                .observe(outcome.seconds);
         } else {
             state.metrics.completions_stale.inc();
             tracing::info!(
-                task = completion.task_id,
+                task = outcome.task_id,
                 "stale completion rejected: the lease is no longer this worker's"
             );
         }
@@ -512,6 +521,7 @@ pub(super) async fn complete(
         )
         .await?;
     state.publish(events);
-    record_outcomes(&state, &batch.completions, &verdicts);
+    let outcomes: Vec<Outcome> = batch.completions.iter().map(Outcome::of).collect();
+    record_outcomes(&state, &outcomes, &verdicts);
     Ok(Json(CompletionResponse { verdicts }))
 }

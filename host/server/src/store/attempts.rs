@@ -120,6 +120,7 @@ impl Store {
     /// claim, so the slots the completions free count. `None` when the
     /// registration does not belong to `exchange.claim.token_id` and there
     /// was something to deliver (nothing is written then).
+    /// ([`Store::round_trips`] runs many in one transaction.)
     pub async fn exchange(
         &self,
         exchange: &Exchange<'_>,
@@ -127,14 +128,37 @@ impl Store {
         lease_ttl_ms: i64,
         retry: &RetryPolicy,
     ) -> Result<Option<Exchanged>, StoreError> {
-        let claim = &exchange.claim;
         let (_gate, mut tx) = self.write().await?;
+        let mut events = NewEvents::default();
+        let mut exchanged = self
+            .exchange_in(&mut tx, exchange, now, lease_ttl_ms, retry, &mut events)
+            .await?;
+        let events = events.write(&mut tx, now).await?;
+        tx.commit().await?;
+        if let Some(exchanged) = &mut exchanged {
+            exchanged.events = events;
+        }
+        Ok(exchanged)
+    }
+
+    /// The exchange of [`Store::exchange`] inside `tx`, its events added to
+    /// `events` (the answer's own are left empty).
+    pub(super) async fn exchange_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        exchange: &Exchange<'_>,
+        now: i64,
+        lease_ttl_ms: i64,
+        retry: &RetryPolicy,
+        events: &mut NewEvents,
+    ) -> Result<Option<Exchanged>, StoreError> {
+        let claim = &exchange.claim;
         // The registration's row is locked first, before any task row,
         // as the heartbeat's is: the two never wait on each other.
         let owned = sqlx::query(self.dialect.worker_of_token_for_update)
             .bind(claim.worker_id)
             .bind(claim.token_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?
             .is_some();
         let delivers = !exchange.events.is_empty() || !exchange.completions.is_empty();
@@ -142,33 +166,29 @@ impl Store {
             // Nothing to claim either: the claim checks the same.
             return Ok((!delivers).then(Exchanged::default));
         }
-        let mut events = NewEvents::default();
-        self.append_events_in(&mut tx, claim.worker_id, exchange.events, &mut events)
+        let workflows_before = events.workflows_noted();
+        self.append_events_in(tx, claim.worker_id, exchange.events, events)
             .await?;
         let verdicts = self
             .complete_in(
-                &mut tx,
+                tx,
                 claim.worker_id,
                 exchange.completions,
                 now,
                 retry,
-                &mut events,
+                events,
             )
             .await?;
         let claimed = if claim.max > 0 {
-            self.claim_in(&mut tx, claim, now, lease_ttl_ms, &mut events)
-                .await?
+            self.claim_in(tx, claim, now, lease_ttl_ms, events).await?
         } else {
             Vec::new()
         };
-        let stages_finished = events.changes_workflows();
-        let events = events.write(&mut tx, now).await?;
-        tx.commit().await?;
         Ok(Some(Exchanged {
             verdicts,
             claimed,
-            events,
-            stages_finished,
+            events: Vec::new(),
+            stages_finished: events.workflows_noted() > workflows_before,
         }))
     }
 

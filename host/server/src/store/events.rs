@@ -22,7 +22,6 @@ pub struct StoredEvent {
     pub body: EventBody,
 }
 
-/// Events a transaction produces, written together before it commits.
 /// Whose events to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventStream<'a> {
@@ -33,9 +32,9 @@ pub enum EventStream<'a> {
 }
 
 /// What a write transaction records besides its own rows: events, and the
-/// workflows whose stages it finished.
+/// workflows whose stages it finished (with how many times one was noted).
 #[derive(Default)]
-pub(super) struct NewEvents(Vec<(String, EventBody)>, BTreeSet<String>);
+pub(super) struct NewEvents(Vec<(String, EventBody)>, BTreeSet<String>, usize);
 
 impl NewEvents {
     /// Adds an event of task `task_id`.
@@ -60,12 +59,19 @@ impl NewEvents {
     /// lock workflow rows in one order).
     pub(super) fn workflow_changed(&mut self, workflow: String) {
         self.1.insert(workflow);
+        self.2 += 1;
     }
 
-    /// Whether a stage of some workflow finished: the releaser has work
-    /// once this commits.
-    pub(super) fn changes_workflows(&self) -> bool {
-        !self.1.is_empty()
+    /// How many events there are so far.
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// How many times a finished stage was noted so far
+    /// ([`NewEvents::workflow_changed`]), the same workflow's too: a part
+    /// of the transaction finished a stage when this grew while it ran.
+    pub(super) fn workflows_noted(&self) -> usize {
+        self.2
     }
 
     /// Takes the workflows noted changed, for a caller that writes their

@@ -11,6 +11,7 @@ use flowmesh_types::api::{
     Hardware, Heartbeat, ServedTypes, TaskState, WorkerRegistration, WorkerState,
 };
 use sqlx::any::AnyRow;
+use sqlx::{Any, Transaction};
 
 use super::rows::{get_i64, get_opt_str, get_str};
 use super::{Store, StoreError, decode_json, encode_json, sql};
@@ -201,13 +202,30 @@ impl Store {
         now: i64,
         lease_ttl_ms: i64,
     ) -> Result<Option<HeartbeatOutcome>, StoreError> {
-        let (worker_id, leases) = (beat.worker_id.as_str(), &beat.leases);
         let (_gate, mut tx) = self.write().await?;
+        let outcome = self
+            .heartbeat_in(&mut tx, beat, token_id, served, now, lease_ttl_ms)
+            .await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// The heartbeat of [`Store::heartbeat`] inside `tx`.
+    pub(super) async fn heartbeat_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        beat: &Heartbeat,
+        token_id: &str,
+        served: Option<&ServedTypes>,
+        now: i64,
+        lease_ttl_ms: i64,
+    ) -> Result<Option<HeartbeatOutcome>, StoreError> {
+        let (worker_id, leases) = (beat.worker_id.as_str(), &beat.leases);
         let touched = sqlx::query(sql::TOUCH_WORKER)
             .bind(worker_id)
             .bind(now)
             .bind(token_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?
             .rows_affected();
         if touched == 0 {
@@ -219,14 +237,14 @@ impl Store {
                 .bind(encode_json(capabilities))
                 .bind(routed_types(served))
                 .bind(encode_json(served))
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
         }
         if let Some(labels) = &beat.labels {
             sqlx::query(sql::UPDATE_WORKER_LABELS)
                 .bind(worker_id)
                 .bind(encode_json(labels))
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
         }
         if let Some(hardware) = &beat.hardware {
@@ -237,7 +255,7 @@ impl Store {
                 .bind(hardware.cpu_millis)
                 .bind(hardware.memory_bytes)
                 .bind(hardware.gpu_count)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
         }
         let tokens: Vec<&str> = leases
@@ -249,9 +267,8 @@ impl Store {
             .bind(worker_id)
             .bind(encode_json(&tokens))
             .bind(now + lease_ttl_ms)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut **tx)
             .await?;
-        tx.commit().await?;
         let mut current: HashMap<String, (String, String)> = HashMap::new();
         for row in &held {
             current.insert(

@@ -1,0 +1,234 @@
+//! Group commit for workers' round trips.
+//!
+//! A worker's round trip — an exchange (the events and outcomes it hands
+//! over, then its claim) or a heartbeat — is a handful of statements. On
+//! SQLite every write goes through one connection, so a fleet's round trips
+//! queue for it, and each one alone pays for a transaction of its own:
+//! taking the writer, `BEGIN`, and a commit that writes the WAL. Here they
+//! are handed to one writer instead, which runs whatever has queued up since
+//! its last write in one transaction ([`Store::round_trips`]), each round
+//! trip as it would run alone, in the order they arrived. With one worker it
+//! adds nothing but a hand-off: the writer takes what is there without
+//! waiting for more.
+//!
+//! Each caller's answer comes after the commit, so what a worker is told
+//! (its tasks, its verdicts, its leases) is durable. If the grouped
+//! transaction fails, each round trip in it runs again alone, so one that
+//! cannot be written (its error is its own) does not fail the others.
+//!
+//! PostgreSQL takes concurrent writers, and round trips there run in the
+//! caller's task, each in its own transaction, as before.
+
+use std::sync::Arc;
+
+use flowmesh_types::api::{Completion, Heartbeat, ServedTypes, TaskEvents};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::now_ms;
+use crate::store::{
+    Claim, Exchange, Exchanged, HeartbeatOutcome, RetryPolicy, RoundTrip, RoundTripDone, Store,
+    StoreError, TenantRules,
+};
+
+/// Most round trips in one write.
+const BATCH: usize = 128;
+
+/// What a round trip's transaction needs besides the request: the same for
+/// every round trip of a server.
+pub struct Rules {
+    /// Where tenants' tasks may run, their shares and limits.
+    pub tenants: TenantRules,
+    /// How failed attempts are retried.
+    pub retry: RetryPolicy,
+    /// How long a lease lasts.
+    pub lease_ttl_ms: i64,
+    /// How many pending rows a claim looks at per tenant and type.
+    pub claim_scan: u32,
+}
+
+/// A worker's exchange, owned, so that the writer can run it.
+pub struct ExchangeRequest {
+    /// The registration.
+    pub worker_id: String,
+    /// The token it was made with, as the caller authenticated.
+    pub token_id: String,
+    /// The most tasks to claim (0: none).
+    pub max_tasks: u32,
+    /// Events of running tasks.
+    pub events: Vec<TaskEvents>,
+    /// Outcomes of attempts.
+    pub completions: Vec<Completion>,
+}
+
+/// A worker's heartbeat, owned.
+pub struct HeartbeatRequest {
+    /// What the worker sent.
+    pub beat: Heartbeat,
+    /// The token it was made with, as the caller authenticated.
+    pub token_id: String,
+    /// The task types it is now served, when it sent its capabilities.
+    pub served: Option<ServedTypes>,
+}
+
+enum Request {
+    Exchange(ExchangeRequest),
+    Heartbeat(HeartbeatRequest),
+}
+
+impl Request {
+    fn round_trip<'a>(&'a self, rules: &'a Rules) -> RoundTrip<'a> {
+        match self {
+            Request::Exchange(request) => RoundTrip::Exchange(Exchange {
+                claim: Claim {
+                    worker_id: &request.worker_id,
+                    token_id: &request.token_id,
+                    max: request.max_tasks,
+                    scan: rules.claim_scan,
+                    rules: &rules.tenants,
+                },
+                events: &request.events,
+                completions: &request.completions,
+            }),
+            Request::Heartbeat(request) => RoundTrip::Heartbeat {
+                beat: &request.beat,
+                token_id: &request.token_id,
+                served: request.served.as_ref(),
+            },
+        }
+    }
+}
+
+struct Queued {
+    request: Request,
+    done: oneshot::Sender<Result<RoundTripDone, StoreError>>,
+}
+
+/// Where round trips go: the writer's queue on SQLite, the caller's own
+/// transaction on PostgreSQL.
+pub struct RoundTrips {
+    store: Store,
+    rules: Arc<Rules>,
+    sender: Option<mpsc::Sender<Queued>>,
+}
+
+impl RoundTrips {
+    /// Starts the writer when `store` groups round trips
+    /// ([`Store::groups_round_trips`]); it stops when this handle is dropped.
+    pub fn start(store: Store, rules: Rules) -> Self {
+        let rules = Arc::new(rules);
+        let sender = store.groups_round_trips().then(|| {
+            let (sender, receiver) = mpsc::channel(4 * BATCH);
+            tokio::spawn(write_loop(store.clone(), rules.clone(), receiver));
+            sender
+        });
+        Self {
+            store,
+            rules,
+            sender,
+        }
+    }
+
+    /// The rules every round trip runs under.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Runs an exchange: `None` when the registration is not the token's
+    /// and it delivered something (see [`Store::exchange`]).
+    pub async fn exchange(
+        &self,
+        request: ExchangeRequest,
+    ) -> Result<Option<Exchanged>, StoreError> {
+        Ok(match self.run(Request::Exchange(request)).await? {
+            RoundTripDone::Exchanged(exchanged) => exchanged,
+            RoundTripDone::Heartbeat(_) => None,
+        })
+    }
+
+    /// Records a heartbeat: `None` when the registration is not live or
+    /// not the token's (see [`Store::heartbeat`]).
+    pub async fn heartbeat(
+        &self,
+        request: HeartbeatRequest,
+    ) -> Result<Option<HeartbeatOutcome>, StoreError> {
+        Ok(match self.run(Request::Heartbeat(request)).await? {
+            RoundTripDone::Heartbeat(outcome) => outcome,
+            RoundTripDone::Exchanged(_) => None,
+        })
+    }
+
+    async fn run(&self, request: Request) -> Result<RoundTripDone, StoreError> {
+        let Some(sender) = &self.sender else {
+            return run_alone(&self.store, &self.rules, &request).await;
+        };
+        let (done, answer) = oneshot::channel();
+        sender
+            .send(Queued { request, done })
+            .await
+            .map_err(|_| stopped())?;
+        // The writer drops a request unanswered only when it stops.
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Write("the server is shutting down".into())
+}
+
+/// Runs one round trip in a transaction of its own.
+async fn run_alone(
+    store: &Store,
+    rules: &Rules,
+    request: &Request,
+) -> Result<RoundTripDone, StoreError> {
+    store
+        .round_trips(
+            &[request.round_trip(rules)],
+            now_ms(),
+            rules.lease_ttl_ms,
+            &rules.retry,
+        )
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::Write("a round trip went unanswered".into()))
+}
+
+async fn write_loop(store: Store, rules: Arc<Rules>, mut receiver: mpsc::Receiver<Queued>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while receiver.recv_many(&mut batch, BATCH).await > 0 {
+        // A caller that went away (its worker hung up) is not run, as if
+        // its request had not arrived: the worker sends its outcomes again.
+        batch.retain(|queued| !queued.done.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        let trips: Vec<RoundTrip<'_>> = batch
+            .iter()
+            .map(|queued| queued.request.round_trip(&rules))
+            .collect();
+        let grouped = store
+            .round_trips(&trips, now_ms(), rules.lease_ttl_ms, &rules.retry)
+            .await;
+        drop(trips);
+        match grouped {
+            Ok(done) => {
+                for (queued, done) in batch.drain(..).zip(done) {
+                    let _ = queued.done.send(Ok(done));
+                }
+            }
+            Err(error) if batch.len() == 1 => {
+                if let Some(queued) = batch.pop() {
+                    let _ = queued.done.send(Err(error));
+                }
+            }
+            Err(error) => {
+                // One round trip's error must not fail the others.
+                tracing::warn!(%error, round_trips = batch.len(), "a grouped write of round trips failed; running each alone");
+                for queued in batch.drain(..) {
+                    let result = run_alone(&store, &rules, &queued.request).await;
+                    let _ = queued.done.send(result);
+                }
+            }
+        }
+    }
+}
