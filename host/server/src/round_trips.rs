@@ -128,11 +128,6 @@ impl RoundTrips {
         }
     }
 
-    /// The rules every round trip runs under.
-    pub fn rules(&self) -> &Rules {
-        &self.rules
-    }
-
     /// Runs an exchange: `None` when the registration is not the token's
     /// and it delivered something (see [`Store::exchange`]).
     pub async fn exchange(
