@@ -677,8 +677,8 @@ async fn a_round_trip_says_whether_a_stage_finished(db: Db) {
 /// on SQLite): each is answered as if it had run alone, in order. A claim
 /// never takes what an earlier claim of the group took, each exchange gets
 /// its own events, a forged outcome and a registration that is not the
-/// token's change nothing, and a heartbeat sees the leases claimed before
-/// it in the same group.
+/// token's change nothing, and a heartbeat renews leases whose outcomes
+/// were refused earlier in the same group.
 async fn round_trips_in_one_transaction_answer_each_as_alone(db: Db) {
     let (store, _db) = open(db).await;
     let mut submitted = HashSet::new();

@@ -119,9 +119,15 @@ async fn expire(state: &AppState) -> Result<(), StoreError> {
 }
 
 fn shape_key(shape: &PendingShape) -> String {
+    // The worker a retry passes over is part of the shape: its tasks and
+    // the same shape's other tasks can wait for different reasons.
     format!(
-        "{}|{}|{:?}|{:?}",
-        shape.tenant, shape.task_type, shape.hardware, shape.labels
+        "{}|{}|{:?}|{:?}|{:?}",
+        shape.tenant,
+        shape.task_type,
+        shape.hardware,
+        shape.labels,
+        shape.avoid.as_ref().map(|(worker, _)| worker)
     )
 }
 

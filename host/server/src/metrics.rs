@@ -68,7 +68,8 @@ pub struct Metrics {
     pub submitted: Family<TypeLabel, Counter>,
     /// Tasks that reached a terminal state, by state.
     pub finished: Family<StateLabel, Counter>,
-    /// Seconds one claim statement took.
+    /// Seconds a worker's round trip that claims spent in the store: its
+    /// wait for the writer and the transaction it ran in.
     pub claim_seconds: Histogram,
     /// Tasks handed out by claims.
     pub claimed: Counter,
@@ -116,7 +117,7 @@ impl Default for Metrics {
         let claim_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         registry.register(
             "claim_duration_seconds",
-            "Time one claim statement took",
+            "Time a claiming round trip spent in the store, its wait for the writer included",
             claim_seconds.clone(),
         );
         let claimed = Counter::default();

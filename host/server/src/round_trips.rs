@@ -167,7 +167,9 @@ impl RoundTrips {
 }
 
 fn stopped() -> StoreError {
-    StoreError::Write("the server is shutting down".into())
+    StoreError::Write(
+        "the writer of workers' round trips has stopped: the server is shutting down".into(),
+    )
 }
 
 /// Runs one round trip in a transaction of its own.
@@ -216,10 +218,21 @@ async fn write_loop(store: Store, rules: Arc<Rules>, mut receiver: mpsc::Receive
                     let _ = queued.done.send(Err(error));
                 }
             }
+            // A full disk fails every write: running each again would only
+            // fail each again while the others wait.
+            Err(error) if error.disk_full() => {
+                let message = error.to_string();
+                for queued in batch.drain(..) {
+                    let _ = queued.done.send(Err(StoreError::DiskFull(message.clone())));
+                }
+            }
             Err(error) => {
                 // One round trip's error must not fail the others.
                 tracing::warn!(%error, round_trips = batch.len(), "a grouped write of round trips failed; running each alone");
                 for queued in batch.drain(..) {
+                    if queued.done.is_closed() {
+                        continue;
+                    }
                     let result = run_alone(&store, &rules, &queued.request).await;
                     let _ = queued.done.send(result);
                 }

@@ -53,6 +53,12 @@ impl Store {
     /// method would alone; their answers, in the same order, once committed.
     /// Any error fails them all and writes nothing (the caller may run each
     /// again alone).
+    ///
+    /// Several trips at once suit SQLite's one writer
+    /// ([`Store::groups_round_trips`]). On PostgreSQL a group would lock a
+    /// second worker's row after the first one's task rows, against the
+    /// order single exchanges and heartbeats keep, and could deadlock with
+    /// them: the server gives it one trip at a time there.
     pub async fn round_trips(
         &self,
         trips: &[RoundTrip<'_>],

@@ -315,8 +315,9 @@ SELECT task_type, cpu_millis, memory_bytes, gpu_count, gpu_model, gpu_memory_byt
        MAX(seq) AS newest
 FROM tasks WHERE state = 'pending' AND blocked = 0 AND run_after <= $1
 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9";
-/// The pending tasks of one shape that [`SET_WAITING`] and
-/// [`SET_WAITING_CHUNK`] record a reason on.
+/// The pending tasks of one shape that [`SQLITE_SET_WAITING`] and
+/// [`POSTGRES_SET_WAITING`] record a reason on ([`WOULD_SET_WAITING`] finds
+/// whether there is one).
 macro_rules! waiting_rows {
     () => {
         "state = 'pending' AND blocked = 0 AND tenant = $12 AND task_type = $1 AND cpu_millis = $2
