@@ -694,17 +694,10 @@ async fn round_trips_in_one_transaction_answer_each_as_alone(db: Db) {
             completions,
         })
     }
-    let exchanged = |done: &RoundTripDone| -> Exchanged {
-        match done {
-            RoundTripDone::Exchanged(Some(exchanged)) => Exchanged {
-                verdicts: exchanged.verdicts.clone(),
-                claimed: exchanged.claimed.clone(),
-                events: exchanged.events.clone(),
-                stages_finished: exchanged.stages_finished,
-            },
-            other => panic!("an exchange's answer, not {other:?}"),
-        }
-    };
+    fn exchanged(done: RoundTripDone) -> Exchanged {
+        done.exchanged()
+            .expect("an exchange's answer, its registration the token's")
+    }
     let done = store
         .round_trips(
             &[exchange(&a, &[]), exchange(&b, &[])],
@@ -714,7 +707,9 @@ async fn round_trips_in_one_transaction_answer_each_as_alone(db: Db) {
         )
         .await
         .expect("written");
-    let (first_a, first_b) = (exchanged(&done[0]), exchanged(&done[1]));
+    let [first_a, first_b] = <[RoundTripDone; 2]>::try_from(done)
+        .expect("two answers")
+        .map(exchanged);
     let ids = |exchanged: &Exchanged| -> HashSet<String> {
         exchanged
             .claimed
@@ -790,7 +785,9 @@ async fn round_trips_in_one_transaction_answer_each_as_alone(db: Db) {
         .round_trips(&trips, 3_000, 30_000, &RETRY)
         .await
         .expect("written");
-    let (second_a, second_b) = (exchanged(&done[0]), exchanged(&done[1]));
+    let [second_a, second_b, stranger, beat] =
+        <[RoundTripDone; 4]>::try_from(done).expect("four answers");
+    let (second_a, second_b) = (exchanged(second_a), exchanged(second_b));
     assert_eq!(
         second_a.verdicts,
         [CompletionVerdict::Accepted, CompletionVerdict::Accepted]
@@ -803,16 +800,11 @@ async fn round_trips_in_one_transaction_answer_each_as_alone(db: Db) {
     );
     assert!(second_b.claimed.is_empty(), "b's slots are full");
     assert!(
-        matches!(done[2], RoundTripDone::Exchanged(None)),
-        "a registration that is not the token's writes nothing: {:?}",
-        done[2]
+        matches!(stranger, RoundTripDone::Exchanged(None)),
+        "a registration that is not the token's writes nothing: {stranger:?}"
     );
-    match &done[3] {
-        RoundTripDone::Heartbeat(Some(beat)) => {
-            assert!(beat.lost.is_empty() && beat.cancel.is_empty(), "{beat:?}");
-        }
-        other => panic!("a heartbeat's answer, not {other:?}"),
-    }
+    let beat = beat.heartbeat().expect("a live registration's heartbeat");
+    assert!(beat.lost.is_empty() && beat.cancel.is_empty(), "{beat:?}");
     // Each exchange's events are its own: a's two results and its new
     // claim, none of b's.
     let a_tasks: HashSet<String> = ids(&first_a).union(&ids(&second_a)).cloned().collect();

@@ -162,7 +162,7 @@ async fn place(state: &AppState, memory: &mut PlacementMemory) -> Result<(), Sto
     }
     let workers = state.store.live_workers().await?;
     let usage = state.store.usage().await?;
-    let rules = &state.tenant_rules;
+    let rules = &state.round_trips.rules().tenants;
     let limited = rules.default_max_running > 0 || rules.max_running.values().any(|n| *n > 0);
     let running = if limited {
         state.store.running_by_tenant().await?

@@ -25,6 +25,7 @@ use flowmesh_types::api::{Completion, Heartbeat, ServedTypes, TaskEvents};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::now_ms;
+use crate::config::ServerConfig;
 use crate::store::{
     Claim, Exchange, Exchanged, HeartbeatOutcome, RetryPolicy, RoundTrip, RoundTripDone, Store,
     StoreError, TenantRules,
@@ -46,6 +47,22 @@ pub struct Rules {
     pub claim_scan: u32,
 }
 
+impl Rules {
+    /// The rules `config` sets.
+    pub fn of(config: &ServerConfig) -> Self {
+        Self {
+            tenants: config.tenants.claim_rules(),
+            retry: RetryPolicy {
+                backoff_ms: config.retry_backoff.as_millis() as i64,
+                max_backoff_ms: config.max_retry_backoff.as_millis() as i64,
+                avoid_ms: config.retry_avoid.as_millis() as i64,
+            },
+            lease_ttl_ms: config.lease_ttl.as_millis() as i64,
+            claim_scan: config.claim_scan,
+        }
+    }
+}
+
 /// A worker's exchange, owned, so that the writer can run it.
 pub struct ExchangeRequest {
     /// The registration.
@@ -56,8 +73,9 @@ pub struct ExchangeRequest {
     pub max_tasks: u32,
     /// Events of running tasks.
     pub events: Vec<TaskEvents>,
-    /// Outcomes of attempts.
-    pub completions: Vec<Completion>,
+    /// Outcomes of attempts (shared with the caller, which counts them
+    /// once they are in).
+    pub completions: Arc<Vec<Completion>>,
 }
 
 /// A worker's heartbeat, owned.
@@ -128,28 +146,27 @@ impl RoundTrips {
         }
     }
 
+    /// The rules every round trip runs under.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
     /// Runs an exchange: `None` when the registration is not the token's
     /// and it delivered something (see [`Store::exchange`]).
     pub async fn exchange(
         &self,
         request: ExchangeRequest,
     ) -> Result<Option<Exchanged>, StoreError> {
-        Ok(match self.run(Request::Exchange(request)).await? {
-            RoundTripDone::Exchanged(exchanged) => exchanged,
-            RoundTripDone::Heartbeat(_) => None,
-        })
+        Ok(self.run(Request::Exchange(request)).await?.exchanged())
     }
 
     /// Records a heartbeat: `None` when the registration is not live or
-    /// not the token's (see [`Store::heartbeat`]).
+    /// not the token's (see [`RoundTrip::Heartbeat`]).
     pub async fn heartbeat(
         &self,
         request: HeartbeatRequest,
     ) -> Result<Option<HeartbeatOutcome>, StoreError> {
-        Ok(match self.run(Request::Heartbeat(request)).await? {
-            RoundTripDone::Heartbeat(outcome) => outcome,
-            RoundTripDone::Exchanged(_) => None,
-        })
+        Ok(self.run(Request::Heartbeat(request)).await?.heartbeat())
     }
 
     async fn run(&self, request: Request) -> Result<RoundTripDone, StoreError> {
@@ -179,15 +196,13 @@ async fn run_alone(
     request: &Request,
 ) -> Result<RoundTripDone, StoreError> {
     store
-        .round_trips(
-            &[request.round_trip(rules)],
+        .round_trip(
+            request.round_trip(rules),
             now_ms(),
             rules.lease_ttl_ms,
             &rules.retry,
         )
-        .await?
-        .pop()
-        .ok_or_else(|| StoreError::Write("a round trip went unanswered".into()))
+        .await
 }
 
 async fn write_loop(store: Store, rules: Arc<Rules>, mut receiver: mpsc::Receiver<Queued>) {

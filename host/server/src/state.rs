@@ -28,8 +28,6 @@ pub struct AppState {
     pub config: ServerConfig,
     /// Per-token limits: submit rate, open event streams.
     pub limits: crate::limits::Limits,
-    /// The tenants' rules (`config.tenants`) as claims apply them.
-    pub tenant_rules: crate::store::TenantRules,
     /// Installed plugins, for checking specs.
     pub validator: Validator,
     /// Task events for watchers.
@@ -77,18 +75,11 @@ impl AppState {
         validator: Validator,
         shutdown: CancellationToken,
     ) -> Self {
-        let rules = Rules {
-            tenants: config.tenants.claim_rules(),
-            retry: retry_policy(&config),
-            lease_ttl_ms: config.lease_ttl.as_millis() as i64,
-            claim_scan: config.claim_scan,
-        };
         Self {
             shutdown,
             submissions: Submissions::start(store.clone()),
-            round_trips: RoundTrips::start(store.clone(), rules),
+            round_trips: RoundTrips::start(store.clone(), Rules::of(&config)),
             store,
-            tenant_rules: config.tenants.claim_rules(),
             limits: crate::limits::Limits::new(config.submit_rate, config.max_streams_per_token),
             config,
             validator,
@@ -163,12 +154,12 @@ impl AppState {
 
     /// How retries are spaced.
     pub fn retry_policy(&self) -> RetryPolicy {
-        retry_policy(&self.config)
+        self.round_trips.rules().retry
     }
 
     /// The lease TTL in milliseconds.
     pub fn lease_ttl_ms(&self) -> i64 {
-        self.config.lease_ttl.as_millis() as i64
+        self.round_trips.rules().lease_ttl_ms
     }
 
     /// Records stored events: publishes them, counts finished tasks, and
@@ -219,14 +210,5 @@ impl AppState {
         }
         self.bus.publish(events);
         finished
-    }
-}
-
-/// How `config` retries failed attempts.
-fn retry_policy(config: &ServerConfig) -> RetryPolicy {
-    RetryPolicy {
-        backoff_ms: config.retry_backoff.as_millis() as i64,
-        max_backoff_ms: config.max_retry_backoff.as_millis() as i64,
-        avoid_ms: config.retry_avoid.as_millis() as i64,
     }
 }

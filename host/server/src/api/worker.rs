@@ -345,9 +345,9 @@ pub(super) async fn claim(
     let mut catalog = state.catalog.subscribe();
     let mut known_live = false;
     let mut verdicts = Vec::new();
-    // What the first pass hands over, and what is counted once it is in.
-    let outcomes: Vec<Outcome> = request.completions.iter().map(Outcome::of).collect();
-    let mut delivery = Some((request.events, request.completions));
+    // What the first pass hands over; its outcomes are counted once in.
+    let delivered = Arc::new(request.completions);
+    let mut delivery = Some((request.events, delivered.clone()));
     loop {
         signal.borrow_and_update();
         let started = Instant::now();
@@ -371,7 +371,7 @@ pub(super) async fn claim(
                 .observe(started.elapsed().as_secs_f64());
         }
         if first {
-            record_outcomes(&state, &outcomes, &exchanged.verdicts);
+            record_outcomes(&state, &delivered, &exchanged.verdicts);
             verdicts = exchanged.verdicts;
         }
         state.publish_exchanged(exchanged.events, exchanged.stages_finished);
@@ -422,53 +422,34 @@ pub(super) async fn claim(
     }
 }
 
-/// What the metrics and the log keep of a delivered outcome, taken before
-/// the outcome itself is handed to the store.
-struct Outcome {
-    task_id: String,
-    plugin: String,
-    failed: bool,
-    seconds: f64,
-}
-
-impl Outcome {
-    fn of(completion: &Completion) -> Self {
-        Self {
-            task_id: completion.task_id.clone(),
-            plugin: completion
-                .plugin
-                .as_ref()
-                .map(|plugin| plugin.name.clone())
-                .unwrap_or_default(),
-            failed: completion.error.is_some(),
-            seconds: completion.elapsed_ms as f64 / 1000.0,
-        }
-    }
-}
-
-/// Counts the accepted outcomes (by plugin and outcome), logs the stale
-/// ones, and wakes the claims when capacity was freed.
-fn record_outcomes(state: &AppState, outcomes: &[Outcome], verdicts: &[CompletionVerdict]) {
-    for (outcome, verdict) in outcomes.iter().zip(verdicts) {
+/// Counts the accepted outcomes among `completions` (by plugin and
+/// outcome), logs the stale ones, and wakes the claims when capacity was
+/// freed.
+fn record_outcomes(state: &AppState, completions: &[Completion], verdicts: &[CompletionVerdict]) {
+    for (completion, verdict) in completions.iter().zip(verdicts) {
         if *verdict == CompletionVerdict::Accepted {
             state.metrics.completions_accepted.inc();
+            let outcome = if completion.error.is_some() {
+                "failed"
+            } else {
+                "succeeded"
+            };
             state
                 .metrics
                 .task_seconds
                 .get_or_create(&PluginOutcome {
-                    plugin: outcome.plugin.clone(),
-                    outcome: if outcome.failed {
-                        "failed"
-                    } else {
-                        "succeeded"
-                    }
-                    .to_string(),
+                    plugin: completion
+                        .plugin
+                        .as_ref()
+                        .map(|plugin| plugin.name.clone())
+                        .unwrap_or_default(),
+                    outcome: outcome.to_string(),
                 })
-                .observe(outcome.seconds);
+                .observe(completion.elapsed_ms as f64 / 1000.0);
         } else {
             state.metrics.completions_stale.inc();
             tracing::info!(
-                task = outcome.task_id,
+                task = completion.task_id,
                 "stale completion rejected: the lease is no longer this worker's"
             );
         }
@@ -521,7 +502,6 @@ pub(super) async fn complete(
         )
         .await?;
     state.publish(events);
-    let outcomes: Vec<Outcome> = batch.completions.iter().map(Outcome::of).collect();
-    record_outcomes(&state, &outcomes, &verdicts);
+    record_outcomes(&state, &batch.completions, &verdicts);
     Ok(Json(CompletionResponse { verdicts }))
 }

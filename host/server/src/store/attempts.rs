@@ -115,32 +115,6 @@ impl Store {
         Ok((claimed, events))
     }
 
-    /// A worker's round trip in one transaction: the events it reports (of
-    /// the leases it holds), then its completions (each fenced), then the
-    /// claim, so the slots the completions free count. `None` when the
-    /// registration does not belong to `exchange.claim.token_id` and there
-    /// was something to deliver (nothing is written then).
-    /// ([`Store::round_trips`] runs many in one transaction.)
-    pub async fn exchange(
-        &self,
-        exchange: &Exchange<'_>,
-        now: i64,
-        lease_ttl_ms: i64,
-        retry: &RetryPolicy,
-    ) -> Result<Option<Exchanged>, StoreError> {
-        let (_gate, mut tx) = self.write().await?;
-        let mut events = NewEvents::default();
-        let mut exchanged = self
-            .exchange_in(&mut tx, exchange, now, lease_ttl_ms, retry, &mut events)
-            .await?;
-        let events = events.write(&mut tx, now).await?;
-        tx.commit().await?;
-        if let Some(exchanged) = &mut exchanged {
-            exchanged.events = events;
-        }
-        Ok(exchanged)
-    }
-
     /// The exchange of [`Store::exchange`] inside `tx`, its events added to
     /// `events` (the answer's own are left empty).
     pub(super) async fn exchange_in(

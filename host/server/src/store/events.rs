@@ -32,14 +32,21 @@ pub enum EventStream<'a> {
 }
 
 /// What a write transaction records besides its own rows: events, and the
-/// workflows whose stages it finished (with how many times one was noted).
+/// workflows whose stages it finished.
 #[derive(Default)]
-pub(super) struct NewEvents(Vec<(String, EventBody)>, BTreeSet<String>, usize);
+pub(super) struct NewEvents {
+    /// Each event's task and body, in order.
+    events: Vec<(String, EventBody)>,
+    /// The workflows a finished stage changed.
+    changed: BTreeSet<String>,
+    /// How many times a finished stage was noted, the same workflow's too.
+    noted: usize,
+}
 
 impl NewEvents {
     /// Adds an event of task `task_id`.
     pub(super) fn push(&mut self, task_id: &str, body: EventBody) {
-        self.0.push((task_id.to_string(), body));
+        self.events.push((task_id.to_string(), body));
     }
 
     /// Adds an event of workflow `id`: its state, and why.
@@ -58,26 +65,26 @@ impl NewEvents {
     /// last writes (after every task row it locked, so that transactions
     /// lock workflow rows in one order).
     pub(super) fn workflow_changed(&mut self, workflow: String) {
-        self.1.insert(workflow);
-        self.2 += 1;
+        self.changed.insert(workflow);
+        self.noted += 1;
     }
 
     /// How many events there are so far.
     pub(super) fn len(&self) -> usize {
-        self.0.len()
+        self.events.len()
     }
 
     /// How many times a finished stage was noted so far
     /// ([`NewEvents::workflow_changed`]), the same workflow's too: a part
     /// of the transaction finished a stage when this grew while it ran.
     pub(super) fn workflows_noted(&self) -> usize {
-        self.2
+        self.noted
     }
 
     /// Takes the workflows noted changed, for a caller that writes their
     /// rows itself, in its own order, before [`NewEvents::write`].
     pub(super) fn take_changed_workflows(&mut self) -> BTreeSet<String> {
-        std::mem::take(&mut self.1)
+        std::mem::take(&mut self.changed)
     }
 
     /// Inserts the events, in order, with multi-row statements. Sequence
@@ -88,7 +95,7 @@ impl NewEvents {
         tx: &mut Transaction<'static, Any>,
         at: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        for workflow in &self.1 {
+        for workflow in &self.changed {
             sqlx::query(sql::WORKFLOW_CHANGED)
                 .bind(workflow)
                 .bind(at)
@@ -96,14 +103,14 @@ impl NewEvents {
                 .await?;
         }
         let marks = sql::Marks::of(tx);
-        let mut seqs = Vec::with_capacity(self.0.len());
-        for chunk in sql::padded_chunks(&self.0, 3) {
+        let mut seqs = Vec::with_capacity(self.events.len());
+        for chunk in sql::padded_chunks(&self.events, 3) {
             seqs.extend(insert_events(tx, marks, &chunk, at).await?);
         }
         // The events move into what is returned: no copy of their bodies.
         Ok(seqs
             .into_iter()
-            .zip(self.0)
+            .zip(self.events)
             .map(|(seq, (task_id, body))| StoredEvent {
                 seq,
                 task_id,

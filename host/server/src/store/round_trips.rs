@@ -2,8 +2,8 @@
 //!
 //! A round trip is what a worker asks of the store in one request: an
 //! exchange (the events and outcomes it hands over, then its claim,
-//! [`Store::exchange`]) or a heartbeat ([`Store::heartbeat`]). Each is a
-//! handful of statements; alone, each also pays for a transaction.
+//! [`Store::exchange`]) or a heartbeat ([`RoundTrip::Heartbeat`]). Each is
+//! a handful of statements; alone, each also pays for a transaction.
 //! [`Store::round_trips`] runs many in one transaction, each exactly as it
 //! would run alone and in the order given, so each sees what the ones before
 //! it wrote (a claim never takes a task an earlier claim of the group took,
@@ -21,7 +21,12 @@ use super::{Exchange, Exchanged, HeartbeatOutcome, RetryPolicy, Store, StoreErro
 pub enum RoundTrip<'a> {
     /// Events, outcomes and a claim: see [`Store::exchange`].
     Exchange(Exchange<'a>),
-    /// A heartbeat: see [`Store::heartbeat`].
+    /// A heartbeat of registration `beat.worker_id` made with token
+    /// `token_id`: renews the leases the worker lists and says which of
+    /// them to cancel or drop; `None` if the registration is not live or
+    /// not this token's (the worker must register again). What changed on
+    /// the worker (capabilities with the types it is now `served`, labels,
+    /// hardware) is stored with it.
     Heartbeat {
         /// What the worker sent.
         beat: &'a Heartbeat,
@@ -37,11 +42,64 @@ pub enum RoundTrip<'a> {
 pub enum RoundTripDone {
     /// [`Store::exchange`]'s answer.
     Exchanged(Option<Exchanged>),
-    /// [`Store::heartbeat`]'s answer.
+    /// A heartbeat's answer.
     Heartbeat(Option<HeartbeatOutcome>),
 }
 
+impl RoundTripDone {
+    /// An exchange's answer ([`Store::exchange`]); `None` also for a
+    /// heartbeat's, which an exchange never gets.
+    pub fn exchanged(self) -> Option<Exchanged> {
+        match self {
+            Self::Exchanged(exchanged) => exchanged,
+            Self::Heartbeat(_) => None,
+        }
+    }
+
+    /// A heartbeat's answer (see [`RoundTrip::Heartbeat`]); `None` also for
+    /// an exchange's, which a heartbeat never gets.
+    pub fn heartbeat(self) -> Option<HeartbeatOutcome> {
+        match self {
+            Self::Heartbeat(outcome) => outcome,
+            Self::Exchanged(_) => None,
+        }
+    }
+}
+
 impl Store {
+    /// A worker's round trip in one transaction: the events it reports (of
+    /// the leases it holds), then its completions (each fenced), then the
+    /// claim, so the slots the completions free count. `None` when the
+    /// registration does not belong to `exchange.claim.token_id` and there
+    /// was something to deliver (nothing is written then).
+    pub async fn exchange(
+        &self,
+        exchange: &Exchange<'_>,
+        now: i64,
+        lease_ttl_ms: i64,
+        retry: &RetryPolicy,
+    ) -> Result<Option<Exchanged>, StoreError> {
+        let trip = RoundTrip::Exchange(*exchange);
+        Ok(self
+            .round_trip(trip, now, lease_ttl_ms, retry)
+            .await?
+            .exchanged())
+    }
+
+    /// One round trip in a transaction of its own.
+    pub async fn round_trip(
+        &self,
+        trip: RoundTrip<'_>,
+        now: i64,
+        lease_ttl_ms: i64,
+        retry: &RetryPolicy,
+    ) -> Result<RoundTripDone, StoreError> {
+        self.round_trips(&[trip], now, lease_ttl_ms, retry)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Write("a round trip went unanswered".into()))
+    }
+
     /// Whether running many round trips in one transaction pays: on SQLite,
     /// whose writes all go through one connection, one after another. On
     /// PostgreSQL they run side by side, each in its own transaction.

@@ -188,29 +188,7 @@ impl Store {
         Ok(retired)
     }
 
-    /// Records a heartbeat of registration `beat.worker_id` made with token
-    /// `token_id`: renews the leases the worker lists and says which of them
-    /// to cancel or drop. `None` if the registration is not live or not this
-    /// token's (the worker must register again). What changed on the worker
-    /// (capabilities with the types it is now `served`, labels, hardware)
-    /// is stored with it.
-    pub async fn heartbeat(
-        &self,
-        beat: &Heartbeat,
-        token_id: &str,
-        served: Option<&ServedTypes>,
-        now: i64,
-        lease_ttl_ms: i64,
-    ) -> Result<Option<HeartbeatOutcome>, StoreError> {
-        let (_gate, mut tx) = self.write().await?;
-        let outcome = self
-            .heartbeat_in(&mut tx, beat, token_id, served, now, lease_ttl_ms)
-            .await?;
-        tx.commit().await?;
-        Ok(outcome)
-    }
-
-    /// The heartbeat of [`Store::heartbeat`] inside `tx`.
+    /// A heartbeat ([`super::RoundTrip::Heartbeat`]) inside `tx`.
     pub(super) async fn heartbeat_in(
         &self,
         tx: &mut Transaction<'static, Any>,
