@@ -6,6 +6,11 @@
 //! Figures are percentiles over many iterations, not single timings; compare
 //! them only between runs on the same machine.
 
+/// The allocator of the `flowmesh` binary (host/cli/src/main.rs), whose
+/// worker runs these tasks.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;

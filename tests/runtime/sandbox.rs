@@ -191,6 +191,37 @@ async fn escape_filesystem() {
     );
 }
 
+/// A plugin that imports no part of WASI's file system can reach no file,
+/// so its tasks get no scratch directory: they still run when the scratch
+/// root is unusable, where a task of a plugin that can open files is refused
+/// with a host error.
+#[tokio::test]
+async fn only_a_plugin_that_can_reach_files_gets_a_scratch_directory() {
+    let test = runtime_with("escape-filesystem", components::guests::ESCAPE_FILESYSTEM).await;
+    // No task has run yet. Put a file where the runtime's own directory was:
+    // creating a task's directory in it now fails, even for root.
+    let root = test.dir.path().join("scratch");
+    let own: Vec<_> = std::fs::read_dir(&root)
+        .expect("scratch root")
+        .map(|entry| entry.expect("entry").path())
+        .collect();
+    assert_eq!(own.len(), 1, "one runtime's directory: {own:?}");
+    std::fs::remove_dir_all(&own[0]).expect("remove");
+    std::fs::write(&own[0], b"not a directory").expect("write");
+
+    let echo = test.run("echo", r#"{"message": "no files"}"#).await;
+    assert_eq!(output(&echo)["message"], "no files");
+    let run = test.run("escape-filesystem", "{}").await;
+    let error = run.outcome.expect_err("no scratch directory could be made");
+    assert_eq!(error.code, TaskErrorCode::Host, "{error}");
+    assert!(
+        error
+            .message
+            .starts_with("could not create the task's scratch directory"),
+        "{error}"
+    );
+}
+
 #[tokio::test]
 async fn open_socket() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

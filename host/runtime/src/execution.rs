@@ -22,7 +22,7 @@ use crate::failure::{self, Interrupted};
 use crate::plugin::ReadyPlugin;
 use crate::runtime::Runtime;
 use crate::sandbox_state::SandboxState;
-use crate::scratch::disk_usage;
+use crate::scratch::{ScratchDir, disk_usage};
 use crate::task_log::{EventSink, TaskLog, discard_events};
 
 /// The deadline used when a task's timeout is too large to represent.
@@ -215,8 +215,9 @@ impl Runtime {
         }
     }
 
-    /// Runs one task's `execute()` in a fresh sandbox: scratch directory,
-    /// store, the capabilities its plugin imports, the watchdog.
+    /// Runs one task's `execute()` in a fresh sandbox: scratch directory
+    /// (for a plugin that can reach one), store, the capabilities its plugin
+    /// imports, the watchdog.
     async fn execute_in_sandbox(
         &self,
         plugin: &ReadyPlugin,
@@ -232,26 +233,25 @@ impl Runtime {
         let host_error = |what: &str, error: &dyn std::fmt::Display| {
             TaskError::new(TaskErrorCode::Host, format!("{what}: {error}"))
         };
-        let mut scratch = self
-            .scratch
-            .acquire()
-            .map_err(|error| host_error("could not create the task's scratch directory", &error))?;
+        let mut scratch = if plugin.scratch {
+            Some(self.scratch.acquire().map_err(|error| {
+                host_error("could not create the task's scratch directory", &error)
+            })?)
+        } else {
+            None
+        };
+        let scratch_path = scratch.as_ref().map(ScratchDir::path);
         let mut store = self
-            .new_store(
-                log,
-                limits,
-                Some(scratch.path()),
-                deadline,
-                Some(cancel.clone()),
-            )
+            .new_store(log, limits, scratch_path, deadline, Some(cancel.clone()))
             .map_err(|error| host_error("could not set up the sandbox", &error))?;
-        // Only plugins that import capabilities pay for their preparation.
-        if !plugin.capabilities.is_empty() {
+        // Only plugins that import capabilities pay for their preparation
+        // (and such a plugin always has a scratch directory).
+        if let (false, Some(scratch_path)) = (plugin.capabilities.is_empty(), scratch_path) {
             let context = TaskContext {
                 id: task.id.clone(),
                 task_type: task.task_type.clone(),
                 attempt: task.attempt,
-                scratch_dir: scratch.path().to_path_buf(),
+                scratch_dir: scratch_path.to_path_buf(),
                 deadline,
                 memory_bytes: limits.container_memory_bytes,
                 cpus: limits.cpus,
@@ -281,15 +281,15 @@ impl Runtime {
                 .call_execute(&mut store, &wit_task)
                 .await
         };
-        let watch = ScratchWatch {
-            path: scratch.path(),
+        let watch = scratch_path.map(|path| ScratchWatch {
+            path,
             limit: limits.scratch_bytes,
             interval: self.config.scratch_check_interval,
-        };
-        let result = guarded(call, deadline, Some(cancel), Some(watch)).await;
+        });
+        let result = guarded(call, deadline, Some(cancel), watch).await;
         drop(store);
         drop(permit);
-        if result.is_err() {
+        if let (Err(_), Some(scratch)) = (&result, &mut scratch) {
             // The call may have been abandoned inside a host call whose
             // blocking file operation still runs: never hand this directory
             // to another task.

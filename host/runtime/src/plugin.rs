@@ -22,6 +22,23 @@ pub(crate) struct ReadyPlugin {
     /// linked; only these are prepared per task. A task keeps using them even
     /// when a later probe replaces them.
     pub(crate) capabilities: Vec<Arc<dyn Capability>>,
+    /// Whether its tasks get a scratch directory: it imports WASI's file
+    /// system, or a capability that may share the directory with what it
+    /// runs (a container mounts it). A component importing neither can
+    /// reach no file at all, so its tasks skip the directory and its
+    /// janitor.
+    pub(crate) scratch: bool,
+}
+
+impl ReadyPlugin {
+    /// Whether a component with these `imports` and `capabilities` needs a
+    /// scratch directory per task (see [`ReadyPlugin::scratch`]).
+    pub(crate) fn needs_scratch(imports: &[String], capabilities: &[Arc<dyn Capability>]) -> bool {
+        !capabilities.is_empty()
+            || imports
+                .iter()
+                .any(|import| import.starts_with("wasi:filesystem/"))
+    }
 }
 
 /// One installed plugin and what became of it here.

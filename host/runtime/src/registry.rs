@@ -278,6 +278,7 @@ impl Runtime {
             digest: digest.clone(),
             manifest,
             pre,
+            scratch: ReadyPlugin::needs_scratch(imports, &capabilities),
             capabilities,
         })
     }

@@ -1,7 +1,8 @@
 //! Per-task scratch directories.
 //!
-//! Every task gets an empty directory, preopened read-write at `/scratch` and
-//! nothing else of the host file system. Creating and removing a directory per
+//! Every task of a plugin that can reach files (see `ReadyPlugin::scratch`)
+//! gets an empty directory, preopened read-write at `/scratch` and nothing
+//! else of the host file system. Creating and removing a directory per
 //! task costs more than the rest of the sandbox together (on ext4 an `rmdir`
 //! can wait on the disk), so directories are recycled. When a task ends, its
 //! directory goes to the *janitor*, a background thread: a directory the task
