@@ -28,6 +28,7 @@ flowmesh_tests::on_both_backends!(
     a_release_pass_writes_once_and_only_what_is_still_held,
     a_round_trip_says_whether_a_stage_finished,
     round_trips_in_one_transaction_answer_each_as_alone,
+    lost_claims_end_only_the_leases_named,
     a_gpu_request_is_matched_device_by_device,
     the_last_live_admin_token_is_never_revoked,
 );
@@ -241,6 +242,140 @@ async fn an_expired_lease_sends_the_task_back_with_the_next_attempt(db: Db) {
     let attempts = store.attempts(&id).await.expect("attempts");
     assert_eq!(attempts.len(), 1);
     assert_eq!(attempts[0].outcome, "lease_expired");
+}
+
+/// The attempts a claim gave a worker that never heard of them end at once,
+/// as lost leases do; a token the registration does not hold (another
+/// task's, a forged one) ends nothing.
+async fn lost_claims_end_only_the_leases_named(db: Db) {
+    let (store, _db) = open(db).await;
+    for _ in 0..3 {
+        submit(&store, &task("echo")).await;
+    }
+    let worker = register(&store, "w", &["echo"], 2, big()).await;
+    let other = register(&store, "v", &["echo"], 1, big()).await;
+    let (claimed, _) = store
+        .claim(&claim_for(&worker, 2, 10), 2_000, 30_000)
+        .await
+        .expect("claim");
+    let (others, _) = store
+        .claim(&claim_for(&other, 1, 10), 2_000, 30_000)
+        .await
+        .expect("claim");
+    assert_eq!((claimed.len(), others.len()), (2, 1));
+    let events = store
+        .lose_claims(
+            &worker,
+            &[&claimed[0].lease_token, &others[0].lease_token, "forged"],
+            2_500,
+            &RETRY,
+        )
+        .await
+        .expect("written");
+    assert!(
+        events.iter().all(|event| event.task_id == claimed[0].id),
+        "{events:?}"
+    );
+    let lost = store
+        .task(None, &claimed[0].id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!((lost.state, lost.attempt), (TaskState::Pending, 2));
+    let attempts = store.attempts(&claimed[0].id).await.expect("attempts");
+    assert_eq!(attempts.len(), 1);
+    assert!(
+        attempts[0]
+            .error
+            .as_ref()
+            .is_some_and(|error| error.message.contains("hung up")),
+        "{attempts:?}"
+    );
+    for kept in [&claimed[1].id, &others[0].id] {
+        let task = store.task(None, kept).await.expect("read").expect("exists");
+        assert_eq!(
+            (task.state, task.attempt),
+            (TaskState::Running, 1),
+            "{kept}"
+        );
+    }
+}
+
+/// A worker that hangs up while its claim is being written never hears of
+/// the task it was given: the writer of round trips ends that attempt at
+/// once, instead of leaving the task leased until the lease runs out.
+/// (SQLite: there the writer groups round trips; on PostgreSQL the claim
+/// runs in the caller's own task.)
+#[tokio::test]
+async fn a_claim_whose_worker_hung_up_is_retried_at_once() {
+    use flowmesh_server::round_trips::{ExchangeRequest, RoundTrips, Rules};
+    use sqlx::Connection;
+
+    let (store, db) = open(Db::Sqlite).await;
+    let id = submit(&store, &task("echo")).await;
+    let worker = register(&store, "w", &["echo"], 1, big()).await;
+    let round_trips = std::sync::Arc::new(RoundTrips::start(
+        store.clone(),
+        Rules {
+            tenants: flowmesh_server::store::TenantRules::OPEN,
+            retry: RETRY,
+            lease_ttl_ms: 600_000,
+            claim_scan: 10,
+        },
+    ));
+    // SQLite's write lock, held from a connection of the test's own: the
+    // writer takes the request, then waits to begin its transaction.
+    let mut blocker = sqlx::SqliteConnection::connect(&db.url)
+        .await
+        .expect("connects");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut blocker)
+        .await
+        .expect("locked");
+    let caller = tokio::spawn({
+        let (round_trips, worker) = (round_trips.clone(), worker.clone());
+        async move {
+            round_trips
+                .exchange(ExchangeRequest {
+                    worker_id: worker,
+                    token_id: fixtures::TOKEN.into(),
+                    max_tasks: 1,
+                    events: Vec::new(),
+                    completions: std::sync::Arc::new(Vec::new()),
+                })
+                .await
+        }
+    });
+    // The worker hangs up once the writer holds its request.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    caller.abort();
+    assert!(caller.await.is_err_and(|error| error.is_cancelled()));
+    sqlx::query("COMMIT")
+        .execute(&mut blocker)
+        .await
+        .expect("unlocked");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let attempts = store.attempts(&id).await.expect("attempts");
+        if let Some(attempt) = attempts.first() {
+            assert!(
+                attempt
+                    .error
+                    .as_ref()
+                    .is_some_and(|error| error.message.contains("hung up")),
+                "{attempts:?}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the claim was never written or never ended"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let task = store.task(None, &id).await.expect("read").expect("exists");
+    assert_eq!((task.state, task.attempt), (TaskState::Pending, 2));
 }
 
 async fn a_stale_or_forged_lease_cannot_complete(db: Db) {

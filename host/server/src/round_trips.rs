@@ -225,7 +225,7 @@ async fn write_loop(store: Store, rules: Arc<Rules>, mut receiver: mpsc::Receive
         match grouped {
             Ok(done) => {
                 for (queued, done) in batch.drain(..).zip(done) {
-                    let _ = queued.done.send(Ok(done));
+                    answer(&store, &rules, queued, Ok(done)).await;
                 }
             }
             Err(error) if batch.len() == 1 => {
@@ -249,9 +249,52 @@ async fn write_loop(store: Store, rules: Arc<Rules>, mut receiver: mpsc::Receive
                         continue;
                     }
                     let result = run_alone(&store, &rules, &queued.request).await;
-                    let _ = queued.done.send(result);
+                    answer(&store, &rules, queued, result).await;
                 }
             }
         }
+    }
+}
+
+/// Hands `result` to its caller. A caller that hung up after its group
+/// began is never told what its claim took: those attempts are ended at once
+/// as lost (retried, another worker preferred), where their leases would
+/// otherwise hold the tasks until they ran out. Their events are stored, not
+/// published: watchers read them at their next look at the store, and
+/// claims waiting for work find the tasks at their next re-check.
+async fn answer(
+    store: &Store,
+    rules: &Rules,
+    Queued { request, done }: Queued,
+    result: Result<RoundTripDone, StoreError>,
+) {
+    let Err(Ok(unheard)) = done.send(result) else {
+        return;
+    };
+    let (Request::Exchange(request), Some(exchanged)) = (&request, unheard.exchanged()) else {
+        return;
+    };
+    if exchanged.claimed.is_empty() {
+        return;
+    }
+    let tokens: Vec<&str> = exchanged
+        .claimed
+        .iter()
+        .map(|task| task.lease_token.as_str())
+        .collect();
+    match store
+        .lose_claims(&request.worker_id, &tokens, now_ms(), &rules.retry)
+        .await
+    {
+        Ok(_) => tracing::warn!(
+            worker_id = request.worker_id,
+            tasks = tokens.len(),
+            "a worker hung up before its claim's answer reached it; the tasks it was given are retried"
+        ),
+        Err(error) => tracing::warn!(
+            worker_id = request.worker_id,
+            %error,
+            "a worker hung up before its claim's answer reached it; the tasks it was given wait for their leases to run out"
+        ),
     }
 }

@@ -309,6 +309,29 @@ impl Store {
         Ok(events)
     }
 
+    /// Ends, as lost, the attempts that registration `worker_id` was given
+    /// under `lease_tokens` by a claim whose answer never reached it (the
+    /// worker hung up while its claim was being written): they are retried
+    /// at once, another worker preferred, instead of when their leases run
+    /// out. A token the registration no longer holds is passed over.
+    pub async fn lose_claims(
+        &self,
+        worker_id: &str,
+        lease_tokens: &[&str],
+        now: i64,
+        retry: &RetryPolicy,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let query = sqlx::query(self.dialect.leases_of_worker)
+            .bind(worker_id)
+            .bind(encode_json(&lease_tokens));
+        let (_, events) = self
+            .lose_leases(query, now, retry, |worker| {
+                format!("worker {worker} hung up before its claim's answer reached it; the attempt is lost")
+            })
+            .await?;
+        Ok(events)
+    }
+
     /// Ends, as lost leases, the attempts of the locked rows `query` selects;
     /// `message` says why, given the worker's name.
     async fn lose_leases(
