@@ -28,7 +28,7 @@ flowmesh_tests::on_both_backends!(
     a_release_pass_writes_once_and_only_what_is_still_held,
     a_round_trip_says_whether_a_stage_finished,
     round_trips_in_one_transaction_answer_each_as_alone,
-    lost_claims_end_only_the_leases_named,
+    lost_claims_hand_back_only_the_leases_named,
     a_gpu_request_is_matched_device_by_device,
     the_last_live_admin_token_is_never_revoked,
 );
@@ -244,10 +244,11 @@ async fn an_expired_lease_sends_the_task_back_with_the_next_attempt(db: Db) {
     assert_eq!(attempts[0].outcome, "lease_expired");
 }
 
-/// The attempts a claim gave a worker that never heard of them end at once,
-/// as lost leases do; a token the registration does not hold (another
-/// task's, a forged one) ends nothing.
-async fn lost_claims_end_only_the_leases_named(db: Db) {
+/// The attempts a claim gave a worker that never heard of them are handed
+/// back, as a worker hands back an attempt: retried at once, not counted; a
+/// token the registration does not hold (another task's, a forged one) ends
+/// nothing.
+async fn lost_claims_hand_back_only_the_leases_named(db: Db) {
     let (store, _db) = open(db).await;
     for _ in 0..3 {
         submit(&store, &task("echo")).await;
@@ -284,6 +285,17 @@ async fn lost_claims_end_only_the_leases_named(db: Db) {
     assert_eq!((lost.state, lost.attempt), (TaskState::Pending, 2));
     let attempts = store.attempts(&claimed[0].id).await.expect("attempts");
     assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].outcome, "released");
+    let third = register(&store, "u", &["echo"], 2, big()).await;
+    let retried = store
+        .claim(&claim_for(&third, 2, 10), 2_500, 30_000)
+        .await
+        .expect("claim")
+        .0;
+    assert!(
+        retried.iter().any(|task| task.id == claimed[0].id),
+        "retried at once: {retried:?}"
+    );
     assert!(
         attempts[0]
             .error
@@ -359,6 +371,7 @@ async fn a_claim_whose_worker_hung_up_is_retried_at_once() {
     loop {
         let attempts = store.attempts(&id).await.expect("attempts");
         if let Some(attempt) = attempts.first() {
+            assert_eq!(attempt.outcome, "released");
             assert!(
                 attempt
                     .error
@@ -370,7 +383,7 @@ async fn a_claim_whose_worker_hung_up_is_retried_at_once() {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "the claim was never written or never ended"
+            "the claim was never written or never handed back (or the writer had not taken the request within 300 ms)"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }

@@ -240,6 +240,10 @@ impl Runtime {
         } else {
             None
         };
+        debug_assert!(
+            plugin.scratch || plugin.capabilities.is_empty(),
+            "a plugin with capabilities has a scratch directory"
+        );
         let scratch_path = scratch.as_ref().map(ScratchDir::path);
         let mut store = self
             .new_store(log, limits, scratch_path, deadline, Some(cancel.clone()))

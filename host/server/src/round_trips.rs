@@ -207,6 +207,7 @@ async fn run_alone(
 
 async fn write_loop(store: Store, rules: Arc<Rules>, mut receiver: mpsc::Receiver<Queued>) {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut unheard = Vec::new();
     while receiver.recv_many(&mut batch, BATCH).await > 0 {
         // A caller that went away (its worker hung up) is not run, as if
         // its request had not arrived: the worker sends its outcomes again.
@@ -225,7 +226,7 @@ async fn write_loop(store: Store, rules: Arc<Rules>, mut receiver: mpsc::Receive
         match grouped {
             Ok(done) => {
                 for (queued, done) in batch.drain(..).zip(done) {
-                    answer(&store, &rules, queued, Ok(done)).await;
+                    unheard.extend(answer(queued, Ok(done)));
                 }
             }
             Err(error) if batch.len() == 1 => {
@@ -249,50 +250,67 @@ async fn write_loop(store: Store, rules: Arc<Rules>, mut receiver: mpsc::Receive
                         continue;
                     }
                     let result = run_alone(&store, &rules, &queued.request).await;
-                    answer(&store, &rules, queued, result).await;
+                    unheard.extend(answer(queued, result));
                 }
             }
+        }
+        // Every caller still there has its answer: only now are the claims
+        // of those that left handed back.
+        for claim in unheard.drain(..) {
+            hand_back(&store, &rules, claim).await;
         }
     }
 }
 
+/// The tasks a claim gave a caller that was gone when its answer came.
+struct Unheard {
+    worker_id: String,
+    lease_tokens: Vec<String>,
+}
+
 /// Hands `result` to its caller. A caller that hung up after its group
-/// began is never told what its claim took: those attempts are ended at once
-/// as lost (retried, another worker preferred), where their leases would
-/// otherwise hold the tasks until they ran out. Their events are stored, not
-/// published: watchers read them at their next look at the store, and
-/// claims waiting for work find the tasks at their next re-check.
-async fn answer(
-    store: &Store,
-    rules: &Rules,
+/// began is never told what its claim took: that claim is returned, to be
+/// handed back.
+fn answer(
     Queued { request, done }: Queued,
     result: Result<RoundTripDone, StoreError>,
-) {
+) -> Option<Unheard> {
     let Err(Ok(unheard)) = done.send(result) else {
-        return;
+        return None;
     };
-    let (Request::Exchange(request), Some(exchanged)) = (&request, unheard.exchanged()) else {
-        return;
+    let Request::Exchange(request) = request else {
+        return None;
     };
-    if exchanged.claimed.is_empty() {
-        return;
-    }
-    let tokens: Vec<&str> = exchanged
-        .claimed
-        .iter()
-        .map(|task| task.lease_token.as_str())
-        .collect();
+    let exchanged = unheard.exchanged()?;
+    (!exchanged.claimed.is_empty()).then(|| Unheard {
+        worker_id: request.worker_id,
+        lease_tokens: exchanged
+            .claimed
+            .into_iter()
+            .map(|task| task.lease_token)
+            .collect(),
+    })
+}
+
+/// Hands back the attempts of a claim whose caller was gone
+/// ([`Store::lose_claims`]): they are retried at once, where their leases
+/// would otherwise hold the tasks until they ran out. Their events are
+/// stored, not published: watchers read them at their next look at the
+/// store, and claims waiting for work find the tasks at their next re-check.
+async fn hand_back(store: &Store, rules: &Rules, unheard: Unheard) {
+    let tokens: Vec<&str> = unheard.lease_tokens.iter().map(String::as_str).collect();
+    let worker_id = unheard.worker_id.as_str();
     match store
-        .lose_claims(&request.worker_id, &tokens, now_ms(), &rules.retry)
+        .lose_claims(worker_id, &tokens, now_ms(), &rules.retry)
         .await
     {
         Ok(_) => tracing::warn!(
-            worker_id = request.worker_id,
+            worker_id,
             tasks = tokens.len(),
-            "a worker hung up before its claim's answer reached it; the tasks it was given are retried"
+            "a worker hung up before its claim's answer reached it; the tasks it was given are handed back"
         ),
         Err(error) => tracing::warn!(
-            worker_id = request.worker_id,
+            worker_id,
             %error,
             "a worker hung up before its claim's answer reached it; the tasks it was given wait for their leases to run out"
         ),
