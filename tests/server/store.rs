@@ -28,7 +28,6 @@ flowmesh_tests::on_both_backends!(
     a_release_pass_writes_once_and_only_what_is_still_held,
     a_round_trip_says_whether_a_stage_finished,
     round_trips_in_one_transaction_answer_each_as_alone,
-    lost_claims_hand_back_only_the_leases_named,
     a_gpu_request_is_matched_device_by_device,
     the_last_live_admin_token_is_never_revoked,
 );
@@ -244,78 +243,9 @@ async fn an_expired_lease_sends_the_task_back_with_the_next_attempt(db: Db) {
     assert_eq!(attempts[0].outcome, "lease_expired");
 }
 
-/// The attempts a claim gave a worker that never heard of them are handed
-/// back, as a worker hands back an attempt: retried at once, not counted; a
-/// token the registration does not hold (another task's, a forged one) ends
-/// nothing.
-async fn lost_claims_hand_back_only_the_leases_named(db: Db) {
-    let (store, _db) = open(db).await;
-    for _ in 0..3 {
-        submit(&store, &task("echo")).await;
-    }
-    let worker = register(&store, "w", &["echo"], 2, big()).await;
-    let other = register(&store, "v", &["echo"], 1, big()).await;
-    let (claimed, _) = store
-        .claim(&claim_for(&worker, 2, 10), 2_000, 30_000)
-        .await
-        .expect("claim");
-    let (others, _) = store
-        .claim(&claim_for(&other, 1, 10), 2_000, 30_000)
-        .await
-        .expect("claim");
-    assert_eq!((claimed.len(), others.len()), (2, 1));
-    let events = store
-        .lose_claims(
-            &worker,
-            &[&claimed[0].lease_token, &others[0].lease_token, "forged"],
-            2_500,
-            &RETRY,
-        )
-        .await
-        .expect("written");
-    assert!(
-        events.iter().all(|event| event.task_id == claimed[0].id),
-        "{events:?}"
-    );
-    let lost = store
-        .task(None, &claimed[0].id)
-        .await
-        .expect("read")
-        .expect("exists");
-    assert_eq!((lost.state, lost.attempt), (TaskState::Pending, 2));
-    let attempts = store.attempts(&claimed[0].id).await.expect("attempts");
-    assert_eq!(attempts.len(), 1);
-    assert_eq!(attempts[0].outcome, "released");
-    let third = register(&store, "u", &["echo"], 2, big()).await;
-    let retried = store
-        .claim(&claim_for(&third, 2, 10), 2_500, 30_000)
-        .await
-        .expect("claim")
-        .0;
-    assert!(
-        retried.iter().any(|task| task.id == claimed[0].id),
-        "retried at once: {retried:?}"
-    );
-    assert!(
-        attempts[0]
-            .error
-            .as_ref()
-            .is_some_and(|error| error.message.contains("hung up")),
-        "{attempts:?}"
-    );
-    for kept in [&claimed[1].id, &others[0].id] {
-        let task = store.task(None, kept).await.expect("read").expect("exists");
-        assert_eq!(
-            (task.state, task.attempt),
-            (TaskState::Running, 1),
-            "{kept}"
-        );
-    }
-}
-
 /// A worker that hangs up while its claim is being written never hears of
-/// the task it was given: the writer of round trips ends that attempt at
-/// once, instead of leaving the task leased until the lease runs out.
+/// the task it was given: the writer of round trips hands that attempt back
+/// at once, instead of leaving the task leased until the lease runs out.
 /// (SQLite: there the writer groups round trips; on PostgreSQL the claim
 /// runs in the caller's own task.)
 #[tokio::test]

@@ -48,9 +48,6 @@ pub enum AttemptEnd<'a> {
     /// The worker stopped heartbeating, or was replaced; the message says
     /// which.
     LeaseLost(String),
-    /// The worker never heard of the attempt: the answer of the claim that
-    /// made it could not be handed over. It ends as one handed back does.
-    Unheard(String),
 }
 
 /// What [`decide`] needs to know of the task whose attempt ended.
@@ -142,10 +139,6 @@ pub fn decide(
         AttemptEnd::LeaseLost(message) => (
             "lease_expired",
             Err(TaskError::new(TaskErrorCode::LeaseExpired, message.clone())),
-        ),
-        AttemptEnd::Unheard(message) => (
-            "released",
-            Err(TaskError::new(TaskErrorCode::Released, message.clone())),
         ),
     };
     let error = ended.as_ref().err().cloned();
@@ -521,21 +514,6 @@ mod tests {
             "attempt 2 of 2 failed (released: worker shutting down); attempt 3 runs after a 0 ms \
              delay, on another worker if one can take it"
         );
-    }
-
-    #[test]
-    fn an_attempt_its_worker_never_heard_of_is_handed_back() {
-        let decision = decide(
-            &facts(TaskState::Running, 2, 2),
-            &AttemptEnd::Unheard("hung up".into()),
-            7_000,
-            &POLICY,
-        );
-        assert_eq!(decision.outcome, "released");
-        let retry = retry(&decision);
-        assert_eq!(retry.run_after, 7_000);
-        assert!(!retry.counts_attempt);
-        assert_eq!(retry.error.code, TaskErrorCode::Released);
     }
 
     #[test]

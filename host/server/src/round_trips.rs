@@ -22,6 +22,7 @@
 use std::sync::Arc;
 
 use flowmesh_types::api::{Completion, Heartbeat, ServedTypes, TaskEvents};
+use flowmesh_types::{TaskError, TaskErrorCode};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::now_ms;
@@ -262,10 +263,11 @@ async fn write_loop(store: Store, rules: Arc<Rules>, mut receiver: mpsc::Receive
     }
 }
 
-/// The tasks a claim gave a caller that was gone when its answer came.
+/// What a claim gave a caller that was gone when its answer came: its
+/// registration, and an outcome handing back each attempt.
 struct Unheard {
     worker_id: String,
-    lease_tokens: Vec<String>,
+    released: Vec<Completion>,
 }
 
 /// Hands `result` to its caller. A caller that hung up after its group
@@ -284,29 +286,40 @@ fn answer(
     let exchanged = unheard.exchanged()?;
     (!exchanged.claimed.is_empty()).then(|| Unheard {
         worker_id: request.worker_id,
-        lease_tokens: exchanged
+        released: exchanged
             .claimed
             .into_iter()
-            .map(|task| task.lease_token)
+            .map(|task| Completion {
+                task_id: task.id,
+                lease_token: task.lease_token,
+                plugin: None,
+                elapsed_ms: 0,
+                output: None,
+                error: Some(TaskError::new(
+                    TaskErrorCode::Released,
+                    "the worker hung up before its claim's answer reached it",
+                )),
+            })
             .collect(),
     })
 }
 
-/// Hands back the attempts of a claim whose caller was gone
-/// ([`Store::lose_claims`]): they are retried at once, where their leases
-/// would otherwise hold the tasks until they ran out. Their events are
-/// stored, not published: watchers read them at their next look at the
-/// store, and claims waiting for work find the tasks at their next re-check.
+/// Hands back the attempts of a claim whose caller was gone, as a worker
+/// hands back an attempt it will not run (a fenced outcome, `released`:
+/// retried at once, not counted), where their leases would otherwise hold
+/// the tasks until they ran out. Their events are stored, not published:
+/// watchers read them at their next look at the store, and claims waiting
+/// for work find the tasks at their next re-check.
 async fn hand_back(store: &Store, rules: &Rules, unheard: Unheard) {
-    let tokens: Vec<&str> = unheard.lease_tokens.iter().map(String::as_str).collect();
     let worker_id = unheard.worker_id.as_str();
+    let tasks = unheard.released.len();
     match store
-        .lose_claims(worker_id, &tokens, now_ms(), &rules.retry)
+        .complete(worker_id, &unheard.released, now_ms(), &rules.retry)
         .await
     {
         Ok(_) => tracing::warn!(
             worker_id,
-            tasks = tokens.len(),
+            tasks,
             "a worker hung up before its claim's answer reached it; the tasks it was given are handed back"
         ),
         Err(error) => tracing::warn!(

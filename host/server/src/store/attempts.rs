@@ -285,9 +285,7 @@ impl Store {
     ) -> Result<(usize, Vec<StoredEvent>), StoreError> {
         let query = sqlx::query(self.dialect.expired_leases).bind(now);
         self.lose_leases(query, now, retry, |worker| {
-            AttemptEnd::LeaseLost(format!(
-                "the lease of worker {worker} expired: it stopped heartbeating"
-            ))
+            format!("the lease of worker {worker} expired: it stopped heartbeating")
         })
         .await
     }
@@ -303,48 +301,22 @@ impl Store {
         let query = sqlx::query(self.dialect.tasks_of_worker).bind(worker_id);
         let (_, events) = self
             .lose_leases(query, now, retry, |worker| {
-                AttemptEnd::LeaseLost(format!(
+                format!(
                     "worker {worker} restarted and registered again; its earlier attempt is lost"
-                ))
+                )
             })
             .await?;
         Ok(events)
     }
 
-    /// Hands back the attempts that registration `worker_id` was given under
-    /// `lease_tokens` by a claim whose answer never reached it (the worker
-    /// hung up while its claim was being written): as attempts a worker
-    /// hands back, they are retried at once and do not count against
-    /// `maxAttempts`, where their leases would have held the tasks until they
-    /// ran out. A token the registration no longer holds is passed over.
-    pub async fn lose_claims(
-        &self,
-        worker_id: &str,
-        lease_tokens: &[&str],
-        now: i64,
-        retry: &RetryPolicy,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        let query = sqlx::query(self.dialect.leases_of_worker)
-            .bind(worker_id)
-            .bind(encode_json(&lease_tokens));
-        let (_, events) = self
-            .lose_leases(query, now, retry, |worker| {
-                AttemptEnd::Unheard(format!(
-                    "worker {worker} hung up before its claim's answer reached it"
-                ))
-            })
-            .await?;
-        Ok(events)
-    }
-
-    /// Ends the attempts of the locked rows `query` selects, each as `end`
-    /// says, given the worker's name.
+    /// Ends, as lost leases, the attempts of the locked rows `query` selects;
+    /// `message` says why, given the worker's name.
     async fn lose_leases(
         &self,
         query: sqlx::query::Query<'_, Any, sqlx::any::AnyArguments>,
         now: i64,
         retry: &RetryPolicy,
-        end: impl Fn(&str) -> AttemptEnd<'static>,
+        message: impl Fn(&str) -> String,
     ) -> Result<(usize, Vec<StoredEvent>), StoreError> {
         let (_gate, mut tx) = self.write().await?;
         let rows = query.fetch_all(&mut *tx).await?;
@@ -352,7 +324,7 @@ impl Store {
         let mut ended = Vec::with_capacity(rows.len());
         for row in &rows {
             let task = LockedTask::from_row(row)?;
-            let lost = end(task.worker_name.as_deref().unwrap_or("?"));
+            let lost = AttemptEnd::LeaseLost(message(task.worker_name.as_deref().unwrap_or("?")));
             ended.push((task, lost));
         }
         end_attempts(&mut tx, &ended, now, retry, &mut events).await?;

@@ -206,9 +206,6 @@ pub(crate) struct Dialect {
     task_for_update: &'static str,
     /// The running tasks of registration `$1`, locked.
     tasks_of_worker: &'static str,
-    /// The running tasks of registration `$1` whose lease token is in the
-    /// JSON list `$2`, locked.
-    leases_of_worker: &'static str,
     /// The pending and running stages of workflow `$1`, locked.
     workflow_tasks_for_update: &'static str,
     /// The stages of the workflows whose ids are in the JSON list `$1`, by

@@ -161,13 +161,6 @@ FROM tasks WHERE state IN ('running', 'cancelling') AND worker_id = $1
 ORDER BY id
 FOR UPDATE
 "#,
-    leases_of_worker: r#"
-SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin
-FROM tasks WHERE state IN ('running', 'cancelling') AND worker_id = $1
-  AND lease_token IN (SELECT jsonb_array_elements_text($2::jsonb))
-ORDER BY id
-FOR UPDATE
-"#,
     list_tasks: r#"
 SELECT * FROM tasks
 WHERE tenant = $1

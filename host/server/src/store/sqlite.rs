@@ -158,12 +158,6 @@ SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, st
 FROM tasks WHERE state IN ('running', 'cancelling') AND worker_id = $1
 ORDER BY id
 "#,
-    leases_of_worker: r#"
-SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin
-FROM tasks WHERE state IN ('running', 'cancelling') AND worker_id = $1
-  AND lease_token IN (SELECT value FROM json_each($2))
-ORDER BY id
-"#,
     list_tasks: r#"
 SELECT * FROM tasks
 WHERE tenant = $1
