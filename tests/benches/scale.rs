@@ -22,8 +22,10 @@
 //! worker has, so they stay pending and every claim meets them.
 //!
 //! It reports the claim round trip p50/p99 after a warm-up of 3 s (claims
-//! that delivered outcomes included), claims/s and tasks/s, the server's resident memory (now and
-//! peak) and the plan of the claim statement on the full queue.
+//! that delivered outcomes included), the part of it spent in the store
+//! (from the server's own histogram, to its bucket's bound), claims/s and
+//! tasks/s, the server's resident memory (now and peak) and the plan of the
+//! claim statement on the full queue.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -228,7 +230,19 @@ async fn run(options: Options) {
         submitted as f64 / fill.as_secs_f64()
     );
 
-    let report = work(&server, &http, &workers, &options).await;
+    // The store's share, read from the server's metrics when the
+    // measuring starts and once the workers stop (the metrics page counts
+    // the queue, a read of every task: it is not polled).
+    let measure_from = Instant::now() + WARM_UP;
+    let before = tokio::spawn({
+        let (url, http) = (server.url.clone(), http.clone());
+        async move {
+            tokio::time::sleep_until(measure_from.into()).await;
+            claim_buckets(&url, &http).await
+        }
+    });
+    let report = work(&server, &http, &workers, &options, measure_from).await;
+    let after = claim_buckets(&server.url, &http).await;
     let (rss, peak, anon, file) = server.memory();
     let seconds = options.seconds as f64;
     let mut latencies = report.latencies;
@@ -250,6 +264,11 @@ async fn run(options: Options) {
         pick(0.5),
         pick(0.99),
         pick(1.0),
+    );
+    let (store_p50, store_p99) = store_quantiles(&before.await.expect("the metrics"), &after);
+    println!(
+        "{:8} scale  of which in the store (the server's claim_duration_seconds, waiting for the writer included): p50 ≤ {store_p50} ms, p99 ≤ {store_p99} ms",
+        name(options.db),
     );
     server.stop();
 
@@ -316,6 +335,49 @@ async fn store_claims(store: &Store, workers: &[String], token_id: &str, db: Db)
         latencies[500] as f64 / 1000.0,
         latencies[990] as f64 / 1000.0,
     );
+}
+
+/// The server's histogram `flowmesh_claim_duration_seconds`: cumulative
+/// claim counts by upper bound (ms), in the order printed.
+async fn claim_buckets(url: &str, http: &reqwest::Client) -> Vec<(f64, f64)> {
+    let text = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .expect("/metrics answers")
+        .text()
+        .await
+        .expect("/metrics reads");
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("flowmesh_claim_duration_seconds_bucket{le=\"")?;
+            let (bound, count) = rest.split_once("\"} ")?;
+            let bound = if bound == "+Inf" {
+                f64::INFINITY
+            } else {
+                bound.parse().ok()?
+            };
+            Some((bound * 1000.0, count.trim().parse::<f64>().ok()?))
+        })
+        .collect()
+}
+
+/// The upper bounds (ms) of the buckets holding the p50 and the p99 of the
+/// claims counted between `before` and `after` ([`claim_buckets`]).
+fn store_quantiles(before: &[(f64, f64)], after: &[(f64, f64)]) -> (f64, f64) {
+    let counts: Vec<(f64, f64)> = after
+        .iter()
+        .zip(before)
+        .map(|((bound, after), (_, before))| (*bound, after - before))
+        .collect();
+    let total = counts.last().map_or(0.0, |(_, count)| *count);
+    let bound_of = |q: f64| {
+        counts
+            .iter()
+            .find(|(_, count)| *count >= total * q)
+            .map_or(f64::NAN, |(bound, _)| *bound)
+    };
+    (bound_of(0.5), bound_of(0.99))
 }
 
 /// Registers the workers: their registration ids and token ids.
@@ -491,16 +553,16 @@ struct Report {
     delivered: usize,
 }
 
-/// Runs every worker for [`WARM_UP`] and then `options.seconds`, measuring
-/// the claims of those seconds.
+/// Runs every worker until `measure_from` and then `options.seconds`,
+/// measuring the claims of those seconds.
 async fn work(
     server: &ServerProcess,
     http: &reqwest::Client,
     workers: &[String],
     options: &Options,
+    measure_from: Instant,
 ) -> Report {
     let api = Arc::new(Api::with_client(&server.url, &server.worker, http.clone()));
-    let measure_from = Instant::now() + WARM_UP;
     let deadline = measure_from + Duration::from_secs(options.seconds);
     let handles: Vec<_> = workers
         .iter()

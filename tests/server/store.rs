@@ -20,6 +20,7 @@ flowmesh_tests::on_both_backends!(
     a_claim_hands_out_only_advertised_types,
     a_worker_with_no_task_types_never_receives_a_task,
     a_claim_respects_free_slots_and_hardware,
+    a_window_passes_over_what_does_not_fit_and_a_full_worker_takes_nothing,
     concurrent_claims_never_hand_out_a_task_twice,
     an_expired_lease_sends_the_task_back_with_the_next_attempt,
     a_stale_or_forged_lease_cannot_complete,
@@ -117,6 +118,74 @@ async fn a_worker_with_no_task_types_never_receives_a_task(db: Db) {
         .await
         .expect("claim");
     assert!(claimed.is_empty());
+}
+
+/// The window's index carries each task's CPU, memory and GPU count: a
+/// task too big for the worker's free capacity is passed over there, and
+/// the ones behind it are still taken, oldest first; a worker with no free
+/// slot takes nothing; a bigger worker takes what the smaller passed over.
+async fn a_window_passes_over_what_does_not_fit_and_a_full_worker_takes_nothing(db: Db) {
+    let (store, _db) = open(db).await;
+    let sized = |cpu: u32| {
+        format!(
+            "apiVersion: flowmesh/v1\nkind: Task\nspec: {{taskType: echo, resources: {{hardware: {{cpu: {cpu}}}}}}}\n"
+        )
+    };
+    let big_first = submit(&store, &sized(16)).await;
+    let exact = submit(&store, &sized(4)).await;
+    let big_second = submit(&store, &sized(16)).await;
+    let small = submit(&store, &sized(1)).await;
+    let four = register(
+        &store,
+        "four",
+        &["echo"],
+        1,
+        Hardware {
+            cpus: 4.0,
+            memory_bytes: 8 << 30,
+            gpus: Vec::new(),
+        },
+    )
+    .await;
+    let (taken, _) = store
+        .claim(&claim_for(&four, 4, 100), 2_000, 30_000)
+        .await
+        .expect("claim");
+    let ids: Vec<&str> = taken.iter().map(|task| task.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [exact.as_str()],
+        "one slot: the oldest that fits, exactly"
+    );
+    let (full, _) = store
+        .claim(&claim_for(&four, 4, 100), 2_000, 30_000)
+        .await
+        .expect("claim");
+    assert!(full.is_empty(), "its one slot is taken");
+    let large = register(
+        &store,
+        "large",
+        &["echo"],
+        4,
+        Hardware {
+            cpus: 64.0,
+            memory_bytes: 64 << 30,
+            gpus: Vec::new(),
+        },
+    )
+    .await;
+    let (taken, _) = store
+        .claim(&claim_for(&large, 4, 100), 2_000, 30_000)
+        .await
+        .expect("claim");
+    let mut ids: Vec<&str> = taken.iter().map(|task| task.id.as_str()).collect();
+    ids.sort_unstable();
+    let mut expected = [big_first.as_str(), big_second.as_str(), small.as_str()];
+    expected.sort_unstable();
+    assert_eq!(
+        ids, expected,
+        "the large worker takes what the small one passed over"
+    );
 }
 
 async fn a_claim_respects_free_slots_and_hardware(db: Db) {
@@ -241,6 +310,70 @@ async fn an_expired_lease_sends_the_task_back_with_the_next_attempt(db: Db) {
     let attempts = store.attempts(&id).await.expect("attempts");
     assert_eq!(attempts.len(), 1);
     assert_eq!(attempts[0].outcome, "lease_expired");
+}
+
+/// Under steady writes SQLite starts its write-ahead log over only when,
+/// as a write begins, every frame has been copied and no reader still reads
+/// one. Once the log passes `RESTART_PAGES` the checkpointer makes that
+/// happen itself; while a reader keeps an old snapshot open it gives up (to
+/// try again next time) and writes go on.
+#[tokio::test]
+async fn a_long_write_ahead_log_is_started_over_by_the_checkpointer() {
+    use flowmesh_server::store::RESTART_PAGES;
+    use sqlx::Connection;
+
+    let (store, db) = open(Db::Sqlite).await;
+    // Tasks with a 16 KiB message: four or more pages of the log each.
+    let bulky = format!(
+        "apiVersion: flowmesh/v1\nkind: Task\nspec: {{taskType: echo, message: {}}}\n",
+        "x".repeat(16 << 10)
+    );
+    let fill = |count: i64| {
+        let (store, bulky) = (&store, &bulky);
+        async move {
+            for _ in 0..count {
+                submit(store, bulky).await;
+            }
+        }
+    };
+    fill(RESTART_PAGES / 4 + 64).await;
+    let done = store.checkpoint().await.expect("checkpoint");
+    assert!(done.log_pages >= RESTART_PAGES, "{done:?}");
+    assert!(done.restarted, "{done:?}");
+    submit(&store, &task("echo")).await;
+    let after = store.checkpoint().await.expect("checkpoint");
+    assert!(
+        after.log_pages < 64 && !after.restarted,
+        "the log started over: {after:?}"
+    );
+
+    // A reader on a snapshot of its own, taken while the log holds frames.
+    fill(RESTART_PAGES / 4 + 64).await;
+    let mut reader = sqlx::SqliteConnection::connect(&db.url)
+        .await
+        .expect("connects");
+    sqlx::query("BEGIN")
+        .execute(&mut reader)
+        .await
+        .expect("begins");
+    sqlx::query("SELECT COUNT(*) FROM tasks")
+        .fetch_one(&mut reader)
+        .await
+        .expect("reads");
+    fill(64).await;
+    let held = store.checkpoint().await.expect("checkpoint");
+    assert!(
+        held.log_pages >= RESTART_PAGES && !held.restarted,
+        "a reader holds old frames: {held:?}"
+    );
+    // Writes go on meanwhile.
+    submit(&store, &task("echo")).await;
+    sqlx::query("COMMIT")
+        .execute(&mut reader)
+        .await
+        .expect("ends");
+    let done = store.checkpoint().await.expect("checkpoint");
+    assert!(done.restarted, "the reader is gone: {done:?}");
 }
 
 /// A worker that hangs up while its claim is being written never hears of

@@ -53,6 +53,7 @@
 mod admissions;
 mod attempts;
 mod auth;
+mod checkpoint;
 mod console;
 mod events;
 mod fair_shares;
@@ -87,6 +88,7 @@ pub use crate::attempt_outcome::{AttemptEnd, RetryPolicy};
 pub use admissions::{NewSubmission, SubmissionWrite};
 pub use attempts::{Claim, Exchange, Exchanged};
 pub use auth::{NewToken, Principal, Revoked, TokenRecord, token_hash};
+pub use checkpoint::{CHECKPOINT_INTERVAL, Checkpointed, RESTART_PAGES};
 pub use console::{BROWSE_WINDOW, QueueCounts, TaskBrowse, WaitingTask};
 pub use events::{EventStream, StoredEvent};
 pub use fair_shares::{STRIDE, TenantRules};
@@ -355,23 +357,6 @@ impl Store {
         self.writer.close().await;
     }
 
-    /// SQLite: copies the write-ahead log's committed pages into the
-    /// database file (a passive checkpoint: it waits on no reader and no
-    /// writer), on a connection of its own. The server runs it every second
-    /// ([`CHECKPOINT_INTERVAL`]), so that the writer's commits do not: a
-    /// commit that checkpoints copies and syncs megabytes while every claim
-    /// waits. The writer still checkpoints by itself should the log pass
-    /// 10,000 pages (40 MiB) with no one running this. Nothing on
-    /// PostgreSQL.
-    pub async fn checkpoint(&self) -> Result<(), StoreError> {
-        if let Some(checkpointer) = &self.checkpointer {
-            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(checkpointer)
-                .await?;
-        }
-        Ok(())
-    }
-
     /// PostgreSQL: `NOTIFY channel, payload` (see [`crate::wake_across`]);
     /// nothing on SQLite.
     pub async fn notify(&self, channel: &str, payload: &str) -> Result<(), StoreError> {
@@ -414,6 +399,7 @@ impl Store {
             8 "read ahead" "0008_read_ahead",
             9 "claim window" "0009_claim_window",
             10 "console" "0010_console",
+            11 "claim window fit" "0011_claim_window_fit",
         );
         let migrator = Migrator::with_migrations(
             scripts
@@ -433,12 +419,18 @@ impl Store {
         Ok(())
     }
 
-    /// Begins a write transaction; keep the gate until it commits.
-    async fn write(&self) -> Result<(WriteGate, Transaction<'static, sqlx::Any>), StoreError> {
-        let gate = match &self.write_gate {
+    /// Holds SQLite's write gate with no transaction: no write begins until
+    /// it is dropped.
+    async fn hold_writes(&self) -> WriteGate {
+        match &self.write_gate {
             Some(gate) => Some(gate.clone().lock_owned().await),
             None => None,
-        };
+        }
+    }
+
+    /// Begins a write transaction; keep the gate until it commits.
+    async fn write(&self) -> Result<(WriteGate, Transaction<'static, sqlx::Any>), StoreError> {
+        let gate = self.hold_writes().await;
         Ok((
             gate,
             self.writer.begin_with(self.dialect.begin_write).await?,
@@ -460,12 +452,10 @@ enum SqliteRole {
     /// Reads through the file's memory mapping: a page cache of 8 MiB;
     /// refuses writes.
     Reader,
-    /// Runs [`Store::checkpoint`].
+    /// Runs [`Store::checkpoint`]; waits for readers only briefly, holding
+    /// the writer up meanwhile (`checkpoint.rs`).
     Checkpointer,
 }
-
-/// How often the server checkpoints a SQLite store: [`Store::checkpoint`].
-pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A pool of `connections` to a SQLite file for `role`: WAL, commits as hard
 /// as `durability`, the file memory-mapped (reads without a system call per
@@ -476,16 +466,19 @@ async fn sqlite_pool(
     durability: Durability,
     role: SqliteRole,
 ) -> Result<AnyPool, StoreError> {
-    let (cache_kib, autocheckpoint) = match role {
-        SqliteRole::Writer => (2 << 10, 10_000),
-        SqliteRole::Reader | SqliteRole::Checkpointer => (8 << 10, 0),
+    let (cache_kib, autocheckpoint, busy_ms) = match role {
+        SqliteRole::Writer => (2 << 10, checkpoint::WRITER_FALLBACK_PAGES, 10_000),
+        SqliteRole::Reader => (8 << 10, 0, 10_000),
+        SqliteRole::Checkpointer => (8 << 10, 0, checkpoint::RESTART_WAIT_MS),
     };
     let setup: Arc<str> = format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA busy_timeout = 10000; \
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA busy_timeout = {busy_ms}; \
          PRAGMA foreign_keys = ON; PRAGMA cache_size = -{cache_kib}; \
          PRAGMA mmap_size = 268435456; PRAGMA temp_store = MEMORY; \
-         PRAGMA wal_autocheckpoint = {autocheckpoint}; PRAGMA query_only = {};",
+         PRAGMA wal_autocheckpoint = {autocheckpoint}; PRAGMA journal_size_limit = {}; \
+         PRAGMA query_only = {};",
         durability.pragma(),
+        checkpoint::LOG_FILE_LIMIT_BYTES,
         if role == SqliteRole::Reader {
             "ON"
         } else {

@@ -4,7 +4,10 @@
 //! concurrent claimers (workers, or servers sharing the database) never wait
 //! on, or double-claim, each other's rows;
 //! the worker's own row is locked too, so its free capacity is computed once
-//! per claim. JSON lists are expanded with `jsonb_array_elements_text`.
+//! per claim. The window's index carries the task's retry delay, CPU,
+//! memory and GPU count, so a task too big for the worker is ruled out
+//! before its row is read; the row's own terms are checked again once it is
+//! locked. JSON lists are expanded with `jsonb_array_elements_text`.
 
 use super::Dialect;
 
@@ -41,13 +44,18 @@ cand AS (
     CROSS JOIN LATERAL jsonb_array_elements_text((SELECT task_types FROM w)::jsonb) ty(task_type)
     CROSS JOIN LATERAL (
         SELECT t.seq, t.tenant, t.cpu_millis, t.memory_bytes, t.gpu_count
-        FROM (SELECT x.seq FROM tasks x
+        FROM (SELECT x.seq, x.run_after, x.cpu_millis, x.memory_bytes, x.gpu_count FROM tasks x
               WHERE x.tenant = tn.tenant AND x.task_type = ty.task_type
                 AND x.state = 'pending' AND x.blocked = 0
               ORDER BY x.seq
               LIMIT $13) win
         JOIN tasks t ON t.seq = win.seq, w, used
-        WHERE t.state = 'pending' AND t.blocked = 0
+        -- What the index carries rules a task out before its row is read.
+        WHERE win.run_after <= $2
+          AND win.cpu_millis <= w.cpu_millis - used.cpu
+          AND win.memory_bytes <= w.memory_bytes - used.mem
+          AND (win.gpu_count = 0 OR win.gpu_count <= w.gpu_count - used.gpu)
+          AND t.state = 'pending' AND t.blocked = 0
           AND (t.tenant = w.pool_tenant
                OR (w.pool_tenant IS NULL
                    AND (t.tenant IN (SELECT jsonb_array_elements_text($7::jsonb))) <> ($8::bigint = 1)))

@@ -5,10 +5,17 @@
 //! tenant and each task type the worker serves it reads a window of the
 //! oldest pending rows from the index (`win`), keeps the first that fit,
 //! in window order (no `ORDER BY`, so the walk stops there), and orders
-//! them all by fair-share tag. A
+//! them all by fair-share tag. The index carries what most often rules a
+//! task out (its retry delay, CPU, memory and GPU count), so a task that
+//! does not fit the worker's free capacity is passed over in the index,
+//! without reading its row; the worker's GPUs are read out of its JSON once
+//! per claim (`gpus`), not once per candidate. A worker with no free slot
+//! looks at no window. A
 //! unary `+` keeps the planner off an index where another is far narrower
 //! (`+worker_id`: look the completed tasks up by id, not every task the
-//! worker holds).
+//! worker holds; `ORDER BY +id`: find the expired leases through their
+//! index and sort the few found, rather than walk every task in id order to
+//! skip the sort).
 
 use super::Dialect;
 
@@ -25,6 +32,11 @@ used AS (
     SELECT COUNT(*) AS n, COALESCE(SUM(cpu_millis), 0) AS cpu,
            COALESCE(SUM(memory_bytes), 0) AS mem, COALESCE(SUM(gpu_count), 0) AS gpu
     FROM tasks WHERE worker_id = $1 AND state IN ('running', 'cancelling')
+),
+gpus AS MATERIALIZED (
+    SELECT json_extract(g.value, '$.memoryBytes') AS memory,
+           lower(json_extract(g.value, '$.model')) AS model
+    FROM w, json_each(w.hardware, '$.gpus') g
 ),
 v AS (
     SELECT COALESCE((SELECT pass FROM tenant_shares WHERE tenant = ''), 0) AS pass
@@ -44,32 +56,32 @@ cand AS (
     FROM tenants tn, json_each((SELECT task_types FROM w)) ty
     JOIN tasks t ON t.seq IN (
         SELECT c.seq FROM (
-            SELECT x.seq FROM tasks x
+            SELECT x.seq, x.run_after, x.cpu_millis, x.memory_bytes, x.gpu_count FROM tasks x
             WHERE x.tenant = tn.tenant AND x.task_type = ty.value
               AND x.state = 'pending' AND x.blocked = 0
             ORDER BY x.seq
             LIMIT $13) win
         JOIN tasks c ON c.seq = win.seq
-        WHERE (c.tenant = (SELECT pool_tenant FROM w)
+        WHERE win.run_after <= $2
+          AND win.cpu_millis <= (SELECT w.cpu_millis - used.cpu FROM w, used)
+          AND win.memory_bytes <= (SELECT w.memory_bytes - used.mem FROM w, used)
+          AND (win.gpu_count = 0 OR win.gpu_count <= (SELECT w.gpu_count - used.gpu FROM w, used))
+          AND (c.tenant = (SELECT pool_tenant FROM w)
                OR ((SELECT pool_tenant FROM w) IS NULL
                    AND (c.tenant IN (SELECT value FROM json_each($7))) <> $8))
-          AND c.run_after <= $2
           AND (c.avoid_worker IS NULL OR c.avoid_until <= $2
                OR c.avoid_worker <> (SELECT name FROM w))
           AND (c.worker_labels = '{}' OR NOT EXISTS (
                 SELECT 1 FROM json_each(c.worker_labels) r
                 WHERE r.value IS NOT (SELECT l.value FROM json_each((SELECT labels FROM w)) l
                                       WHERE l.key = r.key)))
-          AND c.cpu_millis <= (SELECT w.cpu_millis - used.cpu FROM w, used)
-          AND c.memory_bytes <= (SELECT w.memory_bytes - used.mem FROM w, used)
-          AND (c.gpu_count = 0 OR (
-                c.gpu_count <= (SELECT w.gpu_count - used.gpu FROM w, used)
-            AND c.gpu_count <= (
-                  SELECT COUNT(*) FROM json_each((SELECT hardware FROM w), '$.gpus') g
-                  WHERE json_extract(g.value, '$.memoryBytes') >= c.gpu_memory_bytes
-                    AND (c.gpu_model IS NULL
-                         OR instr(lower(json_extract(g.value, '$.model')), lower(c.gpu_model)) > 0))))
+          AND (c.gpu_count = 0 OR c.gpu_count <= (
+                SELECT COUNT(*) FROM gpus
+                WHERE gpus.memory >= c.gpu_memory_bytes
+                  AND (c.gpu_model IS NULL OR instr(gpus.model, lower(c.gpu_model)) > 0)))
         LIMIT $5)
+    -- A worker with no free slot looks at nothing.
+    WHERE (SELECT w.slots - used.n FROM w, used) > 0
 ),
 ranked AS (
     SELECT cand.seq, cand.tenant, cand.cpu_millis, cand.memory_bytes, cand.gpu_count,
@@ -140,7 +152,7 @@ WHERE worker_id = $1 AND state IN ('running', 'cancelling')
 SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin
 FROM tasks
 WHERE state IN ('running', 'cancelling') AND lease_expires_at < $1
-ORDER BY id LIMIT 500
+ORDER BY +id LIMIT 500
 "#,
     task_for_update: r#"
 SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin
