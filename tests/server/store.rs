@@ -94,6 +94,15 @@ fn big() -> Hardware {
     }
 }
 
+/// A host of `cpus` CPUs and 64 GiB, no GPU.
+fn cpus(cpus: f64) -> Hardware {
+    Hardware {
+        cpus,
+        memory_bytes: 64 << 30,
+        gpus: Vec::new(),
+    }
+}
+
 async fn a_claim_hands_out_only_advertised_types(db: Db) {
     let (store, _db) = open(db).await;
     let echo = submit(&store, &task("echo")).await;
@@ -135,18 +144,7 @@ async fn a_window_passes_over_what_does_not_fit_and_a_full_worker_takes_nothing(
     let exact = submit(&store, &sized(4)).await;
     let big_second = submit(&store, &sized(16)).await;
     let small = submit(&store, &sized(1)).await;
-    let four = register(
-        &store,
-        "four",
-        &["echo"],
-        1,
-        Hardware {
-            cpus: 4.0,
-            memory_bytes: 8 << 30,
-            gpus: Vec::new(),
-        },
-    )
-    .await;
+    let four = register(&store, "four", &["echo"], 1, cpus(4.0)).await;
     let (taken, _) = store
         .claim(&claim_for(&four, 4, 100), 2_000, 30_000)
         .await
@@ -162,18 +160,7 @@ async fn a_window_passes_over_what_does_not_fit_and_a_full_worker_takes_nothing(
         .await
         .expect("claim");
     assert!(full.is_empty(), "its one slot is taken");
-    let large = register(
-        &store,
-        "large",
-        &["echo"],
-        4,
-        Hardware {
-            cpus: 64.0,
-            memory_bytes: 64 << 30,
-            gpus: Vec::new(),
-        },
-    )
-    .await;
+    let large = register(&store, "large", &["echo"], 4, cpus(64.0)).await;
     let (taken, _) = store
         .claim(&claim_for(&large, 4, 100), 2_000, 30_000)
         .await

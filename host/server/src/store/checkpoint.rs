@@ -19,12 +19,13 @@
 //!
 //! So once the log passes [`RESTART_PAGES`], the checkpointer makes the
 //! start-over happen. It copies passively until a pass is quick or finds
-//! nothing new (little was written meanwhile), then holds the write gate for a `RESTART`
-//! checkpoint: that copies the few frames left and waits briefly for
-//! readers of old frames ([`RESTART_WAIT_MS`]; if they stay, it tries again
-//! next time). The first write after it starts the log over and syncs the
-//! log's new header; the checkpointer makes that write itself, at once,
-//! rather than leave the sync to the next claim's commit. The writer waits
+//! nothing new (little was written meanwhile), then holds the write gate
+//! for a `RESTART` checkpoint: that copies the few frames left and waits
+//! briefly for readers of old frames ([`RESTART_WAIT_MS`]; if they stay, it
+//! tries again next time). The first write after it starts the log over
+//! and syncs the log's new header; the checkpointer makes that write
+//! itself, at once, rather than leave the sync to the next claim's commit.
+//! The writer waits
 //! only for that short step, every few seconds under load (4–20 ms,
 //! sometimes 40–60, in the scale benchmark on a 2-core machine).
 
