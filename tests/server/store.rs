@@ -31,6 +31,8 @@ flowmesh_tests::on_both_backends!(
     round_trips_in_one_transaction_answer_each_as_alone,
     a_gpu_request_is_matched_device_by_device,
     the_last_live_admin_token_is_never_revoked,
+    a_write_dropped_at_any_point_leaves_the_store_whole_and_writable,
+    a_closed_store_refuses_writes_at_once,
 );
 
 const RETRY: RetryPolicy = RetryPolicy {
@@ -1030,4 +1032,72 @@ async fn round_trips_in_one_transaction_answer_each_as_alone(db: Db) {
         .expect("read")
         .expect("stored");
     assert_eq!(forged.state, TaskState::Running, "b's task still runs");
+}
+
+/// A write whose caller goes away (a client hung up, a request timed out)
+/// is dropped wherever it stands: waiting for the writer, beginning, in the
+/// middle of its statements, committing. Whatever point it reached, the
+/// task it stored is there whole or not at all, and the next write goes
+/// through: the connection is never left inside a transaction.
+async fn a_write_dropped_at_any_point_leaves_the_store_whole_and_writable(db: Db) {
+    let (store, _db) = open(db).await;
+    let document = parse_document(&task("echo")).expect("valid document");
+    let mut ids = Vec::new();
+    for polls in 0..48 {
+        ids.push(uuid::Uuid::now_v7().to_string());
+        let id = ids.last().expect("just pushed");
+        let mut write = std::pin::pin!(store.insert_task(NewTask {
+            id,
+            tenant: "t",
+            document: &document,
+            now: 1_000,
+            stage: None,
+        }));
+        // Polled `polls` times, a little apart, then dropped: a different
+        // point each time, the statements running on meanwhile.
+        for _ in 0..polls {
+            if futures::poll!(write.as_mut()).is_ready() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_micros(50)).await;
+        }
+    }
+    let last = submit(&store, &task("echo")).await;
+    for id in &ids {
+        if let Some(record) = store.task(None, id).await.expect("read") {
+            assert_eq!(record.state, TaskState::Pending, "task {id}");
+            let events = store
+                .events_after(EventStream::Task(id), 0, 10)
+                .await
+                .expect("events");
+            assert!(!events.is_empty(), "task {id} is stored without its events");
+        }
+    }
+    let worker = register(&store, "w", &["echo"], 64, big()).await;
+    let (claimed, _) = store
+        .claim(&claim_for(&worker, 64, 100), 2_000, 30_000)
+        .await
+        .expect("claim");
+    assert!(claimed.iter().any(|task| task.id == last));
+}
+
+/// Once closed, a store answers a write with an error at once; it does
+/// not wait for a connection that will never come back.
+async fn a_closed_store_refuses_writes_at_once(db: Db) {
+    let (store, _db) = open(db).await;
+    submit(&store, &task("echo")).await;
+    store.close().await;
+    let document = parse_document(&task("echo")).expect("valid document");
+    let id = uuid::Uuid::now_v7().to_string();
+    let write = store.insert_task(NewTask {
+        id: &id,
+        tenant: "t",
+        document: &document,
+        now: 1_000,
+        stage: None,
+    });
+    let refused = tokio::time::timeout(std::time::Duration::from_secs(30), write)
+        .await
+        .expect("the write is answered");
+    assert!(refused.is_err());
 }

@@ -98,7 +98,8 @@ impl Store {
         &self,
         submissions: &[NewSubmission<'_>],
     ) -> Result<Vec<SubmissionWrite>, StoreError> {
-        let (_gate, mut tx) = self.write().await?;
+        let mut writing = self.write().await?;
+        let mut tx = writing.begin().await?;
         let mut pending: HashMap<&str, u64> = HashMap::new();
         // Per submission: `Some(pending)` when it would pass its limit.
         let mut over_limit: Vec<Option<u64>> = Vec::with_capacity(submissions.len());

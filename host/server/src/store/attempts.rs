@@ -105,7 +105,8 @@ impl Store {
         now: i64,
         lease_ttl_ms: i64,
     ) -> Result<(Vec<ClaimedTask>, Vec<StoredEvent>), StoreError> {
-        let (_gate, mut tx) = self.write().await?;
+        let mut writing = self.write().await?;
+        let mut tx = writing.begin().await?;
         let mut events = NewEvents::default();
         let claimed = self
             .claim_in(&mut tx, claim, now, lease_ttl_ms, &mut events)
@@ -119,7 +120,7 @@ impl Store {
     /// `events` (the answer's own are left empty).
     pub(super) async fn exchange_in(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         exchange: &Exchange<'_>,
         now: i64,
         lease_ttl_ms: i64,
@@ -170,7 +171,7 @@ impl Store {
     /// `events`.
     async fn claim_in(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         claim: &Claim<'_>,
         now: i64,
         lease_ttl_ms: i64,
@@ -216,7 +217,8 @@ impl Store {
         now: i64,
         retry: &RetryPolicy,
     ) -> Result<(Vec<CompletionVerdict>, Vec<StoredEvent>), StoreError> {
-        let (_gate, mut tx) = self.write().await?;
+        let mut writing = self.write().await?;
+        let mut tx = writing.begin().await?;
         let mut events = NewEvents::default();
         let verdicts = self
             .complete_in(&mut tx, worker_id, completions, now, retry, &mut events)
@@ -229,7 +231,7 @@ impl Store {
     /// The completions of [`Store::complete`] inside `tx`.
     async fn complete_in(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         worker_id: &str,
         completions: &[Completion],
         now: i64,
@@ -318,7 +320,8 @@ impl Store {
         retry: &RetryPolicy,
         message: impl Fn(&str) -> String,
     ) -> Result<(usize, Vec<StoredEvent>), StoreError> {
-        let (_gate, mut tx) = self.write().await?;
+        let mut writing = self.write().await?;
+        let mut tx = writing.begin().await?;
         let rows = query.fetch_all(&mut *tx).await?;
         let mut events = NewEvents::default();
         let mut ended = Vec::with_capacity(rows.len());
@@ -339,7 +342,7 @@ impl Store {
 /// insert, the terminal states in one update ([`finish_all`]), retries one
 /// by one (they are rare).
 async fn end_attempts(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     ended: &[(LockedTask, AttemptEnd<'_>)],
     now: i64,
     retry: &RetryPolicy,

@@ -96,7 +96,8 @@ impl Store {
         rand::rng().fill_bytes(&mut bytes);
         let secret = format!("fm_{}", hex::encode(bytes));
         let id = uuid::Uuid::now_v7().to_string();
-        let (_gate, mut tx) = self.write().await?;
+        let mut writing = self.write().await?;
+        let mut tx = writing.begin().await?;
         sqlx::query(sql::INSERT_TOKEN)
             .bind(&id)
             .bind(token_hash(&secret))
@@ -162,7 +163,8 @@ impl Store {
 
     /// Revokes token `id` at `now`, unless it is the last live admin token.
     pub async fn revoke_token(&self, id: &str, now: i64) -> Result<Revoked, StoreError> {
-        let (_gate, mut tx) = self.write().await?;
+        let mut writing = self.write().await?;
+        let mut tx = writing.begin().await?;
         let Some(row) = sqlx::query(sql::TOKEN_BY_ID)
             .bind(id)
             .fetch_optional(&mut *tx)

@@ -92,7 +92,7 @@ impl NewEvents {
     /// pairs them with the events.
     pub(super) async fn write(
         self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         at: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         for workflow in &self.changed {
@@ -127,7 +127,7 @@ impl NewEvents {
 /// another, so the last row's number gives them all without returning a row
 /// per event from SQLite's thread; PostgreSQL returns them.
 async fn insert_events(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     marks: sql::Marks,
     events: &sql::Padded<'_, (String, EventBody)>,
     at: i64,
@@ -184,7 +184,8 @@ impl Store {
         batches: &[flowmesh_types::api::TaskEvents],
         now: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let (_gate, mut tx) = self.write().await?;
+        let mut writing = self.write().await?;
+        let mut tx = writing.begin().await?;
         let mut events = NewEvents::default();
         self.append_events_in(&mut tx, worker_id, batches, &mut events)
             .await?;
@@ -197,7 +198,7 @@ impl Store {
     /// `tx`.
     pub(super) async fn append_events_in(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         worker_id: &str,
         batches: &[flowmesh_types::api::TaskEvents],
         events: &mut NewEvents,

@@ -104,7 +104,7 @@ impl super::Store {
 /// Advances the passes of the tenants a claim served: `started` holds how
 /// many tasks each one started.
 pub(super) async fn charge(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     started: &BTreeMap<String, i64>,
     rules: &TenantRules,
 ) -> Result<(), StoreError> {

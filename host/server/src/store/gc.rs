@@ -7,7 +7,8 @@ impl Store {
     /// Deletes tasks that finished before `cutoff`, with their events and
     /// attempts. Returns how many tasks.
     pub async fn collect_garbage(&self, cutoff: i64) -> Result<u64, StoreError> {
-        let (_gate, mut tx) = self.write().await?;
+        let mut writing = self.write().await?;
+        let mut tx = writing.begin().await?;
         // Workflows last: which stages may go depends on their workflow rows.
         let mut deleted = 0;
         for statement in [

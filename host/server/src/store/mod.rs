@@ -7,7 +7,7 @@
 //!   `synchronous=NORMAL` (a committed transaction survives the process being
 //!   killed; [`Durability::Full`] also survives power loss). SQLite admits one
 //!   writer at a time, so every write goes through one connection, in turn
-//!   ([`Store::write`]): its page cache stays valid between transactions
+//!   (`writing`): its page cache stays valid between transactions
 //!   (no other connection changes the file under it), and writers never
 //!   sleep in SQLite's busy handler. Reads go to a pool of their own, which
 //!   WAL lets run beside the writer; those connections are `query_only`.
@@ -74,6 +74,7 @@ mod tasks;
 mod terminal;
 mod workers;
 mod workflows;
+mod writing;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -82,7 +83,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, AssertSqlSafe, Executor, SqlSafeStr, Transaction};
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Connection, Executor, SqlSafeStr};
 
 pub use crate::attempt_outcome::{AttemptEnd, RetryPolicy};
 pub use admissions::{NewSubmission, SubmissionWrite};
@@ -261,13 +262,10 @@ pub struct Store {
     checkpointer: Option<AnyPool>,
     backend: Backend,
     dialect: &'static Dialect,
-    /// SQLite admits one writer at a time; queueing writers here, in order,
-    /// beats having them poll SQLite's lock with its busy handler.
-    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// SQLite: the one connection that writes, lent to one write
+    /// transaction at a time (`writing.rs`); `None` until the first write.
+    writing: Option<Arc<tokio::sync::Mutex<Option<AnyConnection>>>>,
 }
-
-/// Held for the length of a write transaction on SQLite.
-type WriteGate = Option<tokio::sync::OwnedMutexGuard<()>>;
 
 impl Store {
     /// Opens `url` (`sqlite://PATH` or `postgres://…`), creating a SQLite file
@@ -332,7 +330,7 @@ impl Store {
             checkpointer,
             backend,
             dialect,
-            write_gate: (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
+            writing: (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(None))),
         };
         store.migrate().await?;
         Ok(store)
@@ -350,6 +348,11 @@ impl Store {
 
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
+        if let Some(writing) = &self.writing
+            && let Some(connection) = writing.lock().await.take()
+        {
+            let _ = connection.close().await;
+        }
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.close().await;
         }
@@ -417,24 +420,6 @@ impl Store {
         );
         migrator.run(&self.writer).await?;
         Ok(())
-    }
-
-    /// Holds SQLite's write gate with no transaction: no write begins until
-    /// it is dropped.
-    async fn hold_writes(&self) -> WriteGate {
-        match &self.write_gate {
-            Some(gate) => Some(gate.clone().lock_owned().await),
-            None => None,
-        }
-    }
-
-    /// Begins a write transaction; keep the gate until it commits.
-    async fn write(&self) -> Result<(WriteGate, Transaction<'static, sqlx::Any>), StoreError> {
-        let gate = self.hold_writes().await;
-        Ok((
-            gate,
-            self.writer.begin_with(self.dialect.begin_write).await?,
-        ))
     }
 }
 

@@ -122,7 +122,8 @@ impl Store {
                 }
             }
             loop {
-                let (_gate, mut tx) = self.write().await?;
+                let mut writing = self.write().await?;
+                let mut tx = writing.begin().await?;
                 let written = waiting_query(statement, shape, waiting, now, after, unexplained)
                     .fetch_all(&mut *tx)
                     .await?;
@@ -147,7 +148,8 @@ impl Store {
         error: &TaskError,
         now: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let (_gate, mut tx) = self.write().await?;
+        let mut writing = self.write().await?;
+        let mut tx = writing.begin().await?;
         let rows = shape_query(sql::FAIL_UNPLACEABLE, shape)
             .bind(encode_json(error))
             .bind(cutoff)

@@ -31,7 +31,8 @@ impl Store {
         record: &PluginRecord,
         component: &[u8],
     ) -> Result<(), StoreError> {
-        let (_gate, mut tx) = self.write().await?;
+        let mut writing = self.write().await?;
+        let mut tx = writing.begin().await?;
         sqlx::query(sql::UPSERT_PLUGIN)
             .bind(&record.name)
             .bind(&record.version)
@@ -80,7 +81,8 @@ impl Store {
 
     /// Removes a plugin; whether it was installed.
     pub async fn delete_plugin(&self, name: &str) -> Result<bool, StoreError> {
-        let (_gate, mut tx) = self.write().await?;
+        let mut writing = self.write().await?;
+        let mut tx = writing.begin().await?;
         let deleted = sqlx::query(sql::DELETE_PLUGIN)
             .bind(name)
             .execute(&mut *tx)

@@ -104,7 +104,7 @@ impl Store {
     /// whose writes all go through one connection, one after another. On
     /// PostgreSQL they run side by side, each in its own transaction.
     pub fn groups_round_trips(&self) -> bool {
-        self.write_gate.is_some()
+        self.writing.is_some()
     }
 
     /// Runs `trips` in one write transaction, in order, each as its own
@@ -124,7 +124,8 @@ impl Store {
         lease_ttl_ms: i64,
         retry: &RetryPolicy,
     ) -> Result<Vec<RoundTripDone>, StoreError> {
-        let (_gate, mut tx) = self.write().await?;
+        let mut writing = self.write().await?;
+        let mut tx = writing.begin().await?;
         let mut events = NewEvents::default();
         let mut done = Vec::with_capacity(trips.len());
         // How many of the events each round trip added, in order.

@@ -145,7 +145,7 @@ pub(super) enum Marks {
 
 impl Marks {
     /// The marks a statement on `tx`'s backend takes.
-    pub(super) fn of(tx: &sqlx::Transaction<'static, sqlx::Any>) -> Self {
+    pub(super) fn of(tx: &sqlx::Transaction<'_, sqlx::Any>) -> Self {
         if tx.backend_name() == "SQLite" {
             Self::Positional
         } else {

@@ -92,7 +92,8 @@ impl Store {
             })
             .collect();
         stages.sort_by_key(|(task_id, _)| *task_id);
-        let (_gate, mut tx) = self.write().await?;
+        let mut writing = self.write().await?;
+        let mut tx = writing.begin().await?;
         let mut events = NewEvents::default();
         for (_, write) in stages {
             match write {

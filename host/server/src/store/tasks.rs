@@ -141,7 +141,8 @@ impl Store {
         id: &str,
         now: i64,
     ) -> Result<Option<(CancelOutcome, Vec<StoredEvent>)>, StoreError> {
-        let (_gate, mut tx) = self.write().await?;
+        let mut writing = self.write().await?;
+        let mut tx = writing.begin().await?;
         let row = sqlx::query(self.dialect.task_for_update)
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -186,7 +187,7 @@ impl Store {
 
 /// Inserts `tasks` with multi-row statements and queues their first events.
 pub(super) async fn insert_task_rows(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     tasks: &[&NewTask<'_>],
     events: &mut NewEvents,
 ) -> Result<(), StoreError> {
@@ -254,7 +255,7 @@ pub(super) async fn insert_task_rows(
 /// Cancels a locked task: pending ⇒ cancelled, running ⇒ cancelling,
 /// otherwise unchanged.
 pub(super) async fn cancel_locked(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     task: &LockedTask,
     now: i64,
     events: &mut NewEvents,

@@ -30,7 +30,7 @@ pub(super) struct Ending<'a> {
 
 /// Moves a locked task to the terminal `state` and queues its events.
 pub(super) async fn finish(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     task: &LockedTask,
     state: TaskState,
     result: Option<ResultEnvelope>,
@@ -51,7 +51,7 @@ pub(super) async fn finish(
 /// of rows (`UPDATE … FROM` a `VALUES` list), notes the workflows whose
 /// stages finished, and queues each task's events in order.
 pub(super) async fn finish_all(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     endings: Vec<Ending<'_>>,
     now: i64,
     events: &mut NewEvents,

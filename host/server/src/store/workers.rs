@@ -150,7 +150,8 @@ impl Store {
     pub async fn register_worker(&self, worker: &NewWorker<'_>) -> Result<Vec<String>, StoreError> {
         let registration = worker.registration;
         let hardware = HardwareColumns::of(&registration.hardware);
-        let (_gate, mut tx) = self.write().await?;
+        let mut writing = self.write().await?;
+        let mut tx = writing.begin().await?;
         let taken = sqlx::query(sql::LIVE_WORKER_NAMED_BY_OTHERS)
             .bind(&registration.name)
             .bind(worker.token_id)
@@ -191,7 +192,7 @@ impl Store {
     /// A heartbeat ([`super::RoundTrip::Heartbeat`]) inside `tx`.
     pub(super) async fn heartbeat_in(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         beat: &Heartbeat,
         token_id: &str,
         served: Option<&ServedTypes>,
@@ -290,7 +291,8 @@ impl Store {
         worker_id: &str,
         token_id: &str,
     ) -> Result<bool, StoreError> {
-        let (_gate, mut tx) = self.write().await?;
+        let mut writing = self.write().await?;
+        let mut tx = writing.begin().await?;
         let ended = sqlx::query(sql::DEREGISTER_WORKER)
             .bind(worker_id)
             .bind(token_id)
@@ -323,7 +325,8 @@ impl Store {
         if changed.is_empty() {
             return Ok(0);
         }
-        let (_gate, mut tx) = self.write().await?;
+        let mut writing = self.write().await?;
+        let mut tx = writing.begin().await?;
         let mut written = 0;
         for (worker, served) in &changed {
             let mut capabilities = worker.capabilities.clone();
@@ -346,7 +349,8 @@ impl Store {
 
     /// Retires registrations silent since before `cutoff`; returns their ids.
     pub async fn expire_workers(&self, cutoff: i64) -> Result<Vec<String>, StoreError> {
-        let (_gate, mut tx) = self.write().await?;
+        let mut writing = self.write().await?;
+        let mut tx = writing.begin().await?;
         let expired = sqlx::query_scalar(sql::EXPIRE_WORKERS)
             .bind(cutoff)
             .fetch_all(&mut *tx)
@@ -413,7 +417,8 @@ impl Store {
     /// more TTL, so that the time the server was down does not count against
     /// workers that could not reach it.
     pub async fn grace_after_restart(&self, now: i64, lease_ttl_ms: i64) -> Result<(), StoreError> {
-        let (_gate, mut tx) = self.write().await?;
+        let mut writing = self.write().await?;
+        let mut tx = writing.begin().await?;
         sqlx::query(sql::EXTEND_LEASES)
             .bind(now + lease_ttl_ms)
             .execute(&mut *tx)

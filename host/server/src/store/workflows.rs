@@ -247,7 +247,8 @@ impl Store {
         let Some(workflow) = self.workflow(Some(tenant), id).await? else {
             return Ok(None);
         };
-        let (_gate, mut tx) = self.write().await?;
+        let mut writing = self.write().await?;
+        let mut tx = writing.begin().await?;
         // Stage rows first, the workflow row last, as every transaction that
         // finishes a stage does: no lock-order inversion on PostgreSQL.
         let rows = sqlx::query(self.dialect.workflow_tasks_for_update)
