@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use flowmesh_server::store::{
     EventStream, Exchange, Exchanged, NewStage, NewTask, NewToken, NewWorkflow, RetryPolicy,
-    Revoked, RoundTrip, RoundTripDone, StagePlan, StageWrite, Store,
+    Revoked, RoundTrip, RoundTripDone, StagePlan, StageWrite, Store, StoreError, StoredEvent,
 };
 use flowmesh_tests::cluster::{Db, TestDb};
 use flowmesh_tests::store_fixtures::{self as fixtures, TestRegistration, claim_for};
@@ -1037,48 +1037,70 @@ async fn round_trips_in_one_transaction_answer_each_as_alone(db: Db) {
 /// A write whose caller goes away (a client hung up, a request timed out)
 /// is dropped wherever it stands: waiting for the writer, beginning, in the
 /// middle of its statements, committing. Whatever point it reached, the
-/// task it stored is there whole or not at all, and the next write goes
-/// through: the connection is never left inside a transaction.
+/// task it stored is there whole or not at all, a write that ended
+/// succeeded and is there, and the next write goes through: the connection
+/// is never left inside a transaction.
 async fn a_write_dropped_at_any_point_leaves_the_store_whole_and_writable(db: Db) {
     let (store, _db) = open(db).await;
     let document = parse_document(&task("echo")).expect("valid document");
-    let mut ids = Vec::new();
-    for polls in 0..48 {
-        ids.push(uuid::Uuid::now_v7().to_string());
-        let id = ids.last().expect("just pushed");
-        let mut write = std::pin::pin!(store.insert_task(NewTask {
-            id,
-            tenant: "t",
-            document: &document,
-            now: 1_000,
-            stage: None,
-        }));
-        // Polled `polls` times, a little apart, then dropped: a different
-        // point each time, the statements running on meanwhile.
-        for _ in 0..polls {
-            if futures::poll!(write.as_mut()).is_ready() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_micros(50)).await;
+    let new_task = |id| NewTask {
+        id,
+        tenant: "t",
+        document: &document,
+        now: 1_000,
+        stage: None,
+    };
+    let ids: Vec<String> = (0..64).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let mut finished = Vec::new();
+    for (step, pair) in ids.chunks(2).enumerate() {
+        let mut first = std::pin::pin!(store.insert_task(new_task(&pair[0])));
+        let mut second = std::pin::pin!(store.insert_task(new_task(&pair[1])));
+        // On SQLite the first takes the writer and the second waits for
+        // it; on PostgreSQL both go ahead. Each poll
+        // lets a write send its next statement, and the database's side
+        // runs it meanwhile: step by step, the drops below come one
+        // statement later, through every point of a write and past its end.
+        for _ in 0..=step {
+            poll_write(first.as_mut(), &pair[0], &mut finished).await;
+            poll_write(second.as_mut(), &pair[1], &mut finished).await;
+            std::thread::sleep(std::time::Duration::from_micros(50 << (step % 4)));
         }
     }
     let last = submit(&store, &task("echo")).await;
     for id in &ids {
-        if let Some(record) = store.task(None, id).await.expect("read") {
-            assert_eq!(record.state, TaskState::Pending, "task {id}");
-            let events = store
-                .events_after(EventStream::Task(id), 0, 10)
-                .await
-                .expect("events");
-            assert!(!events.is_empty(), "task {id} is stored without its events");
-        }
+        let Some(record) = store.task(None, id).await.expect("read") else {
+            assert!(!finished.contains(id), "task {id} was written, and is gone");
+            continue;
+        };
+        assert_eq!(record.state, TaskState::Pending, "task {id}");
+        let events = store
+            .events_after(EventStream::Task(id), 0, 10)
+            .await
+            .expect("events");
+        assert!(!events.is_empty(), "task {id} is stored without its events");
     }
-    let worker = register(&store, "w", &["echo"], 64, big()).await;
+    let worker = register(&store, "w", &["echo"], 100, big()).await;
     let (claimed, _) = store
-        .claim(&claim_for(&worker, 64, 100), 2_000, 30_000)
+        .claim(&claim_for(&worker, 100, 100), 2_000, 30_000)
         .await
         .expect("claim");
     assert!(claimed.iter().any(|task| task.id == last));
+}
+
+/// Polls the write of task `id` once, unless it has ended; one that ends
+/// must have succeeded, and is noted in `finished`.
+async fn poll_write(
+    write: std::pin::Pin<&mut impl Future<Output = Result<Vec<StoredEvent>, StoreError>>>,
+    id: &str,
+    finished: &mut Vec<String>,
+) {
+    if finished.iter().any(|done| done == id) {
+        return;
+    }
+    if let std::task::Poll::Ready(result) = futures::poll!(write) {
+        result.unwrap_or_else(|error| panic!("the write of task {id} failed: {error}"));
+        finished.push(id.to_owned());
+    }
 }
 
 /// Once closed, a store answers a write with an error at once; it does
@@ -1096,7 +1118,9 @@ async fn a_closed_store_refuses_writes_at_once(db: Db) {
         now: 1_000,
         stage: None,
     });
-    let refused = tokio::time::timeout(std::time::Duration::from_secs(30), write)
+    // Far less than a wait for a connection (10 s on PostgreSQL, 30 s on
+    // SQLite) before giving up.
+    let refused = tokio::time::timeout(std::time::Duration::from_secs(5), write)
         .await
         .expect("the write is answered");
     assert!(refused.is_err());

@@ -251,7 +251,11 @@ const SQLITE_READERS: u32 = 4;
 /// The store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    /// Write transactions (one connection on SQLite).
+    /// Write transactions on PostgreSQL. On SQLite, the migrations'
+    /// connection, then the one writing connection (`writing.rs`); nothing
+    /// else may take one from it: the writing connection, taken out for
+    /// good, gave up its place in the pool, so another would be a second
+    /// writer.
     writer: AnyPool,
     /// Reads outside a transaction (the same pool as `writer` on
     /// PostgreSQL).
@@ -263,7 +267,9 @@ pub struct Store {
     backend: Backend,
     dialect: &'static Dialect,
     /// SQLite: the one connection that writes, lent to one write
-    /// transaction at a time (`writing.rs`); `None` until the first write.
+    /// transaction at a time (`writing.rs`); empty before the first write,
+    /// after its connection broke, and once the store is closed. `None` on
+    /// PostgreSQL.
     writing: Option<Arc<tokio::sync::Mutex<Option<AnyConnection>>>>,
 }
 
@@ -348,6 +354,10 @@ impl Store {
 
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
+        // The writer's pool first: a write that begins from now on cannot
+        // open another connection there. Then SQLite's writing connection,
+        // once the write that holds it is done.
+        self.writer.close().await;
         if let Some(writing) = &self.writing
             && let Some(connection) = writing.lock().await.take()
         {
@@ -357,7 +367,6 @@ impl Store {
             checkpointer.close().await;
         }
         self.reader.close().await;
-        self.writer.close().await;
     }
 
     /// PostgreSQL: `NOTIFY channel, payload` (see [`crate::wake_across`]);

@@ -5,13 +5,19 @@
 //! the order they asked ([`Store::write`]); queueing writers here beats
 //! having them poll SQLite's lock with its busy handler, and the
 //! connection's page cache stays valid between transactions (no other
-//! connection changes the file under it).
+//! connection writes to the file, but for the checkpointer's one-page
+//! write each time it starts the log over).
 //!
 //! That connection is taken out of its pool on the first write and held
 //! here. Taken from the pool for each transaction, it was tested on its way
 //! back (a trip to SQLite's thread, in a task of its own), and the next
-//! writer waited for both. If its thread is found gone, it is dropped, and
-//! the next writer opens another.
+//! writer waited for both. A transaction dropped half way leaves nothing
+//! behind on it: sqlx queues its rollback on the connection's thread,
+//! ahead of whatever the next writer sends. Should a transaction fail to
+//! begin because the connection's thread is gone, that write fails, the
+//! connection is dropped, and the next writer opens another (the round
+//! trips' writer runs a failed group's round trips again, each alone, so
+//! they go through at once).
 //!
 //! PostgreSQL takes many writers at once: each transaction borrows a
 //! connection of the pool.
@@ -24,14 +30,14 @@ use super::{Store, StoreError};
 /// Held for the length of a write transaction on SQLite.
 pub(super) type WriteGate = Option<tokio::sync::OwnedMutexGuard<Option<AnyConnection>>>;
 
-/// The right to write: a connection for one write transaction, held until
-/// it commits or is dropped ([`Store::write`]).
+/// The right to write: a connection for one write transaction, until this
+/// is dropped ([`Store::write`]).
 pub(super) struct Writing {
     connection: WritingConnection,
     begin: &'static str,
-    /// Whether the connection's thread was found gone: SQLite's writing
-    /// connection is then dropped with this, and the next writer opens
-    /// another.
+    /// Whether the transaction could not begin because the connection's
+    /// thread is gone: SQLite's writing connection is then dropped with
+    /// this, and the next writer opens another.
     broken: bool,
 }
 
@@ -52,7 +58,7 @@ impl Writing {
         match connection.begin_with(self.begin).await {
             Ok(tx) => Ok(tx),
             Err(error) => {
-                self.broken = matches!(error, sqlx::Error::WorkerCrashed | sqlx::Error::Io(_));
+                self.broken = matches!(error, sqlx::Error::WorkerCrashed);
                 Err(error.into())
             }
         }
@@ -78,7 +84,7 @@ impl Store {
     }
 
     /// The right to write, in turn on SQLite: [`Writing::begin`] begins the
-    /// transaction; keep it until that commits.
+    /// transaction; keep this until that has committed.
     pub(super) async fn write(&self) -> Result<Writing, StoreError> {
         let connection = match self.hold_writes().await {
             Some(mut lent) => {
