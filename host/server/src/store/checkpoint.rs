@@ -25,9 +25,8 @@
 //! tries again next time). The first write after it starts the log over
 //! and syncs the log's new header; the checkpointer makes that write
 //! itself, at once, rather than leave the sync to the next claim's commit.
-//! The writer waits
-//! only for that short step, every few seconds under load (4–20 ms,
-//! sometimes 40–60, in the scale benchmark on a 2-core machine).
+//! The writer waits only for that short step, every few seconds under load
+//! (4–20 ms, sometimes 40–60, in the scale benchmark on a 2-core machine).
 
 use std::time::{Duration, Instant};
 

@@ -7,9 +7,7 @@
 //!   `synchronous=NORMAL` (a committed transaction survives the process being
 //!   killed; [`Durability::Full`] also survives power loss). SQLite admits one
 //!   writer at a time, so every write goes through one connection, in turn
-//!   (`writing`): its page cache stays valid between transactions
-//!   (no other connection changes the file under it), and writers never
-//!   sleep in SQLite's busy handler. Reads go to a pool of their own, which
+//!   (`writing`, which says why). Reads go to a pool of their own, which
 //!   WAL lets run beside the writer; those connections are `query_only`.
 //! - **PostgreSQL** (`postgres://…`), to scale out: one pool for both.
 //!
