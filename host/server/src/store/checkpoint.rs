@@ -7,8 +7,8 @@
 //! - **The copy and its syncs.** A connection of its own copies the log
 //!   four times a second ([`CHECKPOINT_INTERVAL`]), passively: it waits on
 //!   no reader and no writer. (Once a second, the log of a busy store grew
-//!   10,000–35,000 pages between copies: the scale benchmark writes about
-//!   13,000 a second.)
+//!   10,000–15,000 pages between copies while the scale benchmark's
+//!   workers claimed, and up to 37,000 while it submitted its tasks.)
 //! - **Starting the log over.** The log goes back to its start only when a
 //!   write begins while every frame has been copied and no reader still
 //!   reads one. Under steady load that moment rarely comes by itself: a
@@ -21,7 +21,8 @@
 //!
 //! So once the log passes [`RESTART_PAGES`], the checkpointer makes the
 //! start-over happen. It copies passively until a pass is quick (a few
-//! milliseconds, [`QUICK_PASS`]) or finds nothing new (little was written
+//! milliseconds, [`QUICK_PASS`]; the last of [`MAX_PASSES`] may take
+//! [`LAST_QUICK_PASS`]) or finds nothing new (little was written
 //! meanwhile), then holds the write gate
 //! for a `RESTART` checkpoint: that copies the few frames left and waits
 //! briefly for readers of old frames ([`RESTART_WAIT_MS`]; if they stay, it
@@ -30,9 +31,10 @@
 //! itself, at once, rather than leave the sync to the next claim's commit.
 //! The writer waits only for that short step, two or three times a second
 //! under load. In the scale benchmark on a 2-core machine, most take
-//! 0.1–12 ms and the longest 20–30 ms: 210–440 ms of a 20 s run in all,
-//! against 620–660 ms, with single waits up to 40–80 ms, when the log was
-//! copied once a second and a 20 ms pass counted as quick.
+//! 0.1–12 ms and the longest 20–30 ms: 210–440 ms of a 20 s run in all.
+//! With a 20 ms pass counted as quick it was 620–660 ms (copies four times
+//! a second) and single waits took up to 30–80 ms (once or four times a
+//! second).
 
 use std::time::{Duration, Instant};
 
@@ -61,11 +63,13 @@ pub(super) const LOG_FILE_LIMIT_BYTES: u64 = 64 << 20;
 
 /// A passive pass shorter than this left little to copy under the gate:
 /// the frames of a few milliseconds' commits. (At 20 ms, a start-over
-/// under the gate took up to 30–60 ms in the scale benchmark.)
+/// under the gate took up to 30–80 ms in the scale benchmark.)
 const QUICK_PASS: Duration = Duration::from_millis(5);
 
-/// What counts as quick for the last pass: a disk on which no pass takes
-/// under [`QUICK_PASS`] still gets its log started over.
+/// What counts as quick for the last pass: on a disk on which no pass
+/// takes under [`QUICK_PASS`], a last pass under this still starts the log
+/// over, as any pass under it did when this was the only bound (a slower
+/// disk leaves it to the writer's fallback, as before).
 const LAST_QUICK_PASS: Duration = Duration::from_millis(20);
 
 /// Passive passes before giving a start-over up until the next checkpoint.
@@ -73,8 +77,11 @@ const MAX_PASSES: usize = 8;
 
 /// How long a `RESTART` checkpoint waits for a lock it needs, readers of old
 /// frames above all (the checkpointer's busy timeout, per lock), the writer
-/// waiting meanwhile.
-pub(super) const RESTART_WAIT_MS: u64 = 20;
+/// waiting meanwhile. A reader that stays (a long listing, say) makes every
+/// try wait this long and give up, four times a second: at 5 ms that costs
+/// the writer 2 % of its time, as 20 ms once a second did. In the scale
+/// benchmark no start-over was busy even with a 3 ms wait.
+pub(super) const RESTART_WAIT_MS: u64 = 5;
 
 /// What [`Store::checkpoint`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -155,7 +162,7 @@ const RESTART: &str = "PRAGMA wal_checkpoint(RESTART)";
 /// restart's own syncs, rather than left to the next claim's commit. It
 /// rewrites the database header's user version as it is (FlowMesh keeps
 /// that field unused). Whether it was written: should SQLite be busy (the
-/// checkpointer waits 20 ms at most), the next commit starts the log over.
+/// checkpointer waits [`RESTART_WAIT_MS`] at most), the next commit starts the log over.
 async fn first_write(checkpointer: &sqlx::AnyPool) -> bool {
     let write = async {
         let version: i64 = sqlx::query_scalar("PRAGMA user_version")

@@ -85,7 +85,7 @@ impl Store {
 
     /// Records why the pending tasks of each shape wait (unless they are in
     /// a retry delay that has not run out), on the tasks of it that `rows`
-    /// says, in chunks of a few hundred rows (SQLite) or a few thousand
+    /// says, in chunks of 64 rows (SQLite) or a few thousand
     /// (PostgreSQL, skipping rows a claim holds), a transaction each: a
     /// pass over a deep queue never holds SQLite's one writer, nor
     /// PostgreSQL's row locks, for long, so claims go on between chunks.

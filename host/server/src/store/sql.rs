@@ -338,8 +338,8 @@ macro_rules! waiting_rows {
 /// first (`$lock` skips those a claim holds); it returns their sequence
 /// numbers, so the next chunk starts after the last. A pass over a deep
 /// queue holds the database briefly at a time: few row locks on
-/// PostgreSQL, SQLite's one writer, which every claim waits for, for a few
-/// milliseconds.
+/// PostgreSQL, SQLite's one writer, which every claim waits for, for about
+/// a millisecond.
 macro_rules! set_waiting_chunk {
     ($limit:literal, $lock:literal) => {
         concat!(
@@ -359,8 +359,8 @@ pub(super) const POSTGRES_SET_WAITING: &str = set_waiting_chunk!("2000", " FOR U
 /// The `LIMIT` of [`POSTGRES_SET_WAITING`].
 pub(super) const POSTGRES_WAITING_CHUNK: usize = 2000;
 /// The reason update on SQLite, [`SQLITE_WAITING_CHUNK`] rows at a time:
-/// about 1 ms of the writer's each in the scale benchmark (4–7 ms, at times
-/// 20–100, at 256 rows; a claim that came in meanwhile waited that long).
+/// about 1 ms of the writer's each in the scale benchmark (3–7 ms, at times
+/// 24–109, at 256 rows; a claim that came in meanwhile waited that long).
 pub(super) const SQLITE_SET_WAITING: &str = set_waiting_chunk!("64", "");
 /// The `LIMIT` of [`SQLITE_SET_WAITING`].
 pub(super) const SQLITE_WAITING_CHUNK: usize = 64;
