@@ -62,8 +62,8 @@ pub(super) const WRITER_FALLBACK_PAGES: i64 = 40_000;
 pub(super) const LOG_FILE_LIMIT_BYTES: u64 = 64 << 20;
 
 /// A passive pass shorter than this left little to copy under the gate:
-/// the frames of a few milliseconds' commits. (At 20 ms, a start-over
-/// under the gate took up to 30–80 ms in the scale benchmark.)
+/// the frames of a few milliseconds' commits (the module's documentation
+/// gives what 20 ms left).
 const QUICK_PASS: Duration = Duration::from_millis(5);
 
 /// What counts as quick for the last pass: on a disk on which no pass
@@ -162,7 +162,8 @@ const RESTART: &str = "PRAGMA wal_checkpoint(RESTART)";
 /// restart's own syncs, rather than left to the next claim's commit. It
 /// rewrites the database header's user version as it is (FlowMesh keeps
 /// that field unused). Whether it was written: should SQLite be busy (the
-/// checkpointer waits [`RESTART_WAIT_MS`] at most), the next commit starts the log over.
+/// checkpointer waits [`RESTART_WAIT_MS`] at most), the next commit starts
+/// the log over.
 async fn first_write(checkpointer: &sqlx::AnyPool) -> bool {
     let write = async {
         let version: i64 = sqlx::query_scalar("PRAGMA user_version")
