@@ -30,6 +30,7 @@ flowmesh_tests::on_both_backends!(
     a_round_trip_says_whether_a_stage_finished,
     round_trips_in_one_transaction_answer_each_as_alone,
     a_gpu_request_is_matched_device_by_device,
+    a_shape_s_reason_reaches_its_tasks_unless_one_has_its_own,
     the_last_live_admin_token_is_never_revoked,
     a_write_dropped_at_any_point_leaves_the_store_whole_and_writable,
     a_closed_store_refuses_writes_at_once,
@@ -759,6 +760,164 @@ async fn a_gpu_request_is_matched_device_by_device(db: Db) {
         .expect("read")
         .expect("exists");
     assert_eq!(waiting.state, TaskState::Pending);
+}
+
+/// A reason recorded for a shape is what each of its pending tasks reads,
+/// a task submitted after it included, with no write to the tasks. A task
+/// whose own reason holds (a retry delay not run out) reads that instead; a
+/// retried task whose worker is still passed over is a shape of its own; a
+/// task that is no longer pending, or whose shape was forgotten, reads none.
+async fn a_shape_s_reason_reaches_its_tasks_unless_one_has_its_own(db: Db) {
+    let (store, _db) = open(db).await;
+    let first = submit(&store, &task("echo")).await;
+    let second = submit(&store, &task("echo")).await;
+    // A minute ago: a task reads its reason as of the wall clock, past
+    // every delay below but the 10 minutes of the first.
+    let now = flowmesh_server::clock::now_ms() - 60_000;
+    let busy = |message: &str| Waiting {
+        kind: WaitKind::WorkersBusy,
+        message: message.to_string(),
+        counts: Default::default(),
+    };
+    let waiting_of = |id: String| {
+        let store = &store;
+        async move {
+            let task = store.task(None, &id).await.expect("read").expect("exists");
+            task.waiting.map(|waiting| waiting.message)
+        }
+    };
+    // A shape with labels and a GPU model: its row matches its tasks'
+    // columns as they are stored.
+    let gpu = submit(
+        &store,
+        "apiVersion: flowmesh/v1\nkind: Task\nspec: {taskType: echo, resources: {labels: {zone: eu, rack: b7}, hardware: {cpu: 2, memory: 3Gi, gpu: {count: 1, type: H100, memory: 40Gi}}}}\n",
+    )
+    .await;
+    let shapes = store.pending_shapes(now).await.expect("shapes");
+    assert_eq!(shapes.len(), 2);
+    let (echo, labelled): (Vec<_>, Vec<_>) =
+        shapes.iter().partition(|shape| shape.labels.is_empty());
+    let (echo, labelled) = (echo[0].key(), labelled[0].key());
+    assert_eq!(labelled.gpu_model, "H100");
+    let all_busy = busy("all busy");
+    let no_h100 = Waiting {
+        kind: WaitKind::InsufficientHardware,
+        message: "no H100".to_string(),
+        counts: Default::default(),
+    };
+    store
+        .record_waits(
+            &[(echo.clone(), &all_busy), (labelled.clone(), &no_h100)],
+            &[],
+            now,
+        )
+        .await
+        .expect("recorded");
+    let mut recorded = store.shape_waits().await.expect("read");
+    recorded.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut expected = vec![
+        (echo.clone(), all_busy.clone()),
+        (labelled.clone(), no_h100),
+    ];
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(recorded, expected);
+    let third = submit(&store, &task("echo")).await;
+    for id in [&first, &second, &third] {
+        assert_eq!(waiting_of(id.clone()).await.as_deref(), Some("all busy"));
+    }
+    assert_eq!(waiting_of(gpu).await.as_deref(), Some("no H100"));
+    // `first` fails on its worker and reads its own reason while its
+    // retry delay lasts; `second` fails with no delay, and reads the
+    // reason of the shape that passes over the worker.
+    let worker = register(&store, "w", &["echo"], 1, big()).await;
+    let (claimed, _) = store
+        .claim(&claim_for(&worker, 1, 10), now, 1_000)
+        .await
+        .expect("claim");
+    assert_eq!(claimed[0].id, first);
+    assert_eq!(waiting_of(first.clone()).await, None, "running");
+    let delayed = RetryPolicy {
+        backoff_ms: 600_000,
+        max_backoff_ms: 600_000,
+        avoid_ms: 600_000,
+    };
+    let (expired, _) = store
+        .expire_leases(now + 1_001, &delayed)
+        .await
+        .expect("expire");
+    assert_eq!(expired, 1);
+    let own = store
+        .task(None, &first)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(
+        own.waiting.expect("own reason").kind,
+        WaitKind::RetryBackoff
+    );
+    let (claimed, _) = store
+        .claim(&claim_for(&worker, 1, 10), now + 2_000, 1_000)
+        .await
+        .expect("claim");
+    assert_eq!(claimed[0].id, second);
+    let passed_over = RetryPolicy {
+        backoff_ms: 0,
+        max_backoff_ms: 0,
+        avoid_ms: 600_000,
+    };
+    let (expired, _) = store
+        .expire_leases(now + 3_001, &passed_over)
+        .await
+        .expect("expire");
+    assert_eq!(expired, 1);
+    let after_delay = |at: i64| {
+        let store = &store;
+        async move {
+            let shapes = store.pending_shapes(at).await.expect("shapes");
+            shapes
+                .into_iter()
+                .map(|shape| shape.key())
+                .collect::<Vec<_>>()
+        }
+    };
+    let avoiding: Vec<_> = after_delay(now + 3_001)
+        .await
+        .into_iter()
+        .filter(|key| key.avoid_worker == "w")
+        .collect();
+    assert_eq!(
+        avoiding.len(),
+        1,
+        "the retried task passes over w: a shape of its own"
+    );
+    let passing_over = busy("passing over w");
+    store
+        .record_waits(&[(avoiding[0].clone(), &passing_over)], &[], now)
+        .await
+        .expect("recorded");
+    assert_eq!(
+        waiting_of(second.clone()).await.as_deref(),
+        Some("passing over w")
+    );
+    assert_eq!(waiting_of(third.clone()).await.as_deref(), Some("all busy"));
+    assert_eq!(
+        store
+            .task(None, &first)
+            .await
+            .expect("read")
+            .expect("exists")
+            .waiting
+            .map(|waiting| waiting.kind),
+        Some(WaitKind::RetryBackoff),
+        "its own delay is not over"
+    );
+    // Forgotten, the shape's tasks read no reason.
+    store
+        .record_waits(&[], &[echo], now)
+        .await
+        .expect("forgotten");
+    assert_eq!(waiting_of(third).await, None);
+    assert_eq!(store.shape_waits().await.expect("read").len(), 2);
 }
 
 /// Two admins revoke each other: the first revocation goes through, the

@@ -4,7 +4,7 @@
 //! plugins other servers on the same database installed (once per heartbeat
 //! interval).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::placement::{Ask, RunningLimit, explain};
 use crate::state::{AppState, now_ms};
-use crate::store::{PendingShape, StoreError, WaitingRows};
+use crate::store::{PendingShape, ShapeKey, StoreError, Usage, WorkerRecord};
 
 /// How often old finished tasks are collected.
 const GC_INTERVAL: Duration = Duration::from_secs(60);
@@ -118,46 +118,29 @@ async fn expire(state: &AppState) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn shape_key(shape: &PendingShape) -> String {
-    // The worker a retry passes over is part of the shape: its tasks and
-    // the same shape's other tasks can wait for different reasons.
-    format!(
-        "{}|{}|{:?}|{:?}|{:?}",
-        shape.tenant,
-        shape.task_type,
-        shape.hardware,
-        shape.labels,
-        shape.avoid.as_ref().map(|(worker, _)| worker)
-    )
-}
-
 /// What the placement pass keeps from one pass to the next, by shape.
 #[derive(Default)]
 struct PlacementMemory {
     /// When each unplaceable shape was first seen unplaceable.
-    unplaceable_since: HashMap<String, i64>,
-    /// The reason recorded for each shape's tasks (its kind and message),
-    /// and the newest task it was recorded for. A shape whose reason reads
-    /// the same is recorded again only for the tasks it gained since: the
-    /// pass never rewrites a deep queue's rows every second. (The counts
-    /// stored with a reason are those of when it was recorded.)
-    recorded: HashMap<String, (WaitKind, String, i64)>,
-    /// Passes so far: every [`FULL_PASS_EVERY`]th records each shape's
-    /// reason on every task of it that has none, catching those that came
-    /// back to the queue behind the newest (a retry whose delay ran out, a
-    /// workflow stage released).
-    passes: u64,
+    unplaceable_since: HashMap<ShapeKey, i64>,
 }
 
-/// How often the placement pass records reasons on every pending task.
-const FULL_PASS_EVERY: u64 = 10;
-
-async fn place(state: &AppState, memory: &mut PlacementMemory) -> Result<(), StoreError> {
+/// Explains every shape of pending tasks that no worker takes now, records
+/// the reasons that changed (a row per shape), and fails the tasks of a
+/// shape no worker could run for the whole grace period.
+async fn place(state: &Arc<AppState>, memory: &mut PlacementMemory) -> Result<(), StoreError> {
     let now = now_ms();
+    // The recorded reasons first: a shape another server records meanwhile
+    // is then among the shapes read next, not forgotten as gone.
+    let recorded: HashMap<ShapeKey, Waiting> =
+        state.store.shape_waits().await?.into_iter().collect();
     let shapes = state.store.pending_shapes(now).await?;
     if shapes.is_empty() {
         memory.unplaceable_since.clear();
-        memory.recorded.clear();
+        let (_, forget) = wait_changes(&recorded, &shapes, &[]);
+        if !forget.is_empty() {
+            state.store.record_waits(&[], &forget, now).await?;
+        }
         return Ok(());
     }
     let workers = state.store.live_workers().await?;
@@ -170,67 +153,33 @@ async fn place(state: &AppState, memory: &mut PlacementMemory) -> Result<(), Sto
         HashMap::new()
     };
     let grace = state.config.no_worker_grace.as_millis() as i64;
-    let reasons: Vec<(&PendingShape, Waiting)> = shapes
-        .iter()
-        .filter_map(|shape| {
-            let provider = state.validator.provider(&shape.task_type);
-            let limit = rules.running_limit(&shape.tenant);
-            let ask = Ask {
-                running_limit: (limit > 0).then(|| RunningLimit {
-                    running: running.get(&shape.tenant).copied().unwrap_or(0),
-                    limit: limit as u64,
-                }),
-                ..Ask::of_shape(shape, &state.config.tenants)
-            };
-            explain(&ask, provider.as_deref(), &workers, &usage, now)
-                .map(|waiting| (shape, waiting))
-        })
+    // Hundreds of shapes against a thousand workers is tens of milliseconds
+    // of CPU: off the runtime's threads, which answer the workers' claims.
+    let explaining = state.clone();
+    let explained = tokio::task::spawn_blocking(move || {
+        let reasons = explain_shapes(&explaining, &shapes, &workers, &usage, &running, now);
+        (shapes, reasons)
+    })
+    .await;
+    let Ok((shapes, reasons)) = explained else {
+        tracing::warn!("explaining the pending tasks failed; retrying on the next pass");
+        return Ok(());
+    };
+    let reasons: Vec<(&PendingShape, ShapeKey, Waiting)> = reasons
+        .into_iter()
+        .map(|(index, key, waiting)| (&shapes[index], key, waiting))
         .collect();
-    memory.passes += 1;
-    let full = memory.passes % FULL_PASS_EVERY == 1;
-    let mut recorded = HashMap::with_capacity(reasons.len());
-    let changes: Vec<(&PendingShape, &Waiting, WaitingRows)> = reasons
-        .iter()
-        .filter_map(|(shape, waiting)| {
-            let key = shape_key(shape);
-            let unchanged = memory
-                .recorded
-                .get(&key)
-                .filter(|(kind, message, _)| *kind == waiting.kind && *message == waiting.message)
-                .map(|(_, _, newest)| *newest);
-            recorded.insert(key, (waiting.kind, waiting.message.clone(), shape.newest));
-            let rows = match unchanged {
-                None => WaitingRows::All,
-                Some(_) if full => WaitingRows::Unexplained,
-                // Nothing gained since: nothing to record.
-                Some(newest) if newest >= shape.newest => return None,
-                Some(newest) => WaitingRows::After(newest),
-            };
-            Some((*shape, waiting, rows))
-        })
-        .collect();
-    state.store.set_waiting(&changes, now).await?;
-    // A shape with no reason this pass (a worker could take it just then)
-    // keeps what its tasks carry: in a busy fleet, shapes flicker between
-    // "busy" and placeable, and forgetting them would rewrite every task of
-    // each one the next time it reads "busy" again.
-    for shape in &shapes {
-        let key = shape_key(shape);
-        if !recorded.contains_key(&key)
-            && let Some(kept) = memory.recorded.remove(&key)
-        {
-            recorded.insert(key, kept);
-        }
+    let (record, forget) = wait_changes(&recorded, &shapes, &reasons);
+    if !record.is_empty() || !forget.is_empty() {
+        state.store.record_waits(&record, &forget, now).await?;
     }
-    memory.recorded = recorded;
     let unplaceable_since = &mut memory.unplaceable_since;
     let mut still_unplaceable = HashMap::new();
-    for (shape, waiting) in &reasons {
+    for (shape, key, waiting) in reasons {
         if matches!(
             waiting.kind,
             WaitKind::NoWorkerForType | WaitKind::MissingLabels | WaitKind::InsufficientHardware
         ) {
-            let key = shape_key(shape);
             let since = unplaceable_since.get(&key).copied().unwrap_or(now);
             still_unplaceable.insert(key, since);
             if since <= now - grace && shape.oldest_update <= now - grace {
@@ -266,6 +215,74 @@ async fn place(state: &AppState, memory: &mut PlacementMemory) -> Result<(), Sto
     Ok(())
 }
 
+/// Why each of `shapes` waits, by its index, if it does: the placement
+/// constraints run against the live `workers` as they are used now.
+fn explain_shapes(
+    state: &AppState,
+    shapes: &[PendingShape],
+    workers: &[WorkerRecord],
+    usage: &HashMap<String, Usage>,
+    running: &HashMap<String, u64>,
+    now: i64,
+) -> Vec<(usize, ShapeKey, Waiting)> {
+    let rules = &state.round_trips.rules().tenants;
+    shapes
+        .iter()
+        .enumerate()
+        .filter_map(|(index, shape)| {
+            let provider = state.validator.provider(&shape.task_type);
+            let limit = rules.running_limit(&shape.tenant);
+            let ask = Ask {
+                running_limit: (limit > 0).then(|| RunningLimit {
+                    running: running.get(&shape.tenant).copied().unwrap_or(0),
+                    limit: limit as u64,
+                }),
+                ..Ask::of_shape(shape, &state.config.tenants)
+            };
+            explain(&ask, provider.as_deref(), workers, usage, now)
+                .map(|waiting| (index, shape.key(), waiting))
+        })
+        .collect()
+}
+
+/// What a placement pass writes of its shapes' reasons, given those
+/// `recorded` before it, the `shapes` it found and the `reasons` it gave:
+/// the reasons that read differently (a reason's counts move with every
+/// claim and are not worth a write on their own; they are those of when it
+/// was recorded), and the shapes to forget. A shape with no task left to
+/// place is forgotten. So is one with no reason this pass (a worker could
+/// take it just then), unless its reason was that the workers or its
+/// tenant's limit were busy: in a busy fleet, shapes flicker between those
+/// and placeable, and a reason that reads "busy" most of the time is the
+/// truer one.
+fn wait_changes<'a>(
+    recorded: &HashMap<ShapeKey, Waiting>,
+    shapes: &[PendingShape],
+    reasons: &'a [(&PendingShape, ShapeKey, Waiting)],
+) -> (Vec<(ShapeKey, &'a Waiting)>, Vec<ShapeKey>) {
+    let record = reasons
+        .iter()
+        .filter(|(_, key, waiting)| {
+            recorded
+                .get(key)
+                .is_none_or(|was| was.kind != waiting.kind || was.message != waiting.message)
+        })
+        .map(|(_, key, waiting)| (key.clone(), waiting))
+        .collect();
+    let present: HashSet<ShapeKey> = shapes.iter().map(PendingShape::key).collect();
+    let explained: HashSet<&ShapeKey> = reasons.iter().map(|(_, key, _)| key).collect();
+    let forget = recorded
+        .iter()
+        .filter(|(key, was)| {
+            !present.contains(*key)
+                || (!explained.contains(key)
+                    && !matches!(was.kind, WaitKind::WorkersBusy | WaitKind::TenantLimit))
+        })
+        .map(|(key, _)| key.clone())
+        .collect();
+    (record, forget)
+}
+
 async fn collect(state: &AppState) -> Result<(), StoreError> {
     let cutoff = now_ms() - state.config.retention.as_millis() as i64;
     let deleted = state.store.collect_garbage(cutoff).await?;
@@ -273,4 +290,88 @@ async fn collect(state: &AppState) -> Result<(), StoreError> {
         tracing::info!(deleted, "finished tasks past retention deleted");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+
+    use flowmesh_types::api::{WaitKind, Waiting};
+
+    use super::wait_changes;
+    use crate::store::{PendingShape, ShapeKey};
+
+    fn shape(task_type: &str) -> PendingShape {
+        PendingShape {
+            tenant: "t".into(),
+            task_type: task_type.into(),
+            hardware: Default::default(),
+            labels: BTreeMap::new(),
+            count: 1,
+            oldest_update: 0,
+            avoid: None,
+        }
+    }
+
+    fn reason(kind: WaitKind, message: &str) -> Waiting {
+        Waiting {
+            kind,
+            message: message.into(),
+            counts: Default::default(),
+        }
+    }
+
+    fn keys(keys: &[ShapeKey]) -> Vec<&str> {
+        let mut types: Vec<&str> = keys.iter().map(|key| key.task_type.as_str()).collect();
+        types.sort();
+        types
+    }
+
+    #[test]
+    fn a_reason_is_written_only_when_it_reads_differently() {
+        let (a, b, c) = (shape("a"), shape("b"), shape("c"));
+        let recorded = HashMap::from([
+            (a.key(), reason(WaitKind::WorkersBusy, "busy")),
+            (b.key(), reason(WaitKind::WorkersBusy, "busy")),
+        ]);
+        let mut moved = reason(WaitKind::WorkersBusy, "busy");
+        moved.counts.live_workers = 7;
+        let reasons = [
+            (&a, a.key(), moved),
+            (&b, b.key(), reason(WaitKind::NoWorkerForType, "none")),
+            (&c, c.key(), reason(WaitKind::WorkersBusy, "busy")),
+        ];
+        let (record, forget) =
+            wait_changes(&recorded, &[a.clone(), b.clone(), c.clone()], &reasons);
+        let written: Vec<ShapeKey> = record.into_iter().map(|(key, _)| key).collect();
+        assert_eq!(
+            keys(&written),
+            ["b", "c"],
+            "new counts alone are not a change"
+        );
+        assert!(forget.is_empty());
+    }
+
+    #[test]
+    fn a_placeable_shape_keeps_only_a_busy_reason_and_a_gone_one_keeps_none() {
+        let (busy, limited, stale, gone) = (
+            shape("busy"),
+            shape("limited"),
+            shape("stale"),
+            shape("gone"),
+        );
+        let recorded = HashMap::from([
+            (busy.key(), reason(WaitKind::WorkersBusy, "busy")),
+            (limited.key(), reason(WaitKind::TenantLimit, "at its limit")),
+            (stale.key(), reason(WaitKind::NoWorkerForType, "no worker")),
+            (gone.key(), reason(WaitKind::WorkersBusy, "busy")),
+        ]);
+        // A worker could take each present shape just now: no reasons.
+        let present = [busy.clone(), limited.clone(), stale.clone()];
+        let (record, forget) = wait_changes(&recorded, &present, &[]);
+        assert!(record.is_empty());
+        assert_eq!(keys(&forget), ["gone", "stale"]);
+        let (_, forget) = wait_changes(&recorded, &[], &[]);
+        assert_eq!(keys(&forget), ["busy", "gone", "limited", "stale"]);
+    }
 }

@@ -15,6 +15,7 @@ use flowmesh_types::api::{TaskState, WaitKind, Waiting};
 use super::rows::{get_i64, get_opt_json, get_opt_str, get_str};
 use super::task_record::{TaskRecord, parse_state};
 use super::{Backend, Store, StoreError, TaskFilter};
+use crate::clock::now_ms;
 
 /// How many sequence numbers one page of the console's task list searches.
 pub const BROWSE_WINDOW: i64 = 20_000;
@@ -54,7 +55,7 @@ pub struct WaitingTask {
     pub name: Option<String>,
     /// Its task type.
     pub task_type: String,
-    /// Its stored reason, if placement has recorded one.
+    /// Why it waits, if placement has recorded a reason for its shape.
     pub waiting: Option<Waiting>,
 }
 
@@ -93,10 +94,13 @@ const FINISHED_BY_BUCKET_AND_STATE: &str = "\
 SELECT (finished_at - $2) / $3 AS bucket, state, COUNT(*) AS n FROM tasks
 WHERE finished_at IS NOT NULL AND finished_at >= $2 AND ($1 IS NULL OR tenant = $1)
 GROUP BY 1, 2";
-const OLDEST_READY: &str = "\
-SELECT id, name, task_type, waiting FROM tasks
+const OLDEST_READY: &str = concat!(
+    "SELECT t.id, t.name, t.task_type, ",
+    super::sql::waiting_now!("$3"),
+    " AS waiting_now FROM tasks t
 WHERE state = 'pending' AND blocked = 0 AND ($1 IS NULL OR tenant = $1)
-ORDER BY seq LIMIT $2";
+ORDER BY seq LIMIT $2"
+);
 
 impl Store {
     /// A page of `tenant`'s tasks matching `filter` (and `name`, a part of
@@ -135,6 +139,7 @@ impl Store {
             .bind(floor)
             .bind(name.map(str::to_string))
             .bind(i64::from(filter.limit) + 1)
+            .bind(now_ms())
             .fetch_all(&self.reader)
             .await?;
         let mut tasks = rows
@@ -285,7 +290,7 @@ impl Store {
     }
 
     /// The oldest `limit` ready tasks of `tenant` (every tenant's when
-    /// `None`), with their stored waiting reasons.
+    /// `None`), with why each waits.
     pub async fn oldest_ready(
         &self,
         tenant: Option<&str>,
@@ -294,6 +299,7 @@ impl Store {
         let rows = sqlx::query(OLDEST_READY)
             .bind(tenant.map(str::to_string))
             .bind(i64::from(limit))
+            .bind(now_ms())
             .fetch_all(&self.reader)
             .await?;
         rows.iter()
@@ -302,7 +308,7 @@ impl Store {
                     id: get_str(row, "id")?,
                     name: get_opt_str(row, "name")?,
                     task_type: get_str(row, "task_type")?,
-                    waiting: get_opt_json(row, "waiting")?,
+                    waiting: get_opt_json(row, "waiting_now")?,
                 })
             })
             .collect()

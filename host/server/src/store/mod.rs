@@ -91,7 +91,7 @@ pub use checkpoint::{CHECKPOINT_INTERVAL, Checkpointed, RESTART_PAGES};
 pub use console::{BROWSE_WINDOW, QueueCounts, TaskBrowse, WaitingTask};
 pub use events::{EventStream, StoredEvent};
 pub use fair_shares::{STRIDE, TenantRules};
-pub use pending::{PendingShape, WaitingRows};
+pub use pending::{PendingShape, ShapeKey};
 pub use plugins::PluginRecord;
 pub use round_trips::{RoundTrip, RoundTripDone};
 pub use rows::rfc3339;
@@ -210,14 +210,18 @@ pub(crate) struct Dialect {
     /// The pending and running stages of workflow `$1`, locked.
     workflow_tasks_for_update: &'static str,
     /// The stages of the workflows whose ids are in the JSON list `$1`, by
-    /// workflow and in document order.
+    /// workflow and in document order, with why each waits at `$2`
+    /// ([`sql::task_columns`]).
     stages_of_workflows: &'static str,
     /// The workflows whose ids are in the JSON list `$1`.
     workflows_by_ids: &'static str,
-    /// Task list filter on a label: `$1` key, `$2` value, both may be NULL.
+    /// Tenant `$1`'s tasks before sequence number `$6`, newest first, at
+    /// most `$7`: of state `$2`, type `$3`, label `$4` = `$5` where those
+    /// are not NULL; with why each waits at `$8` ([`sql::task_columns`]).
     list_tasks: &'static str,
     /// The console's task list: [`Dialect::list_tasks`] within a window of
-    /// submission order, with a name filter.
+    /// submission order (`$7` to `$6`), at most `$9`, with the name filter
+    /// `$8`; why each waits at `$10`.
     browse_tasks: &'static str,
 }
 
@@ -410,6 +414,7 @@ impl Store {
             9 "claim window" "0009_claim_window",
             10 "console" "0010_console",
             11 "claim window fit" "0011_claim_window_fit",
+            12 "shape waits" "0012_shape_waits",
         );
         let migrator = Migrator::with_migrations(
             scripts

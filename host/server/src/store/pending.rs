@@ -2,22 +2,25 @@
 //! placement depends on, recording why each group waits, and failing a group
 //! no worker could take for the whole grace period.
 //!
-//! Pending tasks that place alike — same tenant, type, hardware request and
-//! required labels — form one [`PendingShape`], so placement explains and updates a
-//! group with one statement rather than a task at a time.
+//! Pending tasks that place alike — same tenant, type, hardware request,
+//! required labels and the worker a retry passes over — form one
+//! [`PendingShape`]. Placement explains a shape once, and records its
+//! reason once, in a row of its own ([`ShapeKey`]), not on each of its
+//! tasks.
 
 use std::collections::BTreeMap;
 
 use flowmesh_types::TaskError;
 use flowmesh_types::api::{TaskState, Waiting};
 use flowmesh_types::document::HardwareRequest;
+use sha2::{Digest, Sha256};
 use sqlx::Any;
 
 use super::events::{NewEvents, StoredEvent};
 use super::rows::{get_i64, get_opt_str, get_str};
 use super::task_record::hardware_from_row;
 use super::terminal::terminal_events;
-use super::{Backend, Store, StoreError, decode_json, encode_json, sql};
+use super::{Store, StoreError, decode_json, encode_json, sql};
 
 /// A group of pending tasks that place alike: same tenant, same type, same
 /// request.
@@ -35,26 +38,85 @@ pub struct PendingShape {
     pub count: i64,
     /// The oldest last change among them.
     pub oldest_update: i64,
-    /// The newest one's sequence number: a shape whose newest task is the
-    /// same as at the last pass gained no task since.
-    pub newest: i64,
     /// The worker (by name) their last attempts failed on, still passed
     /// over, and until when.
     pub avoid: Option<(String, i64)>,
 }
 
-/// Which pending tasks of a shape [`Store::set_waiting`] records a reason on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WaitingRows {
-    /// Every one.
-    All,
-    /// Those after this sequence number: the shape's reason is the one
-    /// recorded on the others.
-    After(i64),
-    /// Those with no reason, or a retry delay's: the others hold the
-    /// shape's reason already.
-    Unexplained,
+/// What identifies a shape in the store: its columns as the tasks carry
+/// them, the worker passed over by name ('' when none).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShapeKey {
+    /// Whose tasks.
+    pub tenant: String,
+    /// Task type.
+    pub task_type: String,
+    /// CPU, in thousandths of a core.
+    pub cpu_millis: i64,
+    /// Memory.
+    pub memory_bytes: i64,
+    /// GPUs.
+    pub gpu_count: i64,
+    /// GPU model, '' for any.
+    pub gpu_model: String,
+    /// Memory per GPU.
+    pub gpu_memory_bytes: i64,
+    /// Required worker labels, as JSON.
+    pub worker_labels: String,
+    /// The worker passed over, '' for none.
+    pub avoid_worker: String,
 }
+
+impl ShapeKey {
+    /// The key's digest, hex SHA-256 of its columns, each length-prefixed:
+    /// what a shape's row is written by.
+    pub fn digest(&self) -> String {
+        let mut hash = Sha256::new();
+        for text in [&self.tenant, &self.task_type, &self.gpu_model] {
+            hash.update((text.len() as u64).to_le_bytes());
+            hash.update(text.as_bytes());
+        }
+        for number in [
+            self.cpu_millis,
+            self.memory_bytes,
+            self.gpu_count,
+            self.gpu_memory_bytes,
+        ] {
+            hash.update(number.to_le_bytes());
+        }
+        for text in [&self.worker_labels, &self.avoid_worker] {
+            hash.update((text.len() as u64).to_le_bytes());
+            hash.update(text.as_bytes());
+        }
+        hex::encode(hash.finalize())
+    }
+}
+
+impl PendingShape {
+    /// The shape's key in the store.
+    pub fn key(&self) -> ShapeKey {
+        let hardware = &self.hardware;
+        ShapeKey {
+            tenant: self.tenant.clone(),
+            task_type: self.task_type.clone(),
+            cpu_millis: hardware.cpu_millis(),
+            memory_bytes: hardware.memory_bytes as i64,
+            gpu_count: i64::from(hardware.gpu.count),
+            gpu_model: hardware.gpu.model.clone().unwrap_or_default(),
+            gpu_memory_bytes: hardware.gpu.memory_bytes as i64,
+            worker_labels: encode_json(&self.labels),
+            avoid_worker: self
+                .avoid
+                .as_ref()
+                .map(|(worker, _)| worker.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// How many statements a transaction of [`Store::record_waits`] holds, so
+/// that a pass over many shapes holds SQLite's writer briefly at a time.
+const WAITS_PER_TRANSACTION: usize = 32;
 
 impl Store {
     /// Pending tasks past their retry delay at `now`, grouped by what
@@ -73,7 +135,6 @@ impl Store {
                     labels: decode_json("worker_labels", &get_str(row, "worker_labels")?)?,
                     count: get_i64(row, "n")?,
                     oldest_update: get_i64(row, "oldest")?,
-                    newest: get_i64(row, "newest")?,
                     avoid: match get_opt_str(row, "avoiding")? {
                         Some(worker) => Some((worker, get_i64(row, "avoided_until")?)),
                         None => None,
@@ -83,58 +144,63 @@ impl Store {
             .collect()
     }
 
-    /// Records why the pending tasks of each shape wait (unless they are in
-    /// a retry delay that has not run out), on the tasks of it that `rows`
-    /// says, in chunks of 64 rows (SQLite) or a few thousand
-    /// (PostgreSQL, skipping rows a claim holds), a transaction each: a
-    /// pass over a deep queue never holds SQLite's one writer, nor
-    /// PostgreSQL's row locks, for long, so claims go on between chunks.
-    /// On SQLite a reader first finds the shapes with a task to record on:
-    /// most shapes of a deep queue have none on most passes.
-    pub async fn set_waiting(
+    /// The reason recorded for each shape, as [`Store::record_waits`] left
+    /// it.
+    pub async fn shape_waits(&self) -> Result<Vec<(ShapeKey, Waiting)>, StoreError> {
+        let rows = sqlx::query(sql::SHAPE_WAITS)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let key = ShapeKey {
+                    tenant: get_str(row, "tenant")?,
+                    task_type: get_str(row, "task_type")?,
+                    cpu_millis: get_i64(row, "cpu_millis")?,
+                    memory_bytes: get_i64(row, "memory_bytes")?,
+                    gpu_count: get_i64(row, "gpu_count")?,
+                    gpu_model: get_str(row, "gpu_model")?,
+                    gpu_memory_bytes: get_i64(row, "gpu_memory_bytes")?,
+                    worker_labels: get_str(row, "worker_labels")?,
+                    avoid_worker: get_str(row, "avoid_worker")?,
+                };
+                Ok((key, decode_json("waiting", &get_str(row, "waiting")?)?))
+            })
+            .collect()
+    }
+
+    /// Records why the pending tasks of each shape of `record` wait, and
+    /// forgets the reasons of the shapes of `forget`: a row per shape, not
+    /// per task, so a deep queue costs no more than a shallow one. A task
+    /// read back carries its shape's reason unless it has one of its own
+    /// (the stages it waits for, a retry delay). Rows are written in the
+    /// order of their digests, a few dozen a transaction: two servers on
+    /// PostgreSQL never lock each other's rows crosswise, and SQLite's
+    /// writer is held briefly at a time.
+    pub async fn record_waits(
         &self,
-        reasons: &[(&PendingShape, &Waiting, WaitingRows)],
+        record: &[(ShapeKey, &Waiting)],
+        forget: &[ShapeKey],
         now: i64,
     ) -> Result<(), StoreError> {
-        let (statement, chunk) = match self.backend {
-            Backend::Sqlite => (sql::SQLITE_SET_WAITING, sql::SQLITE_WAITING_CHUNK),
-            Backend::Postgres => (sql::POSTGRES_SET_WAITING, sql::POSTGRES_WAITING_CHUNK),
-        };
-        for (shape, waiting, rows) in reasons {
-            let (mut after, unexplained) = match rows {
-                WaitingRows::All => (0, false),
-                WaitingRows::After(seq) => (*seq, false),
-                WaitingRows::Unexplained => (0, true),
-            };
-            if self.backend == Backend::Sqlite {
-                let found = waiting_query(
-                    sql::WOULD_SET_WAITING,
-                    shape,
-                    waiting,
-                    now,
-                    after,
-                    unexplained,
-                )
-                .fetch_optional(&self.reader)
-                .await?;
-                if found.is_none() {
-                    continue;
-                }
+        let mut writes: Vec<(String, &ShapeKey, Option<&Waiting>)> = record
+            .iter()
+            .map(|(key, waiting)| (key.digest(), key, Some(*waiting)))
+            .chain(forget.iter().map(|key| (key.digest(), key, None)))
+            .collect();
+        writes.sort_by(|a, b| a.0.cmp(&b.0));
+        for chunk in writes.chunks(WAITS_PER_TRANSACTION) {
+            let mut writing = self.write().await?;
+            let mut tx = writing.begin().await?;
+            for (digest, key, waiting) in chunk {
+                let query = match waiting {
+                    Some(waiting) => key_query(sql::RECORD_SHAPE_WAIT, digest, key)
+                        .bind(encode_json(waiting))
+                        .bind(now),
+                    None => sqlx::query(sql::FORGET_SHAPE_WAIT).bind(digest),
+                };
+                query.execute(&mut *tx).await?;
             }
-            loop {
-                let mut writing = self.write().await?;
-                let mut tx = writing.begin().await?;
-                let written = waiting_query(statement, shape, waiting, now, after, unexplained)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                if written.len() < chunk {
-                    break;
-                }
-                for row in &written {
-                    after = after.max(get_i64(row, "seq")?);
-                }
-            }
+            tx.commit().await?;
         }
         Ok(())
     }
@@ -179,30 +245,24 @@ impl Store {
     }
 }
 
-/// `statement` (one of [`sql::SQLITE_SET_WAITING`],
-/// [`sql::POSTGRES_SET_WAITING`], [`sql::WOULD_SET_WAITING`])
-/// recording `waiting` on `shape`'s tasks after `after`.
-fn waiting_query<'q>(
+/// `statement` with `digest` bound as `$1` and the columns of `key` as
+/// `$2`–`$10`.
+fn key_query<'q>(
     statement: &'static str,
-    shape: &'q PendingShape,
-    waiting: &Waiting,
-    now: i64,
-    after: i64,
-    unexplained: bool,
+    digest: &'q str,
+    key: &'q ShapeKey,
 ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
-    shape_query(statement, shape)
-        .bind(encode_json(waiting))
-        .bind(waiting.kind.as_str())
-        .bind(now)
-        .bind(
-            shape
-                .avoid
-                .as_ref()
-                .map_or("", |(worker, _)| worker.as_str()),
-        )
-        .bind(&shape.tenant)
-        .bind(after)
-        .bind(i64::from(unexplained))
+    sqlx::query(statement)
+        .bind(digest)
+        .bind(&key.tenant)
+        .bind(&key.task_type)
+        .bind(key.cpu_millis)
+        .bind(key.memory_bytes)
+        .bind(key.gpu_count)
+        .bind(&key.gpu_model)
+        .bind(key.gpu_memory_bytes)
+        .bind(&key.worker_labels)
+        .bind(&key.avoid_worker)
 }
 
 /// `statement` with the columns of `shape` bound as `$1`–`$7`.

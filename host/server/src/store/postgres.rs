@@ -155,7 +155,11 @@ SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, st
 FROM tasks WHERE id = $1
 FOR UPDATE
 "#,
-    stages_of_workflows: "SELECT * FROM tasks WHERE workflow_id IN (SELECT jsonb_array_elements_text($1::jsonb)) ORDER BY workflow_id, seq",
+    stages_of_workflows: concat!(
+        "SELECT ",
+        super::sql::task_columns!("$2"),
+        " FROM tasks t WHERE workflow_id IN (SELECT jsonb_array_elements_text($1::jsonb)) ORDER BY workflow_id, seq"
+    ),
     workflows_by_ids: "SELECT * FROM workflows WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb))",
     workflow_tasks_for_update: r#"
 SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin
@@ -169,8 +173,10 @@ FROM tasks WHERE state IN ('running', 'cancelling') AND worker_id = $1
 ORDER BY id
 FOR UPDATE
 "#,
-    list_tasks: r#"
-SELECT * FROM tasks
+    list_tasks: concat!(
+        "SELECT ",
+        super::sql::task_columns!("$8"),
+        r#" FROM tasks t
 WHERE tenant = $1
   AND ($2::text IS NULL OR state = $2::text)
   AND ($3::text IS NULL OR task_type = $3::text)
@@ -178,9 +184,12 @@ WHERE tenant = $1
   AND seq < $6
 ORDER BY seq DESC
 LIMIT $7
-"#,
-    browse_tasks: r#"
-SELECT * FROM tasks
+"#
+    ),
+    browse_tasks: concat!(
+        "SELECT ",
+        super::sql::task_columns!("$10"),
+        r#" FROM tasks t
 WHERE tenant = $1
   AND seq < $6 AND seq >= $7
   AND ($2::text IS NULL OR state = $2::text)
@@ -189,5 +198,6 @@ WHERE tenant = $1
   AND ($8::text IS NULL OR strpos(name, $8::text) > 0)
 ORDER BY seq DESC
 LIMIT $9
-"#,
+"#
+    ),
 };

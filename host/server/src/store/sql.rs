@@ -1,6 +1,42 @@
 //! Statements that read the same on SQLite and PostgreSQL (`$n` parameters,
 //! `RETURNING`, `ON CONFLICT`). What differs is in the [`Dialect`](super::Dialect)s.
 
+/// Why a task (named `t`) waits at `$now`: its own reason while it has
+/// one (the stages it waits for, a retry delay not run out), else, if it
+/// is pending and not held back, the reason recorded for its shape
+/// ([`SHAPE_WAITS`]). Anything else on the task's row is not its own: what
+/// placement once wrote there is not read.
+macro_rules! waiting_now {
+    ($now:literal) => {
+        concat!(
+            "COALESCE(
+    CASE WHEN t.blocked <> 0 OR (t.waiting_kind = 'retry_backoff' AND t.run_after > ",
+            $now,
+            ") THEN t.waiting END,
+    (SELECT s.waiting FROM shape_waits s
+     WHERE t.state = 'pending' AND t.blocked = 0 AND s.tenant = t.tenant
+       AND s.task_type = t.task_type AND s.cpu_millis = t.cpu_millis
+       AND s.memory_bytes = t.memory_bytes AND s.gpu_count = t.gpu_count
+       AND s.gpu_model = COALESCE(t.gpu_model, '') AND s.gpu_memory_bytes = t.gpu_memory_bytes
+       AND s.worker_labels = t.worker_labels
+       AND s.avoid_worker = COALESCE(CASE WHEN t.avoid_until > ",
+            $now,
+            " THEN t.avoid_worker END, ''))
+)"
+        )
+    };
+}
+pub(super) use waiting_now;
+
+/// The columns a task is read back with: every column of `tasks` (named
+/// `t`), and `waiting_now`, why it waits at `$now` ([`waiting_now`]).
+macro_rules! task_columns {
+    ($now:literal) => {
+        concat!("t.*, ", super::sql::waiting_now!($now), " AS waiting_now")
+    };
+}
+pub(super) use task_columns;
+
 pub(super) const INSERT_TOKEN: &str = "\
 INSERT INTO tokens (id, hash, tenant, role, name, created_at, shared, expires_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
@@ -268,7 +304,12 @@ impl<'a, T> Padded<'a, T> {
 /// Tenant `$1`'s pending tasks, stages held back included.
 pub(super) const PENDING_OF_TENANT: &str =
     "SELECT COUNT(*) FROM tasks WHERE tenant = $1 AND state = 'pending'";
-pub(super) const TASK_BY_ID: &str = "SELECT * FROM tasks WHERE id = $1";
+/// Task `$1`, as of `$2`.
+pub(super) const TASK_BY_ID: &str = concat!(
+    "SELECT ",
+    task_columns!("$2"),
+    " FROM tasks t WHERE id = $1"
+);
 pub(super) const ATTEMPTS_OF_TASK: &str = "\
 SELECT attempt, worker_name, started_at, finished_at, outcome, error, plugin
 FROM task_attempts WHERE task_id = $1 ORDER BY attempt";
@@ -311,66 +352,24 @@ pub(super) const MARK_CANCELLING: &str =
 pub(super) const PENDING_SHAPES: &str = "\
 SELECT task_type, cpu_millis, memory_bytes, gpu_count, gpu_model, gpu_memory_bytes, worker_labels,
        CASE WHEN avoid_until > $1 THEN avoid_worker END AS avoiding, tenant,
-       COUNT(*) AS n, MIN(updated_at) AS oldest, MAX(avoid_until) AS avoided_until,
-       MAX(seq) AS newest
+       COUNT(*) AS n, MIN(updated_at) AS oldest, MAX(avoid_until) AS avoided_until
 FROM tasks WHERE state = 'pending' AND blocked = 0 AND run_after <= $1
 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9";
-/// The pending tasks of one shape that [`SQLITE_SET_WAITING`] and
-/// [`POSTGRES_SET_WAITING`] record a reason on ([`WOULD_SET_WAITING`] finds
-/// whether there is one).
-macro_rules! waiting_rows {
-    () => {
-        "state = 'pending' AND blocked = 0 AND tenant = $12 AND task_type = $1 AND cpu_millis = $2
-  AND memory_bytes = $3
-  AND gpu_count = $4 AND COALESCE(gpu_model, '') = $5 AND gpu_memory_bytes = $6
-  AND worker_labels = $7
-  AND (waiting_kind IS NULL OR waiting_kind <> 'retry_backoff' OR run_after <= $10)
-  AND COALESCE(CASE WHEN avoid_until > $10 THEN avoid_worker END, '') = $11
-  AND (waiting IS NULL OR waiting <> $8) AND seq > $13
-  AND ($14 = 0 OR waiting IS NULL OR waiting_kind = 'retry_backoff')"
-    };
-}
+/// Every shape's recorded reason: a row per shape of pending tasks that
+/// waited at a placement pass, kept until it has no task to place.
+pub(super) const SHAPE_WAITS: &str = "\
+SELECT tenant, task_type, cpu_millis, memory_bytes, gpu_count, gpu_model, gpu_memory_bytes,
+       worker_labels, avoid_worker, waiting
+FROM shape_waits";
+/// Records the reason `$11` of the shape `$2`–`$10` (digest `$1`) at `$12`.
+pub(super) const RECORD_SHAPE_WAIT: &str = "\
+INSERT INTO shape_waits (shape, tenant, task_type, cpu_millis, memory_bytes, gpu_count, gpu_model,
+    gpu_memory_bytes, worker_labels, avoid_worker, waiting, recorded_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+ON CONFLICT (shape) DO UPDATE SET waiting = excluded.waiting, recorded_at = excluded.recorded_at";
+/// Forgets the reason of the shape of digest `$1`.
+pub(super) const FORGET_SHAPE_WAIT: &str = "DELETE FROM shape_waits WHERE shape = $1";
 
-/// Records the waiting reason `$8` (kind `$9`) of the pending tasks of one
-/// shape (`$1`–`$7`, `$11` the worker passed over at `$10`, or '', and `$12`
-/// the tenant) that come after sequence number `$13` and, when `$14` is 1,
-/// have no reason or a retry delay's: on at most `$limit` of them, oldest
-/// first (`$lock` skips those a claim holds); it returns their sequence
-/// numbers, so the next chunk starts after the last. A pass over a deep
-/// queue holds the database briefly at a time: few row locks on
-/// PostgreSQL, SQLite's one writer, which every claim waits for, for about
-/// a millisecond.
-macro_rules! set_waiting_chunk {
-    ($limit:literal, $lock:literal) => {
-        concat!(
-            "UPDATE tasks SET waiting = $8, waiting_kind = $9 WHERE seq IN (SELECT seq FROM tasks WHERE ",
-            waiting_rows!(),
-            " ORDER BY seq LIMIT ",
-            $limit,
-            $lock,
-            ") RETURNING seq"
-        )
-    };
-}
-
-/// The reason update on PostgreSQL, [`POSTGRES_WAITING_CHUNK`] rows at a
-/// time.
-pub(super) const POSTGRES_SET_WAITING: &str = set_waiting_chunk!("2000", " FOR UPDATE SKIP LOCKED");
-/// The `LIMIT` of [`POSTGRES_SET_WAITING`].
-pub(super) const POSTGRES_WAITING_CHUNK: usize = 2000;
-/// The reason update on SQLite, [`SQLITE_WAITING_CHUNK`] rows at a time:
-/// about 1 ms of the writer's each in the scale benchmark (3–7 ms, at times
-/// 24–109, at 256 rows; a claim that came in meanwhile waited that long).
-pub(super) const SQLITE_SET_WAITING: &str = set_waiting_chunk!("64", "");
-/// The `LIMIT` of [`SQLITE_SET_WAITING`].
-pub(super) const SQLITE_WAITING_CHUNK: usize = 64;
-/// Whether a reason update would write a row: one row if so (its value,
-/// the kind `$9`, is bound as for the update and unused).
-pub(super) const WOULD_SET_WAITING: &str = concat!(
-    "SELECT $9 AS waiting_kind FROM tasks WHERE ",
-    waiting_rows!(),
-    " LIMIT 1"
-);
 pub(super) const FAIL_UNPLACEABLE: &str = "\
 UPDATE tasks SET state = 'failed', error = $8, updated_at = $10, finished_at = $10,
     waiting = NULL, waiting_kind = NULL
@@ -414,8 +413,12 @@ pub(super) const INSERT_WORKFLOW: &str = "\
 INSERT INTO workflows (id, tenant, name, labels, state, changes, created_at, updated_at)
 VALUES ($1, $2, $3, $4, 'running', 1, $5, $5)";
 pub(super) const WORKFLOW_BY_ID: &str = "SELECT * FROM workflows WHERE id = $1";
-pub(super) const STAGES_OF_WORKFLOW: &str =
-    "SELECT * FROM tasks WHERE workflow_id = $1 ORDER BY seq";
+/// Workflow `$1`'s stages, as of `$2`.
+pub(super) const STAGES_OF_WORKFLOW: &str = concat!(
+    "SELECT ",
+    task_columns!("$2"),
+    " FROM tasks t WHERE workflow_id = $1 ORDER BY seq"
+);
 pub(super) const LIST_WORKFLOWS: &str = "\
 SELECT * FROM workflows
 WHERE tenant = $1 AND ($2 IS NULL OR state = $2) AND seq < $3
@@ -479,21 +482,5 @@ mod tests {
         let chunks = super::padded_chunks(&items, 2);
         let rows: Vec<_> = chunks[0].rows().collect();
         assert_eq!(rows, [Some(&7), Some(&8), Some(&9), None]);
-    }
-
-    #[test]
-    fn the_chunked_waiting_update_limits_itself_to_its_chunk() {
-        assert!(super::POSTGRES_SET_WAITING.contains(&format!(
-            "LIMIT {} FOR UPDATE SKIP LOCKED)",
-            super::POSTGRES_WAITING_CHUNK
-        )));
-        assert!(
-            super::SQLITE_SET_WAITING
-                .contains(&format!("LIMIT {}) RETURNING", super::SQLITE_WAITING_CHUNK))
-        );
-        let filter = waiting_rows!();
-        assert!(super::POSTGRES_SET_WAITING.contains(filter));
-        assert!(super::SQLITE_SET_WAITING.contains(filter));
-        assert!(super::WOULD_SET_WAITING.contains(filter));
     }
 }

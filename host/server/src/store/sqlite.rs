@@ -158,7 +158,11 @@ ORDER BY +id LIMIT 500
 SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin
 FROM tasks WHERE id = $1
 "#,
-    stages_of_workflows: "SELECT * FROM tasks WHERE workflow_id IN (SELECT value FROM json_each($1)) ORDER BY workflow_id, seq",
+    stages_of_workflows: concat!(
+        "SELECT ",
+        super::sql::task_columns!("$2"),
+        " FROM tasks t WHERE workflow_id IN (SELECT value FROM json_each($1)) ORDER BY workflow_id, seq"
+    ),
     workflows_by_ids: "SELECT * FROM workflows WHERE id IN (SELECT value FROM json_each($1))",
     workflow_tasks_for_update: r#"
 SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, started_at, plugin
@@ -170,8 +174,10 @@ SELECT seq, id, tenant, task_type, state, attempt, max_attempts, worker_name, st
 FROM tasks WHERE state IN ('running', 'cancelling') AND worker_id = $1
 ORDER BY id
 "#,
-    list_tasks: r#"
-SELECT * FROM tasks
+    list_tasks: concat!(
+        "SELECT ",
+        super::sql::task_columns!("$8"),
+        r#" FROM tasks t
 WHERE tenant = $1
   AND ($2 IS NULL OR state = $2)
   AND ($3 IS NULL OR task_type = $3)
@@ -179,9 +185,12 @@ WHERE tenant = $1
   AND seq < $6
 ORDER BY seq DESC
 LIMIT $7
-"#,
-    browse_tasks: r#"
-SELECT * FROM tasks
+"#
+    ),
+    browse_tasks: concat!(
+        "SELECT ",
+        super::sql::task_columns!("$10"),
+        r#" FROM tasks t
 WHERE tenant = $1
   AND seq < $6 AND seq >= $7
   AND ($2 IS NULL OR state = $2)
@@ -190,5 +199,6 @@ WHERE tenant = $1
   AND ($8 IS NULL OR instr(name, $8) > 0)
 ORDER BY seq DESC
 LIMIT $9
-"#,
+"#
+    ),
 };

@@ -47,7 +47,7 @@ pub struct TaskRecord {
     pub attempt: u32,
     /// The worker of the current or last attempt.
     pub worker_name: Option<String>,
-    /// Why it waits.
+    /// Why it waits: its own reason, or its shape's.
     pub waiting: Option<Waiting>,
     /// The result.
     pub result: Option<ResultEnvelope>,
@@ -77,7 +77,7 @@ pub struct TaskRecord {
 }
 
 impl TaskRecord {
-    /// Decodes a row with every column of `tasks`.
+    /// Decodes a row read with [`task_columns`](super::sql::task_columns).
     pub(super) fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
         Ok(Self {
             seq: get_i64(row, "seq")?,
@@ -93,7 +93,7 @@ impl TaskRecord {
             state: parse_state(&get_str(row, "state")?)?,
             attempt: get_i64(row, "attempt")? as u32,
             worker_name: get_opt_str(row, "worker_name")?,
-            waiting: get_opt_json(row, "waiting")?,
+            waiting: get_opt_json(row, "waiting_now")?,
             result: get_opt_json(row, "result")?,
             error: get_opt_json(row, "error")?,
             created_at: get_i64(row, "created_at")?,

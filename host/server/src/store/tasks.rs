@@ -16,6 +16,7 @@ use super::stage_plan::StagePlan;
 use super::task_record::{LockedTask, TaskRecord, parse_state};
 use super::terminal::finish;
 use super::{Store, StoreError, encode_json, sql};
+use crate::clock::now_ms;
 
 /// A task to store.
 pub struct NewTask<'a> {
@@ -80,6 +81,7 @@ impl Store {
     ) -> Result<Option<TaskRecord>, StoreError> {
         let row = sqlx::query(sql::TASK_BY_ID)
             .bind(id)
+            .bind(now_ms())
             .fetch_optional(&self.reader)
             .await?;
         let Some(row) = row else { return Ok(None) };
@@ -128,6 +130,7 @@ impl Store {
             .bind(label_value)
             .bind(filter.before_seq.unwrap_or(i64::MAX))
             .bind(i64::from(filter.limit))
+            .bind(now_ms())
             .fetch_all(&self.reader)
             .await?;
         rows.iter().map(TaskRecord::from_row).collect()

@@ -24,6 +24,7 @@ use super::rows::{get_i64, get_opt_i64, get_opt_str, get_str};
 use super::task_record::{LockedTask, TaskRecord};
 use super::tasks::{CancelOutcome, NewTask, cancel_locked};
 use super::{Store, StoreError, decode_json, encode_json, sql};
+use crate::clock::now_ms;
 
 /// A workflow to store, with its stages' tasks.
 pub struct NewWorkflow<'a> {
@@ -119,6 +120,7 @@ impl Store {
     pub async fn workflow_stages(&self, id: &str) -> Result<Vec<TaskRecord>, StoreError> {
         let rows = sqlx::query(sql::STAGES_OF_WORKFLOW)
             .bind(id)
+            .bind(now_ms())
             .fetch_all(&self.reader)
             .await?;
         rows.iter().map(TaskRecord::from_row).collect()
@@ -138,6 +140,7 @@ impl Store {
         let list = encode_json(&ids);
         let stage_rows = sqlx::query(self.dialect.stages_of_workflows)
             .bind(&list)
+            .bind(now_ms())
             .fetch_all(&self.reader)
             .await?;
         let mut stages: HashMap<String, Vec<TaskRecord>> = HashMap::new();
