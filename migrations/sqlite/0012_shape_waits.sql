@@ -8,8 +8,9 @@
 -- wrote on tasks before is no longer read.
 --
 -- A row is found by its shape's columns (a task's read looks it up by
--- them) and written by `shape`, a digest of them all: the labels have no
--- length limit, too long for a key of the columns themselves.
+-- those of bounded size) and written by `shape`, a digest of them all: the
+-- labels and the GPU model have no length limit, too long for a key of the
+-- columns themselves.
 CREATE TABLE shape_waits (
     shape             TEXT PRIMARY KEY,    -- hex SHA-256 of the columns below
     tenant            TEXT NOT NULL,
@@ -21,7 +22,7 @@ CREATE TABLE shape_waits (
     gpu_memory_bytes  INTEGER NOT NULL,
     worker_labels     TEXT NOT NULL,       -- JSON, as on the task
     avoid_worker      TEXT NOT NULL,       -- the worker passed over, or ''
-    waiting           TEXT NOT NULL,       -- JSON Waiting
-    recorded_at       INTEGER NOT NULL
+    waiting           TEXT NOT NULL        -- JSON Waiting
 );
-CREATE INDEX shape_waits_by_type ON shape_waits (tenant, task_type);
+CREATE INDEX shape_waits_by_request
+    ON shape_waits (tenant, task_type, cpu_millis, memory_bytes, gpu_count, gpu_memory_bytes);

@@ -809,7 +809,6 @@ async fn a_shape_s_reason_reaches_its_tasks_unless_one_has_its_own(db: Db) {
         .record_waits(
             &[(echo.clone(), &all_busy), (labelled.clone(), &no_h100)],
             &[],
-            now,
         )
         .await
         .expect("recorded");
@@ -892,7 +891,7 @@ async fn a_shape_s_reason_reaches_its_tasks_unless_one_has_its_own(db: Db) {
     );
     let passing_over = busy("passing over w");
     store
-        .record_waits(&[(avoiding[0].clone(), &passing_over)], &[], now)
+        .record_waits(&[(avoiding[0].clone(), &passing_over)], &[])
         .await
         .expect("recorded");
     assert_eq!(
@@ -912,10 +911,7 @@ async fn a_shape_s_reason_reaches_its_tasks_unless_one_has_its_own(db: Db) {
         "its own delay is not over"
     );
     // Forgotten, the shape's tasks read no reason.
-    store
-        .record_waits(&[], &[echo], now)
-        .await
-        .expect("forgotten");
+    store.record_waits(&[], &[echo]).await.expect("forgotten");
     assert_eq!(waiting_of(third).await, None);
     assert_eq!(store.shape_waits().await.expect("read").len(), 2);
 }

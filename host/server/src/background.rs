@@ -139,7 +139,7 @@ async fn place(state: &Arc<AppState>, memory: &mut PlacementMemory) -> Result<()
         memory.unplaceable_since.clear();
         let (_, forget) = wait_changes(&recorded, &shapes, &[]);
         if !forget.is_empty() {
-            state.store.record_waits(&[], &forget, now).await?;
+            state.store.record_waits(&[], &forget).await?;
         }
         return Ok(());
     }
@@ -161,9 +161,12 @@ async fn place(state: &Arc<AppState>, memory: &mut PlacementMemory) -> Result<()
         (shapes, reasons)
     })
     .await;
-    let Ok((shapes, reasons)) = explained else {
-        tracing::warn!("explaining the pending tasks failed; retrying on the next pass");
-        return Ok(());
+    let (shapes, reasons) = match explained {
+        Ok(explained) => explained,
+        Err(error) => {
+            tracing::error!(%error, "explaining the pending tasks failed; retrying on the next pass");
+            return Ok(());
+        }
     };
     let reasons: Vec<(&PendingShape, ShapeKey, Waiting)> = reasons
         .into_iter()
@@ -171,7 +174,7 @@ async fn place(state: &Arc<AppState>, memory: &mut PlacementMemory) -> Result<()
         .collect();
     let (record, forget) = wait_changes(&recorded, &shapes, &reasons);
     if !record.is_empty() || !forget.is_empty() {
-        state.store.record_waits(&record, &forget, now).await?;
+        state.store.record_waits(&record, &forget).await?;
     }
     let unplaceable_since = &mut memory.unplaceable_since;
     let mut still_unplaceable = HashMap::new();

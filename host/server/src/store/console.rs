@@ -55,7 +55,8 @@ pub struct WaitingTask {
     pub name: Option<String>,
     /// Its task type.
     pub task_type: String,
-    /// Why it waits, if placement has recorded a reason for its shape.
+    /// Why it waits: its own reason (a retry delay), or the one placement
+    /// recorded for its shape, if any.
     pub waiting: Option<Waiting>,
 }
 

@@ -22,8 +22,8 @@ use super::task_record::hardware_from_row;
 use super::terminal::terminal_events;
 use super::{Store, StoreError, decode_json, encode_json, sql};
 
-/// A group of pending tasks that place alike: same tenant, same type, same
-/// request.
+/// A group of pending tasks that place alike: same tenant, type, request
+/// and required labels, and the same worker passed over (or none).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingShape {
     /// Whose tasks they are (which decides the workers that may run them).
@@ -68,8 +68,9 @@ pub struct ShapeKey {
 }
 
 impl ShapeKey {
-    /// The key's digest, hex SHA-256 of its columns, each length-prefixed:
-    /// what a shape's row is written by.
+    /// The key's digest, hex SHA-256 of its columns (each text
+    /// length-prefixed, each number 8 bytes): what a shape's row is written
+    /// by.
     pub fn digest(&self) -> String {
         let mut hash = Sha256::new();
         for text in [&self.tenant, &self.task_type, &self.gpu_model] {
@@ -180,7 +181,6 @@ impl Store {
         &self,
         record: &[(ShapeKey, &Waiting)],
         forget: &[ShapeKey],
-        now: i64,
     ) -> Result<(), StoreError> {
         let mut writes: Vec<(String, &ShapeKey, Option<&Waiting>)> = record
             .iter()
@@ -193,9 +193,9 @@ impl Store {
             let mut tx = writing.begin().await?;
             for (digest, key, waiting) in chunk {
                 let query = match waiting {
-                    Some(waiting) => key_query(sql::RECORD_SHAPE_WAIT, digest, key)
-                        .bind(encode_json(waiting))
-                        .bind(now),
+                    Some(waiting) => {
+                        key_query(sql::RECORD_SHAPE_WAIT, digest, key).bind(encode_json(waiting))
+                    }
                     None => sqlx::query(sql::FORGET_SHAPE_WAIT).bind(digest),
                 };
                 query.execute(&mut *tx).await?;
