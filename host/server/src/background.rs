@@ -54,7 +54,12 @@ pub async fn run(state: Arc<AppState>) {
                 let result = place(&state, &mut memory).await;
                 // On a deep queue the pass takes a while, and reads much:
                 // it may take a tenth of the time, not more.
-                let read = result.as_ref().map_or(0, |pending| *pending);
+                // A pass that failed read as many as the last one did.
+                let read = match &result {
+                    Ok(read) => *read,
+                    Err(_) => memory.read,
+                };
+                memory.read = read;
                 let next = (started.elapsed() * PLACEMENT_SHARE)
                     .max(Duration::from_secs_f64(read as f64 / PENDING_READ_PER_SECOND));
                 if next > state.config.placement_interval {
@@ -132,6 +137,8 @@ async fn expire(state: &AppState) -> Result<(), StoreError> {
 struct PlacementMemory {
     /// When each unplaceable shape was first seen unplaceable.
     unplaceable_since: HashMap<ShapeKey, i64>,
+    /// How many pending tasks the last pass read.
+    read: u64,
 }
 
 /// Explains every shape of pending tasks that no worker takes now, records
