@@ -766,7 +766,8 @@ async fn a_gpu_request_is_matched_device_by_device(db: Db) {
 /// a task submitted after it included, with no write to the tasks. A task
 /// whose own reason holds (a retry delay not run out) reads that instead; a
 /// retried task whose worker is still passed over is a shape of its own; a
-/// task that is no longer pending, or whose shape was forgotten, reads none.
+/// task that is no longer pending, or whose shape was forgotten, reads none,
+/// and no tenant reads another's.
 async fn a_shape_s_reason_reaches_its_tasks_unless_one_has_its_own(db: Db) {
     let (store, _db) = open(db).await;
     let first = submit(&store, &task("echo")).await;
@@ -911,9 +912,29 @@ async fn a_shape_s_reason_reaches_its_tasks_unless_one_has_its_own(db: Db) {
         "its own delay is not over"
     );
     // Forgotten, the shape's tasks read no reason.
-    store.record_waits(&[], &[echo]).await.expect("forgotten");
-    assert_eq!(waiting_of(third).await, None);
+    store
+        .record_waits(&[], std::slice::from_ref(&echo))
+        .await
+        .expect("forgotten");
+    assert_eq!(waiting_of(third.clone()).await, None);
     assert_eq!(store.shape_waits().await.expect("read").len(), 2);
+    store
+        .record_waits(&[(echo, &all_busy)], &[])
+        .await
+        .expect("recorded");
+    assert_eq!(waiting_of(third).await.as_deref(), Some("all busy"));
+    // Another tenant's task of the same request is a shape of its own: it
+    // reads nothing of tenant t's.
+    let document = parse_document(&task("echo")).expect("valid document");
+    let other = uuid::Uuid::now_v7().to_string();
+    store
+        .insert_task(NewTask {
+            tenant: "u",
+            ..new_task(&other, &document)
+        })
+        .await
+        .expect("stored");
+    assert_eq!(waiting_of(other).await, None, "another tenant's reason");
 }
 
 /// Two admins revoke each other: the first revocation goes through, the

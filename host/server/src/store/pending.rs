@@ -216,11 +216,12 @@ impl Store {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let mut writing = self.write().await?;
         let mut tx = writing.begin().await?;
-        let rows = shape_query(sql::FAIL_UNPLACEABLE, shape)
+        let key = shape.key();
+        let rows = shape_query(sql::FAIL_UNPLACEABLE, &key)
             .bind(encode_json(error))
             .bind(cutoff)
             .bind(now)
-            .bind(&shape.tenant)
+            .bind(&key.tenant)
             .fetch_all(&mut *tx)
             .await?;
         let mut events = NewEvents::default();
@@ -265,18 +266,17 @@ fn key_query<'q>(
         .bind(&key.avoid_worker)
 }
 
-/// `statement` with the columns of `shape` bound as `$1`–`$7`.
+/// `statement` with the request and labels of `key` bound as `$1`–`$7`.
 fn shape_query<'q>(
     statement: &'static str,
-    shape: &'q PendingShape,
+    key: &'q ShapeKey,
 ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
-    let hardware = &shape.hardware;
     sqlx::query(statement)
-        .bind(&shape.task_type)
-        .bind(hardware.cpu_millis())
-        .bind(hardware.memory_bytes as i64)
-        .bind(i64::from(hardware.gpu.count))
-        .bind(hardware.gpu.model.clone().unwrap_or_default())
-        .bind(hardware.gpu.memory_bytes as i64)
-        .bind(encode_json(&shape.labels))
+        .bind(&key.task_type)
+        .bind(key.cpu_millis)
+        .bind(key.memory_bytes)
+        .bind(key.gpu_count)
+        .bind(&key.gpu_model)
+        .bind(key.gpu_memory_bytes)
+        .bind(&key.worker_labels)
 }
