@@ -246,24 +246,17 @@ impl Store {
     }
 }
 
-/// `statement` with `digest` bound as `$1` and the columns of `key` as
-/// `$2`–`$10`.
+/// `statement` with the columns of `key` bound as `$1`–`$9` (the request
+/// and labels, the tenant, the worker passed over) and `digest` as `$10`.
 fn key_query<'q>(
     statement: &'static str,
     digest: &'q str,
     key: &'q ShapeKey,
 ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
-    sqlx::query(statement)
-        .bind(digest)
+    shape_query(statement, key)
         .bind(&key.tenant)
-        .bind(&key.task_type)
-        .bind(key.cpu_millis)
-        .bind(key.memory_bytes)
-        .bind(key.gpu_count)
-        .bind(&key.gpu_model)
-        .bind(key.gpu_memory_bytes)
-        .bind(&key.worker_labels)
         .bind(&key.avoid_worker)
+        .bind(digest)
 }
 
 /// `statement` with the request and labels of `key` bound as `$1`–`$7`.

@@ -362,11 +362,12 @@ pub(super) const SHAPE_WAITS: &str = "\
 SELECT tenant, task_type, cpu_millis, memory_bytes, gpu_count, gpu_model, gpu_memory_bytes,
        worker_labels, avoid_worker, waiting
 FROM shape_waits";
-/// Records the reason `$11` of the shape `$2`–`$10` (digest `$1`).
+/// Records the reason `$11` of the shape of request and labels `$1`–`$7`,
+/// tenant `$8` and worker passed over `$9` (digest `$10`).
 pub(super) const RECORD_SHAPE_WAIT: &str = "\
 INSERT INTO shape_waits (shape, tenant, task_type, cpu_millis, memory_bytes, gpu_count, gpu_model,
     gpu_memory_bytes, worker_labels, avoid_worker, waiting)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+VALUES ($10, $8, $1, $2, $3, $4, $5, $6, $7, $9, $11)
 ON CONFLICT (shape) DO UPDATE SET waiting = excluded.waiting";
 /// Forgets the reason of the shape of digest `$1`.
 pub(super) const FORGET_SHAPE_WAIT: &str = "DELETE FROM shape_waits WHERE shape = $1";
