@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo bench -p flowmesh-tests --bench burndown -- [sqlite] [postgres] [PHASE…]
-//!     [--tasks N] [--slots S] [--workflows W] [--full-sync]
+//!     [--tasks N] [--slots S] [--workflows W] [--chains C] [--full-sync]
 //! ```
 //!
 //! Phases (all when none is named):
@@ -23,9 +23,11 @@
 //!   tenant B submits 200 tasks from 4 clients: B's submit → start, how much
 //!   of A's backlog had started when B's last task did (goal: under a
 //!   tenth), and the throughput against the one-tenant drain.
-//! - **flows**: a chain of 32 echo stages, each reading the previous one's
-//!   output: the hand-off (a stage finished → the next one claimed) p50/p99;
-//!   then W three-stage workflows submitted in batches of 100 from 4
+//! - **flows**: C chains of 32 echo stages (4 by default), one after
+//!   another, each stage reading the previous one's output: the hand-off (a
+//!   stage finished → the next one claimed) p50/p99 and its mean (the
+//!   stored times are whole milliseconds: the mean of many hand-offs is
+//!   finer than any one); then W three-stage workflows submitted in batches of 100 from 4
 //!   clients: workflows/s and submit → finished p50/p99.
 //! - **two** (PostgreSQL only): two servers on one database, the worker
 //!   connected to the second; 300 tasks submitted one at a time to the
@@ -71,6 +73,8 @@ struct Options {
     tasks: usize,
     slots: u32,
     workflows: usize,
+    /// Chains the flows phase runs, one after another.
+    chains: usize,
     durability: Durability,
 }
 
@@ -85,6 +89,7 @@ fn options() -> Options {
         tasks: 20_000,
         slots: 16,
         workflows: 2_000,
+        chains: 4,
         durability: Durability::Normal,
     };
     let mut args = std::env::args().skip(1);
@@ -98,6 +103,7 @@ fn options() -> Options {
             "--tasks" => options.tasks = number(options.tasks),
             "--slots" => options.slots = number(options.slots as usize) as u32,
             "--workflows" => options.workflows = number(options.workflows),
+            "--chains" => options.chains = number(options.chains).max(1),
             "--full-sync" => options.durability = Durability::Full,
             _ => {} // cargo bench passes --bench
         }
@@ -614,8 +620,10 @@ async fn workflows(db: Db, name: &str, options: &Options) {
     let api = server.admin();
     let _worker = bench_worker(&server, options.slots).await;
     let started = Instant::now();
-    api.submit(&chain(CHAIN)).await;
-    wait_workflows(server.server.store(), &server.db.url, 1).await;
+    for done in 1..=options.chains {
+        api.submit(&chain(CHAIN)).await;
+        wait_workflows(server.server.store(), &server.db.url, done).await;
+    }
     let elapsed = started.elapsed();
     let handoffs = sorted_column(
         &server.db.url,
@@ -623,8 +631,10 @@ async fn workflows(db: Db, name: &str, options: &Options) {
          ON b.workflow_id = a.workflow_id AND b.seq = a.seq + 1",
     )
     .await;
+    let mean = handoffs.iter().sum::<i64>() as f64 / handoffs.len().max(1) as f64;
     println!(
-        "{name:<9} chain  {CHAIN} stages: {:.2}s, hand-off (stage finished -> next claimed) p50 {} ms, p99 {} ms",
+        "{name:<9} chain  {} chains of {CHAIN} stages: {:.2}s, hand-off (stage finished -> next claimed) p50 {} ms, p99 {} ms, mean {mean:.2} ms",
+        options.chains,
         elapsed.as_secs_f64(),
         percentile(&handoffs, 0.50),
         percentile(&handoffs, 0.99),
