@@ -27,8 +27,9 @@
 //!   another, each stage reading the previous one's output: the hand-off (a
 //!   stage finished → the next one claimed) p50/p99 and its mean (the
 //!   stored times are whole milliseconds: the mean of many hand-offs is
-//!   finer than any one); then W three-stage workflows submitted in batches of 100 from 4
-//!   clients: workflows/s and submit → finished p50/p99.
+//!   finer than any one); then W three-stage workflows submitted in
+//!   batches of 100 from 4 clients: workflows/s and submit → finished
+//!   p50/p99.
 //! - **two** (PostgreSQL only): two servers on one database, the worker
 //!   connected to the second; 300 tasks submitted one at a time to the
 //!   first: submit → start p50/p99, the wake-up crossing servers through

@@ -54,18 +54,12 @@ pub async fn run(state: Arc<AppState>) {
                 let result = place(&state, &mut memory).await;
                 // On a deep queue the pass takes a while, and reads much:
                 // it may take a tenth of the time, not more.
-                // A pass that failed read as many as the last one did.
-                let read = match &result {
-                    Ok(read) => *read,
-                    Err(_) => memory.read,
-                };
-                memory.read = read;
                 let next = (started.elapsed() * PLACEMENT_SHARE)
-                    .max(Duration::from_secs_f64(read as f64 / PENDING_READ_PER_SECOND));
+                    .max(Duration::from_secs_f64(memory.read as f64 / PENDING_READ_PER_SECOND));
                 if next > state.config.placement_interval {
                     placement.reset_after(next);
                 }
-                result.map(|_| ())
+                result
             }
             _ = gc.tick() => collect(&state).await,
         };
@@ -137,30 +131,31 @@ async fn expire(state: &AppState) -> Result<(), StoreError> {
 struct PlacementMemory {
     /// When each unplaceable shape was first seen unplaceable.
     unplaceable_since: HashMap<ShapeKey, i64>,
-    /// How many pending tasks the last pass read.
+    /// How many pending tasks the last pass that got as far as reading
+    /// them read (a pass that failed before keeps the one before's).
     read: u64,
 }
 
 /// Explains every shape of pending tasks that no worker takes now, records
 /// the reasons that changed (a row per shape), and fails the tasks of a
-/// shape no worker could run for the whole grace period. Returns how many
-/// pending tasks it read.
-async fn place(state: &Arc<AppState>, memory: &mut PlacementMemory) -> Result<u64, StoreError> {
+/// shape no worker could run for the whole grace period. Notes in `memory`
+/// how many pending tasks it read.
+async fn place(state: &Arc<AppState>, memory: &mut PlacementMemory) -> Result<(), StoreError> {
     let now = now_ms();
     // The recorded reasons first: a shape another server records meanwhile
     // is then among the shapes read next, not forgotten as gone.
     let recorded: HashMap<ShapeKey, Waiting> =
         state.store.shape_waits().await?.into_iter().collect();
     let shapes = state.store.pending_shapes(now).await?;
+    memory.read = shapes.iter().map(|shape| shape.count.max(0) as u64).sum();
     if shapes.is_empty() {
         memory.unplaceable_since.clear();
         let (_, forget) = wait_changes(&recorded, &shapes, &[]);
         if !forget.is_empty() {
             state.store.record_waits(&[], &forget).await?;
         }
-        return Ok(0);
+        return Ok(());
     }
-    let read = shapes.iter().map(|shape| shape.count.max(0) as u64).sum();
     let workers = state.store.live_workers().await?;
     let usage = state.store.usage().await?;
     let rules = &state.round_trips.rules().tenants;
@@ -183,7 +178,7 @@ async fn place(state: &Arc<AppState>, memory: &mut PlacementMemory) -> Result<u6
         Ok(explained) => explained,
         Err(error) => {
             tracing::error!(%error, "explaining the pending tasks failed; retrying on the next pass");
-            return Ok(read);
+            return Ok(());
         }
     };
     let reasons: Vec<(&PendingShape, ShapeKey, Waiting)> = reasons
@@ -233,7 +228,7 @@ async fn place(state: &Arc<AppState>, memory: &mut PlacementMemory) -> Result<u6
         }
     }
     *unplaceable_since = still_unplaceable;
-    Ok(read)
+    Ok(())
 }
 
 /// Why each of `shapes` waits, by its index, if it does: the placement
