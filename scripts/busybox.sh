@@ -6,6 +6,11 @@ set -euo pipefail
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# Test processes that start side by side (cargo nextest) take turns: a second
+# apt-get would fail on the first one's lock.
+exec 9>"${TMPDIR:-/tmp}/flowmesh-busybox.lock"
+flock 9
+
 if [ ! -x /bin/busybox ]; then
     echo "installing busybox-static..." >&2
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null 2>&1 \

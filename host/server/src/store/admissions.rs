@@ -113,7 +113,7 @@ impl Store {
                 None => {
                     sqlx::query_scalar::<_, i64>(sql::PENDING_OF_TENANT)
                         .bind(submission.tenant)
-                        .fetch_one(&mut *tx)
+                        .fetch_one(&mut tx)
                         .await? as u64
                 }
             };
@@ -153,7 +153,7 @@ impl Store {
                     .bind(workflow.metadata.name.clone())
                     .bind(encode_json(&workflow.metadata.labels))
                     .bind(workflow.now)
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
                 events.push(
                     workflow.id,

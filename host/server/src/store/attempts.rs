@@ -11,7 +11,9 @@
 use flowmesh_types::api::{
     ClaimedTask, Completion, CompletionVerdict, EventBody, TaskEvents, TaskState,
 };
-use sqlx::{Any, AssertSqlSafe, Transaction};
+use sqlx::{Any, AssertSqlSafe};
+
+use super::write_tx::WriteTx;
 
 use std::collections::BTreeMap;
 
@@ -120,7 +122,7 @@ impl Store {
     /// `events` (the answer's own are left empty).
     pub(super) async fn exchange_in(
         &self,
-        tx: &mut Transaction<'_, Any>,
+        tx: &mut WriteTx<'_>,
         exchange: &Exchange<'_>,
         now: i64,
         lease_ttl_ms: i64,
@@ -133,7 +135,7 @@ impl Store {
         let owned = sqlx::query(self.dialect.worker_of_token_for_update)
             .bind(claim.worker_id)
             .bind(claim.token_id)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *tx)
             .await?
             .is_some();
         let delivers = !exchange.events.is_empty() || !exchange.completions.is_empty();
@@ -171,14 +173,14 @@ impl Store {
     /// `events`.
     async fn claim_in(
         &self,
-        tx: &mut Transaction<'_, Any>,
+        tx: &mut WriteTx<'_>,
         claim: &Claim<'_>,
         now: i64,
         lease_ttl_ms: i64,
         events: &mut NewEvents,
     ) -> Result<Vec<ClaimedTask>, StoreError> {
         let query = bind_claim(sqlx::query(self.dialect.claim), claim, now, lease_ttl_ms);
-        let rows = query.fetch_all(&mut **tx).await?;
+        let rows = query.fetch_all(&mut *tx).await?;
         let mut claimed = Vec::with_capacity(rows.len());
         let mut started: BTreeMap<String, i64> = BTreeMap::new();
         for row in &rows {
@@ -231,7 +233,7 @@ impl Store {
     /// The completions of [`Store::complete`] inside `tx`.
     async fn complete_in(
         &self,
-        tx: &mut Transaction<'_, Any>,
+        tx: &mut WriteTx<'_>,
         worker_id: &str,
         completions: &[Completion],
         now: i64,
@@ -253,7 +255,7 @@ impl Store {
             .bind(encode_json(&ids))
             .bind(worker_id)
             .bind(now)
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *tx)
             .await?;
         let mut index_of: std::collections::HashMap<&str, usize> = completions
             .iter()
@@ -322,7 +324,7 @@ impl Store {
     ) -> Result<(usize, Vec<StoredEvent>), StoreError> {
         let mut writing = self.write().await?;
         let mut tx = writing.begin().await?;
-        let rows = query.fetch_all(&mut *tx).await?;
+        let rows = query.fetch_all(&mut tx).await?;
         let mut events = NewEvents::default();
         let mut ended = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -342,7 +344,7 @@ impl Store {
 /// insert, the terminal states in one update ([`finish_all`]), retries one
 /// by one (they are rare).
 async fn end_attempts(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut WriteTx<'_>,
     ended: &[(LockedTask, AttemptEnd<'_>)],
     now: i64,
     retry: &RetryPolicy,
@@ -379,7 +381,7 @@ async fn end_attempts(
                 .bind(row.and_then(|(_, _, decision)| decision.error.as_ref().map(encode_json)))
                 .bind(row.and_then(|(task, _, _)| task.plugin.as_ref().map(encode_json)));
         }
-        query.execute(&mut **tx).await?;
+        query.execute(&mut *tx).await?;
     }
     let mut endings = Vec::with_capacity(decisions.len());
     for (task, worker, decision) in decisions {
@@ -397,7 +399,7 @@ async fn end_attempts(
                     .bind(now)
                     .bind(encode_json(&next.waiting))
                     .bind(i64::from(!next.counts_attempt))
-                    .execute(&mut **tx)
+                    .execute(&mut *tx)
                     .await?;
                 events.push(
                     &task.id,

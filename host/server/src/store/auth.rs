@@ -107,7 +107,7 @@ impl Store {
             .bind(now)
             .bind(i64::from(token.shared))
             .bind(token.expires_at)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         tx.commit().await?;
         Ok(TokenRecord {
@@ -167,7 +167,7 @@ impl Store {
         let mut tx = writing.begin().await?;
         let Some(row) = sqlx::query(sql::TOKEN_BY_ID)
             .bind(id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut tx)
             .await?
         else {
             return Ok(Revoked::Unknown);
@@ -179,7 +179,7 @@ impl Store {
             let others: i64 = sqlx::query_scalar(sql::OTHER_LIVE_ADMINS)
                 .bind(id)
                 .bind(now)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut tx)
                 .await?;
             if others == 0 {
                 return Ok(Revoked::LastAdmin);
@@ -188,7 +188,7 @@ impl Store {
         sqlx::query(sql::REVOKE_TOKEN)
             .bind(id)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         tx.commit().await?;
         Ok(Revoked::Now)

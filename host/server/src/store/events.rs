@@ -4,7 +4,9 @@
 use std::collections::{BTreeSet, HashSet};
 
 use flowmesh_types::api::{EventBody, WorkflowState};
-use sqlx::{Any, AssertSqlSafe, Transaction};
+use sqlx::AssertSqlSafe;
+
+use super::write_tx::WriteTx;
 
 use super::rows::{get_i64, get_str};
 use super::{Store, StoreError, decode_json, encode_json, sql};
@@ -92,14 +94,14 @@ impl NewEvents {
     /// pairs them with the events.
     pub(super) async fn write(
         self,
-        tx: &mut Transaction<'_, Any>,
+        tx: &mut WriteTx<'_>,
         at: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         for workflow in &self.changed {
             sqlx::query(sql::WORKFLOW_CHANGED)
                 .bind(workflow)
                 .bind(at)
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await?;
         }
         let marks = sql::Marks::of(tx);
@@ -127,7 +129,7 @@ impl NewEvents {
 /// another, so the last row's number gives them all without returning a row
 /// per event from SQLite's thread; PostgreSQL returns them.
 async fn insert_events(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut WriteTx<'_>,
     marks: sql::Marks,
     events: &sql::Padded<'_, (String, EventBody)>,
     at: i64,
@@ -151,7 +153,7 @@ async fn insert_events(
     }
     match marks {
         sql::Marks::Positional => {
-            let done = query.execute(&mut **tx).await?;
+            let done = query.execute(&mut *tx).await?;
             let (Some(last), count) = (done.last_insert_id(), done.rows_affected()) else {
                 return Err(StoreError::Corrupt {
                     what: "task_events",
@@ -163,7 +165,7 @@ async fn insert_events(
         }
         sql::Marks::Numbered => {
             let mut seqs: Vec<i64> = query
-                .fetch_all(&mut **tx)
+                .fetch_all(&mut *tx)
                 .await?
                 .iter()
                 .map(|row| get_i64(row, "seq"))
@@ -198,7 +200,7 @@ impl Store {
     /// `tx`.
     pub(super) async fn append_events_in(
         &self,
-        tx: &mut Transaction<'_, Any>,
+        tx: &mut WriteTx<'_>,
         worker_id: &str,
         batches: &[flowmesh_types::api::TaskEvents],
         events: &mut NewEvents,
@@ -213,7 +215,7 @@ impl Store {
         let held: HashSet<(String, String)> = sqlx::query(self.dialect.held_leases)
             .bind(worker_id)
             .bind(encode_json(&tokens))
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *tx)
             .await?
             .iter()
             .map(|row| Ok((get_str(row, "id")?, get_str(row, "lease_token")?)))

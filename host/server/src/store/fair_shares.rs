@@ -18,7 +18,9 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::{Any, AssertSqlSafe, Transaction};
+use sqlx::{Any, AssertSqlSafe};
+
+use super::write_tx::WriteTx;
 
 use super::rows::{get_i64, get_str};
 use super::{StoreError, encode_json, sql};
@@ -104,7 +106,7 @@ impl super::Store {
 /// Advances the passes of the tenants a claim served: `started` holds how
 /// many tasks each one started.
 pub(super) async fn charge(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut WriteTx<'_>,
     started: &BTreeMap<String, i64>,
     rules: &TenantRules,
 ) -> Result<(), StoreError> {
@@ -130,7 +132,7 @@ pub(super) async fn charge(
                 .bind(row.map(|(tenant, _)| tenant.as_str()))
                 .bind(row.map(|(_, charge)| *charge));
         }
-        query.execute(&mut **tx).await?;
+        query.execute(&mut *tx).await?;
     }
     Ok(())
 }

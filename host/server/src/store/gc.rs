@@ -20,7 +20,7 @@ impl Store {
         ] {
             let rows = sqlx::query(statement)
                 .bind(cutoff)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?
                 .rows_affected();
             if statement == sql::GC_TASKS {

@@ -65,6 +65,10 @@ mod rows;
 mod sql;
 mod sqlite;
 mod sqlite_memory;
+mod sqlite_open;
+mod sqlite_writer;
+#[cfg(test)]
+mod sqlite_writer_tests;
 mod stage_plan;
 mod stage_writes;
 mod task_record;
@@ -72,6 +76,7 @@ mod tasks;
 mod terminal;
 mod workers;
 mod workflows;
+mod write_tx;
 mod writing;
 
 use std::borrow::Cow;
@@ -81,7 +86,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Connection, Executor, SqlSafeStr};
+use sqlx::{AnyPool, AssertSqlSafe, Executor, SqlSafeStr};
 
 pub use crate::attempt_outcome::{AttemptEnd, RetryPolicy};
 pub use admissions::{NewSubmission, SubmissionWrite};
@@ -254,10 +259,8 @@ const SQLITE_READERS: u32 = 4;
 #[derive(Clone)]
 pub struct Store {
     /// Write transactions on PostgreSQL. On SQLite, the migrations'
-    /// connection, then the one writing connection (`writing.rs`); nothing
-    /// else may take one from it: the writing connection, taken out for
-    /// good, gave up its place in the pool, so another would be a second
-    /// writer.
+    /// connection only, closed once they have run: every later write goes
+    /// through `writing`.
     writer: AnyPool,
     /// Reads outside a transaction (the same pool as `writer` on
     /// PostgreSQL).
@@ -269,10 +272,8 @@ pub struct Store {
     backend: Backend,
     dialect: &'static Dialect,
     /// SQLite: the one connection that writes, lent to one write
-    /// transaction at a time (`writing.rs`); empty before the first write,
-    /// after its connection broke, and once the store is closed. `None` on
-    /// PostgreSQL.
-    writing: Option<Arc<tokio::sync::Mutex<Option<AnyConnection>>>>,
+    /// transaction at a time (`writing.rs`). `None` on PostgreSQL.
+    writing: Option<writing::WriteLane>,
 }
 
 impl Store {
@@ -285,10 +286,12 @@ impl Store {
     /// [`Store::open`] with SQLite commits as hard as `durability`.
     pub async fn open_with(url: &str, durability: Durability) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
+        let mut sqlite_file = PathBuf::new();
         let (backend, dialect, url): (_, &'static Dialect, Cow<'_, str>) =
             if let Some(path) = url.strip_prefix("sqlite://") {
                 sqlite_memory::install();
-                private_sqlite_file(Path::new(path.split('?').next().unwrap_or(path)))?;
+                sqlite_file = PathBuf::from(path.split('?').next().unwrap_or(path));
+                private_sqlite_file(&sqlite_file)?;
                 let url = if path.contains('?') {
                     url.to_string()
                 } else {
@@ -302,13 +305,19 @@ impl Store {
             };
         let options: AnyConnectOptions = url.parse()?;
         let mut checkpointer = None;
+        let mut writing = None;
         let (writer, reader) = match backend {
             Backend::Sqlite => {
-                let writer = sqlite_pool(&options, 1, durability, SqliteRole::Writer).await?;
-                let reader =
-                    sqlite_pool(&options, SQLITE_READERS, durability, SqliteRole::Reader).await?;
-                checkpointer =
-                    Some(sqlite_pool(&options, 1, durability, SqliteRole::Checkpointer).await?);
+                use sqlite_open::{SqliteRole, pool};
+                let writer = pool(&options, 1, durability, SqliteRole::Migrator).await?;
+                let reader = pool(&options, SQLITE_READERS, durability, SqliteRole::Reader).await?;
+                checkpointer = Some(pool(&options, 1, durability, SqliteRole::Checkpointer).await?);
+                writing = Some(writing::WriteLane {
+                    path: sqlite_file.into(),
+                    setup: sqlite_open::setup(durability, SqliteRole::Writer).into(),
+                    connection: Arc::default(),
+                    closed: Arc::default(),
+                });
                 (writer, reader)
             }
             Backend::Postgres => {
@@ -338,9 +347,13 @@ impl Store {
             checkpointer,
             backend,
             dialect,
-            writing: (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(None))),
+            writing,
         };
         store.migrate().await?;
+        if store.writing.is_some() {
+            // Every later write goes through the writing connection.
+            store.writer.close().await;
+        }
         Ok(store)
     }
 
@@ -356,14 +369,12 @@ impl Store {
 
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
-        // The writer's pool first: a write that begins from now on cannot
-        // open another connection there. Then SQLite's writing connection,
-        // once the write that holds it is done.
+        // The writers first: a write that begins from now on is refused.
+        // SQLite's writing connection closes once the write that holds it
+        // is done.
         self.writer.close().await;
-        if let Some(writing) = &self.writing
-            && let Some(connection) = writing.lock().await.take()
-        {
-            let _ = connection.close().await;
+        if let Some(writing) = &self.writing {
+            writing.close().await;
         }
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.close().await;
@@ -433,68 +444,6 @@ impl Store {
         migrator.run(&self.writer).await?;
         Ok(())
     }
-}
-
-/// What a SQLite connection is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SqliteRole {
-    /// The one connection that writes, checkpointing only as a fallback.
-    /// Its page cache is small, 2 MiB: SQLite walks the whole cache at the
-    /// end of every write transaction (`pcache1TruncateUnsafe`, from
-    /// `pager_end_transaction`), and with 64 MiB that walk was 18 % of the
-    /// writer thread's time in a 60,000-task drain (under 1 % with 2 MiB).
-    /// A page it no longer caches is read again from the operating
-    /// system's file cache, the database file's or the WAL's.
-    Writer,
-    /// Reads through the file's memory mapping: a page cache of 8 MiB;
-    /// refuses writes.
-    Reader,
-    /// Runs [`Store::checkpoint`]; waits for readers only briefly, holding
-    /// the writer up meanwhile (`checkpoint.rs`).
-    Checkpointer,
-}
-
-/// A pool of `connections` to a SQLite file for `role`: WAL, commits as hard
-/// as `durability`, the file memory-mapped (reads without a system call per
-/// page).
-async fn sqlite_pool(
-    options: &AnyConnectOptions,
-    connections: u32,
-    durability: Durability,
-    role: SqliteRole,
-) -> Result<AnyPool, StoreError> {
-    let (cache_kib, autocheckpoint, busy_ms) = match role {
-        SqliteRole::Writer => (2 << 10, checkpoint::WRITER_FALLBACK_PAGES, 10_000),
-        SqliteRole::Reader => (8 << 10, 0, 10_000),
-        SqliteRole::Checkpointer => (8 << 10, 0, checkpoint::RESTART_WAIT_MS),
-    };
-    let setup: Arc<str> = format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA busy_timeout = {busy_ms}; \
-         PRAGMA foreign_keys = ON; PRAGMA cache_size = -{cache_kib}; \
-         PRAGMA mmap_size = 268435456; PRAGMA temp_store = MEMORY; \
-         PRAGMA wal_autocheckpoint = {autocheckpoint}; PRAGMA journal_size_limit = {}; \
-         PRAGMA query_only = {};",
-        durability.pragma(),
-        checkpoint::LOG_FILE_LIMIT_BYTES,
-        if role == SqliteRole::Reader {
-            "ON"
-        } else {
-            "OFF"
-        }
-    )
-    .into();
-    Ok(AnyPoolOptions::new()
-        .max_connections(connections)
-        .test_before_acquire(false)
-        .after_connect(move |connection, _| {
-            let setup = setup.clone();
-            Box::pin(async move {
-                connection.execute(AssertSqlSafe(setup.to_string())).await?;
-                Ok(())
-            })
-        })
-        .connect_with(options.clone())
-        .await?)
 }
 
 /// Creates the SQLite file readable by its owner only, or narrows an

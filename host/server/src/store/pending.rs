@@ -198,7 +198,7 @@ impl Store {
                     }
                     None => sqlx::query(sql::FORGET_SHAPE_WAIT).bind(digest),
                 };
-                query.execute(&mut *tx).await?;
+                query.execute(&mut tx).await?;
             }
             tx.commit().await?;
         }
@@ -222,7 +222,7 @@ impl Store {
             .bind(cutoff)
             .bind(now)
             .bind(&key.tenant)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut tx)
             .await?;
         let mut events = NewEvents::default();
         for row in &rows {

@@ -41,7 +41,7 @@ impl Store {
             .bind(encode_json(&record.imports))
             .bind(component.to_vec())
             .bind(record.installed_at)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         tx.commit().await?;
         Ok(())
@@ -85,7 +85,7 @@ impl Store {
         let mut tx = writing.begin().await?;
         let deleted = sqlx::query(sql::DELETE_PLUGIN)
             .bind(name)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?
             .rows_affected();
         tx.commit().await?;

@@ -182,8 +182,8 @@ pub(super) enum Marks {
 
 impl Marks {
     /// The marks a statement on `tx`'s backend takes.
-    pub(super) fn of(tx: &sqlx::Transaction<'_, sqlx::Any>) -> Self {
-        if tx.backend_name() == "SQLite" {
+    pub(super) fn of(tx: &super::write_tx::WriteTx<'_>) -> Self {
+        if tx.is_sqlite() {
             Self::Positional
         } else {
             Self::Numbered

@@ -106,7 +106,7 @@ impl Store {
                         .bind(task_id)
                         .bind(encode_json(spec))
                         .bind(now)
-                        .fetch_optional(&mut *tx)
+                        .fetch_optional(&mut tx)
                         .await?;
                     if let Some(row) = row {
                         events.push(
@@ -129,7 +129,7 @@ impl Store {
                         .bind(state.as_str())
                         .bind(encode_json(error))
                         .bind(now)
-                        .fetch_optional(&mut *tx)
+                        .fetch_optional(&mut tx)
                         .await?;
                     if let Some(row) = row {
                         if let Some(workflow) = get_opt_str(&row, "workflow_id")? {
@@ -166,7 +166,7 @@ impl Store {
                     .bind(id)
                     .bind(state.as_str())
                     .bind(now)
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?
                     .rows_affected();
                 if finished > 0 {
@@ -177,14 +177,14 @@ impl Store {
                 sqlx::query(sql::WORKFLOW_CHANGED)
                     .bind(id)
                     .bind(now)
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
             }
             if let Some(changes) = writes.settle {
                 sqlx::query(sql::SETTLE_WORKFLOW)
                     .bind(id)
                     .bind(changes)
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
             }
         }

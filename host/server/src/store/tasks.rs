@@ -8,7 +8,9 @@
 use flowmesh_types::api::{AttemptRecord, EventBody, TaskState, Waiting};
 use flowmesh_types::document::TaskDocument;
 use flowmesh_types::{TaskError, TaskErrorCode};
-use sqlx::{Any, AssertSqlSafe, Transaction};
+use sqlx::AssertSqlSafe;
+
+use super::write_tx::WriteTx;
 
 use super::events::{NewEvents, StoredEvent};
 use super::rows::{get_i64, get_opt_json, get_str, rfc3339};
@@ -148,7 +150,7 @@ impl Store {
         let mut tx = writing.begin().await?;
         let row = sqlx::query(self.dialect.task_for_update)
             .bind(id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut tx)
             .await?;
         let Some(row) = row else { return Ok(None) };
         let task = LockedTask::from_row(&row)?;
@@ -190,7 +192,7 @@ impl Store {
 
 /// Inserts `tasks` with multi-row statements and queues their first events.
 pub(super) async fn insert_task_rows(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut WriteTx<'_>,
     tasks: &[&NewTask<'_>],
     events: &mut NewEvents,
 ) -> Result<(), StoreError> {
@@ -231,7 +233,7 @@ pub(super) async fn insert_task_rows(
                 .bind(blocked.map(encode_json))
                 .bind(blocked.map(|waiting| waiting.kind.as_str()));
         }
-        query.execute(&mut **tx).await?;
+        query.execute(&mut *tx).await?;
         for task in chunk {
             let message = match &task.stage {
                 Some(NewStage {
@@ -258,7 +260,7 @@ pub(super) async fn insert_task_rows(
 /// Cancels a locked task: pending ⇒ cancelled, running ⇒ cancelling,
 /// otherwise unchanged.
 pub(super) async fn cancel_locked(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut WriteTx<'_>,
     task: &LockedTask,
     now: i64,
     events: &mut NewEvents,
@@ -282,7 +284,7 @@ pub(super) async fn cancel_locked(
             sqlx::query(sql::MARK_CANCELLING)
                 .bind(task.seq)
                 .bind(now)
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await?;
             events.push(
                 &task.id,

@@ -6,9 +6,9 @@
 //! task always tells watchers the same two events and, when it is a stage,
 //! moves its workflow's `changes` counter for the releaser.
 
+use super::write_tx::WriteTx;
 use flowmesh_types::TaskError;
 use flowmesh_types::api::{EventBody, ResultEnvelope, TaskState};
-use sqlx::{Any, Transaction};
 
 use super::events::NewEvents;
 use super::rows::get_opt_str;
@@ -30,7 +30,7 @@ pub(super) struct Ending<'a> {
 
 /// Moves a locked task to the terminal `state` and queues its events.
 pub(super) async fn finish(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut WriteTx<'_>,
     task: &LockedTask,
     state: TaskState,
     result: Option<ResultEnvelope>,
@@ -51,7 +51,7 @@ pub(super) async fn finish(
 /// of rows (`UPDATE … FROM` a `VALUES` list), notes the workflows whose
 /// stages finished, and queues each task's events in order.
 pub(super) async fn finish_all(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut WriteTx<'_>,
     endings: Vec<Ending<'_>>,
     now: i64,
     events: &mut NewEvents,
@@ -73,7 +73,7 @@ pub(super) async fn finish_all(
                 .bind(ending.and_then(|ending| ending.error.as_ref().map(encode_json)))
                 .bind(ending.map(|_| now));
         }
-        for row in query.fetch_all(&mut **tx).await? {
+        for row in query.fetch_all(&mut *tx).await? {
             if let Some(workflow) = get_opt_str(&row, "workflow_id")? {
                 events.workflow_changed(workflow);
             }

@@ -6,12 +6,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::write_tx::WriteTx;
 use flowmesh_types::WorkerCapabilities;
 use flowmesh_types::api::{
     Hardware, Heartbeat, ServedTypes, TaskState, WorkerRegistration, WorkerState,
 };
 use sqlx::any::AnyRow;
-use sqlx::{Any, Transaction};
 
 use super::rows::{get_i64, get_opt_str, get_str};
 use super::{Store, StoreError, decode_json, encode_json, sql};
@@ -155,7 +155,7 @@ impl Store {
         let taken = sqlx::query(sql::LIVE_WORKER_NAMED_BY_OTHERS)
             .bind(&registration.name)
             .bind(worker.token_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut tx)
             .await?;
         if taken.is_some() {
             return Err(StoreError::NameTaken(registration.name.clone()));
@@ -177,13 +177,13 @@ impl Store {
             .bind(worker.pool_tenant)
             .bind(encode_json(worker.served))
             .bind(i64::from(registration.read_ahead))
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         let retired: Vec<String> = sqlx::query_scalar(sql::RETIRE_WORKERS_NAMED)
             .bind(&registration.name)
             .bind(worker.id)
             .bind(worker.token_id)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut tx)
             .await?;
         tx.commit().await?;
         Ok(retired)
@@ -192,7 +192,7 @@ impl Store {
     /// A heartbeat ([`super::RoundTrip::Heartbeat`]) inside `tx`.
     pub(super) async fn heartbeat_in(
         &self,
-        tx: &mut Transaction<'_, Any>,
+        tx: &mut WriteTx<'_>,
         beat: &Heartbeat,
         token_id: &str,
         served: Option<&ServedTypes>,
@@ -204,7 +204,7 @@ impl Store {
             .bind(worker_id)
             .bind(now)
             .bind(token_id)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
         if touched == 0 {
@@ -216,14 +216,14 @@ impl Store {
                 .bind(encode_json(capabilities))
                 .bind(routed_types(served))
                 .bind(encode_json(served))
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await?;
         }
         if let Some(labels) = &beat.labels {
             sqlx::query(sql::UPDATE_WORKER_LABELS)
                 .bind(worker_id)
                 .bind(encode_json(labels))
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await?;
         }
         if let Some(hardware) = &beat.hardware {
@@ -234,7 +234,7 @@ impl Store {
                 .bind(hardware.cpu_millis)
                 .bind(hardware.memory_bytes)
                 .bind(hardware.gpu_count)
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await?;
         }
         let tokens: Vec<&str> = leases
@@ -246,7 +246,7 @@ impl Store {
             .bind(worker_id)
             .bind(encode_json(&tokens))
             .bind(now + lease_ttl_ms)
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *tx)
             .await?;
         let mut current: HashMap<String, (String, String)> = HashMap::new();
         for row in &held {
@@ -296,7 +296,7 @@ impl Store {
         let ended = sqlx::query(sql::DEREGISTER_WORKER)
             .bind(worker_id)
             .bind(token_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut tx)
             .await?
             .is_some();
         tx.commit().await?;
@@ -339,7 +339,7 @@ impl Store {
                 .bind(routed_types(served))
                 .bind(encode_json(served))
                 .bind(encode_json(&worker.capabilities))
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?
                 .rows_affected() as usize;
         }
@@ -353,7 +353,7 @@ impl Store {
         let mut tx = writing.begin().await?;
         let expired = sqlx::query_scalar(sql::EXPIRE_WORKERS)
             .bind(cutoff)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut tx)
             .await?;
         tx.commit().await?;
         Ok(expired)
@@ -421,11 +421,11 @@ impl Store {
         let mut tx = writing.begin().await?;
         sqlx::query(sql::EXTEND_LEASES)
             .bind(now + lease_ttl_ms)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         sqlx::query(sql::EXTEND_WORKERS)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         tx.commit().await?;
         Ok(())

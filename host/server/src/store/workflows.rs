@@ -256,7 +256,7 @@ impl Store {
         // finishes a stage does: no lock-order inversion on PostgreSQL.
         let rows = sqlx::query(self.dialect.workflow_tasks_for_update)
             .bind(&workflow.id)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut tx)
             .await?;
         let mut events = NewEvents::default();
         for row in &rows {
@@ -270,7 +270,7 @@ impl Store {
         let requested = sqlx::query(sql::REQUEST_WORKFLOW_CANCEL)
             .bind(&workflow.id)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?
             .rows_affected();
         if requested > 0 {

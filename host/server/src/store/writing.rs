@@ -8,68 +8,80 @@
 //! connection writes to the file, but for the checkpointer's one-page
 //! write each time it starts the log over).
 //!
-//! That connection is taken out of its pool on the first write and held
-//! here. Taken from the pool for each transaction, it was tested on its way
-//! back (a trip to SQLite's thread, in a task of its own), and the next
-//! writer waited for both. A transaction dropped half way leaves nothing
-//! behind on it: sqlx queues its rollback on the connection's thread,
-//! ahead of whatever the next writer sends. Should a transaction fail to
-//! begin because the connection's thread is gone, that write fails, the
-//! connection is dropped, and the next writer opens another (the round
-//! trips' writer runs a failed group's round trips again, each alone, so
-//! they go through at once).
+//! That connection is SQLite's own handle, driven directly on the thread
+//! of the task that holds it (`sqlite_writer.rs`), not a sqlx connection
+//! with a thread of its own: a statement is a call, not two thread
+//! switches. It is opened on the first write and kept. A transaction
+//! dropped half way is rolled back as it drops (`write_tx.rs`), before the
+//! next writer gets the connection. Should the connection fail to open,
+//! that write fails and the next one tries again.
 //!
 //! PostgreSQL takes many writers at once: each transaction borrows a
 //! connection of the pool.
 
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, Connection, Transaction};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, Connection};
+
+use super::sqlite_writer::SqliteWriter;
+use super::write_tx::{DirectTx, WriteTx};
 use super::{Store, StoreError};
 
+/// SQLite's one writing connection, and how to open it.
+#[derive(Clone)]
+pub(super) struct WriteLane {
+    /// The database file.
+    pub(super) path: Arc<Path>,
+    /// The connection's pragmas.
+    pub(super) setup: Arc<str>,
+    /// The connection, lent to one transaction at a time; empty before the
+    /// first write and once the store is closed.
+    pub(super) connection: Arc<tokio::sync::Mutex<Option<SqliteWriter>>>,
+    /// Set when the store closes: no write begins after.
+    pub(super) closed: Arc<AtomicBool>,
+}
+
 /// Held for the length of a write transaction on SQLite.
-pub(super) type WriteGate = Option<tokio::sync::OwnedMutexGuard<Option<AnyConnection>>>;
+pub(super) type WriteGate = Option<tokio::sync::OwnedMutexGuard<Option<SqliteWriter>>>;
 
 /// The right to write: a connection for one write transaction, until this
 /// is dropped ([`Store::write`]).
 pub(super) struct Writing {
     connection: WritingConnection,
     begin: &'static str,
-    /// Whether the transaction could not begin because the connection's
-    /// thread is gone: SQLite's writing connection is then dropped with
-    /// this, and the next writer opens another.
-    broken: bool,
 }
 
 enum WritingConnection {
     /// SQLite's one writing connection, in turn.
-    Lent(tokio::sync::OwnedMutexGuard<Option<AnyConnection>>),
+    Lent(tokio::sync::OwnedMutexGuard<Option<SqliteWriter>>),
     /// One of PostgreSQL's pool.
     Pooled(PoolConnection<Any>),
 }
 
 impl Writing {
     /// Begins the write transaction.
-    pub(super) async fn begin(&mut self) -> Result<Transaction<'_, Any>, StoreError> {
-        let connection: &mut AnyConnection = match &mut self.connection {
-            WritingConnection::Pooled(connection) => connection,
-            WritingConnection::Lent(lent) => lent.as_mut().ok_or(sqlx::Error::PoolClosed)?,
-        };
-        match connection.begin_with(self.begin).await {
-            Ok(tx) => Ok(tx),
-            Err(error) => {
-                self.broken = matches!(error, sqlx::Error::WorkerCrashed);
-                Err(error.into())
+    pub(super) async fn begin(&mut self) -> Result<WriteTx<'_>, StoreError> {
+        match &mut self.connection {
+            WritingConnection::Pooled(connection) => {
+                Ok(WriteTx::Pooled(connection.begin_with(self.begin).await?))
+            }
+            WritingConnection::Lent(lent) => {
+                let writer = lent.as_mut().ok_or(sqlx::Error::PoolClosed)?;
+                Ok(WriteTx::Direct(DirectTx::begin(writer, self.begin).await?))
             }
         }
     }
 }
 
-impl Drop for Writing {
-    fn drop(&mut self) {
-        if let (true, WritingConnection::Lent(lent)) = (self.broken, &mut self.connection) {
-            **lent = None;
-        }
+impl WriteLane {
+    /// Closes the writing connection, once the write that holds it is done;
+    /// no write begins after.
+    pub(super) async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.connection.lock().await.take();
     }
 }
 
@@ -78,7 +90,7 @@ impl Store {
     /// it is dropped.
     pub(super) async fn hold_writes(&self) -> WriteGate {
         match &self.writing {
-            Some(writing) => Some(writing.clone().lock_owned().await),
+            Some(lane) => Some(lane.connection.clone().lock_owned().await),
             None => None,
         }
     }
@@ -86,11 +98,14 @@ impl Store {
     /// The right to write, in turn on SQLite: [`Writing::begin`] begins the
     /// transaction; keep this until that has committed.
     pub(super) async fn write(&self) -> Result<Writing, StoreError> {
-        let connection = match self.hold_writes().await {
-            Some(mut lent) => {
+        let connection = match &self.writing {
+            Some(lane) => {
+                let mut lent = lane.connection.clone().lock_owned().await;
+                if lane.closed.load(Ordering::Acquire) {
+                    return Err(sqlx::Error::PoolClosed.into());
+                }
                 if lent.is_none() {
-                    // The first write, or the one after a connection broke.
-                    *lent = Some(self.writer.acquire().await?.detach());
+                    *lent = Some(SqliteWriter::open(&lane.path, &lane.setup)?);
                 }
                 WritingConnection::Lent(lent)
             }
@@ -99,7 +114,6 @@ impl Store {
         Ok(Writing {
             connection,
             begin: self.dialect.begin_write,
-            broken: false,
         })
     }
 }
