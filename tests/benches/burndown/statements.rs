@@ -1,18 +1,21 @@
 //! Counting the SQL statements the store executes, and timing them. sqlx
 //! reports every statement it runs as a `sqlx::query` event when that is
-//! enabled, with the time it took where it ran (on SQLite, the connection's
-//! own thread: preparing, stepping, handing rows over). A layer that enables
-//! it only while counting, and counts it, gives the number of executions (a
-//! multi-row statement is one, whatever its rows; `BEGIN` and `COMMIT` are
-//! not counted) and where the database's time went, statement by statement.
-//! It stays off for the timed phases: sqlx formats a summary of the
-//! statement for every event it emits.
+//! enabled, with the time it took where it ran (on SQLite's readers, the
+//! connection's own thread: preparing, stepping, handing rows over); SQLite's
+//! writing connection, which is not sqlx's, reports its statements the same
+//! way under [`STATEMENT_EVENTS`]. A layer that enables them only while
+//! counting, and counts them, gives the number of executions (a multi-row
+//! statement is one, whatever its rows; `BEGIN` and `COMMIT` are not counted)
+//! and where the database's time went, statement by statement. It stays off
+//! for the timed phases: sqlx formats a summary of the statement for every
+//! event it emits.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use flowmesh_server::store::STATEMENT_EVENTS;
 use tracing::field::{Field, Visit};
 use tracing::subscriber::Interest;
 use tracing::{Metadata, Subscriber};
@@ -78,9 +81,14 @@ impl Visit for Fields {
 
 struct Counter;
 
+/// Whether `metadata` is a statement's event.
+fn counts(metadata: &Metadata<'_>) -> bool {
+    matches!(metadata.target(), "sqlx::query" | STATEMENT_EVENTS)
+}
+
 impl<S: Subscriber> Layer<S> for Counter {
     fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
-        if metadata.target() == "sqlx::query" {
+        if counts(metadata) {
             // Asked again for every event: counting goes on and off.
             Interest::sometimes()
         } else {
@@ -89,7 +97,7 @@ impl<S: Subscriber> Layer<S> for Counter {
     }
 
     fn enabled(&self, metadata: &Metadata<'_>, _: Context<'_, S>) -> bool {
-        metadata.target() == "sqlx::query" && COUNTING.load(Ordering::Relaxed)
+        counts(metadata) && COUNTING.load(Ordering::Relaxed)
     }
 
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {

@@ -106,6 +106,7 @@ pub use task_record::TaskRecord;
 pub use tasks::{CancelOutcome, NewStage, NewTask, TaskFilter};
 pub use workers::{HeartbeatOutcome, NewWorker, Usage, WorkerRecord};
 pub use workflows::{NewWorkflow, WorkflowFilter, WorkflowRecord};
+pub use write_tx::STATEMENT_EVENTS;
 
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]

@@ -98,6 +98,13 @@ impl fmt::Debug for WriteTx<'_> {
     }
 }
 
+/// The target of the event every statement run on SQLite's writing
+/// connection emits at `DEBUG` while enabled: its text (`db.statement`) and
+/// the time it took (`elapsed_secs`), as sqlx's `sqlx::query` events give
+/// them for statements on its own connections. `BEGIN` and `COMMIT` emit
+/// none, as in sqlx.
+pub const STATEMENT_EVENTS: &str = "flowmesh::sql";
+
 impl DirectTx<'_> {
     /// Runs `query` to its end on the writing connection.
     fn run<'q, E: Execute<'q, Any>>(
@@ -109,7 +116,22 @@ impl DirectTx<'_> {
         let values = arguments
             .map(|arguments| arguments.values.0)
             .unwrap_or_default();
-        self.writer.run(query.sql().as_str(), &values, persistent)
+        let sql = query.sql();
+        if !tracing::enabled!(target: STATEMENT_EVENTS, tracing::Level::DEBUG) {
+            return self.writer.run(sql.as_str(), &values, persistent);
+        }
+        let started = Instant::now();
+        let steps = self.writer.run(sql.as_str(), &values, persistent);
+        // STATEMENT_EVENTS, spelled out: a target given by a constant reads
+        // as a field to the macro.
+        tracing::event!(
+            target: "flowmesh::sql",
+            tracing::Level::DEBUG,
+            db.statement = sql.as_str(),
+            elapsed_secs = started.elapsed().as_secs_f64(),
+            "statement"
+        );
+        steps
     }
 }
 
