@@ -7,7 +7,10 @@
 //!   `synchronous=NORMAL` (a committed transaction survives the process being
 //!   killed; [`Durability::Full`] also survives power loss). SQLite admits one
 //!   writer at a time, so every write goes through one connection, in turn
-//!   (`writing`, which says why). Reads go to a pool of their own, which
+//!   (`writing`, which says why): SQLite's own handle, driven on the
+//!   writing task's thread (`sqlite_writer`), not one of sqlx's, and the
+//!   store's statements reach it through sqlx's `Executor` trait as they
+//!   reach PostgreSQL's (`write_tx`). Reads go to a pool of their own, which
 //!   WAL lets run beside the writer; those connections are `query_only`.
 //! - **PostgreSQL** (`postgres://…`), to scale out: one pool for both.
 //!
