@@ -8,7 +8,7 @@
 //!   killed; [`Durability::Full`] also survives power loss). SQLite admits one
 //!   writer at a time, so every write goes through one connection, in turn
 //!   (`writing`, which says why): SQLite's own handle, driven on the
-//!   writing task's thread (`sqlite_writer`), not one of sqlx's, and the
+//!   writing task's thread (`direct_sqlite`), not one of sqlx's, and the
 //!   store's statements reach it through sqlx's `Executor` trait as they
 //!   reach PostgreSQL's (`write_tx`). Reads go to a pool of their own, which
 //!   WAL lets run beside the writer; those connections are `query_only`.
@@ -56,6 +56,9 @@ mod attempts;
 mod auth;
 mod checkpoint;
 mod console;
+mod direct_sqlite;
+#[cfg(test)]
+mod direct_sqlite_tests;
 mod events;
 mod fair_shares;
 mod gc;
@@ -69,9 +72,6 @@ mod sql;
 mod sqlite;
 mod sqlite_memory;
 mod sqlite_open;
-mod sqlite_writer;
-#[cfg(test)]
-mod sqlite_writer_tests;
 mod stage_plan;
 mod stage_writes;
 mod task_record;
@@ -277,7 +277,10 @@ pub struct Store {
     dialect: &'static Dialect,
     /// SQLite: the one connection that writes, lent to one write
     /// transaction at a time (`writing.rs`). `None` on PostgreSQL.
-    writing: Option<writing::WriteLane>,
+    writing: Option<writing::DirectLane>,
+    /// SQLite: the releaser's reading connection, driven directly like the
+    /// writing one ([`Store::read_consistently`]). `None` on PostgreSQL.
+    releaser_reads: Option<writing::DirectLane>,
 }
 
 impl Store {
@@ -310,18 +313,21 @@ impl Store {
         let options: AnyConnectOptions = url.parse()?;
         let mut checkpointer = None;
         let mut writing = None;
+        let mut releaser_reads = None;
         let (writer, reader) = match backend {
             Backend::Sqlite => {
                 use sqlite_open::{SqliteRole, pool};
                 let writer = pool(&options, 1, durability, SqliteRole::Migrator).await?;
                 let reader = pool(&options, SQLITE_READERS, durability, SqliteRole::Reader).await?;
                 checkpointer = Some(pool(&options, 1, durability, SqliteRole::Checkpointer).await?);
-                writing = Some(writing::WriteLane {
-                    path: sqlite_file.into(),
-                    setup: sqlite_open::setup(durability, SqliteRole::Writer).into(),
+                let lane = |role| writing::DirectLane {
+                    path: sqlite_file.as_path().into(),
+                    setup: sqlite_open::setup(durability, role).into(),
                     connection: Arc::default(),
                     closed: Arc::default(),
-                });
+                };
+                writing = Some(lane(SqliteRole::Writer));
+                releaser_reads = Some(lane(SqliteRole::Reader));
                 (writer, reader)
             }
             Backend::Postgres => {
@@ -352,6 +358,7 @@ impl Store {
             backend,
             dialect,
             writing,
+            releaser_reads,
         };
         store.migrate().await?;
         if store.writing.is_some() {
@@ -377,8 +384,8 @@ impl Store {
         // SQLite's writing connection closes once the write that holds it
         // is done.
         self.writer.close().await;
-        if let Some(writing) = &self.writing {
-            writing.close().await;
+        for lane in [&self.writing, &self.releaser_reads].into_iter().flatten() {
+            lane.close().await;
         }
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.close().await;

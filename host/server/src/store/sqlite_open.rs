@@ -11,7 +11,7 @@ use super::{Durability, StoreError, checkpoint};
 /// What a SQLite connection is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum SqliteRole {
-    /// The one connection that writes (`sqlite_writer.rs`), checkpointing
+    /// The one connection that writes (`direct_sqlite.rs`), checkpointing
     /// only as a fallback. It never waits inside SQLite for the write lock
     /// (that would block its caller's thread): a transaction that finds
     /// the lock taken waits asleep and tries again (`write_tx.rs`).

@@ -127,9 +127,10 @@ impl Store {
     }
 
     /// Workflows `ids` with their stages (in document order), two
-    /// statements for them all; the stages are read first, so a workflow
-    /// read after them shows a cancel that ended any of them. Ids without a
-    /// workflow are left out.
+    /// statements for them all in one read transaction, so they agree.
+    /// Ids without a workflow are left out. The releaser reads with this,
+    /// on the path from a stage's end to the next one's start: on SQLite
+    /// through a connection driven directly ([`Store::read_consistently`]).
     pub async fn workflows_and_stages(
         &self,
         ids: &[String],
@@ -138,11 +139,19 @@ impl Store {
             return Ok(Vec::new());
         }
         let list = encode_json(&ids);
+        let mut lent = self.read_consistently().await?;
+        let mut tx = lent.begin().await?;
         let stage_rows = sqlx::query(self.dialect.stages_of_workflows)
             .bind(&list)
             .bind(now_ms())
-            .fetch_all(&self.reader)
+            .fetch_all(&mut tx)
             .await?;
+        let workflow_rows = sqlx::query(self.dialect.workflows_by_ids)
+            .bind(&list)
+            .fetch_all(&mut tx)
+            .await?;
+        tx.commit().await?;
+        drop(lent);
         let mut stages: HashMap<String, Vec<TaskRecord>> = HashMap::new();
         for row in &stage_rows {
             let stage = TaskRecord::from_row(row)?;
@@ -153,10 +162,6 @@ impl Store {
                 .unwrap_or_default();
             stages.entry(workflow).or_default().push(stage);
         }
-        let workflow_rows = sqlx::query(self.dialect.workflows_by_ids)
-            .bind(&list)
-            .fetch_all(&self.reader)
-            .await?;
         workflow_rows
             .iter()
             .map(|row| {
@@ -215,17 +220,21 @@ impl Store {
 
     /// Up to `limit` workflows submitted after `after_seq` with stage
     /// changes the releaser has not acted on: `(seq, id, changes)`, oldest
-    /// first.
+    /// first. Read as [`Store::workflows_and_stages`] reads.
     pub async fn unsettled_workflows(
         &self,
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<(i64, String, i64)>, StoreError> {
+        let mut lent = self.read_consistently().await?;
+        let mut tx = lent.begin().await?;
         let rows = sqlx::query(sql::UNSETTLED_WORKFLOWS)
             .bind(i64::from(limit))
             .bind(after_seq)
-            .fetch_all(&self.reader)
+            .fetch_all(&mut tx)
             .await?;
+        tx.commit().await?;
+        drop(lent);
         rows.iter()
             .map(|row| {
                 Ok((

@@ -2,7 +2,7 @@
 //!
 //! On PostgreSQL a write transaction is sqlx's, on a connection of the
 //! pool. On SQLite it runs on the one writing connection, driven on the
-//! caller's thread ([`SqliteWriter`]). The store's code runs its statements
+//! caller's thread ([`DirectSqlite`]). The store's code runs its statements
 //! on either through sqlx's [`Executor`] (`query(…).execute(&mut *tx)`),
 //! and ends it with [`WriteTx::commit`]; dropped before that, it rolls
 //! back.
@@ -16,7 +16,7 @@ use futures::{FutureExt as _, StreamExt as _, future, stream};
 use sqlx::any::{AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
 use sqlx::{Any, Either, Execute, Executor, SqlStr, Transaction};
 
-use super::sqlite_writer::SqliteWriter;
+use super::direct_sqlite::DirectSqlite;
 
 /// An open write transaction ([`super::Store::write`]).
 pub(super) enum WriteTx<'a> {
@@ -28,7 +28,7 @@ pub(super) enum WriteTx<'a> {
 
 /// A transaction open on SQLite's writing connection.
 pub(super) struct DirectTx<'a> {
-    writer: &'a mut SqliteWriter,
+    writer: &'a mut DirectSqlite,
 }
 
 /// How long a transaction waits for SQLite's write lock when another
@@ -44,7 +44,7 @@ impl<'a> DirectTx<'a> {
     /// 1 ms, then twice as long each time up to [`LOCK_RETRY_MAX`], for up
     /// to [`LOCK_WAIT`], so no thread is blocked meanwhile.
     pub(super) async fn begin(
-        writer: &'a mut SqliteWriter,
+        writer: &'a mut DirectSqlite,
         begin: &str,
     ) -> Result<Self, sqlx::Error> {
         writer.roll_back();
@@ -110,7 +110,7 @@ impl DirectTx<'_> {
     fn run<'q, E: Execute<'q, Any>>(
         &mut self,
         mut query: E,
-    ) -> Result<Vec<super::sqlite_writer::Step>, sqlx::Error> {
+    ) -> Result<Vec<super::direct_sqlite::Step>, sqlx::Error> {
         let arguments = query.take_arguments().map_err(sqlx::Error::Encode)?;
         let persistent = query.persistent() && arguments.is_some();
         let values = arguments

@@ -9,7 +9,7 @@
 //! write each time it starts the log over).
 //!
 //! That connection is SQLite's own handle, driven directly on the thread
-//! of the task that holds it (`sqlite_writer.rs`), not a sqlx connection
+//! of the task that holds it (`direct_sqlite.rs`), not a sqlx connection
 //! with a thread of its own: a statement is a call, not two thread
 //! switches. It is opened on the first write and kept. A transaction
 //! dropped half way is rolled back as it drops (`write_tx.rs`), before the
@@ -18,6 +18,10 @@
 //!
 //! PostgreSQL takes many writers at once: each transaction borrows a
 //! connection of the pool.
+//!
+//! The releaser's reads are lent the same way ([`Store::read_consistently`]):
+//! on SQLite a second connection driven directly, `query_only`, which WAL
+//! lets read beside the writer.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,59 +30,74 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, Connection};
 
-use super::sqlite_writer::SqliteWriter;
+use super::direct_sqlite::DirectSqlite;
 use super::write_tx::{DirectTx, WriteTx};
 use super::{Store, StoreError};
 
-/// SQLite's one writing connection, and how to open it.
+/// A SQLite connection driven directly, and how to open it: the one that
+/// writes, or the releaser's reading one.
 #[derive(Clone)]
-pub(super) struct WriteLane {
+pub(super) struct DirectLane {
     /// The database file.
     pub(super) path: Arc<Path>,
     /// The connection's pragmas.
     pub(super) setup: Arc<str>,
     /// The connection, lent to one transaction at a time; empty before the
-    /// first write and once the store is closed.
-    pub(super) connection: Arc<tokio::sync::Mutex<Option<SqliteWriter>>>,
-    /// Set when the store closes: no write begins after.
+    /// first and once the store is closed.
+    pub(super) connection: Arc<tokio::sync::Mutex<Option<DirectSqlite>>>,
+    /// Set when the store closes: no transaction begins after.
     pub(super) closed: Arc<AtomicBool>,
 }
 
 /// Held for the length of a write transaction on SQLite.
-pub(super) type WriteGate = Option<tokio::sync::OwnedMutexGuard<Option<SqliteWriter>>>;
+pub(super) type WriteGate = Option<tokio::sync::OwnedMutexGuard<Option<DirectSqlite>>>;
 
-/// The right to write: a connection for one write transaction, until this
-/// is dropped ([`Store::write`]).
-pub(super) struct Writing {
-    connection: WritingConnection,
+/// A connection lent for one transaction, until this is dropped
+/// ([`Store::write`], [`Store::read_consistently`]).
+pub(super) struct Lent {
+    connection: LentConnection,
     begin: &'static str,
 }
 
-enum WritingConnection {
-    /// SQLite's one writing connection, in turn.
-    Lent(tokio::sync::OwnedMutexGuard<Option<SqliteWriter>>),
-    /// One of PostgreSQL's pool.
+enum LentConnection {
+    /// A SQLite connection driven directly, in turn.
+    Direct(tokio::sync::OwnedMutexGuard<Option<DirectSqlite>>),
+    /// One of a pool's.
     Pooled(PoolConnection<Any>),
 }
 
-impl Writing {
-    /// Begins the write transaction.
+impl Lent {
+    /// Begins the transaction.
     pub(super) async fn begin(&mut self) -> Result<WriteTx<'_>, StoreError> {
         match &mut self.connection {
-            WritingConnection::Pooled(connection) => {
+            LentConnection::Pooled(connection) => {
                 Ok(WriteTx::Pooled(connection.begin_with(self.begin).await?))
             }
-            WritingConnection::Lent(lent) => {
-                let writer = lent.as_mut().ok_or(sqlx::Error::PoolClosed)?;
-                Ok(WriteTx::Direct(DirectTx::begin(writer, self.begin).await?))
+            LentConnection::Direct(lent) => {
+                let connection = lent.as_mut().ok_or(sqlx::Error::PoolClosed)?;
+                Ok(WriteTx::Direct(
+                    DirectTx::begin(connection, self.begin).await?,
+                ))
             }
         }
     }
 }
 
-impl WriteLane {
-    /// Closes the writing connection, once the write that holds it is done;
-    /// no write begins after.
+impl DirectLane {
+    /// The connection, in turn: opened if it is not yet.
+    async fn lend(&self) -> Result<tokio::sync::OwnedMutexGuard<Option<DirectSqlite>>, StoreError> {
+        let mut lent = self.connection.clone().lock_owned().await;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(sqlx::Error::PoolClosed.into());
+        }
+        if lent.is_none() {
+            *lent = Some(DirectSqlite::open(&self.path, &self.setup)?);
+        }
+        Ok(lent)
+    }
+
+    /// Closes the connection, once the transaction that holds it is done;
+    /// none begins after.
     pub(super) async fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.connection.lock().await.take();
@@ -95,25 +114,33 @@ impl Store {
         }
     }
 
-    /// The right to write, in turn on SQLite: [`Writing::begin`] begins the
+    /// The right to write, in turn on SQLite: [`Lent::begin`] begins the
     /// transaction; keep this until that has committed.
-    pub(super) async fn write(&self) -> Result<Writing, StoreError> {
+    pub(super) async fn write(&self) -> Result<Lent, StoreError> {
         let connection = match &self.writing {
-            Some(lane) => {
-                let mut lent = lane.connection.clone().lock_owned().await;
-                if lane.closed.load(Ordering::Acquire) {
-                    return Err(sqlx::Error::PoolClosed.into());
-                }
-                if lent.is_none() {
-                    *lent = Some(SqliteWriter::open(&lane.path, &lane.setup)?);
-                }
-                WritingConnection::Lent(lent)
-            }
-            None => WritingConnection::Pooled(self.writer.acquire().await?),
+            Some(lane) => LentConnection::Direct(lane.lend().await?),
+            None => LentConnection::Pooled(self.writer.acquire().await?),
         };
-        Ok(Writing {
+        Ok(Lent {
             connection,
             begin: self.dialect.begin_write,
+        })
+    }
+
+    /// A read transaction, for reads that must agree with each other and
+    /// are on the path of a workflow's hand-off from stage to stage: on
+    /// SQLite, the releaser's reading connection, driven directly; on
+    /// PostgreSQL, a read-only transaction on a reader of the pool.
+    pub(super) async fn read_consistently(&self) -> Result<Lent, StoreError> {
+        Ok(match &self.releaser_reads {
+            Some(lane) => Lent {
+                connection: LentConnection::Direct(lane.lend().await?),
+                begin: "BEGIN",
+            },
+            None => Lent {
+                connection: LentConnection::Pooled(self.reader.acquire().await?),
+                begin: "BEGIN READ ONLY",
+            },
         })
     }
 }

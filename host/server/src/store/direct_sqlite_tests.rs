@@ -9,7 +9,7 @@ use sqlx::Row;
 use sqlx::error::ErrorKind;
 use sqlx_core::any::AnyValueKind;
 
-use super::sqlite_writer::{CACHED, SqliteWriter, Step};
+use super::direct_sqlite::{CACHED, DirectSqlite, Step};
 use super::write_tx::{DirectTx, WriteTx};
 
 /// A fresh database file, removed (with its log) when dropped.
@@ -25,8 +25,8 @@ impl File {
         Self(path)
     }
 
-    fn open(&self) -> SqliteWriter {
-        SqliteWriter::open(
+    fn open(&self) -> DirectSqlite {
+        DirectSqlite::open(
             &self.0,
             "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 0;",
         )
@@ -50,7 +50,7 @@ fn text(value: &str) -> AnyValueKind {
     AnyValueKind::Text(std::sync::Arc::new(value.to_string()))
 }
 
-fn count(writer: &mut SqliteWriter) -> i64 {
+fn count(writer: &mut DirectSqlite) -> i64 {
     let found = rows(
         writer
             .run("SELECT COUNT(*) AS n FROM t", &[], true)
@@ -163,7 +163,7 @@ fn the_cache_keeps_its_bound_and_runs_an_evicted_statement_again() {
 }
 
 /// A transaction begun on `writer` that has inserted a row.
-async fn with_a_row(writer: &mut SqliteWriter) -> WriteTx<'_> {
+async fn with_a_row(writer: &mut DirectSqlite) -> WriteTx<'_> {
     let tx = DirectTx::begin(writer, "BEGIN IMMEDIATE")
         .await
         .expect("begins");

@@ -1,4 +1,5 @@
-//! SQLite's writing connection, run on the caller's own thread.
+//! SQLite connections driven on the caller's own thread: the one that
+//! writes, and the one the releaser reads with.
 //!
 //! A sqlx SQLite connection lives on a thread of its own: each statement is
 //! a message to that thread and a wake-up back, 30–60 µs on a 2-core
@@ -10,19 +11,20 @@
 //! Every write of a SQLite store goes through one connection, lent to one
 //! transaction at a time (`writing.rs`), so that connection needs no thread
 //! to serialise it. This one is a plain `sqlite3` handle called directly
-//! from the task that holds the write lock: a statement costs what SQLite
-//! takes to run it. Statements are prepared once and kept
-//! (`SQLITE_PREPARE_PERSISTENT`), up to [`CACHED`], the least recently used
-//! dropped first. Rows come back as sqlx's [`AnyRow`]s, each value mapped
-//! by its storage class as sqlx's own SQLite driver maps it, so the store's
-//! code reads and binds through one API whichever connection it writes on
-//! (`write_tx.rs`).
+//! from the task that holds it: a statement costs what SQLite takes to run
+//! it. The releaser's reads, on the path from one workflow stage's end to
+//! the next one's start, go through a second such connection, `query_only`.
+//! Statements are prepared once and kept (`SQLITE_PREPARE_PERSISTENT`), up
+//! to [`CACHED`], the least recently used dropped first. Rows come back as
+//! sqlx's [`AnyRow`]s, each value mapped by its storage class as sqlx's own
+//! SQLite driver maps it, so the store's code reads and binds through one
+//! API whichever connection it runs on (`write_tx.rs`).
 //!
 //! A statement runs to completion inside one call and blocks the calling
 //! thread meanwhile: a transaction's statements take microseconds, a
 //! submission of thousands of tasks milliseconds. Waiting for SQLite's lock
-//! would block it for as long as the lock is held, so this connection
-//! never waits inside SQLite (`busy_timeout = 0`): nothing in the server
+//! would block it for as long as the lock is held, so the writing
+//! connection never waits inside SQLite (`busy_timeout = 0`): nothing in the server
 //! takes the lock but it (the readers are `query_only`, and the
 //! checkpointer starts the log over only while it holds the write lock
 //! itself), and a transaction that finds it taken from outside, by another
@@ -54,9 +56,9 @@ pub(super) const CACHED: usize = 128;
 /// One result of a statement: a row, or what a statement changed.
 pub(super) type Step = sqlx::Either<AnyQueryResult, AnyRow>;
 
-/// The writing connection. It is used by one caller at a time: every use
+/// A connection driven directly. It is used by one caller at a time: every use
 /// takes `&mut self`.
-pub(super) struct SqliteWriter {
+pub(super) struct DirectSqlite {
     db: NonNull<ffi::sqlite3>,
     cache: HashMap<Box<str>, Prepared>,
     /// Incremented on every use of a cached statement, to find the least
@@ -67,11 +69,11 @@ pub(super) struct SqliteWriter {
 // SAFETY: the handle is opened in multi-thread mode (`SQLITE_OPEN_NOMUTEX`):
 // it may move between threads as long as one thread uses it at a time,
 // which `&mut self` on every call ensures.
-unsafe impl Send for SqliteWriter {}
+unsafe impl Send for DirectSqlite {}
 
-impl fmt::Debug for SqliteWriter {
+impl fmt::Debug for DirectSqlite {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteWriter")
+        f.debug_struct("DirectSqlite")
             .field("cached", &self.cache.len())
             .finish()
     }
@@ -100,9 +102,9 @@ impl Drop for Statement {
     }
 }
 
-impl SqliteWriter {
-    /// Opens the file at `path` for writing and runs `setup` (the
-    /// connection's pragmas) on it.
+impl DirectSqlite {
+    /// Opens the file at `path` and runs `setup`, the connection's pragmas,
+    /// on it (`query_only` among them for a reading connection).
     pub(super) fn open(path: &Path, setup: &str) -> Result<Self, sqlx::Error> {
         let name = CString::new(path.as_os_str().as_encoded_bytes())
             .map_err(|_| sqlx::Error::Configuration("the SQLite path holds a NUL byte".into()))?;
@@ -361,7 +363,7 @@ impl SqliteWriter {
     }
 }
 
-impl Drop for SqliteWriter {
+impl Drop for DirectSqlite {
     fn drop(&mut self) {
         self.roll_back();
         // Every statement first: a handle with statements left does not close.
@@ -527,7 +529,7 @@ fn failure_of_code(code: c_int) -> sqlx::Error {
     }))
 }
 
-/// A statement's failure on the writing connection: SQLite's extended
+/// A statement's failure on a connection driven directly: SQLite's extended
 /// result code and message, classified as sqlx's SQLite driver classifies
 /// them.
 #[derive(Debug)]
