@@ -79,9 +79,14 @@ impl fmt::Debug for DirectSqlite {
     }
 }
 
-/// The statements of one SQL text, prepared.
+/// The statements of one SQL text, prepared as far as it has run.
+#[derive(Default)]
 struct Prepared {
     statements: Vec<Statement>,
+    /// Where the text not prepared yet begins.
+    rest: usize,
+    /// Bare `?` marks so far: they count on across the statements of a text.
+    next_argument: usize,
     used: u64,
 }
 
@@ -106,6 +111,8 @@ impl DirectSqlite {
     /// Opens the file at `path` and runs `setup`, the connection's pragmas,
     /// on it (`query_only` among them for a reading connection).
     pub(super) fn open(path: &Path, setup: &str) -> Result<Self, sqlx::Error> {
+        // SQLite's allocator is set before its first connection opens.
+        super::sqlite_memory::install();
         let name = CString::new(path.as_os_str().as_encoded_bytes())
             .map_err(|_| sqlx::Error::Configuration("the SQLite path holds a NUL byte".into()))?;
         let mut db = ptr::null_mut();
@@ -167,8 +174,10 @@ impl DirectSqlite {
 
     /// Runs each statement of `sql` in turn with `arguments` (`$n` or `?n`
     /// takes the n-th, a bare `?` the next), to its end: its rows, and what
-    /// each statement changed. `persistent` keeps the statements prepared
-    /// for the next run of the same text.
+    /// each statement changed. As in sqlx, a statement is prepared only once
+    /// the one before it has run (a text may create what it then uses), and
+    /// an error stops the text there. `persistent` keeps the statements
+    /// prepared for the next run of the same text.
     pub(super) fn run(
         &mut self,
         sql: &str,
@@ -176,22 +185,23 @@ impl DirectSqlite {
         persistent: bool,
     ) -> Result<Vec<Step>, sqlx::Error> {
         self.clock += 1;
-        let mut prepared = match self.cache.remove(sql) {
-            Some(prepared) => prepared,
-            None => Prepared {
-                statements: self.prepare(sql, persistent)?,
-                used: 0,
-            },
-        };
+        let mut prepared = self.cache.remove(sql).unwrap_or_default();
         prepared.used = self.clock;
         let mut steps = Vec::new();
-        let mut outcome = Ok(());
-        for statement in &prepared.statements {
-            outcome = self.step_all(statement, arguments, &mut steps);
-            if outcome.is_err() {
-                break;
+        let mut index = 0;
+        let outcome = loop {
+            if index == prepared.statements.len() {
+                match self.prepare_next(sql, &mut prepared, persistent) {
+                    Ok(true) => {}
+                    Ok(false) => break Ok(()),
+                    Err(error) => break Err(error),
+                }
             }
-        }
+            if let Err(error) = self.step_all(&prepared.statements[index], arguments, &mut steps) {
+                break Err(error);
+            }
+            index += 1;
+        };
         if persistent {
             if self.cache.len() >= CACHED
                 && let Some(oldest) = self
@@ -207,18 +217,24 @@ impl DirectSqlite {
         outcome.map(|()| steps)
     }
 
-    /// Prepares every statement of `sql`.
-    fn prepare(&mut self, sql: &str, persistent: bool) -> Result<Vec<Statement>, sqlx::Error> {
+    /// Prepares the statement of `sql` after those `prepared` holds;
+    /// `false` if there is none.
+    fn prepare_next(
+        &mut self,
+        sql: &str,
+        prepared: &mut Prepared,
+        persistent: bool,
+    ) -> Result<bool, sqlx::Error> {
         let flags = if persistent {
             ffi::SQLITE_PREPARE_PERSISTENT
         } else {
             0
         };
-        let mut statements = Vec::new();
-        let mut rest = sql.as_bytes();
-        // Bare `?` marks count on across the statements of one text.
-        let mut next_argument = 0;
-        while !rest.iter().all(u8::is_ascii_whitespace) {
+        loop {
+            let rest = &sql.as_bytes()[prepared.rest..];
+            if rest.iter().all(u8::is_ascii_whitespace) {
+                return Ok(false);
+            }
             let length = c_int::try_from(rest.len())
                 .map_err(|_| sqlx::Error::Protocol("a statement of over 2 GiB".into()))?;
             let mut handle = ptr::null_mut();
@@ -240,14 +256,25 @@ impl DirectSqlite {
             }
             // SAFETY: `tail` points into `rest` (or at its end).
             let used = unsafe { tail.cast::<u8>().offset_from(rest.as_ptr()) } as usize;
-            rest = &rest[used.min(rest.len())..];
+            let handle = NonNull::new(handle);
+            if used == 0 {
+                // Nothing read: the text goes on past a NUL byte.
+                if let Some(handle) = handle {
+                    // SAFETY: just prepared, and not kept.
+                    unsafe { ffi::sqlite3_finalize(handle.as_ptr()) };
+                }
+                return Err(sqlx::Error::Protocol(
+                    "a SQL text with a NUL byte in it".into(),
+                ));
+            }
+            prepared.rest += used.min(rest.len());
             // A comment or blank between statements prepares to nothing.
-            let Some(handle) = NonNull::new(handle) else {
-                continue;
-            };
-            statements.push(Statement::new(handle, &mut next_argument)?);
+            if let Some(handle) = handle {
+                let statement = Statement::new(handle, &mut prepared.next_argument)?;
+                prepared.statements.push(statement);
+                return Ok(true);
+            }
         }
-        Ok(statements)
     }
 
     /// Binds `arguments` to `statement` and steps it to its end, pushing
@@ -289,8 +316,9 @@ impl DirectSqlite {
         let handle = statement.handle.as_ptr();
         for (parameter, &index) in statement.arguments.iter().enumerate() {
             let Some(value) = arguments.get(index) else {
-                // SQLite reads an unbound parameter as NULL, as sqlx does.
-                continue;
+                // SQLite reads an unbound parameter as NULL; as sqlx does,
+                // the first one past the arguments leaves the rest unbound.
+                break;
             };
             let at = parameter as c_int + 1;
             // SAFETY: `at` is within the statement's parameters; text and
@@ -343,9 +371,11 @@ impl DirectSqlite {
             } else {
                 ffi::sqlite3_changes64(self.db.as_ptr()) as u64
             };
+            // No row id is 0, which sqlx gives as none.
+            let row_id = ffi::sqlite3_last_insert_rowid(self.db.as_ptr());
             AnyQueryResult {
                 rows_affected,
-                last_insert_id: Some(ffi::sqlite3_last_insert_rowid(self.db.as_ptr())),
+                last_insert_id: (row_id != 0).then_some(row_id),
             }
         }
     }
@@ -369,7 +399,12 @@ impl Drop for DirectSqlite {
         // Every statement first: a handle with statements left does not close.
         self.cache.clear();
         // SAFETY: the handle is open, and closed once.
-        unsafe { ffi::sqlite3_close(self.db.as_ptr()) };
+        let closed = unsafe { ffi::sqlite3_close(self.db.as_ptr()) };
+        debug_assert_eq!(
+            closed,
+            ffi::SQLITE_OK,
+            "a statement outlived its connection"
+        );
     }
 }
 

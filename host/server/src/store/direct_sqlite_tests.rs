@@ -220,3 +220,59 @@ async fn a_lock_held_elsewhere_is_waited_for_asleep() {
     assert!(began);
     assert_eq!(seen, 1, "it began after the other's commit");
 }
+
+#[test]
+fn a_text_may_create_what_its_later_statements_use() {
+    let file = File::new("lazy");
+    let mut writer = file.open();
+    let steps = writer
+        .run(
+            "CREATE TABLE t (id INTEGER); INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)",
+            &[],
+            true,
+        )
+        .expect("each statement is prepared once the one before it has run");
+    let ids: Vec<Option<i64>> = steps
+        .iter()
+        .filter_map(|step| step.as_ref().left().map(|done| done.last_insert_id))
+        .collect();
+    assert_eq!(ids, [None, Some(1), Some(2)]);
+    assert_eq!(count(&mut writer), 2);
+    assert!(matches!(
+        writer.run("SELECT 1;\0 SELECT 2", &[], false),
+        Err(sqlx::Error::Protocol(_))
+    ));
+}
+
+/// The directly driven connections open the file the pools open: the one
+/// the URL names once percent-decoded. An in-memory database would be a
+/// different one for each of them, and is refused.
+#[tokio::test(flavor = "current_thread")]
+async fn every_connection_of_a_store_opens_the_same_file() {
+    use super::{NewToken, Store, StoreError};
+    let dir = std::env::temp_dir().join(format!("flowmesh writer {}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let encoded = format!("sqlite://{}/flow%20mesh.db", dir.display()).replace(' ', "%20");
+    let store = Store::open(&encoded).await.expect("opens");
+    store
+        .create_token(
+            &NewToken {
+                tenant: "t",
+                role: flowmesh_types::api::Role::Admin,
+                name: None,
+                shared: false,
+                expires_at: None,
+            },
+            1_000,
+        )
+        .await
+        .expect("written through the writing connection");
+    assert_eq!(store.admin_token_count().await.expect("read"), 1);
+    store.close().await;
+    assert!(dir.join("flow mesh.db").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(matches!(
+        Store::open("sqlite://:memory:").await,
+        Err(StoreError::UnsupportedUrl(_))
+    ));
+}

@@ -147,7 +147,9 @@ pub enum StoreError {
     #[error("a live worker named {0:?} is registered with another token")]
     NameTaken(String),
     /// The URL names no supported backend.
-    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://USER@HOST/DB")]
+    #[error(
+        "unsupported database URL {0:?}: use sqlite://PATH (a file, not in memory) or postgres://USER@HOST/DB"
+    )]
     UnsupportedUrl(String),
 }
 
@@ -294,22 +296,33 @@ impl Store {
     pub async fn open_with(url: &str, durability: Durability) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let mut sqlite_file = PathBuf::new();
-        let (backend, dialect, url): (_, &'static Dialect, Cow<'_, str>) =
-            if let Some(path) = url.strip_prefix("sqlite://") {
-                sqlite_memory::install();
-                sqlite_file = PathBuf::from(path.split('?').next().unwrap_or(path));
-                private_sqlite_file(&sqlite_file)?;
-                let url = if path.contains('?') {
-                    url.to_string()
-                } else {
-                    format!("{url}?mode=rwc")
-                };
-                (Backend::Sqlite, &sqlite::DIALECT, url.into())
-            } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                (Backend::Postgres, &postgres::DIALECT, url.into())
+        let (backend, dialect, url): (_, &'static Dialect, Cow<'_, str>) = if let Some(path) =
+            url.strip_prefix("sqlite://")
+        {
+            sqlite_memory::install();
+            let url = if path.contains('?') {
+                url.to_string()
             } else {
-                return Err(StoreError::UnsupportedUrl(url.to_string()));
+                format!("{url}?mode=rwc")
             };
+            // The file as sqlx reads the URL (percent-decoded): the
+            // connections driven directly open it by name. A database
+            // in memory, or a temporary one (no name), would be one per
+            // connection there.
+            let parsed = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)?;
+            sqlite_file = parsed.get_filename().to_path_buf();
+            if matches!(path.split('?').next(), None | Some("" | ":memory:"))
+                || url.contains("mode=memory")
+            {
+                return Err(StoreError::UnsupportedUrl(url));
+            }
+            private_sqlite_file(&sqlite_file)?;
+            (Backend::Sqlite, &sqlite::DIALECT, url.into())
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, &postgres::DIALECT, url.into())
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_string()));
+        };
         let options: AnyConnectOptions = url.parse()?;
         let mut checkpointer = None;
         let mut writing = None;
@@ -327,7 +340,7 @@ impl Store {
                     closed: Arc::default(),
                 };
                 writing = Some(lane(SqliteRole::Writer));
-                releaser_reads = Some(lane(SqliteRole::Reader));
+                releaser_reads = Some(lane(SqliteRole::DirectReader));
                 (writer, reader)
             }
             Backend::Postgres => {
@@ -465,9 +478,6 @@ fn private_sqlite_file(path: &Path) -> Result<(), StoreError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" {
-            return Ok(());
-        }
         let io = |error: std::io::Error| StoreError::Io {
             path: path.to_path_buf(),
             error,

@@ -28,6 +28,11 @@ pub(super) enum SqliteRole {
     /// Reads through the file's memory mapping: a page cache of 8 MiB;
     /// refuses writes.
     Reader,
+    /// The releaser's reader (`writing.rs`), driven directly like the
+    /// writer: as a reader, but it never waits inside SQLite for a lock
+    /// (a read finds one held only while another process recovers the
+    /// log, and its release pass is tried again later).
+    DirectReader,
     /// Runs [`Store::checkpoint`]; waits for readers only briefly, holding
     /// the writer up meanwhile (`checkpoint.rs`).
     Checkpointer,
@@ -41,6 +46,7 @@ pub(super) fn setup(durability: Durability, role: SqliteRole) -> String {
         SqliteRole::Writer => (2 << 10, checkpoint::WRITER_FALLBACK_PAGES, 0),
         SqliteRole::Migrator => (2 << 10, checkpoint::WRITER_FALLBACK_PAGES, 10_000),
         SqliteRole::Reader => (8 << 10, 0, 10_000),
+        SqliteRole::DirectReader => (8 << 10, 0, 0),
         SqliteRole::Checkpointer => (8 << 10, 0, checkpoint::RESTART_WAIT_MS),
     };
     format!(
@@ -51,7 +57,7 @@ pub(super) fn setup(durability: Durability, role: SqliteRole) -> String {
          PRAGMA query_only = {};",
         durability.pragma(),
         checkpoint::LOG_FILE_LIMIT_BYTES,
-        if role == SqliteRole::Reader {
+        if matches!(role, SqliteRole::Reader | SqliteRole::DirectReader) {
             "ON"
         } else {
             "OFF"

@@ -166,12 +166,11 @@ impl<'c> Executor<'c> for &'c mut WriteTx<'_> {
         match self {
             WriteTx::Pooled(tx) => (&mut **tx).fetch_optional(query),
             WriteTx::Direct(tx) => {
-                let first = tx.run(query).map(|steps| {
-                    steps.into_iter().find_map(|step| match step {
-                        Either::Right(row) => Some(row),
-                        Either::Left(_) => None,
-                    })
-                });
+                // The first result, as in sqlx: a row, or none if the
+                // first statement returned none.
+                let first = tx
+                    .run(query)
+                    .map(|steps| steps.into_iter().next().and_then(Either::right));
                 future::ready(first).boxed()
             }
         }

@@ -130,7 +130,8 @@ impl Store {
     /// A read transaction, for reads that must agree with each other and
     /// are on the path of a workflow's hand-off from stage to stage: on
     /// SQLite, the releaser's reading connection, driven directly; on
-    /// PostgreSQL, a read-only transaction on a reader of the pool.
+    /// PostgreSQL, a read-only transaction on a reader of the pool, at
+    /// `REPEATABLE READ` so that its statements see one snapshot.
     pub(super) async fn read_consistently(&self) -> Result<Lent, StoreError> {
         Ok(match &self.releaser_reads {
             Some(lane) => Lent {
@@ -139,7 +140,7 @@ impl Store {
             },
             None => Lent {
                 connection: LentConnection::Pooled(self.reader.acquire().await?),
-                begin: "BEGIN READ ONLY",
+                begin: "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
             },
         })
     }
