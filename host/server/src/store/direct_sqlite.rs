@@ -34,7 +34,6 @@
 //! block says what it relies on.
 #![allow(unsafe_code)]
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_int};
 use std::fmt;
@@ -44,9 +43,10 @@ use std::sync::Arc;
 
 use libsqlite3_sys as ffi;
 use sqlx::any::{AnyQueryResult, AnyRow, AnyTypeInfo, AnyTypeInfoKind, AnyValue};
-use sqlx::error::{DatabaseError, ErrorKind};
 use sqlx_core::any::{AnyColumn, AnyValueKind};
 use sqlx_core::ext::ustr::UStr;
+
+use super::sqlite_failure::SqliteFailure;
 
 /// How many prepared statements are kept. The store's fixed statements
 /// number some eighty; the rest are multi-row statements whose text
@@ -389,7 +389,7 @@ impl DirectSqlite {
             let message = CStr::from_ptr(ffi::sqlite3_errmsg(self.db.as_ptr()));
             (code, message.to_string_lossy().into_owned())
         };
-        sqlx::Error::Database(Box::new(SqliteFailure { code, message }))
+        SqliteFailure::error(code, message)
     }
 }
 
@@ -558,59 +558,5 @@ fn kind_of(value: &AnyValueKind) -> AnyTypeInfoKind {
 fn failure_of_code(code: c_int) -> sqlx::Error {
     // SAFETY: `sqlite3_errstr` returns a static string for any code.
     let message = unsafe { CStr::from_ptr(ffi::sqlite3_errstr(code)) };
-    sqlx::Error::Database(Box::new(SqliteFailure {
-        code,
-        message: message.to_string_lossy().into_owned(),
-    }))
-}
-
-/// A statement's failure on a connection driven directly: SQLite's extended
-/// result code and message, classified as sqlx's SQLite driver classifies
-/// them.
-#[derive(Debug)]
-struct SqliteFailure {
-    code: c_int,
-    message: String,
-}
-
-impl fmt::Display for SqliteFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "(code: {}) {}", self.code, self.message)
-    }
-}
-
-impl std::error::Error for SqliteFailure {}
-
-impl DatabaseError for SqliteFailure {
-    fn message(&self) -> &str {
-        &self.message
-    }
-
-    fn code(&self) -> Option<Cow<'_, str>> {
-        Some(self.code.to_string().into())
-    }
-
-    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
-        self
-    }
-
-    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
-        self
-    }
-
-    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
-        self
-    }
-
-    fn kind(&self) -> ErrorKind {
-        match self.code {
-            ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
-                ErrorKind::UniqueViolation
-            }
-            ffi::SQLITE_CONSTRAINT_FOREIGNKEY => ErrorKind::ForeignKeyViolation,
-            ffi::SQLITE_CONSTRAINT_NOTNULL => ErrorKind::NotNullViolation,
-            ffi::SQLITE_CONSTRAINT_CHECK => ErrorKind::CheckViolation,
-            _ => ErrorKind::Other,
-        }
-    }
+    SqliteFailure::error(code, message.to_string_lossy().into_owned())
 }

@@ -70,6 +70,7 @@ mod round_trips;
 mod rows;
 mod sql;
 mod sqlite;
+mod sqlite_failure;
 mod sqlite_memory;
 mod sqlite_open;
 mod stage_plan;
