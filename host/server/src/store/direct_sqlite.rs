@@ -168,7 +168,7 @@ impl DirectSqlite {
         if self.in_transaction()
             && let Err(error) = self.run("ROLLBACK", &[], true)
         {
-            tracing::warn!(%error, "rolling back a SQLite write transaction failed");
+            tracing::warn!(%error, "rolling back a SQLite transaction failed");
         }
     }
 

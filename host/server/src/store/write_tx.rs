@@ -1,8 +1,9 @@
-//! A write transaction, on whichever connection the store writes with.
+//! A transaction, on whichever connection the store lends for it: every
+//! write transaction, and the releaser's read transactions.
 //!
-//! On PostgreSQL a write transaction is sqlx's, on a connection of the
-//! pool. On SQLite it runs on the one writing connection, driven on the
-//! caller's thread ([`DirectSqlite`]). The store's code runs its statements
+//! On PostgreSQL a transaction is sqlx's, on a connection of a pool. On
+//! SQLite it runs on a connection driven on the caller's thread
+//! ([`DirectSqlite`]): the writing one, or the releaser's reading one. The store's code runs its statements
 //! on either through sqlx's [`Executor`] (`query(…).execute(&mut *tx)`),
 //! and ends it with [`WriteTx::commit`]; dropped before that, it rolls
 //! back.
@@ -18,7 +19,8 @@ use sqlx::{Any, Either, Execute, Executor, SqlStr, Transaction};
 
 use super::direct_sqlite::DirectSqlite;
 
-/// An open write transaction ([`super::Store::write`]).
+/// An open transaction ([`super::Store::write`],
+/// [`super::Store::read_consistently`]).
 pub(super) enum WriteTx<'a> {
     /// sqlx's, on a pooled connection.
     Pooled(Transaction<'a, Any>),
@@ -26,7 +28,7 @@ pub(super) enum WriteTx<'a> {
     Direct(DirectTx<'a>),
 }
 
-/// A transaction open on SQLite's writing connection.
+/// A transaction open on a SQLite connection driven directly.
 pub(super) struct DirectTx<'a> {
     writer: &'a mut DirectSqlite,
 }
@@ -80,12 +82,10 @@ impl WriteTx<'_> {
         }
     }
 
-    /// Whether this runs on SQLite.
+    /// Whether this runs on SQLite: every SQLite transaction runs on a
+    /// connection driven directly, pools serve PostgreSQL only.
     pub(super) fn is_sqlite(&self) -> bool {
-        match self {
-            Self::Pooled(tx) => tx.backend_name() == "SQLite",
-            Self::Direct(_) => true,
-        }
+        matches!(self, Self::Direct(_))
     }
 }
 
@@ -117,20 +117,20 @@ impl DirectTx<'_> {
             .map(|arguments| arguments.values.0)
             .unwrap_or_default();
         let sql = query.sql();
-        if !tracing::enabled!(target: STATEMENT_EVENTS, tracing::Level::DEBUG) {
-            return self.writer.run(sql.as_str(), &values, persistent);
-        }
-        let started = Instant::now();
+        let started =
+            tracing::enabled!(target: STATEMENT_EVENTS, tracing::Level::DEBUG).then(Instant::now);
         let steps = self.writer.run(sql.as_str(), &values, persistent);
-        // STATEMENT_EVENTS, spelled out: a target given by a constant reads
-        // as a field to the macro.
-        tracing::event!(
-            target: "flowmesh::sql",
-            tracing::Level::DEBUG,
-            db.statement = sql.as_str(),
-            elapsed_secs = started.elapsed().as_secs_f64(),
-            "statement"
-        );
+        if let Some(started) = started {
+            // STATEMENT_EVENTS, spelled out: a target given by a constant
+            // reads as a field to the macro.
+            tracing::event!(
+                target: "flowmesh::sql",
+                tracing::Level::DEBUG,
+                db.statement = sql.as_str(),
+                elapsed_secs = started.elapsed().as_secs_f64(),
+                "statement"
+            );
+        }
         steps
     }
 }
