@@ -55,21 +55,39 @@ impl Counted {
 /// The fields of one `sqlx::query` event that matter here.
 #[derive(Default)]
 struct Fields {
+    /// The statement's whole text; sqlx leaves it empty when the summary
+    /// (its first four words) is the whole of it.
     statement: String,
+    summary: String,
     seconds: f64,
+}
+
+impl Fields {
+    fn record_text(&mut self, field: &Field, value: String) {
+        match field.name() {
+            "db.statement" => self.statement = value,
+            "summary" => self.summary = value,
+            _ => {}
+        }
+    }
+
+    /// The statement's text, whole.
+    fn text(&self) -> &str {
+        if self.statement.trim().is_empty() {
+            &self.summary
+        } else {
+            &self.statement
+        }
+    }
 }
 
 impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "db.statement" {
-            self.statement = format!("{value:?}");
-        }
+        self.record_text(field, format!("{value:?}"));
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "db.statement" {
-            self.statement = value.to_string();
-        }
+        self.record_text(field, value.to_string());
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
@@ -104,7 +122,7 @@ impl<S: Subscriber> Layer<S> for Counter {
         let mut fields = Fields::default();
         event.record(&mut fields);
         let name: String = fields
-            .statement
+            .text()
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ")

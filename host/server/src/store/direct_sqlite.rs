@@ -147,9 +147,8 @@ impl DirectSqlite {
             Ok(_) => Ok(true),
             Err(sqlx::Error::Database(error))
                 if error
-                    .code()
-                    .and_then(|code| code.parse::<c_int>().ok())
-                    .is_some_and(|code| code & 0xff == ffi::SQLITE_BUSY) =>
+                    .try_downcast_ref::<SqliteFailure>()
+                    .is_some_and(SqliteFailure::is_busy) =>
             {
                 Ok(false)
             }

@@ -24,6 +24,12 @@ impl SqliteFailure {
     pub(super) fn error(code: c_int, message: String) -> sqlx::Error {
         sqlx::Error::Database(Box::new(Self { code, message }))
     }
+
+    /// Whether SQLite answered `SQLITE_BUSY`: another connection holds the
+    /// lock asked for.
+    pub(super) fn is_busy(&self) -> bool {
+        self.code & 0xff == ffi::SQLITE_BUSY
+    }
 }
 
 impl fmt::Display for SqliteFailure {
