@@ -137,9 +137,10 @@ fn echo_json(n: usize) -> serde_json::Value {
                        "spec": {"taskType": "echo", "message": format!("task {n}")}})
 }
 
-/// The benchmark's echo worker: `slots`, and as many claimed ahead at
-/// most (`--read-ahead`; the default is a quarter of the slots), which its
-/// pace uses in full for tasks of microseconds.
+/// The benchmark's echo worker: `slots`, and the most claimed ahead that
+/// they allow, eight per slot (`--read-ahead`; the default is a quarter of
+/// the slots), which its pace uses in full for tasks of microseconds: about
+/// `slots × trip / task` of them finish while one round trip is on the way.
 async fn bench_worker(server: &TestServer, slots: u32) -> flowmesh_tests::cluster::TestWorker {
     server
         .worker_with(
@@ -147,7 +148,7 @@ async fn bench_worker(server: &TestServer, slots: u32) -> flowmesh_tests::cluste
             &[("echo", flowmesh_tests::components::ECHO)],
             flowmesh_runtime::HostCapabilities::none(),
             slots,
-            |config| config.read_ahead = Some(slots),
+            |config| config.read_ahead = Some(flowmesh_types::api::max_read_ahead(slots)),
         )
         .await
 }
@@ -518,6 +519,7 @@ async fn fairness(db: Db, name: &str, options: &Options, alone: Option<f64>) {
     let since = now_ms();
     let worker = bench_worker(&server, options.slots).await;
     let per = B_TASKS / 4;
+    let b_since = Instant::now();
     let clients: Vec<_> = (0..4)
         .map(|client| {
             let b = b.clone();
@@ -531,6 +533,7 @@ async fn fairness(db: Db, name: &str, options: &Options, alone: Option<f64>) {
     for client in clients {
         client.await.expect("submitter");
     }
+    let b_submitting = b_since.elapsed();
     let total = wait_done(&server, options.tasks + B_TASKS, since).await;
     drop(worker);
     let url = &server.db.url;
@@ -545,12 +548,13 @@ async fn fairness(db: Db, name: &str, options: &Options, alone: Option<f64>) {
     let drained = a_before_b_done.first().copied().unwrap_or(0) as f64 / options.tasks as f64;
     let rate = (options.tasks + B_TASKS) as f64 / total.as_secs_f64();
     println!(
-        "{name:<9} fair   A {} backlog + B {B_TASKS}, {} slots: B submit->start p50 {} ms, p99 {} ms; A {:.1} % started when B's last did; {:>6.0} tasks/s{}",
+        "{name:<9} fair   A {} backlog + B {B_TASKS}, {} slots: B submit->start p50 {} ms, p99 {} ms; A {:.1} % started when B's last did (B's submits took {} ms); {:>6.0} tasks/s{}",
         options.tasks,
         options.slots,
         percentile(&waits, 0.50),
         percentile(&waits, 0.99),
         drained * 100.0,
+        b_submitting.as_millis(),
         rate,
         alone.map_or_else(String::new, |alone| format!(
             " ({:+.1} % against one tenant's drain)",

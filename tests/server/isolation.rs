@@ -639,6 +639,31 @@ async fn worker_advertisements_are_bounded(db: Db) {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    // Tasks held ahead are bounded by the slots: eight per slot.
+    let ahead = |read_ahead: u32| {
+        json!({
+            "name": "hoarder",
+            "capabilities": {"supportedTaskTypes": [], "plugins": [], "capabilities": []},
+            "hardware": {"cpus": 1.0, "memoryBytes": 1_u64 << 30},
+            "slots": 2,
+            "readAhead": read_ahead,
+            "version": "hostile",
+        })
+    };
+    let (status, answer) = worker.post("/worker/register", ahead(17)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(
+        answer["error"]["details"][0]["path"], "readAhead",
+        "{answer}"
+    );
+    assert!(
+        answer["error"]["details"][0]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("16 for 2 slots")),
+        "{answer}"
+    );
+    let (status, answer) = worker.post("/worker/register", ahead(16)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
     let metrics = server.metrics().await;
     assert!(
         metrics.len() < 64 * 1024,

@@ -25,7 +25,7 @@ pub struct WorkerArgs {
     /// Tasks run at once (default: one per CPU).
     #[arg(long)]
     slots: Option<u32>,
-    /// The most tasks claimed ahead of the slots, to start as slots free without a round trip to the server (default: a quarter of the slots; at most the slots). Within it the worker holds what its slots finish during one round trip.
+    /// The most tasks claimed ahead of the slots, to start as slots free without a round trip to the server (default: a quarter of the slots; at most eight times the slots). Within it the worker holds what its slots finish during one round trip.
     #[arg(long)]
     read_ahead: Option<u32>,
     /// A label, key=value (repeatable).

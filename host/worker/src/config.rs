@@ -23,9 +23,10 @@ pub struct WorkerConfig {
     pub slots: u32,
     /// The most tasks claimed ahead beyond the slots, each to start as a
     /// slot frees without a round trip to the server; `None` for a quarter
-    /// of the slots (at least 1). At most `slots`. Within it the worker
-    /// holds ahead what its slots finish during one round trip (see
-    /// `pace.rs`).
+    /// of the slots (at least 1). At most eight times `slots`
+    /// ([`READ_AHEAD_PER_SLOT`](flowmesh_types::api::READ_AHEAD_PER_SLOT)).
+    /// Within it the worker holds ahead what its slots finish during one
+    /// round trip (see `pace.rs`).
     pub read_ahead: Option<u32>,
     /// Operator labels.
     pub labels: BTreeMap<String, String>,
@@ -45,7 +46,7 @@ impl WorkerConfig {
     pub fn read_ahead(&self) -> u32 {
         self.read_ahead
             .unwrap_or_else(|| self.quarter_of_slots())
-            .min(self.slots)
+            .min(flowmesh_types::api::max_read_ahead(self.slots))
     }
 
     /// The read-ahead before the worker has timed a task and a round trip:
@@ -75,5 +76,31 @@ impl WorkerConfig {
             probes: Vec::new(),
             probe_interval: Duration::from_secs(10),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(slots: u32, read_ahead: Option<u32>) -> WorkerConfig {
+        let mut config = WorkerConfig::new("http://127.0.0.1:1", "token");
+        config.slots = slots;
+        config.read_ahead = read_ahead;
+        config
+    }
+
+    #[test]
+    fn the_read_ahead_defaults_to_a_quarter_of_the_slots() {
+        assert_eq!(config(16, None).read_ahead(), 4);
+        assert_eq!(config(1, None).read_ahead(), 1);
+    }
+
+    #[test]
+    fn the_read_ahead_is_at_most_eight_per_slot() {
+        assert_eq!(config(16, Some(128)).read_ahead(), 128);
+        assert_eq!(config(16, Some(1_000)).read_ahead(), 128);
+        assert_eq!(config(2, Some(17)).read_ahead(), 16);
+        assert_eq!(config(16, Some(0)).read_ahead(), 0);
     }
 }

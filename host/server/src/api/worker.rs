@@ -154,10 +154,15 @@ pub(super) async fn register(
     if registration.slots == 0 {
         return Err(ApiFailure::invalid_field("slots", "must be at least 1"));
     }
-    if registration.read_ahead > registration.slots {
+    let most = flowmesh_types::api::max_read_ahead(registration.slots);
+    if registration.read_ahead > most {
         return Err(ApiFailure::invalid_field(
             "readAhead",
-            format!("at most slots ({})", registration.slots),
+            format!(
+                "at most {} times slots ({most} for {} slots)",
+                flowmesh_types::api::READ_AHEAD_PER_SLOT,
+                registration.slots
+            ),
         ));
     }
     check_advertised(Some(&registration.capabilities), Some(&registration.labels))?;

@@ -13,6 +13,22 @@ use crate::document::HardwareRequest;
 use crate::event::TaskEvent;
 use crate::task_error::TaskError;
 
+/// How many tasks a worker may hold ahead per slot
+/// ([`WorkerRegistration::read_ahead`]).
+///
+/// Tasks of microseconds finish by the hundred while one round trip is on
+/// the way: a worker with 16 slots that may hold only 16 more claims 32
+/// tasks per trip and leaves its slots idle for most of each trip. Within
+/// this bound the worker's pace holds what its slots finish during one
+/// trip, and one task for tasks of seconds.
+pub const READ_AHEAD_PER_SLOT: u32 = 8;
+
+/// The most tasks a worker with `slots` slots may hold ahead:
+/// [`READ_AHEAD_PER_SLOT`] for each slot.
+pub fn max_read_ahead(slots: u32) -> u32 {
+    slots.saturating_mul(READ_AHEAD_PER_SLOT)
+}
+
 /// `POST /worker/register`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -33,7 +49,8 @@ pub struct WorkerRegistration {
     /// Tasks it runs at once.
     pub slots: u32,
     /// Tasks it may hold beyond its slots: claimed ahead, each starts as a
-    /// slot frees, without waiting for a round trip. At most `slots`.
+    /// slot frees, without waiting for a round trip. At most
+    /// [`READ_AHEAD_PER_SLOT`] (8) times `slots`.
     #[serde(default)]
     pub read_ahead: u32,
     /// The worker's FlowMesh version.
