@@ -664,6 +664,13 @@ async fn worker_advertisements_are_bounded(db: Db) {
     );
     let (status, answer) = worker.post("/worker/register", ahead(16)).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
+    // Slots are bounded too, so slots and tasks ahead never overflow a count.
+    let mut huge = ahead(0);
+    huge["slots"] = json!(u32::MAX);
+    huge["readAhead"] = json!(u32::MAX);
+    let (status, answer) = worker.post("/worker/register", huge).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["details"][0]["path"], "slots", "{answer}");
     let metrics = server.metrics().await;
     assert!(
         metrics.len() < 64 * 1024,

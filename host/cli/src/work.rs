@@ -22,7 +22,7 @@ pub struct WorkerArgs {
     /// The worker's name (default: the host name).
     #[arg(long)]
     name: Option<String>,
-    /// Tasks run at once (default: one per CPU).
+    /// Tasks run at once (default: one per CPU; at most 65,536).
     #[arg(long)]
     slots: Option<u32>,
     /// The most tasks claimed ahead of the slots, to start as slots free without a round trip to the server (default: a quarter of the slots; at most eight times the slots). Within it the worker holds what its slots finish during one round trip.

@@ -62,7 +62,10 @@ impl Shared {
             self.config.initial_read_ahead(),
             oldest,
         );
-        (self.config.slots + read_ahead).saturating_sub(held as u32)
+        self.config
+            .slots
+            .saturating_add(read_ahead)
+            .saturating_sub(held as u32)
     }
 
     /// Holds the next round trip back while tasks still run, for at most

@@ -154,6 +154,12 @@ pub(super) async fn register(
     if registration.slots == 0 {
         return Err(ApiFailure::invalid_field("slots", "must be at least 1"));
     }
+    if registration.slots > flowmesh_types::api::MAX_SLOTS {
+        return Err(ApiFailure::invalid_field(
+            "slots",
+            format!("at most {}", flowmesh_types::api::MAX_SLOTS),
+        ));
+    }
     let most = flowmesh_types::api::max_read_ahead(registration.slots);
     if registration.read_ahead > most {
         return Err(ApiFailure::invalid_field(

@@ -225,7 +225,7 @@ impl Constraint {
             }
             Self::Capacity => {
                 let usage = &candidate.usage;
-                if usage.tasks >= worker.slots + worker.read_ahead {
+                if usage.tasks >= worker.slots.saturating_add(worker.read_ahead) {
                     return refuse(&|| {
                         if worker.read_ahead == 0 {
                             format!("{} has all {} slot(s) in use", worker.name, worker.slots)

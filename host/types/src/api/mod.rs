@@ -59,7 +59,7 @@ pub use tasks::{
 };
 pub use worker_protocol::{
     ClaimRequest, ClaimResponse, ClaimedTask, Completion, CompletionBatch, CompletionResponse,
-    CompletionVerdict, Deregistration, EventBatch, Heartbeat, HeartbeatResponse, Lease,
+    CompletionVerdict, Deregistration, EventBatch, Heartbeat, HeartbeatResponse, Lease, MAX_SLOTS,
     READ_AHEAD_PER_SLOT, Registered, TaskEvents, WorkerRegistration, max_read_ahead,
 };
 pub use workflows::{StageView, SubmittedWorkflow, WorkflowPage, WorkflowState, WorkflowView};

@@ -13,6 +13,11 @@ use crate::document::HardwareRequest;
 use crate::event::TaskEvent;
 use crate::task_error::TaskError;
 
+/// The most slots a worker may register: far past any host, and small
+/// enough that slots and the tasks held ahead of them never overflow a
+/// count.
+pub const MAX_SLOTS: u32 = 65_536;
+
 /// How many tasks a worker may hold ahead per slot
 /// ([`WorkerRegistration::read_ahead`]).
 ///
@@ -46,7 +51,7 @@ pub struct WorkerRegistration {
     /// Operator labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// Tasks it runs at once.
+    /// Tasks it runs at once: at least 1, at most [`MAX_SLOTS`].
     pub slots: u32,
     /// Tasks it may hold beyond its slots: claimed ahead, each starts as a
     /// slot frees, without waiting for a round trip. At most
