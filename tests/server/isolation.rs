@@ -230,6 +230,18 @@ fn server_tenant() -> &'static str {
     "default"
 }
 
+/// A hand-made registration under `name`: one slot, nothing advertised;
+/// tests set the fields they probe.
+fn hostile_registration(name: &str) -> Value {
+    json!({
+        "name": name,
+        "capabilities": {"supportedTaskTypes": [], "plugins": [], "capabilities": []},
+        "hardware": {"cpus": 1.0, "memoryBytes": 1_u64 << 30},
+        "slots": 1,
+        "version": "hostile",
+    })
+}
+
 /// Observation 1: registering under the name of the real local worker
 /// ended that worker's running task (`lease_expired`).
 async fn a_live_workers_name_cannot_be_taken_by_another_token(db: Db) {
@@ -242,15 +254,8 @@ async fn a_live_workers_name_cannot_be_taken_by_another_token(db: Db) {
         .await;
 
     let hostile_token = server.worker_token(server_tenant(), true).await;
-    let registration = json!({
-        "name": "local",
-        "capabilities": {"supportedTaskTypes": [], "plugins": [], "capabilities": []},
-        "hardware": {"cpus": 1.0, "memoryBytes": 1_u64 << 30},
-        "slots": 1,
-        "version": "hostile",
-    });
     let (status, answer) = Api::new(&server.url, &hostile_token)
-        .post("/worker/register", registration)
+        .post("/worker/register", hostile_registration("local"))
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{answer}");
     assert_eq!(answer["error"]["code"], "worker_name_taken", "{answer}");
@@ -598,13 +603,8 @@ async fn worker_advertisements_are_bounded(db: Db) {
     let server = TestServer::start(db, |_| {}).await;
     let worker = Api::new(&server.url, &server.worker_token);
     let types: Vec<String> = (0..20_000).map(|n| format!("type-{n:05}")).collect();
-    let many = json!({
-        "name": "greedy",
-        "capabilities": {"supportedTaskTypes": types, "plugins": [], "capabilities": []},
-        "hardware": {"cpus": 1.0, "memoryBytes": 1_u64 << 30},
-        "slots": 1,
-        "version": "hostile",
-    });
+    let mut many = hostile_registration("greedy");
+    many["capabilities"]["supportedTaskTypes"] = json!(types);
     let (status, answer) = worker.post("/worker/register", many).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     assert_eq!(
@@ -612,43 +612,23 @@ async fn worker_advertisements_are_bounded(db: Db) {
         "{answer}"
     );
     let padding = "x".repeat(4_500_000);
-    let big = json!({
-        "name": "greedy",
-        "capabilities": {"supportedTaskTypes": [], "plugins": [], "capabilities": []},
-        "hardware": {"cpus": 1.0, "memoryBytes": 1_u64 << 30},
-        "labels": {"padding": padding},
-        "slots": 1,
-        "version": "hostile",
-    });
+    let mut big = hostile_registration("greedy");
+    big["labels"] = json!({"padding": padding});
     let (status, answer) = worker.post("/worker/register", big).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
     assert_eq!(answer["error"]["code"], "body_too_large", "{answer}");
     let labels: serde_json::Map<String, Value> =
         (0..100).map(|n| (format!("l{n}"), json!("v"))).collect();
-    let (status, answer) = worker
-        .post(
-            "/worker/register",
-            json!({
-                "name": "labelled",
-                "capabilities": {"supportedTaskTypes": [], "plugins": [], "capabilities": []},
-                "hardware": {"cpus": 1.0, "memoryBytes": 1_u64 << 30},
-                "labels": labels,
-                "slots": 1,
-                "version": "hostile",
-            }),
-        )
-        .await;
+    let mut labelled = hostile_registration("labelled");
+    labelled["labels"] = json!(labels);
+    let (status, answer) = worker.post("/worker/register", labelled).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     // Tasks held ahead are bounded by the slots: eight per slot.
     let ahead = |read_ahead: u32| {
-        json!({
-            "name": "hoarder",
-            "capabilities": {"supportedTaskTypes": [], "plugins": [], "capabilities": []},
-            "hardware": {"cpus": 1.0, "memoryBytes": 1_u64 << 30},
-            "slots": 2,
-            "readAhead": read_ahead,
-            "version": "hostile",
-        })
+        let mut registration = hostile_registration("hoarder");
+        registration["slots"] = json!(2);
+        registration["readAhead"] = json!(read_ahead);
+        registration
     };
     let (status, answer) = worker.post("/worker/register", ahead(17)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");

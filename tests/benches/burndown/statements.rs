@@ -63,11 +63,12 @@ struct Fields {
 }
 
 impl Fields {
-    fn record_text(&mut self, field: &Field, value: String) {
+    /// Where `field`'s text goes, if it is one kept.
+    fn text_of(&mut self, field: &Field) -> Option<&mut String> {
         match field.name() {
-            "db.statement" => self.statement = value,
-            "summary" => self.summary = value,
-            _ => {}
+            "db.statement" => Some(&mut self.statement),
+            "summary" => Some(&mut self.summary),
+            _ => None,
         }
     }
 
@@ -83,11 +84,15 @@ impl Fields {
 
 impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.record_text(field, format!("{value:?}"));
+        if let Some(text) = self.text_of(field) {
+            *text = format!("{value:?}");
+        }
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.record_text(field, value.to_string());
+        if let Some(text) = self.text_of(field) {
+            *text = value.to_string();
+        }
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {

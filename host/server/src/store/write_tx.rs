@@ -3,10 +3,10 @@
 //!
 //! On PostgreSQL a transaction is sqlx's, on a connection of a pool. On
 //! SQLite it runs on a connection driven on the caller's thread
-//! ([`DirectSqlite`]): the writing one, or the releaser's reading one. The store's code runs its statements
-//! on either through sqlx's [`Executor`] (`query(…).execute(&mut *tx)`),
-//! and ends it with [`WriteTx::commit`]; dropped before that, it rolls
-//! back.
+//! ([`DirectSqlite`]): the writing one, or the releaser's reading one. The
+//! store's code runs its statements on either through sqlx's [`Executor`]
+//! (`query(…).execute(&mut *tx)`), and ends it with [`WriteTx::commit`];
+//! dropped before that, it rolls back.
 
 use std::fmt;
 use std::time::{Duration, Instant};
